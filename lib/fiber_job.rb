@@ -1,0 +1,60 @@
+# frozen_string_literal: true
+
+# FiberJob: background jobs for Ruby on a Rust engine. This file is the public entry
+# point: configuration, the logger, and the requires of every public class.
+require "json"
+require "logger"
+require "securerandom"
+
+require_relative "fiber_job/version"
+require_relative "fiber_job/errors"
+require_relative "fiber_job/native"
+require_relative "fiber_job/configuration"
+require_relative "fiber_job/arguments"
+require_relative "fiber_job/client"
+require_relative "fiber_job/job"
+require_relative "fiber_job/queue"
+require_relative "fiber_job/processor"
+require_relative "fiber_job/worker"
+
+module FiberJob
+  class << self
+    # @yieldparam config [FiberJob::Configuration]
+    # @return [FiberJob::Configuration]
+    def configure
+      yield config
+      config.validate!
+      @client = nil
+      logger.level = config.logger_level if @logger
+      config
+    end
+
+    # @return [FiberJob::Configuration] the process-wide configuration
+    def config
+      @config ||= Configuration.new
+    end
+
+    # Restores every default (used by tests and by apps that reconfigure from scratch).
+    def reset!
+      @config = nil
+      @client = nil
+      @logger = nil
+    end
+
+    # @return [Logger] where FiberJob logs; assign any Logger-compatible object
+    def logger
+      @logger ||= Logger.new($stdout, level: config.logger_level, progname: "fiber_job")
+    end
+
+    attr_writer :logger
+
+    # The native client for the current configuration and process.
+    # @api private
+    def client
+      pid = Process.pid
+      @client = nil if @client_pid != pid
+      @client_pid = pid
+      @client ||= Native::Client.new(config.redis_url, config.prefix, config.network_timeout.to_f)
+    end
+  end
+end

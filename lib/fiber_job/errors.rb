@@ -1,0 +1,30 @@
+# frozen_string_literal: true
+
+# Every error FiberJob raises. The Rust extension looks these classes up by name
+# (src/ruby/error.rs), so this file is loaded before it.
+module FiberJob
+  # Base class: `rescue FiberJob::Error` catches everything FiberJob raises on purpose.
+  class Error < StandardError; end
+
+  # A configuration value is unusable; the message names the option.
+  class ConfigurationError < Error; end
+
+  # Redis could not be reached within `network_timeout`.
+  class ConnectionError < Error; end
+
+  # A payload could not be built or read.
+  class SerializationError < Error; end
+
+  # A cron expression does not parse; the message holds the expression and the reason.
+  class InvalidCronError < Error; end
+
+  # A job ran past its `@timeout`; handled like any failure (retried).
+  class TimeoutError < Error; end
+
+  # A payload names a class that is not a FiberJob job.
+  class UnknownJobError < Error; end
+
+  # Raised into a job the worker interrupts at the end of `shutdown_timeout`; the job
+  # goes back to its queue. Not a StandardError, so `rescue => e` does not swallow it.
+  class Shutdown < Interrupt; end
+end

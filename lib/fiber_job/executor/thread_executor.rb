@@ -1,0 +1,49 @@
+# frozen_string_literal: true
+
+module FiberJob
+  module Executor
+    # Runs jobs on Ruby threads (config.executor = :thread), for CPU-bound jobs or code
+    # that is not fiber-safe. One thread per unit of concurrency; each waits for work
+    # inside the engine without the GVL, so idle threads cost nothing.
+    class ThreadExecutor
+      # Seconds a thread waits for a job before checking for a stop again; the engine
+      # also wakes waiting threads at once when the worker stops.
+      WAIT = 1.0
+
+      def initialize(native, processor, shutdown_timeout, threads)
+        @native = native
+        @processor = processor
+        @shutdown_timeout = shutdown_timeout
+        @threads = threads
+      end
+
+      def run
+        threads = Array.new(@threads) { |i| Thread.new { work }.tap { |t| t.name = "fiber_job-#{i}" } }
+        nil until @native._wait_stop(WAIT)
+        deadline = now + @shutdown_timeout
+        threads.each { |t| t.join([deadline - now, 0].max) }
+        alive = threads.select(&:alive?)
+        unless alive.empty?
+          FiberJob.logger.warn("shutdown_timeout reached: interrupting #{alive.size} job(s); they go back to their queues")
+          alive.each { |t| t.raise(FiberJob::Shutdown, "worker is shutting down") }
+          alive.each { |t| t.join(WAIT * 5) }
+        end
+      end
+
+      private
+
+      def work
+        until @native._stopping?
+          tuple = @native._take_blocking(WAIT)
+          @processor.run(tuple) if tuple
+        end
+      rescue FiberJob::Shutdown
+        nil
+      end
+
+      def now
+        Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      end
+    end
+  end
+end

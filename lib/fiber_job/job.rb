@@ -1,0 +1,93 @@
+# frozen_string_literal: true
+
+module FiberJob
+  # Base class of every job. Subclasses define `perform` and may set defaults in
+  # `initialize` (call `super` first), exactly as the README shows:
+  #
+  #   class ComplexJob < FiberJob::Job
+  #     def initialize
+  #       super
+  #       @queue = :high_priority
+  #       @max_retries = 5
+  #       @timeout = 600
+  #     end
+  #   end
+  class Job
+    # Retries after the first failure before a job goes to the dead set.
+    DEFAULT_MAX_RETRIES = 3
+    # Seconds a job may run before it is interrupted with FiberJob::TimeoutError.
+    DEFAULT_TIMEOUT = 300
+
+    attr_accessor :queue, :max_retries, :timeout, :jid, :retry_count
+
+    def initialize
+      @queue = :default
+      @max_retries = DEFAULT_MAX_RETRIES
+      @timeout = DEFAULT_TIMEOUT
+      @jid = nil
+      @retry_count = 0
+    end
+
+    # The work. Receives exactly the arguments given to perform_async.
+    def perform(*_args)
+      raise NotImplementedError, "#{self.class} must define #perform"
+    end
+
+    # Seconds before retry number `attempt` (1, 2, …): exponential backoff with jitter,
+    # attempt**4 + 15 + rand(10 * attempt) (Sidekiq's curve: 16 s, 31 s, 96 s, 271 s, …).
+    def retry_delay(attempt)
+      (attempt**4) + 15 + rand(10 * attempt)
+    end
+
+    # True sends a due retry to the front of its queue instead of the back.
+    def priority_retry?
+      false
+    end
+
+    class << self
+      # Enqueues the job to run now. @return [String] the job id
+      def perform_async(*args)
+        Client.push(self, args)
+      end
+
+      # Runs the job `interval` seconds from now (Numeric or an ActiveSupport::Duration).
+      # @return [String] the job id
+      def perform_in(interval, *args)
+        unless interval.is_a?(Numeric) || (interval.respond_to?(:to_f) && !interval.is_a?(String))
+          raise ArgumentError, "#{name}.perform_in takes seconds (Numeric or a Duration) first, got #{interval.inspect}"
+        end
+
+        Client.schedule(self, Time.now.to_f + interval.to_f, args)
+      end
+
+      # Runs the job at `time`: a Time, Date, DateTime, or epoch seconds.
+      # @return [String] the job id
+      def perform_at(time, *args)
+        Client.schedule(self, epoch_seconds(time), args)
+      end
+
+      # Enqueues one job per argument list in one round trip. @return [Array<String>]
+      def perform_bulk(args_list)
+        Client.push_bulk(self, args_list)
+      end
+
+      # The queue this class's jobs go to (its `@queue` default), as a String.
+      def queue_name
+        @queue_name ||= new.queue.to_s
+      end
+
+      private
+
+      def epoch_seconds(time)
+        case time
+        when Numeric then time.to_f
+        when Time then time.to_f
+        else
+          return time.to_time.to_f if time.respond_to?(:to_time)
+
+          raise ArgumentError, "#{name}.perform_at takes a Time, Date, DateTime or epoch seconds, got #{time.inspect}"
+        end
+      end
+    end
+  end
+end

@@ -1,0 +1,392 @@
+//! The in-memory hand-off between tokio fetchers and Ruby executors.
+//!
+//! Fetchers `push` jobs they moved from Redis into a per-queue buffer; executors `take`
+//! them. A job is handed out only while its queue runs fewer than `limit` jobs, so the
+//! per-queue concurrency limit is exact: it is a counter under one mutex, not a hope.
+//! A fetcher asks for `capacity` first, so a process never holds more than
+//! `limit + prefetch` jobs of a queue (running plus buffered).
+//!
+//! Waking: thread executors wait on a `Condvar` (without the GVL); the fiber executor
+//! waits on the read end of a socketpair (an IO its scheduler understands), to which a
+//! byte is written when work may be available and it said it was waiting.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::payload::Parsed;
+
+/// A job taken from Redis, owned by this process until it is acked or given back.
+#[derive(Debug)]
+pub struct Job {
+    pub id: u64,
+    pub queue: usize,
+    pub raw: String,
+    pub parsed: Parsed,
+}
+
+/// What an executor gets: plain data, converted to Ruby objects once the GVL is held.
+#[derive(Debug)]
+pub struct Handed {
+    pub id: u64,
+    pub queue: usize,
+    pub class: String,
+    pub args: Vec<serde_json::Value>,
+    pub jid: String,
+    pub retry_count: u64,
+}
+
+struct QueueState {
+    limit: usize,
+    prefetch: usize,
+    buffer: VecDeque<Job>,
+    running: usize,
+}
+
+struct State {
+    queues: Vec<QueueState>,
+    inflight: HashMap<u64, Job>,
+    next_id: u64,
+    stopping: bool,
+    quiet: bool,
+    /// The fiber executor found nothing and waits for a byte on the wake socket.
+    waiting: bool,
+    /// Where the next `take` starts looking, so one busy queue cannot starve another.
+    next_queue: usize,
+}
+
+pub struct Dispatcher {
+    state: Mutex<State>,
+    cond: Condvar,
+    space: Vec<tokio::sync::Notify>,
+    wake_tx: UnixStream,
+    wake_rx: UnixStream,
+}
+
+impl Dispatcher {
+    /// `queues` holds (limit, prefetch) per queue, in the worker's queue order.
+    pub fn new(queues: &[(usize, usize)]) -> std::io::Result<Self> {
+        let (wake_tx, wake_rx) = UnixStream::pair()?;
+        wake_tx.set_nonblocking(true)?;
+        wake_rx.set_nonblocking(true)?;
+        Ok(Dispatcher {
+            state: Mutex::new(State {
+                queues: queues
+                    .iter()
+                    .map(|&(limit, prefetch)| QueueState {
+                        limit,
+                        prefetch,
+                        buffer: VecDeque::new(),
+                        running: 0,
+                    })
+                    .collect(),
+                inflight: HashMap::new(),
+                next_id: 1,
+                stopping: false,
+                quiet: false,
+                waiting: false,
+                next_queue: 0,
+            }),
+            cond: Condvar::new(),
+            space: queues.iter().map(|_| tokio::sync::Notify::new()).collect(),
+            wake_tx,
+            wake_rx,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock is a bug elsewhere; the state itself stays
+        // consistent (every mutation is a few field updates), so keep going.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The read end the fiber executor waits on.
+    pub fn wake_fd(&self) -> &UnixStream {
+        &self.wake_rx
+    }
+
+    fn wake(&self, st: &mut State) {
+        if st.waiting {
+            st.waiting = false;
+            // A full socket already holds a pending wake-up, so WouldBlock is fine.
+            let _ = (&self.wake_tx).write(&[1]);
+        }
+    }
+
+    /// How many more jobs of queue `q` a fetcher may take now; `None` once stopping.
+    pub fn capacity(&self, q: usize) -> Option<usize> {
+        let st = self.lock();
+        if st.stopping {
+            return None;
+        }
+        if st.quiet {
+            return Some(0);
+        }
+        let qs = &st.queues[q];
+        Some((qs.limit + qs.prefetch).saturating_sub(qs.running + qs.buffer.len()))
+    }
+
+    /// Waits until queue `q` has room; `None` once stopping.
+    pub async fn wait_capacity(&self, q: usize) -> Option<usize> {
+        loop {
+            let notified = self.space[q].notified();
+            match self.capacity(q) {
+                Some(0) => notified.await,
+                other => return other,
+            }
+        }
+    }
+
+    /// Adds fetched jobs to queue `q`'s buffer. Once stopping they are not buffered but
+    /// returned, for the caller to give back to Redis.
+    pub fn push(&self, q: usize, jobs: Vec<(String, Parsed)>) -> Vec<Job> {
+        let mut st = self.lock();
+        let mut out = Vec::new();
+        for (raw, parsed) in jobs {
+            let id = st.next_id;
+            st.next_id += 1;
+            let job = Job {
+                id,
+                queue: q,
+                raw,
+                parsed,
+            };
+            if st.stopping {
+                out.push(job);
+            } else {
+                st.queues[q].buffer.push_back(job);
+            }
+        }
+        self.cond.notify_all();
+        self.wake(&mut st);
+        out
+    }
+
+    fn take_locked(st: &mut State, max: usize) -> Vec<Handed> {
+        let mut out = Vec::new();
+        if st.stopping {
+            return out;
+        }
+        let n = st.queues.len();
+        let start = st.next_queue;
+        for i in 0..n {
+            let q = (start + i) % n;
+            while out.len() < max {
+                let qs = &mut st.queues[q];
+                if qs.running >= qs.limit {
+                    break;
+                }
+                let Some(job) = qs.buffer.pop_front() else {
+                    break;
+                };
+                qs.running += 1;
+                out.push(Handed {
+                    id: job.id,
+                    queue: q,
+                    class: job.parsed.class.clone(),
+                    args: job.parsed.args.clone(),
+                    jid: job.parsed.jid.clone(),
+                    retry_count: job.parsed.retry_count,
+                });
+                st.inflight.insert(job.id, job);
+            }
+        }
+        st.next_queue = (start + 1) % n.max(1);
+        out
+    }
+
+    /// Takes up to `max` jobs that may start now, without waiting. When there are none,
+    /// records that the fiber executor waits, so the next change writes a wake byte.
+    pub fn take(&self, max: usize) -> Vec<Handed> {
+        let mut st = self.lock();
+        let out = Self::take_locked(&mut st, max);
+        if out.is_empty() && !st.stopping {
+            st.waiting = true;
+        }
+        out
+    }
+
+    /// Waits up to `timeout` for one job that may start (thread executor, without the
+    /// GVL). Returns early with `None` when stopping or when `cancel` is set.
+    pub fn take_blocking(&self, timeout: Duration, cancel: &AtomicBool) -> Option<Handed> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        loop {
+            if let Some(h) = Self::take_locked(&mut st, 1).pop() {
+                return Some(h);
+            }
+            let now = Instant::now();
+            if st.stopping || cancel.load(Ordering::Acquire) || now >= deadline {
+                return None;
+            }
+            st = self
+                .cond
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Waits up to `timeout` for the worker to stop; true once it has.
+    pub fn wait_stopping(&self, timeout: Duration, cancel: &AtomicBool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        loop {
+            let now = Instant::now();
+            if st.stopping || cancel.load(Ordering::Acquire) || now >= deadline {
+                return st.stopping;
+            }
+            st = self
+                .cond
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Wakes every waiting taker (an unblock function calls this after setting its flag).
+    pub fn interrupt(&self) {
+        let _guard = self.lock();
+        self.cond.notify_all();
+    }
+
+    /// A handed-out job is over (acked, failed or to be given back): frees its slot.
+    pub fn finish(&self, id: u64) -> Option<Job> {
+        let mut st = self.lock();
+        let job = st.inflight.remove(&id)?;
+        st.queues[job.queue].running -= 1;
+        self.space[job.queue].notify_one();
+        self.cond.notify_all();
+        self.wake(&mut st);
+        Some(job)
+    }
+
+    /// Stops handing out and fetching; wakes everyone who waits.
+    pub fn stop(&self) {
+        let mut st = self.lock();
+        st.stopping = true;
+        st.waiting = true;
+        self.wake(&mut st);
+        self.cond.notify_all();
+        for s in &self.space {
+            s.notify_one();
+        }
+    }
+
+    /// Quiet (TSTP): stop fetching, keep running what was taken.
+    pub fn quiet(&self) {
+        let mut st = self.lock();
+        st.quiet = true;
+        st.waiting = true;
+        self.wake(&mut st);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.lock().stopping
+    }
+
+    pub fn is_quiet(&self) -> bool {
+        self.lock().quiet
+    }
+
+    /// Takes every buffered, unstarted job out (at shutdown, to give back to Redis).
+    pub fn drain_buffers(&self) -> Vec<Job> {
+        let mut st = self.lock();
+        st.queues
+            .iter_mut()
+            .flat_map(|q| q.buffer.drain(..))
+            .collect()
+    }
+
+    /// Jobs running now, per queue.
+    pub fn running(&self) -> Vec<usize> {
+        self.lock().queues.iter().map(|q| q.running).collect()
+    }
+
+    /// The in-flight job's payload fields (to build a failure record).
+    pub fn with_inflight<R>(&self, id: u64, f: impl FnOnce(&Job) -> R) -> Option<R> {
+        self.lock().inflight.get(&id).map(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::parse;
+
+    fn jobs(n: usize) -> Vec<(String, Parsed)> {
+        (0..n)
+            .map(|i| {
+                let raw = format!(r#"{{"class":"A","args":[{i}],"jid":"j{i}"}}"#);
+                let p = parse(&raw).unwrap();
+                (raw, p)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hands_out_no_more_than_the_limit() {
+        let d = Dispatcher::new(&[(3, 0)]).unwrap();
+        assert_eq!(d.capacity(0), Some(3));
+        d.push(0, jobs(5));
+        assert_eq!(d.capacity(0), Some(0));
+        let taken = d.take(10);
+        assert_eq!(taken.len(), 3);
+        assert!(d.take(10).is_empty());
+        d.finish(taken[0].id).unwrap();
+        let more = d.take(10);
+        assert_eq!(more.len(), 1);
+        assert_eq!(more[0].args, vec![serde_json::Value::from(3)], "FIFO order");
+    }
+
+    #[test]
+    fn queues_are_served_round_robin() {
+        let d = Dispatcher::new(&[(1, 0), (1, 0)]).unwrap();
+        d.push(0, jobs(1));
+        d.push(1, jobs(1));
+        let taken = d.take(10);
+        assert_eq!(
+            taken.iter().map(|h| h.queue).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+    }
+
+    #[test]
+    fn stop_returns_pushes_and_drains_buffers() {
+        let d = Dispatcher::new(&[(1, 1)]).unwrap();
+        d.push(0, jobs(2));
+        d.stop();
+        assert_eq!(d.capacity(0), None);
+        assert!(d.take(1).is_empty());
+        assert_eq!(d.push(0, jobs(1)).len(), 1);
+        assert_eq!(d.drain_buffers().len(), 2);
+    }
+
+    #[test]
+    fn take_blocking_wakes_on_push_from_another_thread() {
+        let d = std::sync::Arc::new(Dispatcher::new(&[(1, 0)]).unwrap());
+        let d2 = d.clone();
+        let t = std::thread::spawn(move || {
+            d2.take_blocking(Duration::from_secs(5), &AtomicBool::new(false))
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        d.push(0, jobs(1));
+        assert!(t.join().unwrap().is_some());
+    }
+
+    #[test]
+    fn wake_byte_is_written_only_when_waiting() {
+        use std::io::Read;
+        let d = Dispatcher::new(&[(1, 0)]).unwrap();
+        let mut buf = [0u8; 8];
+        d.push(0, jobs(1));
+        assert!((&d.wake_rx).read(&mut buf).is_err(), "nobody waited yet");
+        let taken = d.take(1);
+        assert!(d.take(1).is_empty()); // now waiting
+        d.finish(taken[0].id);
+        assert_eq!((&d.wake_rx).read(&mut buf).unwrap(), 1);
+    }
+}

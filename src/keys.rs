@@ -1,0 +1,114 @@
+//! Every Redis key FiberJob uses, built in one place from a configurable prefix.
+//!
+//! Keys that one Lua script touches together carry the queue name as a Redis Cluster
+//! hash tag (`{default}`), so a script's keys always live in one slot.
+
+/// Builds key names for one prefix (default `fiber_job`).
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Keys {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// Ready jobs of a queue: LPUSH to enqueue, taken from the right (FIFO).
+    pub fn queue(&self, queue: &str) -> String {
+        format!("{}:queue:{{{}}}", self.prefix, queue)
+    }
+
+    /// Jobs scheduled with `perform_in`/`perform_at`, score = run-at epoch seconds.
+    pub fn schedule(&self, queue: &str) -> String {
+        format!("{}:schedule:{{{}}}", self.prefix, queue)
+    }
+
+    /// Jobs waiting for a retry, score = run-at epoch seconds.
+    pub fn retry(&self, queue: &str) -> String {
+        format!("{}:retry:{{{}}}", self.prefix, queue)
+    }
+
+    /// Jobs one process has taken from a queue and not yet acknowledged.
+    pub fn processing(&self, queue: &str, identity: &str) -> String {
+        format!("{}:processing:{{{}}}:{}", self.prefix, queue, identity)
+    }
+
+    /// Set of every queue name ever enqueued to.
+    pub fn queues(&self) -> String {
+        format!("{}:queues", self.prefix)
+    }
+
+    /// Set of worker identities that have registered (live or not yet reaped).
+    pub fn processes(&self) -> String {
+        format!("{}:processes", self.prefix)
+    }
+
+    /// Heartbeat hash of one worker process (expires when the process stops beating).
+    pub fn process(&self, identity: &str) -> String {
+        format!("{}:process:{}", self.prefix, identity)
+    }
+
+    /// Capped list of failure records, newest first.
+    pub fn failed(&self) -> String {
+        format!("{}:failed", self.prefix)
+    }
+
+    /// Dead set: jobs that exhausted their retries or could not be run, score = died at.
+    pub fn dead(&self) -> String {
+        format!("{}:dead", self.prefix)
+    }
+
+    /// Pub/sub channel that tells schedulers a job was scheduled (payload: the queue).
+    pub fn schedule_channel(&self) -> String {
+        format!("{}:scheduled", self.prefix)
+    }
+
+    /// Counters: `stat:processed`, `stat:failed`, and per queue `stat:processed:{q}`.
+    pub fn stat(&self, name: &str) -> String {
+        format!("{}:stat:{}", self.prefix, name)
+    }
+
+    pub fn stat_queue(&self, name: &str, queue: &str) -> String {
+        format!("{}:stat:{}:{{{}}}", self.prefix, name, queue)
+    }
+
+    /// Cron definitions (hash: class name → JSON definition).
+    pub fn cron(&self) -> String {
+        format!("{}:cron", self.prefix)
+    }
+
+    /// The lock that makes one cron tick run once across processes.
+    pub fn cron_tick(&self, class: &str, tick: i64) -> String {
+        format!("{}:cron:tick:{}:{}", self.prefix, class, tick)
+    }
+
+    /// Lock that lets one live process at a time reap dead processes' jobs.
+    pub fn reaper_lock(&self) -> String {
+        format!("{}:reaper:lock", self.prefix)
+    }
+
+    /// How many times a job (by jid) was recovered from a dead process.
+    pub fn recoveries(&self) -> String {
+        format!("{}:recoveries", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_keys_share_a_hash_tag() {
+        let k = Keys::new("fj");
+        assert_eq!(k.queue("default"), "fj:queue:{default}");
+        assert_eq!(
+            k.processing("default", "h:1:a"),
+            "fj:processing:{default}:h:1:a"
+        );
+        assert_eq!(k.schedule("high"), "fj:schedule:{high}");
+        assert_eq!(k.retry("high"), "fj:retry:{high}");
+    }
+}

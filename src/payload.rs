@@ -1,0 +1,208 @@
+//! The job format: one JSON object with Sidekiq's field names (`class`, `args`, `jid`,
+//! `queue`, `created_at`, `enqueued_at`, `retry_count`, and on failure `error_class`,
+//! `error_message`, `failed_at`, `backtrace`).
+//!
+//! Payloads are parsed once, here, when a fetcher takes them from Redis. A payload that
+//! cannot be run is rejected with a reason that ends up in the dead set.
+
+use serde_json::{Map, Value};
+
+/// A payload that parsed and has the fields a worker needs.
+#[derive(Clone, Debug)]
+pub struct Parsed {
+    pub class: String,
+    pub args: Vec<Value>,
+    pub jid: String,
+    pub retry_count: u64,
+    pub fields: Map<String, Value>,
+}
+
+/// Parses a payload taken from a queue. `Err` holds the reason it cannot run.
+pub fn parse(raw: &str) -> Result<Parsed, String> {
+    let value: Value =
+        serde_json::from_str(raw).map_err(|e| format!("payload is not valid JSON: {e}"))?;
+    let Value::Object(fields) = value else {
+        return Err("payload is not a JSON object".to_string());
+    };
+    let class = match fields.get("class") {
+        Some(Value::String(c)) if !c.is_empty() => c.clone(),
+        Some(_) => return Err("payload field 'class' is not a non-empty string".to_string()),
+        None => return Err("payload has no 'class' field".to_string()),
+    };
+    let args = match fields.get("args") {
+        Some(Value::Array(a)) => a.clone(),
+        Some(_) => return Err("payload field 'args' is not an array".to_string()),
+        None => return Err("payload has no 'args' field".to_string()),
+    };
+    let jid = match fields.get("jid") {
+        Some(Value::String(j)) => j.clone(),
+        _ => String::new(),
+    };
+    let retry_count = fields
+        .get("retry_count")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Ok(Parsed {
+        class,
+        args,
+        jid,
+        retry_count,
+        fields,
+    })
+}
+
+/// What a failed attempt adds to a payload.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub error_class: String,
+    pub error_message: String,
+    pub backtrace: Vec<String>,
+    pub failed_at: f64,
+}
+
+/// How many backtrace lines a failure keeps: enough to find the failing line, small enough
+/// that a capped failure list of big backtraces stays a few MB.
+pub const BACKTRACE_LINES: usize = 20;
+
+/// The payload after a failed attempt: retry_count incremented, error fields set.
+pub fn with_failure(fields: &Map<String, Value>, failure: &Failure) -> Map<String, Value> {
+    let mut out = fields.clone();
+    let count = fields
+        .get("retry_count")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    out.insert("retry_count".into(), Value::from(count + 1));
+    out.insert(
+        "error_class".into(),
+        Value::from(failure.error_class.clone()),
+    );
+    out.insert(
+        "error_message".into(),
+        Value::from(failure.error_message.clone()),
+    );
+    out.insert("failed_at".into(), Value::from(failure.failed_at));
+    let trace: Vec<Value> = failure
+        .backtrace
+        .iter()
+        .take(BACKTRACE_LINES)
+        .map(|l| Value::from(l.clone()))
+        .collect();
+    out.insert("backtrace".into(), Value::Array(trace));
+    out
+}
+
+/// The record kept in the failed list: the failed payload plus `error`
+/// ("ErrorClass: message"), which is what `Queue.failed_jobs` readers print.
+pub fn failure_record(failed: &Map<String, Value>, failure: &Failure, queue: &str) -> String {
+    let mut rec = failed.clone();
+    rec.insert(
+        "error".into(),
+        Value::from(format!(
+            "{}: {}",
+            failure.error_class, failure.error_message
+        )),
+    );
+    rec.entry("queue").or_insert_with(|| Value::from(queue));
+    Value::Object(rec).to_string()
+}
+
+/// A dead-set entry for a payload that could not even be parsed: the raw text is kept
+/// verbatim under `payload` so nothing is lost.
+pub fn unparsable_record(raw: &str, reason: &str, queue: &str, now: f64) -> String {
+    let mut rec = Map::new();
+    rec.insert("class".into(), Value::Null);
+    rec.insert("queue".into(), Value::from(queue));
+    rec.insert("payload".into(), Value::from(raw));
+    rec.insert(
+        "error_class".into(),
+        Value::from("FiberJob::UnknownJobError"),
+    );
+    rec.insert("error_message".into(), Value::from(reason));
+    rec.insert(
+        "error".into(),
+        Value::from(format!("FiberJob::UnknownJobError: {reason}")),
+    );
+    rec.insert("failed_at".into(), Value::from(now));
+    Value::Object(rec).to_string()
+}
+
+/// A dead-set entry for a parsed job that will not run again.
+pub fn dead_record(
+    fields: &Map<String, Value>,
+    reason_class: &str,
+    reason: &str,
+    now: f64,
+) -> String {
+    let mut rec = fields.clone();
+    rec.insert("error_class".into(), Value::from(reason_class));
+    rec.insert("error_message".into(), Value::from(reason));
+    rec.insert(
+        "error".into(),
+        Value::from(format!("{reason_class}: {reason}")),
+    );
+    rec.insert("failed_at".into(), Value::from(now));
+    rec.insert("died_at".into(), Value::from(now));
+    Value::Object(rec).to_string()
+}
+
+/// Seconds since the epoch, as Sidekiq stores times.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_good_payload() {
+        let p =
+            parse(r#"{"class":"EmailJob","args":[123,"hi"],"jid":"abc","retry_count":2}"#).unwrap();
+        assert_eq!(p.class, "EmailJob");
+        assert_eq!(p.args, vec![Value::from(123), Value::from("hi")]);
+        assert_eq!(p.jid, "abc");
+        assert_eq!(p.retry_count, 2);
+    }
+
+    #[test]
+    fn rejects_bad_payloads_with_a_reason() {
+        assert!(parse("not json").unwrap_err().contains("not valid JSON"));
+        assert!(parse("[1]").unwrap_err().contains("not a JSON object"));
+        assert!(parse(r#"{"args":[]}"#).unwrap_err().contains("no 'class'"));
+        assert!(parse(r#"{"class":"A"}"#).unwrap_err().contains("no 'args'"));
+        assert!(parse(r#"{"class":"A","args":{}}"#)
+            .unwrap_err()
+            .contains("not an array"));
+        assert!(parse(r#"{"class":5,"args":[]}"#)
+            .unwrap_err()
+            .contains("'class'"));
+    }
+
+    #[test]
+    fn failure_increments_the_count_and_trims_the_backtrace() {
+        let p = parse(r#"{"class":"A","args":[],"jid":"j","retry_count":1}"#).unwrap();
+        let f = Failure {
+            error_class: "RuntimeError".into(),
+            error_message: "boom".into(),
+            backtrace: (0..50).map(|i| format!("line {i}")).collect(),
+            failed_at: 1.5,
+        };
+        let out = with_failure(&p.fields, &f);
+        assert_eq!(out["retry_count"], Value::from(2));
+        assert_eq!(out["backtrace"].as_array().unwrap().len(), BACKTRACE_LINES);
+        let rec: Value = serde_json::from_str(&failure_record(&out, &f, "default")).unwrap();
+        assert_eq!(rec["error"], Value::from("RuntimeError: boom"));
+        assert_eq!(rec["queue"], Value::from("default"));
+    }
+
+    #[test]
+    fn unparsable_payload_is_kept_verbatim() {
+        let rec: Value =
+            serde_json::from_str(&unparsable_record("{oops", "bad", "q", 2.0)).unwrap();
+        assert_eq!(rec["payload"], Value::from("{oops"));
+        assert_eq!(rec["queue"], Value::from("q"));
+    }
+}

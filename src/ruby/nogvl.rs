@@ -1,0 +1,67 @@
+//! The one place that releases the GVL.
+//!
+//! `without_gvl(func, ubf)` runs `func` on the calling (Ruby) thread without the GVL,
+//! so other Ruby threads run meanwhile. `ubf` is the unblock function: Ruby calls it
+//! from another thread when this thread is interrupted (Ctrl-C, `Thread#kill`,
+//! `Thread#raise`, a timeout), and it must make `func` return soon (set a cancel token,
+//! wake a condvar).
+//!
+//! Safety argument:
+//! - `func` and its result are `Send`: magnus types that touch Ruby are not, so the
+//!   compiler rejects any Ruby call inside `func`.
+//! - It uses `rb_thread_call_without_gvl2`, which does not check interrupts after
+//!   `func` returns: a pending exception is raised later by the VM in Ruby code, never
+//!   by a `longjmp` through these Rust frames. If an interrupt was already pending,
+//!   `func` does not run and the result is `None`.
+//! - Panics in `func` and `ubf` are caught; a panic in `func` is resumed once the GVL
+//!   is held again, where magnus turns it into a Ruby exception.
+//! - `data1`/`data2` point at locals that outlive the call, which is synchronous.
+
+use std::ffi::c_void;
+use std::panic::{self, AssertUnwindSafe};
+
+struct Call<F, R> {
+    func: Option<F>,
+    result: Option<std::thread::Result<R>>,
+}
+
+unsafe extern "C" fn call<F: FnOnce() -> R, R>(data: *mut c_void) -> *mut c_void {
+    // SAFETY: `data` is the `&mut Call` passed below and nothing else touches it now.
+    let call = unsafe { &mut *(data as *mut Call<F, R>) };
+    if let Some(func) = call.func.take() {
+        call.result = Some(panic::catch_unwind(AssertUnwindSafe(func)));
+    }
+    std::ptr::null_mut()
+}
+
+unsafe extern "C" fn unblock<U: Fn()>(data: *mut c_void) {
+    // SAFETY: `data` is the `&U` passed below, alive for the whole call.
+    let ubf = unsafe { &*(data as *const U) };
+    let _ = panic::catch_unwind(AssertUnwindSafe(ubf));
+}
+
+/// Runs `func` without the GVL; `None` if an interrupt was pending and it did not run.
+pub fn without_gvl<F, R, U>(func: F, ubf: U) -> Option<R>
+where
+    F: FnOnce() -> R + Send,
+    R: Send,
+    U: Fn() + Sync,
+{
+    let mut data = Call {
+        func: Some(func),
+        result: None,
+    };
+    // SAFETY: see the module comment; both pointers outlive this synchronous call.
+    unsafe {
+        rb_sys::rb_thread_call_without_gvl2(
+            Some(call::<F, R>),
+            &mut data as *mut Call<F, R> as *mut c_void,
+            Some(unblock::<U>),
+            &ubf as *const U as *mut c_void,
+        );
+    }
+    match data.result? {
+        Ok(r) => Some(r),
+        Err(payload) => panic::resume_unwind(payload),
+    }
+}

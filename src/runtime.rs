@@ -1,0 +1,92 @@
+//! The process-wide tokio runtime and the client connections it owns.
+//!
+//! It records the pid it was built in. After `fork` the child has none of the parent's
+//! threads, so the first use in the child builds a new runtime and new connections; the
+//! parent's are leaked on purpose (dropping them would try to join threads that do not
+//! exist in the child).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::error::{Error, Result};
+
+/// Two worker threads: these machines have two cores, and the runtime only does I/O.
+const WORKER_THREADS: usize = 2;
+
+pub struct Runtime {
+    pid: u32,
+    pub tokio: tokio::runtime::Runtime,
+    clients: tokio::sync::Mutex<HashMap<String, ConnectionManager>>,
+}
+
+static RUNTIME: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
+
+/// The runtime of this process, built on first use and rebuilt after a fork.
+pub fn get() -> Result<Arc<Runtime>> {
+    let mut slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
+    let pid = std::process::id();
+    if let Some(rt) = slot.as_ref() {
+        if rt.pid == pid {
+            return Ok(rt.clone());
+        }
+    }
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKER_THREADS)
+        .thread_name("fiber_job-tokio")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("cannot start the tokio runtime: {e}")))?;
+    let rt = Arc::new(Runtime {
+        pid,
+        tokio,
+        clients: tokio::sync::Mutex::new(HashMap::new()),
+    });
+    if let Some(old) = slot.replace(rt.clone()) {
+        // Built in the parent before a fork: its threads are gone here, never drop it.
+        std::mem::forget(old);
+    }
+    Ok(rt)
+}
+
+impl Runtime {
+    /// The shared, self-reconnecting connection for `url` (enqueues and admin calls).
+    /// Concurrent callers share it, so their commands are pipelined on one socket.
+    pub async fn client(&self, url: &str, timeout: Duration) -> Result<ConnectionManager> {
+        let mut clients = self.clients.lock().await;
+        if let Some(c) = clients.get(url) {
+            return Ok(c.clone());
+        }
+        let client = open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            // Reconnection is retried by our callers within their own deadline.
+            .set_number_of_retries(1);
+        let manager =
+            tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config))
+                .await
+                .map_err(|_| timed_out(url, timeout))??;
+        clients.insert(url.to_string(), manager.clone());
+        Ok(manager)
+    }
+}
+
+pub fn open(url: &str) -> Result<redis::Client> {
+    redis::Client::open(url).map_err(|e| {
+        Error::Config(format!(
+            "redis_url {:?} is not a Redis URL ({e}); use e.g. redis://localhost:6379/0",
+            crate::mask_password(url)
+        ))
+    })
+}
+
+pub fn timed_out(url: &str, timeout: Duration) -> Error {
+    Error::Connection(format!(
+        "Redis at {} did not answer within {:.1}s; check that it is running (network_timeout sets this limit)",
+        crate::mask_password(url),
+        timeout.as_secs_f64()
+    ))
+}
