@@ -1,0 +1,25 @@
+# frozen_string_literal: true
+
+require_relative "lib/fiber_job/version"
+
+Gem::Specification.new do |spec|
+  spec.name = "fiber_job"
+  spec.version = FiberJob::VERSION
+  spec.summary = "Redis-backed background jobs for Ruby with a Rust engine"
+  spec.description = "FiberJob runs background jobs from Redis. A Rust core on tokio does the " \
+                     "fetching, buffering, concurrency limits, scheduling, retries and recovery; " \
+                     "Ruby runs only your job's perform, in fibers or threads."
+  spec.authors = ["FiberJob developers"]
+  spec.license = "MIT"
+  spec.required_ruby_version = ">= 3.1"
+
+  spec.files = Dir[
+    "lib/**/*.rb", "ext/fiber_job/extconf.rb", "src/**/*.rs", "Cargo.toml", "Cargo.lock",
+    "README.md", "CHANGELOG.md", "LICENSE", "docs/*.md", "exe/*"
+  ]
+  spec.require_paths = ["lib"]
+  spec.extensions = ["ext/fiber_job/extconf.rb"]
+
+  # The fiber executor (the default) runs on the async gem's reactor.
+  spec.add_dependency "async", ">= 1.30", "< 3"
+end

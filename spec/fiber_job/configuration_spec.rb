@@ -1,0 +1,62 @@
+# frozen_string_literal: true
+
+RSpec.describe FiberJob::Configuration do
+  subject(:config) { described_class.new }
+
+  around do |example|
+    saved = ENV.to_h.slice("REDIS_URL", "FIBER_JOB_LOG_LEVEL")
+    ENV.delete("REDIS_URL")
+    ENV.delete("FIBER_JOB_LOG_LEVEL")
+    example.run
+  ensure
+    ENV.update(saved)
+  end
+
+  it "has the README's defaults" do
+    expect(config.redis_url).to eq("redis://localhost:6379")
+    expect(config.concurrency).to eq(2)
+    expect(config.queues).to eq(["default"])
+    expect(config.queue_concurrency).to eq("default" => 2)
+    expect(config.log_level).to eq(:info)
+    expect(config.executor).to eq(:fiber)
+    expect(config.shutdown_timeout).to eq(25)
+  end
+
+  it "reads REDIS_URL and FIBER_JOB_LOG_LEVEL" do
+    ENV["REDIS_URL"] = "redis://example:6380/2"
+    ENV["FIBER_JOB_LOG_LEVEL"] = "debug"
+    expect(described_class.new.redis_url).to eq("redis://example:6380/2")
+    expect(described_class.new.log_level).to eq(:debug)
+  end
+
+  it "takes the README's configure block" do
+    FiberJob.configure do |c|
+      c.redis_url = TEST_REDIS.url
+      c.queues = %i[default high low]
+      c.queue_concurrency = { default: 5, high: 10, low: 2 }
+      c.log_level = :warn
+    end
+    expect(FiberJob.config.queues).to eq(%w[default high low])
+    expect(FiberJob.config.concurrency_for(:high)).to eq(10)
+    expect(FiberJob.config.concurrency_for(:other)).to eq(2)
+    expect(FiberJob.logger.level).to eq(Logger::WARN)
+  end
+
+  {
+    log_level: [:loud, /log_level :loud is not one of debug, info/],
+    concurrency: [-1, /concurrency must be a positive Integer, got -1/],
+    redis_url: ["http://x", %r{redis_url "http://x" must start with redis://}],
+    queues: [[], /queues must list at least one queue/],
+    queue_concurrency: [{ default: 0 }, /queue_concurrency\[:default\] must be a positive Integer/],
+    executor: [:process, /executor :process is not one of :fiber, :thread/]
+  }.each do |option, (value, message)|
+    it "rejects a bad #{option} with a ConfigurationError naming it" do
+      expect { FiberJob.configure { |c| c.public_send(:"#{option}=", value) } }
+        .to raise_error(FiberJob::ConfigurationError, message)
+    end
+  end
+
+  it "rejects an unparsable URL" do
+    expect { config.redis_url = "redis://a b" }.to raise_error(FiberJob::ConfigurationError, /redis_url "redis:\/\/a b" is not a URL/)
+  end
+end

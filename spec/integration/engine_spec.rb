@@ -1,0 +1,175 @@
+# frozen_string_literal: true
+
+# Tracks what jobs run in this process (the in-process worker runs on a thread).
+module Ran
+  @lock = Mutex.new
+  @calls = []
+  @running = Hash.new(0)
+  @peak = Hash.new(0)
+
+  class << self
+    attr_reader :calls
+
+    def reset!
+      @lock.synchronize do
+        @calls = []
+        @running = Hash.new(0)
+        @peak = Hash.new(0)
+      end
+    end
+
+    def record(*args)
+      @lock.synchronize { @calls << args }
+    end
+
+    def enter(queue)
+      @lock.synchronize do
+        @running[queue] += 1
+        @peak[queue] = [@peak[queue], @running[queue]].max
+      end
+    end
+
+    def leave(queue)
+      @lock.synchronize { @running[queue] -= 1 }
+    end
+
+    def peak(queue)
+      @lock.synchronize { @peak[queue] }
+    end
+  end
+end
+
+class EmailJob < FiberJob::Job
+  def perform(user_id, message)
+    Ran.record(user_id, message)
+  end
+end
+
+class SlowJob < FiberJob::Job
+  def perform(seconds, queue = "default")
+    Ran.enter(queue)
+    sleep seconds
+  ensure
+    Ran.leave(queue)
+    Ran.record(:slow)
+  end
+end
+
+class HighSlowJob < SlowJob
+  def initialize
+    super
+    @queue = :high
+  end
+end
+
+class FailingJob < FiberJob::Job
+  def perform(message)
+    raise ArgumentError, message
+  end
+end
+
+RSpec.describe "the engine, end to end" do
+  before { Ran.reset! }
+
+  %i[fiber thread].each do |executor|
+    context "with the #{executor} executor" do
+      before { FiberJob.config.executor = executor }
+
+      it "runs each job once with exactly the enqueued arguments" do
+        args = [[123, "Welcome!"], [{ "deep" => [1, { "x" => nil }] }, [1.5, true]], ["ünïcødé", ""]]
+        jids = args.map { |a| EmailJob.perform_async(*a) }
+        expect(jids.uniq.size).to eq(3)
+        with_worker { wait_for { Ran.calls.size == 3 } }
+        expect(Ran.calls).to match_array(args)
+        expect(redis.llen("fiber_job:queue:{default}")).to eq(0)
+        expect(redis.keys("fiber_job:processing:*")).to be_empty
+        expect(redis.get("fiber_job:stat:processed").to_i).to eq(3)
+      end
+
+      it "never runs more than the queue's concurrency at once, and reaches it" do
+        FiberJob.config.queue_concurrency = { default: 3 }
+        30.times { SlowJob.perform_async(0.2) }
+        with_worker do
+          wait_for(message: "three running") { FiberJob::Queue.stats(:default)[:processing] == 3 }
+          expect(FiberJob::Queue.stats(:default)[:size]).to be <= 27
+          wait_for(timeout: 20) { Ran.calls.size == 30 }
+        end
+        expect(Ran.peak("default")).to eq(3)
+      end
+
+      it "keeps separate limits per queue" do
+        FiberJob.config.queues = %i[default high]
+        FiberJob.config.queue_concurrency = { default: 1, high: 4 }
+        6.times { SlowJob.perform_async(0.2) }
+        12.times { HighSlowJob.perform_async(0.2, "high") }
+        with_worker do
+          wait_for(timeout: 20) { Ran.calls.size == 18 }
+        end
+        expect(Ran.peak("default")).to eq(1)
+        expect(Ran.peak("high")).to eq(4)
+      end
+
+      it "records a failing job in failed_jobs and schedules its retry" do
+        jid = FailingJob.perform_async("no such user")
+        with_worker { wait_for { FiberJob::Queue.failed_jobs.any? } }
+        failure = FiberJob::Queue.failed_jobs.first
+        expect(failure).to include("class" => "FailingJob", "jid" => jid, "args" => ["no such user"],
+                                   "error" => "ArgumentError: no such user", "error_class" => "ArgumentError",
+                                   "queue" => "default", "retry_count" => 1)
+        expect(failure["failed_at"]).to be_within(10).of(Time.now.to_f)
+        expect(failure["backtrace"].first).to include("engine_spec.rb")
+        expect(FiberJob::Queue.stats(:default)[:scheduled]).to eq(1)
+      end
+
+      it "sends a payload naming a class that is not a job to the dead set, and keeps working" do
+        redis.lpush("fiber_job:queue:{default}", JSON.generate("class" => "Kernel", "args" => [], "jid" => "k1"))
+        redis.lpush("fiber_job:queue:{default}", "{not json")
+        EmailJob.perform_async(1, "after")
+        with_worker { wait_for { Ran.calls.size == 1 && redis.zcard("fiber_job:dead") == 2 } }
+        reasons = redis.zrange("fiber_job:dead", 0, -1).map { |j| JSON.parse(j)["error"] }
+        expect(reasons).to contain_exactly(/"Kernel" is not a FiberJob::Job subclass/, /not valid JSON/)
+      end
+    end
+  end
+
+  it "leaves a job in its processing list when the worker is killed mid-run" do
+    pid, out = spawn_ruby(<<~RUBY)
+      class NapJob < FiberJob::Job
+        def perform(s) = (puts("started"); sleep(s))
+      end
+      NapJob.perform_async(30)
+      FiberJob::Worker.new.start
+    RUBY
+    wait_for(message: "job start") { File.read(out).include?("started") }
+    Process.kill("KILL", pid)
+    wait_process(pid)
+    lists = redis.keys("fiber_job:processing:{default}:*")
+    expect(lists.size).to eq(1)
+    expect(JSON.parse(redis.lindex(lists.first, 0))).to include("class" => "NapJob", "args" => [30])
+    expect(FiberJob::Queue.stats(:default)).to include(size: 0, processing: 1)
+  end
+
+  it "enqueues and works in forked children" do
+    pid, out = spawn_ruby(<<~RUBY)
+      class ForkJob < FiberJob::Job
+        def perform(who) = FiberJob.client._push("done", [who])
+      end
+      ForkJob.perform_async("parent")
+      children = 2.times.map do |i|
+        fork do
+          ForkJob.perform_async("child-\#{i}")
+          w = FiberJob::Worker.new
+          Thread.new { sleep 0.5 until FiberJob::Queue.stats(:default)[:size].zero?; sleep 0.2; w.stop }
+          w.start
+          exit!(0)
+        end
+      end
+      statuses = children.map { |c| Process.wait2(c).last.exitstatus }
+      puts "children: \#{statuses.inspect}"
+    RUBY
+    status = wait_process(pid, timeout: 60)
+    expect(File.read(out)).to include("children: [0, 0]")
+    expect(status.exitstatus).to eq(0)
+    expect(redis.lrange("fiber_job:queue:{done}", 0, -1)).to contain_exactly("parent", "child-0", "child-1")
+  end
+end

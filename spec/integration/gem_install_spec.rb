@@ -1,0 +1,40 @@
+# frozen_string_literal: true
+
+require "open3"
+
+# Builds the gem, installs it into a scratch GEM_HOME (compiling the Rust crate through
+# extconf.rb, as `gem install` does on a user's machine) and uses it from another
+# directory. The slowest spec (a cold cargo build, about 80 s here).
+RSpec.describe "gem build and gem install", :slow do
+  root = File.expand_path("../..", __dir__)
+
+  it "installs a gem that works from another directory and carries no cargo target/" do
+    Dir.mktmpdir("fiber_job-gem") do |dir|
+      gem_home = File.join(dir, "gems")
+      env = { "GEM_HOME" => gem_home, "GEM_PATH" => [gem_home, *Gem.path].join(":"), "RUBYOPT" => nil, "RUBYLIB" => nil }
+      out, status = Open3.capture2e(env, "gem", "build", "fiber_job.gemspec", "-o", File.join(dir, "fiber_job.gem"), chdir: root)
+      expect(status).to be_success, out
+      out, status = Open3.capture2e(env, "gem", "install", "--local", "--no-document", File.join(dir, "fiber_job.gem"), chdir: dir)
+      expect(status).to be_success, out
+
+      installed = Dir[File.join(gem_home, "gems", "fiber_job-*")].first
+      expect(Dir[File.join(installed, "**", "target")]).to be_empty
+      expect(Dir[File.join(gem_home, "**", "fiber_job.so")]).not_to be_empty
+
+      script = <<~RUBY
+        require "fiber_job"
+        abort "loaded from the repo" if $LOADED_FEATURES.grep(%r{#{root}/lib}).any?
+        FiberJob.configure { |c| c.redis_url = #{TEST_REDIS.url.dump}; c.log_level = :warn }
+        class InstalledJob < FiberJob::Job
+          def perform(a, b) = (puts "performed \#{a} \#{b}"; $w.stop)
+        end
+        InstalledJob.perform_async(1, "two")
+        $w = FiberJob::Worker.new
+        $w.start
+      RUBY
+      out, status = Open3.capture2e(env, RbConfig.ruby, "-e", script, chdir: dir)
+      expect(status).to be_success, out
+      expect(out).to include("performed 1 two")
+    end
+  end
+end

@@ -1,0 +1,78 @@
+# frozen_string_literal: true
+
+require "rbconfig"
+require "timeout"
+
+# Helpers shared by the specs: a raw Redis client for assertions, running a worker in
+# this process or as a real subprocess, and waiting with a bound.
+module SpecHelpers
+  LIB = File.expand_path("../../lib", __dir__)
+
+  def redis
+    @redis ||= Redis.new(url: FiberJob.config.redis_url)
+  end
+
+  # Polls `block` until truthy or fails after `timeout` seconds (used only to wait
+  # for another process's effect, never to assert timing).
+  def wait_for(timeout: 10, interval: 0.01, message: "condition")
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
+    loop do
+      value = yield
+      return value if value
+
+      raise "timed out after #{timeout}s waiting for #{message}" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+      sleep interval
+    end
+  end
+
+  # Runs a worker on a thread of this process until the block returns.
+  def with_worker(**options)
+    worker = FiberJob::Worker.new(**options)
+    thread = Thread.new { worker.start }
+    thread.report_on_exception = true
+    yield worker
+  ensure
+    worker&.stop
+    thread&.join(30) || raise("worker thread did not stop")
+  end
+
+  # Writes a Ruby program (fiber_job loaded, configured for the test Redis, then
+  # `body`) and starts it as a real process. Returns [pid, output file].
+  def spawn_ruby(body, env: {})
+    dir = Dir.mktmpdir("fiber_job-proc")
+    script = File.join(dir, "main.rb")
+    out = File.join(dir, "out.log")
+    File.write(script, <<~RUBY)
+      $stdout.sync = true
+      require "fiber_job"
+      FiberJob.configure { |c| c.redis_url = #{FiberJob.config.redis_url.dump}; c.prefix = #{FiberJob.config.prefix.dump} }
+      #{body}
+    RUBY
+    pid = Process.spawn(env, RbConfig.ruby, "-I", LIB, script, out: out, err: [:child, :out], pgroup: true)
+    (@spawned ||= []) << pid
+    [pid, out]
+  end
+
+  # Waits for a spawned process; returns its Process::Status.
+  def wait_process(pid, timeout: 30)
+    Timeout.timeout(timeout) { Process.wait2(pid).last }
+  ensure
+    @spawned&.delete(pid)
+  end
+
+  def kill_spawned
+    (@spawned || []).each do |pid|
+      Process.kill("KILL", -pid)
+    rescue Errno::ESRCH, Errno::EPERM
+      nil
+    ensure
+      begin
+        Process.wait(pid)
+      rescue Errno::ECHILD
+        nil
+      end
+    end
+    @spawned = []
+  end
+end

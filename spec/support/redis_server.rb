@@ -1,0 +1,89 @@
+# frozen_string_literal: true
+
+require "socket"
+require "tmpdir"
+require "fileutils"
+
+# A redis-server process of the test suite's own, on a free port, so specs can stop,
+# kill and restart it to inject faults without touching any other Redis.
+class RedisServer
+  attr_reader :port, :dir
+
+  def initialize(aof: false)
+    @aof = aof
+    @dir = Dir.mktmpdir("fiber_job-redis")
+    @port = free_port
+    @pid = nil
+  end
+
+  def url(db = 0)
+    "redis://127.0.0.1:#{@port}/#{db}"
+  end
+
+  def start
+    args = ["redis-server", "--port", @port.to_s, "--bind", "127.0.0.1", "--dir", @dir,
+            "--save", "", "--daemonize", "no", "--logfile", File.join(@dir, "redis.log")]
+    args += @aof ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]
+    @pid = Process.spawn(*args, out: File::NULL, err: File::NULL)
+    wait_until_up
+    self
+  end
+
+  def running?
+    !@pid.nil?
+  end
+
+  # Graceful stop (SHUTDOWN NOSAVE semantics come from --save "").
+  def stop
+    return unless @pid
+
+    Process.kill("TERM", @pid)
+    Process.wait(@pid)
+  rescue Errno::ESRCH, Errno::ECHILD
+    nil
+  ensure
+    @pid = nil
+  end
+
+  def kill9
+    return unless @pid
+
+    Process.kill("KILL", @pid)
+    Process.wait(@pid)
+  rescue Errno::ESRCH, Errno::ECHILD
+    nil
+  ensure
+    @pid = nil
+  end
+
+  def cleanup
+    stop
+    FileUtils.rm_rf(@dir)
+  end
+
+  private
+
+  def free_port
+    server = TCPServer.new("127.0.0.1", 0)
+    server.addr[1]
+  ensure
+    server&.close
+  end
+
+  def wait_until_up
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 10
+    loop do
+      begin
+        TCPSocket.open("127.0.0.1", @port) do |s|
+          s.write("PING\r\n")
+          return if s.gets&.start_with?("+PONG")
+        end
+      rescue Errno::ECONNREFUSED, Errno::ECONNRESET, IOError
+        nil
+      end
+      raise "redis-server on port #{@port} did not start" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+      sleep 0.02
+    end
+  end
+end
