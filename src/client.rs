@@ -145,4 +145,135 @@ impl Client {
             }
         })
     }
+
+    /// Dead-set entries, newest first, `start..=stop`.
+    pub fn dead(&self, cancel: &Cancel, start: i64, stop: i64) -> Result<Vec<String>> {
+        let key = self.keys.dead();
+        self.call(cancel, |mut c| {
+            let key = key.clone();
+            async move {
+                redis::cmd("ZREVRANGE")
+                    .arg(key)
+                    .arg(start)
+                    .arg(stop)
+                    .query_async(&mut c)
+                    .await
+            }
+        })
+    }
+
+    /// Dead-set members whose jid is `jid` (every member when `None`).
+    fn dead_members(&self, cancel: &Cancel, jid: Option<&str>) -> Result<Vec<String>> {
+        let all = self.dead(cancel, 0, -1)?;
+        Ok(match jid {
+            None => all,
+            Some(jid) => all
+                .into_iter()
+                .filter(|m| {
+                    serde_json::from_str::<serde_json::Value>(m)
+                        .ok()
+                        .and_then(|v| v.get("jid").and_then(|j| j.as_str()).map(|j| j == jid))
+                        .unwrap_or(false)
+                })
+                .collect(),
+        })
+    }
+
+    /// Moves dead jobs (one jid, or all) back to their queues with a fresh retry
+    /// count. Returns how many moved; each moves once even under concurrent calls.
+    pub fn retry_dead(&self, cancel: &Cancel, jid: Option<&str>) -> Result<usize> {
+        let mut moved = 0;
+        for member in self.dead_members(cancel, jid)? {
+            let Some((queue, job)) = crate::payload::revived(&member, crate::payload::now()) else {
+                continue;
+            };
+            let dead = self.keys.dead();
+            let qkey = self.keys.queue(&queue);
+            let queues = self.keys.queues();
+            let n: i64 = self.call(cancel, |mut c| {
+                let (dead, qkey, queues, member, job, queue) = (
+                    dead.clone(),
+                    qkey.clone(),
+                    queues.clone(),
+                    member.clone(),
+                    job.clone(),
+                    queue.clone(),
+                );
+                async move {
+                    redis::cmd("SADD")
+                        .arg(queues)
+                        .arg(queue)
+                        .query_async::<()>(&mut c)
+                        .await?;
+                    crate::scripts::DEAD_RETRY
+                        .key(dead)
+                        .key(qkey)
+                        .arg(member)
+                        .arg(job)
+                        .invoke_async(&mut c)
+                        .await
+                }
+            })?;
+            moved += n as usize;
+        }
+        Ok(moved)
+    }
+
+    /// Deletes dead jobs (one jid, or all). Returns how many were deleted.
+    pub fn delete_dead(&self, cancel: &Cancel, jid: Option<&str>) -> Result<usize> {
+        let key = self.keys.dead();
+        if jid.is_none() {
+            let n: usize = self.call(cancel, |mut c| {
+                let key = key.clone();
+                async move {
+                    let n: usize = redis::cmd("ZCARD").arg(&key).query_async(&mut c).await?;
+                    redis::cmd("DEL")
+                        .arg(&key)
+                        .query_async::<()>(&mut c)
+                        .await?;
+                    Ok(n)
+                }
+            })?;
+            return Ok(n);
+        }
+        let members = self.dead_members(cancel, jid)?;
+        if members.is_empty() {
+            return Ok(0);
+        }
+        self.call(cancel, |mut c| {
+            let (key, members) = (key.clone(), members.clone());
+            async move {
+                redis::cmd("ZREM")
+                    .arg(key)
+                    .arg(members)
+                    .query_async(&mut c)
+                    .await
+            }
+        })
+    }
+
+    /// Records cron definitions (class → JSON) so dashboards can list them.
+    pub fn register_cron(&self, cancel: &Cancel, entries: &[(String, String)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let key = self.keys.cron();
+        self.call(cancel, |mut c| {
+            let mut cmd = redis::cmd("HSET");
+            cmd.arg(&key);
+            for (class, def) in entries {
+                cmd.arg(class).arg(def);
+            }
+            async move { cmd.query_async::<()>(&mut c).await }
+        })
+    }
+
+    /// Last fired tick per cron class (epoch seconds).
+    pub fn cron_last(&self, cancel: &Cancel) -> Result<Vec<(String, i64)>> {
+        let key = self.keys.cron_last();
+        self.call(cancel, |mut c| {
+            let key = key.clone();
+            async move { redis::cmd("HGETALL").arg(key).query_async(&mut c).await }
+        })
+    }
 }

@@ -15,13 +15,14 @@ use tokio::task::JoinHandle;
 
 use crate::ack::{self, Msg, Next};
 use crate::cancel::Cancel;
+use crate::cron::{ticker, CronDef};
 use crate::dispatch::Dispatcher;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::outage::Outage;
 use crate::payload::{self, Failure};
 use crate::runtime::{self, Runtime};
-use crate::scripts;
+use crate::{schedule, scripts};
 
 /// How often a worker refreshes its heartbeat.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
@@ -63,7 +64,8 @@ pub struct Engine {
     rt: Arc<Runtime>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<Msg>>>,
     fetchers: Mutex<Vec<JoinHandle<()>>>,
-    heartbeat: Mutex<Option<JoinHandle<()>>>,
+    /// Heartbeat, scheduler, schedule listener, cron ticker: aborted at shutdown.
+    background: Mutex<Vec<JoinHandle<()>>>,
     acker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -112,18 +114,27 @@ impl Engine {
             rt,
             rx: Mutex::new(Some(rx)),
             fetchers: Mutex::new(Vec::new()),
-            heartbeat: Mutex::new(None),
+            background: Mutex::new(Vec::new()),
             acker: Mutex::new(None),
         })
     }
 
-    pub fn start(&self) -> Result<()> {
+    /// Starts the tasks; `cron` lists the cron jobs this worker ticks for (times in
+    /// UTC when `utc`, else in the process's local time zone).
+    pub fn start(&self, cron: Vec<CronDef>, utc: bool) -> Result<()> {
         let rx = lock(&self.rx)
             .take()
             .ok_or_else(|| Error::Other("this worker was already started".into()))?;
         let h = self.rt.tokio.handle();
         *lock(&self.acker) = Some(h.spawn(ack::run(self.shared.clone(), rx)));
-        *lock(&self.heartbeat) = Some(h.spawn(heartbeat(self.shared.clone())));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let mut background = lock(&self.background);
+        background.push(h.spawn(heartbeat(self.shared.clone())));
+        background.push(h.spawn(schedule::run(self.shared.clone(), wake.clone())));
+        background.push(h.spawn(schedule::listen(self.shared.clone(), wake)));
+        if !cron.is_empty() {
+            background.push(h.spawn(ticker::run(self.shared.clone(), cron, utc)));
+        }
         let mut fetchers = lock(&self.fetchers);
         for q in 0..self.shared.queues.len() {
             fetchers.push(h.spawn(crate::fetch::run(self.shared.clone(), q)));
@@ -207,6 +218,10 @@ impl Engine {
             }
             None => {
                 fields.insert("died_at".into(), failure.failed_at.into());
+                fields.insert(
+                    "error".into(),
+                    format!("{}: {}", failure.error_class, failure.error_message).into(),
+                );
                 Next::Dead {
                     payload: serde_json::Value::Object(fields).to_string(),
                 }
@@ -225,7 +240,7 @@ impl Engine {
         self.request_stop();
         let shared = self.shared.clone();
         let fetchers: Vec<_> = lock(&self.fetchers).drain(..).collect();
-        let heartbeat = lock(&self.heartbeat).take();
+        let background: Vec<_> = lock(&self.background).drain(..).collect();
         let acker = lock(&self.acker).take();
         let work = async move {
             for f in fetchers {
@@ -238,7 +253,7 @@ impl Engine {
             // Bounded: with Redis down, what is left stays in the processing list for
             // another worker to recover.
             let flushed = tokio::time::timeout(shared.timeout * 2, rx).await.is_ok();
-            if let Some(h) = heartbeat {
+            for h in background {
                 h.abort();
             }
             if let Some(h) = acker {

@@ -8,6 +8,8 @@ pub enum Error {
     Connection(String),
     /// A configuration value is unusable (`FiberJob::ConfigurationError`).
     Config(String),
+    /// A cron expression does not parse (`FiberJob::InvalidCronError`).
+    Cron(String),
     /// Redis answered with an error, or something else went wrong (`FiberJob::Error`).
     Other(String),
 }
@@ -17,7 +19,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Connection(m) | Error::Config(m) | Error::Other(m) => f.write_str(m),
+            Error::Connection(m) | Error::Config(m) | Error::Cron(m) | Error::Other(m) => {
+                f.write_str(m)
+            }
         }
     }
 }

@@ -80,9 +80,15 @@ impl Keys {
         format!("{}:cron", self.prefix)
     }
 
-    /// The lock that makes one cron tick run once across processes.
-    pub fn cron_tick(&self, class: &str, tick: i64) -> String {
-        format!("{}:cron:tick:{}:{}", self.prefix, class, tick)
+    /// Last tick each cron class fired (hash: class name → epoch seconds).
+    pub fn cron_last(&self) -> String {
+        format!("{}:cron:last", self.prefix)
+    }
+
+    /// The lock that makes one cron tick run once across processes (tagged with the
+    /// queue, so the firing script's keys share a slot).
+    pub fn cron_tick(&self, queue: &str, class: &str, tick: i64) -> String {
+        format!("{}:cron:tick:{{{}}}:{}:{}", self.prefix, queue, class, tick)
     }
 
     /// Lock that lets one live process at a time reap dead processes' jobs.

@@ -5,6 +5,7 @@
 pub mod ack;
 pub mod cancel;
 pub mod client;
+pub mod cron;
 pub mod dispatch;
 pub mod engine;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod keys;
 pub mod outage;
 pub mod payload;
 pub mod runtime;
+pub mod schedule;
 pub mod scripts;
 
 mod ruby;

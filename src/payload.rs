@@ -111,6 +111,7 @@ pub fn failure_record(failed: &Map<String, Value>, failure: &Failure, queue: &st
 pub fn unparsable_record(raw: &str, reason: &str, queue: &str, now: f64) -> String {
     let mut rec = Map::new();
     rec.insert("class".into(), Value::Null);
+    rec.insert("jid".into(), Value::from(new_jid()));
     rec.insert("queue".into(), Value::from(queue));
     rec.insert("payload".into(), Value::from(raw));
     rec.insert(
@@ -143,6 +144,82 @@ pub fn dead_record(
     rec.insert("failed_at".into(), Value::from(now));
     rec.insert("died_at".into(), Value::from(now));
     Value::Object(rec).to_string()
+}
+
+/// A fresh job id: 24 hex characters, like the ones Ruby makes. Unique, not secret:
+/// it mixes the time, a counter and std's per-process random hasher keys.
+pub fn new_jid() -> String {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut parts = [0u64; 2];
+    for (i, part) in parts.iter_mut().enumerate() {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u128(nanos);
+        h.write_u64(n);
+        h.write_usize(i);
+        *part = h.finish();
+    }
+    format!("{:016x}{:08x}", parts[0], parts[1] as u32)
+}
+
+/// The payload a cron tick enqueues.
+pub fn cron_payload(class: &str, queue: &str, tick: i64, now: f64) -> String {
+    serde_json::json!({
+        "class": class,
+        "args": [],
+        "jid": new_jid(),
+        "queue": queue,
+        "created_at": now,
+        "enqueued_at": now,
+        "retry_count": 0,
+        "cron_tick": tick,
+    })
+    .to_string()
+}
+
+/// Fields a failure or death adds, removed when a dead job is retried by hand.
+const FAILURE_FIELDS: [&str; 9] = [
+    "error",
+    "error_class",
+    "error_message",
+    "failed_at",
+    "died_at",
+    "backtrace",
+    "retry_priority",
+    "at",
+    "recoveries",
+];
+
+/// What to enqueue when a dead-set entry is retried by hand: (queue, payload). The
+/// counter starts over. An entry that never parsed is re-enqueued verbatim.
+pub fn revived(entry: &str, now: f64) -> Option<(String, String)> {
+    let Value::Object(mut fields) = serde_json::from_str::<Value>(entry).ok()? else {
+        return None;
+    };
+    let queue = fields
+        .get("queue")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string();
+    if fields.get("class").is_none_or(Value::is_null) {
+        return fields
+            .get("payload")
+            .and_then(Value::as_str)
+            .map(|raw| (queue, raw.to_string()));
+    }
+    for f in FAILURE_FIELDS {
+        fields.remove(f);
+    }
+    fields.insert("retry_count".into(), Value::from(0));
+    fields.insert("enqueued_at".into(), Value::from(now));
+    Some((queue, Value::Object(fields).to_string()))
 }
 
 /// Seconds since the epoch, as Sidekiq stores times.
@@ -196,6 +273,30 @@ mod tests {
         let rec: Value = serde_json::from_str(&failure_record(&out, &f, "default")).unwrap();
         assert_eq!(rec["error"], Value::from("RuntimeError: boom"));
         assert_eq!(rec["queue"], Value::from("default"));
+    }
+
+    #[test]
+    fn jids_are_24_hex_and_distinct() {
+        let a = new_jid();
+        assert_eq!(a.len(), 24);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, new_jid());
+    }
+
+    #[test]
+    fn a_revived_dead_job_starts_over() {
+        let dead = r#"{"class":"A","args":[1],"jid":"j","queue":"q","retry_count":4,"error":"E: x","error_class":"E","backtrace":[],"died_at":1.0}"#;
+        let (queue, payload) = revived(dead, 9.0).unwrap();
+        let v: Value = serde_json::from_str(&payload).unwrap();
+        assert_eq!(queue, "q");
+        assert_eq!(v["retry_count"], Value::from(0));
+        assert_eq!(v["args"], serde_json::json!([1]));
+        assert!(v.get("error").is_none() && v.get("died_at").is_none());
+        let raw = unparsable_record("{oops", "bad", "q", 1.0);
+        assert_eq!(
+            revived(&raw, 2.0).unwrap(),
+            ("q".to_string(), "{oops".to_string())
+        );
     }
 
     #[test]

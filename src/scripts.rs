@@ -48,3 +48,58 @@ end
 return n",
     )
 });
+
+/// Promote due jobs of one queue: scheduled ones to the back of the queue, retries to
+/// the back, or to the front when the job asked for a priority retry. Removing each
+/// member with ZREM inside the script makes promotion exactly once across processes.
+/// KEYS: schedule, retry, queue. ARGV: now, limit. Returns {moved, next schedule
+/// score or '', next retry score or ''}. Payloads are moved verbatim (no re-encoding,
+/// which could change numbers in the arguments).
+pub static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local moved = 0
+for k = 1, 2 do
+  local due = redis.call('ZRANGEBYSCORE', KEYS[k], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+  for _, job in ipairs(due) do
+    redis.call('ZREM', KEYS[k], job)
+    local front = false
+    if k == 2 and string.find(job, '"retry_priority":true', 1, true) then
+      local ok, decoded = pcall(cjson.decode, job)
+      front = ok and type(decoded) == 'table' and decoded['retry_priority'] == true
+    end
+    if front then redis.call('RPUSH', KEYS[3], job) else redis.call('LPUSH', KEYS[3], job) end
+    moved = moved + 1
+  end
+end
+local s = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local r = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+return {moved, s[2] or '', r[2] or ''}"#,
+    )
+});
+
+/// Fire one cron tick at most once across processes: the tick's lock is taken with
+/// SET NX, and only its taker enqueues. KEYS: tick lock, queue. ARGV: lock TTL, payload.
+pub static CRON_FIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
+  redis.call('LPUSH', KEYS[2], ARGV[2])
+  return 1
+end
+return 0",
+    )
+});
+
+/// Move one dead-set member back to a queue, once even if two people click at once.
+/// KEYS: dead, queue. ARGV: member, payload to enqueue.
+pub static DEAD_RETRY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('LPUSH', KEYS[2], ARGV[2])
+  return 1
+end
+return 0",
+    )
+});

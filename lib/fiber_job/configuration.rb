@@ -11,7 +11,8 @@ module FiberJob
     URL_SCHEMES = %w[redis rediss unix].freeze
 
     attr_reader :redis_url, :concurrency, :queues, :queue_concurrency, :log_level,
-                :executor, :shutdown_timeout, :network_timeout, :prefetch, :prefix
+                :executor, :shutdown_timeout, :network_timeout, :prefetch, :prefix,
+                :cron_time_zone
 
     def initialize
       self.redis_url = ENV.fetch("REDIS_URL", "redis://localhost:6379")
@@ -27,6 +28,15 @@ module FiberJob
       # Extra jobs a worker may hold per queue beyond its concurrency (0: none).
       self.prefetch = 0
       self.prefix = "fiber_job"
+      # Cron expressions are read in the process's local time, like crontab (or :utc).
+      self.cron_time_zone = :local
+    end
+
+    def cron_time_zone=(value)
+      zone = value.to_s.downcase.to_sym
+      raise ConfigurationError, "cron_time_zone #{value.inspect} is not :local or :utc" unless %i[local utc].include?(zone)
+
+      @cron_time_zone = zone
     end
 
     def redis_url=(url)

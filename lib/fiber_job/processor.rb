@@ -12,9 +12,17 @@ module FiberJob
     # Backtrace lines sent with a failure (the engine keeps at most this many too).
     BACKTRACE_LINES = 20
 
-    def initialize(native, logger)
+    # Interrupts a block after `seconds` with FiberJob::TimeoutError on Ruby threads.
+    THREAD_TIMEOUT = lambda do |seconds, &block|
+      Timeout.timeout(seconds, FiberJob::TimeoutError, &block)
+    end
+
+    # @param timeout [#call] (seconds, &block) → runs block, raising
+    #   FiberJob::TimeoutError in the job when it runs too long (each executor knows how)
+    def initialize(native, logger, timeout: THREAD_TIMEOUT)
       @native = native
       @logger = logger
+      @timeout = timeout
       @classes = {}
     end
 
@@ -52,7 +60,11 @@ module FiberJob
     def with_timeout(seconds, &block)
       return yield unless seconds.is_a?(Numeric) && seconds.positive?
 
-      Timeout.timeout(seconds, FiberJob::TimeoutError, "job ran longer than its timeout of #{seconds}s", &block)
+      begin
+        @timeout.call(seconds, &block)
+      rescue FiberJob::TimeoutError => e
+        raise FiberJob::TimeoutError, "job ran longer than its timeout of #{seconds}s", e.backtrace
+      end
     end
 
     def failed(id, job, klass, jid, retry_count, error)

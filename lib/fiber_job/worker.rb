@@ -33,7 +33,8 @@ module FiberJob
       @native = Native::Worker.new(config.redis_url, config.prefix, config.network_timeout.to_f,
                                    identity, @queues, @limits, @queues.map { config.prefetch })
       previous = install_signal_handlers
-      @native._start
+      cron = FiberJob.register_cron_jobs.map { |job| [job.name, job.queue_name, job.cron] }
+      @native._start(cron, config.cron_time_zone == :utc)
       @native._stop if @stop_requested
       log_banner(@limits)
       executor(config).run
@@ -57,13 +58,14 @@ module FiberJob
     private
 
     def executor(config)
-      processor = Processor.new(@native, FiberJob.logger)
       case @executor_name
       when :thread
         require_relative "executor/thread_executor"
+        processor = Processor.new(@native, FiberJob.logger)
         Executor::ThreadExecutor.new(@native, processor, config.shutdown_timeout, @limits.sum)
       else
         require_relative "executor/fiber_executor"
+        processor = Processor.new(@native, FiberJob.logger, timeout: Executor::FiberExecutor::TIMEOUT)
         Executor::FiberExecutor.new(@native, processor, config.shutdown_timeout)
       end
     end

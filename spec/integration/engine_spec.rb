@@ -1,44 +1,5 @@
 # frozen_string_literal: true
 
-# Tracks what jobs run in this process (the in-process worker runs on a thread).
-module Ran
-  @lock = Mutex.new
-  @calls = []
-  @running = Hash.new(0)
-  @peak = Hash.new(0)
-
-  class << self
-    attr_reader :calls
-
-    def reset!
-      @lock.synchronize do
-        @calls = []
-        @running = Hash.new(0)
-        @peak = Hash.new(0)
-      end
-    end
-
-    def record(*args)
-      @lock.synchronize { @calls << args }
-    end
-
-    def enter(queue)
-      @lock.synchronize do
-        @running[queue] += 1
-        @peak[queue] = [@peak[queue], @running[queue]].max
-      end
-    end
-
-    def leave(queue)
-      @lock.synchronize { @running[queue] -= 1 }
-    end
-
-    def peak(queue)
-      @lock.synchronize { @peak[queue] }
-    end
-  end
-end
-
 class EmailJob < FiberJob::Job
   def perform(user_id, message)
     Ran.record(user_id, message)
@@ -135,12 +96,12 @@ RSpec.describe "the engine, end to end" do
   it "leaves a job in its processing list when the worker is killed mid-run" do
     pid, out = spawn_ruby(<<~RUBY)
       class NapJob < FiberJob::Job
-        def perform(s) = (puts("started"); sleep(s))
+        def perform(s) = (puts("NAP-JOB-RUNNING"); sleep(s))
       end
       NapJob.perform_async(30)
       FiberJob::Worker.new.start
     RUBY
-    wait_for(message: "job start") { File.read(out).include?("started") }
+    wait_for(message: "job start") { File.read(out).include?("NAP-JOB-RUNNING") }
     Process.kill("KILL", pid)
     wait_process(pid)
     lists = redis.keys("fiber_job:processing:{default}:*")

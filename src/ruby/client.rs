@@ -61,6 +61,66 @@ impl RbClient {
     }
 }
 
+impl RbClient {
+    fn dead(ruby: &Ruby, rb_self: &Self, start: i64, stop: i64) -> Result<RArray, magnus::Error> {
+        let entries = blocking(ruby, |c| rb_self.0.dead(c, start, stop))?;
+        Ok(ruby.ary_from_vec(entries))
+    }
+
+    fn retry_dead(
+        ruby: &Ruby,
+        rb_self: &Self,
+        jid: Option<String>,
+    ) -> Result<usize, magnus::Error> {
+        blocking(ruby, |c| rb_self.0.retry_dead(c, jid.as_deref()))
+    }
+
+    fn delete_dead(
+        ruby: &Ruby,
+        rb_self: &Self,
+        jid: Option<String>,
+    ) -> Result<usize, magnus::Error> {
+        blocking(ruby, |c| rb_self.0.delete_dead(c, jid.as_deref()))
+    }
+
+    fn register_cron(
+        ruby: &Ruby,
+        rb_self: &Self,
+        entries: Vec<(String, String)>,
+    ) -> Result<(), magnus::Error> {
+        blocking(ruby, |c| rb_self.0.register_cron(c, &entries))
+    }
+
+    fn cron_last(ruby: &Ruby, rb_self: &Self) -> Result<Vec<(String, i64)>, magnus::Error> {
+        blocking(ruby, |c| rb_self.0.cron_last(c))
+    }
+}
+
+/// `FiberJob::Native.cron_next(expression, utc, after)`: the first run after `after`
+/// (epoch seconds), or raises InvalidCronError with the reason.
+fn cron_next(ruby: &Ruby, expression: String, utc: bool, after: f64) -> Result<f64, magnus::Error> {
+    use chrono::{DateTime, Local, Utc};
+    let spec = crate::cron::CronSpec::parse(&expression).map_err(|reason| {
+        to_ruby(
+            ruby,
+            crate::error::Error::Cron(format!("invalid cron expression {expression:?}: {reason}")),
+        )
+    })?;
+    let after = DateTime::<Utc>::from_timestamp(after.floor() as i64, 0).unwrap_or_else(Utc::now);
+    let next = if utc {
+        spec.next_after(&after).map(|t| t.timestamp())
+    } else {
+        spec.next_after(&after.with_timezone(&Local))
+            .map(|t| t.timestamp())
+    };
+    next.map(|t| t as f64).ok_or_else(|| {
+        to_ruby(
+            ruby,
+            crate::error::Error::Cron(format!("cron expression {expression:?} never runs")),
+        )
+    })
+}
+
 pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     let class = native.define_class("Client", ruby.class_object())?;
     class.define_singleton_method("new", function!(RbClient::new, 3))?;
@@ -68,5 +128,11 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     class.define_method("_schedule", method!(RbClient::schedule, 3))?;
     class.define_method("_stats", method!(RbClient::stats, 1))?;
     class.define_method("_failed", method!(RbClient::failed, 2))?;
+    class.define_method("_dead", method!(RbClient::dead, 2))?;
+    class.define_method("_retry_dead", method!(RbClient::retry_dead, 1))?;
+    class.define_method("_delete_dead", method!(RbClient::delete_dead, 1))?;
+    class.define_method("_register_cron", method!(RbClient::register_cron, 1))?;
+    class.define_method("_cron_last", method!(RbClient::cron_last, 0))?;
+    native.define_module_function("cron_next", function!(cron_next, 3))?;
     Ok(())
 }

@@ -15,8 +15,10 @@ use super::convert;
 use super::error::{interrupted, to_ruby};
 use super::nogvl::without_gvl;
 use crate::cancel::Cancel;
+use crate::cron::{CronDef, CronSpec};
 use crate::dispatch::Handed;
 use crate::engine::{Engine, QueueSpec};
+use crate::error::Error;
 use crate::payload::{self, Failure};
 
 #[magnus::wrap(class = "FiberJob::Native::Worker", free_immediately, size)]
@@ -70,8 +72,25 @@ impl RbWorker {
         .map_err(|e| to_ruby(ruby, e))
     }
 
-    fn start(ruby: &Ruby, rb_self: &Self) -> Result<(), magnus::Error> {
-        rb_self.0.start().map_err(|e| to_ruby(ruby, e))
+    /// `cron`: [[class, queue, expression], …] of the cron jobs this worker ticks for.
+    fn start(
+        ruby: &Ruby,
+        rb_self: &Self,
+        cron: Vec<(String, String, String)>,
+        utc: bool,
+    ) -> Result<(), magnus::Error> {
+        let defs = cron
+            .into_iter()
+            .map(|(class, queue, expression)| {
+                CronSpec::parse(&expression)
+                    .map(|spec| CronDef { class, queue, spec })
+                    .map_err(|reason| {
+                        Error::Cron(format!("invalid cron expression {expression:?}: {reason}"))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| to_ruby(ruby, e))?;
+        rb_self.0.start(defs, utc).map_err(|e| to_ruby(ruby, e))
     }
 
     fn take(ruby: &Ruby, rb_self: &Self, max: usize) -> Result<RArray, magnus::Error> {
@@ -180,7 +199,7 @@ impl RbWorker {
 pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     let class = native.define_class("Worker", ruby.class_object())?;
     class.define_singleton_method("new", function!(RbWorker::new, 7))?;
-    class.define_method("_start", method!(RbWorker::start, 0))?;
+    class.define_method("_start", method!(RbWorker::start, 2))?;
     class.define_method("_take", method!(RbWorker::take, 1))?;
     class.define_method("_take_blocking", method!(RbWorker::take_blocking, 1))?;
     class.define_method("_wait_stop", method!(RbWorker::wait_stop, 1))?;

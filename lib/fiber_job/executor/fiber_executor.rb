@@ -14,10 +14,17 @@ module FiberJob
     # out, it waits on the engine's wake socket (an IO the scheduler understands).
     #
     # Uses only what async 1.30 and 2.x share: Kernel#Async, Task#async, Task#stop,
-    # Task#with_timeout, Async::Condition, Async::TimeoutError.
+    # Task.current, Task#with_timeout, Async::Condition, Async::TimeoutError.
     class FiberExecutor
       # Jobs taken per call into the engine: one call hands out a batch.
       BATCH = 256
+
+      # Job timeouts through the task's own timer, which raises in the job's fiber.
+      # (Timeout.timeout would raise in whatever fiber runs when its thread fires:
+      # async 1.30's scheduler does not implement timeout_after.)
+      TIMEOUT = lambda do |seconds, &block|
+        Async::Task.current.with_timeout(seconds, FiberJob::TimeoutError, &block)
+      end
 
       def initialize(native, processor, shutdown_timeout)
         @native = native

@@ -1,0 +1,40 @@
+# frozen_string_literal: true
+
+# Starts real worker processes that share job definitions, for multi-process specs.
+# Jobs record what they do with `Record.add(value)`, an LPUSH onto the test Redis list
+# "record" (through FiberJob's own client, so no other Redis library is involved).
+module WorkerProcesses
+  RECORD = <<~RUBY
+    module Record
+      def self.add(value) = FiberJob.client._push("record", [value.to_s])
+    end
+  RUBY
+
+  # Starts `count` worker processes running `jobs` (Ruby source defining job classes).
+  # Returns [[pid, log], …]; they stop on TERM and are killed after the example.
+  def start_workers(count, jobs, config: "", worker: "FiberJob::Worker.new")
+    Array.new(count) do
+      spawn_ruby(<<~RUBY)
+        #{RECORD}
+        #{jobs}
+        FiberJob.configure { |c| #{config} }
+        #{worker}.start
+      RUBY
+    end
+  end
+
+  def stop_workers(workers, timeout: 30)
+    workers.each { |pid, _| Process.kill("TERM", pid) }
+    workers.map { |pid, _| wait_process(pid, timeout: timeout) }
+  end
+
+  # What jobs recorded, oldest first.
+  def records
+    redis.lrange("fiber_job:queue:{record}", 0, -1).reverse
+  end
+
+  def percentile(values, pct)
+    sorted = values.sort
+    sorted[((sorted.size - 1) * pct / 100.0).round]
+  end
+end

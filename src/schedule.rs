@@ -1,0 +1,108 @@
+//! The scheduler task of a worker: promotes due scheduled jobs and retries into their
+//! queues, on time to the millisecond.
+//!
+//! It sleeps until the earliest due job of its queues, not on a fixed interval. Jobs
+//! scheduled meanwhile (by any process) publish on the `scheduled` channel; a
+//! subscriber task wakes the scheduler, which re-reads the earliest due time. A
+//! backstop wake-up every `MAX_SLEEP` covers a message lost while pub/sub reconnects.
+//! Promotion is one Lua script per queue (see `scripts::PROMOTE`), so with many worker
+//! processes each job is promoted exactly once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::Notify;
+
+use crate::engine::Shared;
+use crate::outage::Outage;
+use crate::payload;
+use crate::scripts;
+
+/// Longest sleep without a wake-up: only a backstop for a lost pub/sub message.
+const MAX_SLEEP: Duration = Duration::from_secs(5);
+/// Most jobs one promotion call moves per key; a full batch is followed at once by
+/// another, so a backlog drains without blocking Redis for long.
+const PROMOTE_BATCH: usize = 1000;
+
+pub async fn run(shared: Arc<Shared>, wake: Arc<Notify>) {
+    let mut outage = Outage::new("scheduler".to_string());
+    let mut conn = None;
+    loop {
+        let result: redis::RedisResult<f64> = async {
+            if conn.is_none() {
+                conn = Some(shared.client.get_multiplexed_async_connection().await?);
+            }
+            let c = conn.as_mut().expect("connected above");
+            let mut next_due = f64::INFINITY;
+            for queue in &shared.queues {
+                loop {
+                    let (moved, s, r): (usize, String, String) = scripts::PROMOTE
+                        .key(shared.keys.schedule(queue))
+                        .key(shared.keys.retry(queue))
+                        .key(shared.keys.queue(queue))
+                        .arg(payload::now())
+                        .arg(PROMOTE_BATCH)
+                        .invoke_async(c)
+                        .await?;
+                    for score in [s, r] {
+                        if let Ok(at) = score.parse::<f64>() {
+                            next_due = next_due.min(at);
+                        }
+                    }
+                    if moved < PROMOTE_BATCH {
+                        break;
+                    }
+                }
+            }
+            Ok(next_due)
+        }
+        .await;
+        match result {
+            Ok(next_due) => {
+                outage.recovered();
+                let wait = (next_due - payload::now()).max(0.0);
+                let wait = Duration::from_secs_f64(wait.min(MAX_SLEEP.as_secs_f64()));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = wake.notified() => {}
+                }
+            }
+            Err(e) => {
+                conn = None;
+                outage.failed(&e).await;
+            }
+        }
+    }
+}
+
+/// Listens on the `scheduled` channel and wakes the scheduler for each message about
+/// one of this worker's queues (and once after every (re)connect, to re-read).
+pub async fn listen(shared: Arc<Shared>, wake: Arc<Notify>) {
+    let mut outage = Outage::new("schedule listener".to_string());
+    let channel = shared.keys.schedule_channel();
+    loop {
+        let subscribed = async {
+            let mut pubsub = shared.client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        }
+        .await;
+        match subscribed {
+            Ok(pubsub) => {
+                outage.recovered();
+                wake.notify_one();
+                let mut messages = pubsub.into_on_message();
+                while let Some(msg) = messages.next().await {
+                    let queue: String = msg.get_payload().unwrap_or_default();
+                    if shared.queues.contains(&queue) {
+                        wake.notify_one();
+                    }
+                }
+                // The stream ended: the connection dropped. Reconnect.
+                outage.failed(&"subscription closed").await;
+            }
+            Err(e) => outage.failed(&e).await,
+        }
+    }
+}
