@@ -16,6 +16,7 @@ require_relative "fiber_job/job"
 require_relative "fiber_job/cron_job"
 require_relative "fiber_job/queue"
 require_relative "fiber_job/processor"
+require_relative "fiber_job/log_bridge"
 require_relative "fiber_job/worker"
 
 module FiberJob

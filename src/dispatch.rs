@@ -62,6 +62,7 @@ pub struct Dispatcher {
     state: Mutex<State>,
     cond: Condvar,
     space: Vec<tokio::sync::Notify>,
+    stop_notify: tokio::sync::Notify,
     wake_tx: UnixStream,
     wake_rx: UnixStream,
 }
@@ -92,6 +93,7 @@ impl Dispatcher {
             }),
             cond: Condvar::new(),
             space: queues.iter().map(|_| tokio::sync::Notify::new()).collect(),
+            stop_notify: tokio::sync::Notify::new(),
             wake_tx,
             wake_rx,
         })
@@ -137,6 +139,16 @@ impl Dispatcher {
                 Some(0) => notified.await,
                 other => return other,
             }
+        }
+    }
+
+    /// Returns once the worker stops (for waits that must end on a stop).
+    pub async fn stopped(&self) {
+        let notified = self.stop_notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if !self.is_stopping() {
+            notified.await;
         }
     }
 
@@ -274,6 +286,7 @@ impl Dispatcher {
         for s in &self.space {
             s.notify_one();
         }
+        self.stop_notify.notify_waiters();
     }
 
     /// Quiet (TSTP): stop fetching, keep running what was taken.

@@ -22,12 +22,14 @@ use crate::keys::Keys;
 use crate::outage::Outage;
 use crate::payload::{self, Failure};
 use crate::runtime::{self, Runtime};
-use crate::{schedule, scripts};
+use crate::{reaper, schedule, scripts};
 
-/// How often a worker refreshes its heartbeat.
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
-/// How long a heartbeat lives: five missed beats mean the process is gone.
-pub const HEARTBEAT_TTL_SECS: u64 = 10;
+/// How often a worker refreshes its heartbeat. Beats come from tokio, so a job that
+/// holds the GVL for a long time does not delay them.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// How long a heartbeat lives: five missed beats mean the process is gone, and its
+/// jobs are recovered by another worker (so recovery takes about this long).
+pub const HEARTBEAT_TTL_SECS: u64 = 5;
 
 /// One queue a worker serves.
 pub struct QueueSpec {
@@ -46,6 +48,9 @@ pub struct Shared {
     pub timeout: Duration,
     processing: Vec<String>,
     acks: mpsc::UnboundedSender<Msg>,
+    /// Set once the first heartbeat registered this process: fetchers wait for it, so
+    /// no processing list exists that the reaper could not find.
+    registered: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -56,6 +61,11 @@ impl Shared {
 
     pub fn processing_key(&self, q: usize) -> &str {
         &self.processing[q]
+    }
+
+    pub async fn wait_registered(&self) {
+        let mut rx = self.registered.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
     }
 }
 
@@ -108,6 +118,7 @@ impl Engine {
             client,
             timeout,
             acks: tx,
+            registered: tokio::sync::watch::channel(false).0,
         };
         Ok(Engine {
             shared: Arc::new(shared),
@@ -132,6 +143,7 @@ impl Engine {
         background.push(h.spawn(heartbeat(self.shared.clone())));
         background.push(h.spawn(schedule::run(self.shared.clone(), wake.clone())));
         background.push(h.spawn(schedule::listen(self.shared.clone(), wake)));
+        background.push(h.spawn(reaper::run(self.shared.clone())));
         if !cron.is_empty() {
             background.push(h.spawn(ticker::run(self.shared.clone(), cron, utc)));
         }
@@ -355,6 +367,7 @@ async fn heartbeat(shared: Arc<Shared>) {
         match result {
             Ok(()) => {
                 outage.recovered();
+                shared.registered.send_replace(true);
                 tokio::time::sleep(HEARTBEAT_EVERY).await;
             }
             Err(e) => {

@@ -31,6 +31,10 @@ pub async fn run(shared: Arc<Shared>, q: usize) {
     let processing_key = shared.keys.processing(&queue, &shared.identity);
     let mut conn: Option<MultiplexedConnection> = None;
     let mut outage = Outage::new(format!("fetcher for queue {queue:?}"));
+    tokio::select! {
+        _ = shared.wait_registered() => {}
+        _ = shared.dispatcher.stopped() => return,
+    }
     while let Some(cap) = shared.dispatcher.wait_capacity(q).await {
         let c = match conn.as_mut() {
             Some(c) => c,

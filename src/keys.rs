@@ -97,8 +97,8 @@ impl Keys {
     }
 
     /// How many times a job (by jid) was recovered from a dead process.
-    pub fn recoveries(&self) -> String {
-        format!("{}:recoveries", self.prefix)
+    pub fn recoveries(&self, queue: &str, jid: &str) -> String {
+        format!("{}:recoveries:{{{}}}:{}", self.prefix, queue, jid)
     }
 }
 

@@ -1,6 +1,9 @@
-//! Logging and backoff for a loop that talks to Redis: an outage is logged once when it
-//! starts and once when it ends, not once per attempt; retries back off up to a cap.
+//! Logging and backoff for the loops that talk to Redis. An outage is logged once per
+//! process when it starts (by the first task that notices) and once when it ends (by
+//! the first task that gets through again), not once per task or per attempt. Each
+//! task backs off on its own, up to a cap.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// First retry delay: short, so a blip costs little.
@@ -9,9 +12,14 @@ const FIRST_DELAY: Duration = Duration::from_millis(50);
 /// which keeps the "resumes within a second" promise.
 const MAX_DELAY: Duration = Duration::from_millis(500);
 
+/// When the current outage began, for the whole process.
+static DOWN_SINCE: Mutex<Option<Instant>> = Mutex::new(None);
+
 pub struct Outage {
     what: String,
-    since: Option<Instant>,
+    /// Failed attempts in a row. One alone is often a connection that went stale
+    /// while idle and works once reopened, so an outage is announced at the second.
+    failures: u32,
     delay: Duration,
 }
 
@@ -19,28 +27,38 @@ impl Outage {
     pub fn new(what: String) -> Self {
         Outage {
             what,
-            since: None,
+            failures: 0,
             delay: FIRST_DELAY,
         }
     }
 
     /// Records a failed attempt and sleeps before the next one.
     pub async fn failed(&mut self, e: &(dyn std::fmt::Display + Sync)) {
-        if self.since.is_none() {
-            self.since = Some(Instant::now());
-            tracing::error!("{}: Redis is unavailable ({e}); retrying", self.what);
+        self.failures += 1;
+        if self.failures == 2 {
+            let mut down = DOWN_SINCE.lock().unwrap_or_else(|p| p.into_inner());
+            if down.is_none() {
+                *down = Some(Instant::now());
+                tracing::error!(
+                    "Redis is unavailable ({}: {e}); retrying with backoff",
+                    self.what
+                );
+            }
         }
         tokio::time::sleep(self.delay).await;
         self.delay = (self.delay * 2).min(MAX_DELAY);
     }
 
     pub fn recovered(&mut self) {
-        if let Some(since) = self.since.take() {
-            tracing::warn!(
-                "{}: Redis is back after {:.1}s",
-                self.what,
-                since.elapsed().as_secs_f64()
-            );
+        if self.failures > 0 {
+            self.failures = 0;
+            if let Some(since) = DOWN_SINCE.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                tracing::warn!(
+                    "Redis is back after {:.1}s ({} reconnected first)",
+                    since.elapsed().as_secs_f64(),
+                    self.what
+                );
+            }
         }
         self.delay = FIRST_DELAY;
     }

@@ -103,3 +103,16 @@ end
 return 0",
     )
 });
+
+/// Give one job of a dead process back to the front of its queue, unless its owner
+/// finished it meanwhile. KEYS: processing, queue. ARGV: payload. Returns 1 if moved.
+pub static RECOVER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('LREM', KEYS[1], -1, ARGV[1]) > 0 then
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+  return 1
+end
+return 0",
+    )
+});

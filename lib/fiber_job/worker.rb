@@ -33,6 +33,7 @@ module FiberJob
       @native = Native::Worker.new(config.redis_url, config.prefix, config.network_timeout.to_f,
                                    identity, @queues, @limits, @queues.map { config.prefetch })
       previous = install_signal_handlers
+      logs = LogBridge.new(FiberJob.logger).start
       cron = FiberJob.register_cron_jobs.map { |job| [job.name, job.queue_name, job.cron] }
       @native._start(cron, config.cron_time_zone == :utc)
       @native._stop if @stop_requested
@@ -41,6 +42,7 @@ module FiberJob
       @native._shutdown
       FiberJob.logger.info("worker #{@native._identity} stopped")
     ensure
+      logs&.stop
       restore_signal_handlers(previous) if previous
     end
 

@@ -1,0 +1,183 @@
+//! Crash recovery: any live worker gives the jobs of a dead one back to their queues.
+//!
+//! Every `REAP_EVERY`, the worker that takes the short reaper lock looks at each
+//! registered process whose heartbeat key has expired (it stopped beating for
+//! `HEARTBEAT_TTL_SECS`: killed, crashed, or cut off from Redis) and moves each job in
+//! its processing lists back to the front of its queue (`RECOVER`: atomic, and a no-op
+//! for a job its owner finished meanwhile). Each recovery of a job is counted; the
+//! `MAX_RECOVERIES`-th sends it to the dead set instead, so a job that kills its
+//! worker (a poison pill) cannot take down workers forever.
+//!
+//! Right after this worker's own Redis outage it waits one heartbeat TTL before reaping:
+//! the other workers' heartbeats may have lapsed during the same outage while they are
+//! alive and about to beat again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::engine::{Shared, HEARTBEAT_TTL_SECS};
+use crate::outage::Outage;
+use crate::{payload, scripts};
+
+/// How often a worker tries to reap.
+pub const REAP_EVERY: Duration = Duration::from_secs(1);
+/// A job whose worker died this many times while running it goes to the dead set.
+pub const MAX_RECOVERIES: i64 = 3;
+/// How long a recovery count is kept: a job recovered again within a day is a suspect.
+const RECOVERY_COUNT_TTL_SECS: u64 = 86_400;
+
+pub async fn run(shared: Arc<Shared>) {
+    let mut outage = Outage::new("reaper".to_string());
+    let mut conn = None;
+    let mut quiet_until = Instant::now();
+    loop {
+        tokio::time::sleep(REAP_EVERY).await;
+        if Instant::now() < quiet_until {
+            continue;
+        }
+        let result = async {
+            if conn.is_none() {
+                conn = Some(shared.client.get_multiplexed_async_connection().await?);
+            }
+            reap(&shared, conn.as_mut().expect("connected above")).await
+        }
+        .await;
+        match result {
+            Ok(()) => outage.recovered(),
+            Err(e) => {
+                conn = None;
+                outage.failed(&e).await;
+                quiet_until = Instant::now() + Duration::from_secs(HEARTBEAT_TTL_SECS + 1);
+            }
+        }
+    }
+}
+
+async fn reap(
+    shared: &Shared,
+    c: &mut redis::aio::MultiplexedConnection,
+) -> redis::RedisResult<()> {
+    let k = &shared.keys;
+    let locked: Option<String> = redis::cmd("SET")
+        .arg(k.reaper_lock())
+        .arg(&shared.identity)
+        .arg("NX")
+        .arg("PX")
+        .arg(REAP_EVERY.as_millis() as u64)
+        .query_async(c)
+        .await?;
+    if locked.is_none() {
+        return Ok(());
+    }
+    let processes: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(k.processes())
+        .query_async(c)
+        .await?;
+    for id in processes.iter().filter(|id| **id != shared.identity) {
+        let alive: bool = redis::cmd("EXISTS")
+            .arg(k.process(id))
+            .query_async(c)
+            .await?;
+        if alive {
+            continue;
+        }
+        let queues: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(k.queues())
+            .query_async(c)
+            .await?;
+        let mut moved = 0;
+        let mut buried = 0;
+        for queue in &queues {
+            let key = k.processing(queue, id);
+            // Newest first: each RPUSH puts its job at the front, so the oldest ends first.
+            let jobs: Vec<String> = redis::cmd("LRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .query_async(c)
+                .await?;
+            for raw in jobs {
+                if recover_one(shared, c, queue, &key, raw).await? {
+                    moved += 1;
+                } else {
+                    buried += 1;
+                }
+            }
+        }
+        redis::cmd("SREM")
+            .arg(k.processes())
+            .arg(id)
+            .query_async::<()>(c)
+            .await?;
+        if moved + buried > 0 {
+            tracing::warn!(
+                "worker {id} stopped beating; put {moved} of its job(s) back on their queues{}",
+                if buried > 0 {
+                    format!(", moved {buried} to the dead set")
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Requeues one job of a dead process, or buries it past `MAX_RECOVERIES`.
+/// Returns true when requeued (or already gone), false when buried.
+async fn recover_one(
+    shared: &Shared,
+    c: &mut redis::aio::MultiplexedConnection,
+    queue: &str,
+    processing: &str,
+    raw: String,
+) -> redis::RedisResult<bool> {
+    let k = &shared.keys;
+    let parsed = payload::parse(&raw).ok();
+    if let Some(p) = parsed.as_ref().filter(|p| !p.jid.is_empty()) {
+        let count_key = k.recoveries(queue, &p.jid);
+        let (count,): (i64,) = redis::pipe()
+            .cmd("INCR")
+            .arg(&count_key)
+            .cmd("EXPIRE")
+            .arg(&count_key)
+            .arg(RECOVERY_COUNT_TTL_SECS)
+            .ignore()
+            .query_async(c)
+            .await?;
+        if count >= MAX_RECOVERIES {
+            let reason = format!(
+                "the worker running this job died {count} times while running it (killed, crashed or exited); moved to the dead set as a likely poison pill"
+            );
+            let record =
+                payload::dead_record(&p.fields, "FiberJob::WorkerLost", &reason, payload::now());
+            redis::pipe()
+                .cmd("ZADD")
+                .arg(k.dead())
+                .arg(payload::now())
+                .arg(record)
+                .ignore()
+                .cmd("LREM")
+                .arg(processing)
+                .arg(-1)
+                .arg(&raw)
+                .ignore()
+                .cmd("DEL")
+                .arg(&count_key)
+                .ignore()
+                .query_async::<()>(c)
+                .await?;
+            tracing::error!(jid = %p.jid, class = %p.class, "{reason}");
+            return Ok(false);
+        }
+    }
+    scripts::RECOVER
+        .key(processing)
+        .key(k.queue(queue))
+        .arg(&raw)
+        .invoke_async::<i64>(c)
+        .await?;
+    Ok(true)
+}
