@@ -152,8 +152,8 @@ impl Dispatcher {
         }
     }
 
-    /// Adds fetched jobs to queue `q`'s buffer. Once stopping they are not buffered but
-    /// returned, for the caller to give back to Redis.
+    /// Adds fetched jobs to queue `q`'s buffer. Once stopping or quiet they are not
+    /// buffered but returned, for the caller to give back to Redis.
     pub fn push(&self, q: usize, jobs: Vec<(String, Parsed)>) -> Vec<Job> {
         let mut st = self.lock();
         let mut out = Vec::new();
@@ -166,7 +166,7 @@ impl Dispatcher {
                 raw,
                 parsed,
             };
-            if st.stopping {
+            if st.stopping || st.quiet {
                 out.push(job);
             } else {
                 st.queues[q].buffer.push_back(job);
@@ -179,7 +179,7 @@ impl Dispatcher {
 
     fn take_locked(st: &mut State, max: usize) -> Vec<Handed> {
         let mut out = Vec::new();
-        if st.stopping {
+        if st.stopping || st.quiet {
             return out;
         }
         let n = st.queues.len();
@@ -289,7 +289,8 @@ impl Dispatcher {
         self.stop_notify.notify_waiters();
     }
 
-    /// Quiet (TSTP): stop fetching, keep running what was taken.
+    /// Quiet (TSTP): stop fetching and starting jobs, keep running what runs. The
+    /// caller gives buffered jobs back (`drain_buffers`).
     pub fn quiet(&self) {
         let mut st = self.lock();
         st.quiet = true;

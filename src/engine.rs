@@ -161,8 +161,10 @@ impl Engine {
         self.requeue_buffered();
     }
 
+    /// Quiet (TSTP): no more fetching or starting; buffered jobs go back now.
     pub fn quiet(&self) {
         self.shared.dispatcher.quiet();
+        self.requeue_buffered();
     }
 
     fn requeue_buffered(&self) {
@@ -344,7 +346,11 @@ async fn heartbeat(shared: Arc<Shared>) {
             .arg("busy")
             .arg(busy)
             .arg("quiet")
-            .arg(shared.dispatcher.is_quiet())
+            .arg(if shared.dispatcher.is_quiet() {
+                "true"
+            } else {
+                "false"
+            })
             .arg("rss")
             .arg(rss_kb())
             .arg("started_at")

@@ -109,28 +109,4 @@ RSpec.describe "the engine, end to end" do
     expect(JSON.parse(redis.lindex(lists.first, 0))).to include("class" => "NapJob", "args" => [30])
     expect(FiberJob::Queue.stats(:default)).to include(size: 0, processing: 1)
   end
-
-  it "enqueues and works in forked children" do
-    pid, out = spawn_ruby(<<~RUBY)
-      class ForkJob < FiberJob::Job
-        def perform(who) = FiberJob.client._push("done", [who])
-      end
-      ForkJob.perform_async("parent")
-      children = 2.times.map do |i|
-        fork do
-          ForkJob.perform_async("child-\#{i}")
-          w = FiberJob::Worker.new
-          Thread.new { sleep 0.5 until FiberJob::Queue.stats(:default)[:size].zero?; sleep 0.2; w.stop }
-          w.start
-          exit!(0)
-        end
-      end
-      statuses = children.map { |c| Process.wait2(c).last.exitstatus }
-      puts "children: \#{statuses.inspect}"
-    RUBY
-    status = wait_process(pid, timeout: 60)
-    expect(File.read(out)).to include("children: [0, 0]")
-    expect(status.exitstatus).to eq(0)
-    expect(redis.lrange("fiber_job:queue:{done}", 0, -1)).to contain_exactly("parent", "child-0", "child-1")
-  end
 end
