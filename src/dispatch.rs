@@ -315,6 +315,17 @@ impl Dispatcher {
             .collect()
     }
 
+    /// Payloads of queue `q` this process holds (buffered or running).
+    pub fn held(&self, q: usize) -> std::collections::HashSet<String> {
+        let st = self.lock();
+        st.queues[q]
+            .buffer
+            .iter()
+            .chain(st.inflight.values().filter(|j| j.queue == q))
+            .map(|j| j.raw.clone())
+            .collect()
+    }
+
     /// Jobs running now, per queue.
     pub fn running(&self) -> Vec<usize> {
         self.lock().queues.iter().map(|q| q.running).collect()

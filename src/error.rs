@@ -28,9 +28,14 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Whether a Redis error means "Redis is unreachable" (worth waiting and retrying).
+/// Whether a Redis error is worth waiting out and retrying: Redis unreachable, or
+/// answering that it cannot serve yet (LOADING after a restart, TRYAGAIN, MASTERDOWN).
 pub fn is_connection_problem(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_connection_refusal() || e.is_timeout() || e.is_connection_dropped()
+    e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || !matches!(e.retry_method(), redis::RetryMethod::NoRetry)
 }
 
 impl From<redis::RedisError> for Error {

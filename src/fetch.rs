@@ -31,6 +31,9 @@ pub async fn run(shared: Arc<Shared>, q: usize) {
     let processing_key = shared.keys.processing(&queue, &shared.identity);
     let mut conn: Option<MultiplexedConnection> = None;
     let mut outage = Outage::new(format!("fetcher for queue {queue:?}"));
+    // After a failed fetch the command may have run with its reply lost: the job is
+    // then in our processing list but not in memory. Reconcile before fetching again.
+    let mut reconcile_first = false;
     tokio::select! {
         _ = shared.wait_registered() => {}
         _ = shared.dispatcher.stopped() => return,
@@ -46,6 +49,17 @@ pub async fn run(shared: Arc<Shared>, q: usize) {
                 }
             },
         };
+        if reconcile_first {
+            match reconcile(&shared, q, &queue_key, &processing_key, c).await {
+                Ok(true) => reconcile_first = false,
+                Ok(false) => continue, // the acker could not flush yet: try again
+                Err(e) => {
+                    conn = None;
+                    outage.failed(&e).await;
+                    continue;
+                }
+            }
+        }
         let batch: redis::RedisResult<Vec<String>> = scripts::FETCH
             .key(&queue_key)
             .key(&processing_key)
@@ -69,10 +83,52 @@ pub async fn run(shared: Arc<Shared>, q: usize) {
             }
             Err(e) => {
                 conn = None;
+                reconcile_first = true;
                 outage.failed(&e).await;
             }
         }
     }
+}
+
+/// Gives back to the queue's front every job in this process's processing list that the
+/// process does not hold in memory (fetched by a command whose reply was lost). The
+/// acker is flushed first, so jobs that finished are already gone from the list.
+/// Returns false when the flush did not complete in time (nothing was changed).
+async fn reconcile(
+    shared: &Shared,
+    q: usize,
+    queue_key: &str,
+    processing_key: &str,
+    c: &mut MultiplexedConnection,
+) -> redis::RedisResult<bool> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    shared.send(Msg::Flush(tx));
+    if tokio::time::timeout(shared.timeout, rx).await.is_err() {
+        return Ok(false);
+    }
+    let listed: Vec<String> = redis::cmd("LRANGE")
+        .arg(processing_key)
+        .arg(0)
+        .arg(-1)
+        .query_async(c)
+        .await?;
+    let held = shared.dispatcher.held(q);
+    let mut moved = 0;
+    for raw in listed.into_iter().filter(|raw| !held.contains(raw)) {
+        moved += scripts::RECOVER
+            .key(processing_key)
+            .key(queue_key)
+            .arg(raw)
+            .invoke_async::<i64>(c)
+            .await?;
+    }
+    if moved > 0 {
+        tracing::warn!(
+            "put {moved} job(s) back on queue {:?}: fetched while the connection broke",
+            shared.queues[q]
+        );
+    }
+    Ok(true)
 }
 
 async fn connect(shared: &Shared) -> redis::RedisResult<MultiplexedConnection> {

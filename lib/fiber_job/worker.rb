@@ -67,8 +67,9 @@ module FiberJob
         Executor::ThreadExecutor.new(@native, processor, config.shutdown_timeout, @limits.sum)
       else
         require_relative "executor/fiber_executor"
-        processor = Processor.new(@native, FiberJob.logger, timeout: Executor::FiberExecutor::TIMEOUT)
-        Executor::FiberExecutor.new(@native, processor, config.shutdown_timeout)
+        Executor::FiberExecutor.new(@native, config.shutdown_timeout) do |timeout|
+          Processor.new(@native, FiberJob.logger, timeout: timeout)
+        end
       end
     end
 

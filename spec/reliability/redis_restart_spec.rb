@@ -39,7 +39,12 @@ RSpec.describe "Redis restarting mid-run (AOF, appendfsync always)" do
     before = redis.llen("fiber_job:queue:{record}")
     wait_for(timeout: 10, interval: 0.005) { redis.llen("fiber_job:queue:{record}") > before }
     resumed = Process.clock_gettime(Process::CLOCK_MONOTONIC) - back
-    wait_for(timeout: 60) { records.uniq.size == 3000 }
+    begin
+      wait_for(timeout: 60) { records.uniq.size == 3000 }
+    rescue RuntimeError
+      state = redis.keys("fiber_job:*").to_h { |k| [k, redis.type(k) == "list" ? redis.llen(k) : redis.type(k)] }
+      raise "not all jobs ran: #{records.uniq.size}/3000; keys #{state.inspect}; worker log:\n#{File.read(workers.first[1])}"
+    end
     expect(stop_workers(workers).map(&:exitstatus)).to eq([0])
 
     ran = records.map(&:to_i)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use magnus::{function, method, prelude::*, RArray, RModule, Ruby};
 
-use super::error::{interrupted, to_ruby};
+use super::error::to_ruby;
 use super::nogvl::without_gvl;
 use crate::cancel::Cancel;
 use crate::client::Client;
@@ -19,9 +19,7 @@ fn blocking<T: Send>(
     f: impl FnOnce(&Cancel) -> crate::error::Result<T> + Send,
 ) -> Result<T, magnus::Error> {
     let cancel = Cancel::default();
-    without_gvl(|| f(&cancel), || cancel.cancel())
-        .ok_or_else(|| interrupted(ruby))?
-        .map_err(|e| to_ruby(ruby, e))
+    without_gvl(|| f(&cancel), || cancel.cancel())?.map_err(|e| to_ruby(ruby, e))
 }
 
 impl RbClient {

@@ -27,8 +27,3 @@ pub fn to_ruby(ruby: &Ruby, e: Error) -> magnus::Error {
     };
     magnus::Error::new(class, e.to_string())
 }
-
-/// The error for a blocking call that an interrupt stopped before it ran.
-pub fn interrupted(ruby: &Ruby) -> magnus::Error {
-    magnus::Error::new(ruby.get_inner(&BASE), "interrupted before the call ran")
-}

@@ -19,7 +19,7 @@ fn set_log_level(severity: u8) {
 
 /// `Native.drain_logs(timeout)`: waits up to `timeout` seconds (without the GVL) for the
 /// engine's log lines; returns [[severity, message], …].
-fn drain_logs(ruby: &Ruby, timeout: f64) -> RArray {
+fn drain_logs(ruby: &Ruby, timeout: f64) -> Result<RArray, magnus::Error> {
     let bridge = crate::log::install();
     let cancelled = AtomicBool::new(false);
     let lines = nogvl::without_gvl(
@@ -32,9 +32,8 @@ fn drain_logs(ruby: &Ruby, timeout: f64) -> RArray {
             cancelled.store(true, Ordering::Release);
             bridge.interrupt();
         },
-    )
-    .unwrap_or_default();
-    ruby.ary_from_vec(lines)
+    )?;
+    Ok(ruby.ary_from_vec(lines))
 }
 
 #[magnus::init(name = "fiber_job")]

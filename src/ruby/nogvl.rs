@@ -10,9 +10,11 @@
 //! - `func` and its result are `Send`: magnus types that touch Ruby are not, so the
 //!   compiler rejects any Ruby call inside `func`.
 //! - It uses `rb_thread_call_without_gvl2`, which does not check interrupts after
-//!   `func` returns: a pending exception is raised later by the VM in Ruby code, never
-//!   by a `longjmp` through these Rust frames. If an interrupt was already pending,
-//!   `func` does not run and the result is `None`.
+//!   `func` returns, so no `longjmp` crosses these Rust frames from there. When any
+//!   interrupt is pending it does not run `func` at all — that includes Ruby's routine
+//!   thread-switch timer, not only Ctrl-C or `Thread#raise`. Then the interrupts are
+//!   handled with `rb_thread_check_ints` inside `protect` (an exception it raises comes
+//!   back as an `Err` and propagates as a Ruby exception), and the call is tried again.
 //! - Panics in `func` and `ubf` are caught; a panic in `func` is resumed once the GVL
 //!   is held again, where magnus turns it into a Ruby exception.
 //! - `data1`/`data2` point at locals that outlive the call, which is synchronous.
@@ -40,8 +42,9 @@ unsafe extern "C" fn unblock<U: Fn()>(data: *mut c_void) {
     let _ = panic::catch_unwind(AssertUnwindSafe(ubf));
 }
 
-/// Runs `func` without the GVL; `None` if an interrupt was pending and it did not run.
-pub fn without_gvl<F, R, U>(func: F, ubf: U) -> Option<R>
+/// Runs `func` without the GVL. `Err` only when a pending interrupt raised (Ctrl-C,
+/// `Thread#raise`, `Thread#kill`) before `func` could run.
+pub fn without_gvl<F, R, U>(func: F, ubf: U) -> Result<R, magnus::Error>
 where
     F: FnOnce() -> R + Send,
     R: Send,
@@ -51,17 +54,28 @@ where
         func: Some(func),
         result: None,
     };
-    // SAFETY: see the module comment; both pointers outlive this synchronous call.
-    unsafe {
-        rb_sys::rb_thread_call_without_gvl2(
-            Some(call::<F, R>),
-            &mut data as *mut Call<F, R> as *mut c_void,
-            Some(unblock::<U>),
-            &ubf as *const U as *mut c_void,
-        );
-    }
-    match data.result? {
-        Ok(r) => Some(r),
-        Err(payload) => panic::resume_unwind(payload),
+    loop {
+        // SAFETY: see the module comment; both pointers outlive this synchronous call.
+        unsafe {
+            rb_sys::rb_thread_call_without_gvl2(
+                Some(call::<F, R>),
+                &mut data as *mut Call<F, R> as *mut c_void,
+                Some(unblock::<U>),
+                &ubf as *const U as *mut c_void,
+            );
+        }
+        if let Some(result) = data.result.take() {
+            return match result {
+                Ok(r) => Ok(r),
+                Err(payload) => panic::resume_unwind(payload),
+            };
+        }
+        // An interrupt was pending and `func` did not run: handle it, then try again.
+        magnus::rb_sys::protect(|| {
+            // SAFETY: called with the GVL held, on a Ruby thread; may raise, which
+            // `protect` catches.
+            unsafe { rb_sys::rb_thread_check_ints() };
+            rb_sys::Qnil as rb_sys::VALUE
+        })?;
     }
 }

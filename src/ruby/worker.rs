@@ -12,7 +12,7 @@ use std::time::Duration;
 use magnus::{function, method, prelude::*, IntoValue, RArray, RModule, Ruby, Value};
 
 use super::convert;
-use super::error::{interrupted, to_ruby};
+use super::error::to_ruby;
 use super::nogvl::without_gvl;
 use crate::cancel::Cancel;
 use crate::cron::{CronDef, CronSpec};
@@ -115,8 +115,7 @@ impl RbWorker {
                 cancel.cancel();
                 dispatcher.interrupt();
             },
-        )
-        .flatten();
+        )?;
         handed.map(|h| tuple(ruby, &rb_self.0, &h)).transpose()
     }
 
@@ -124,14 +123,13 @@ impl RbWorker {
         let dispatcher = &rb_self.0.shared.dispatcher;
         let cancel = Cancel::default();
         let _ = ruby;
-        Ok(without_gvl(
+        without_gvl(
             || dispatcher.wait_stopping(Duration::from_secs_f64(timeout), cancel.flag()),
             || {
                 cancel.cancel();
                 dispatcher.interrupt();
             },
         )
-        .unwrap_or(false))
     }
 
     fn wake_fd(&self) -> i32 {
@@ -190,8 +188,7 @@ impl RbWorker {
 
     fn shutdown(ruby: &Ruby, rb_self: &Self) -> Result<(), magnus::Error> {
         let cancel = Cancel::default();
-        without_gvl(|| rb_self.0.shutdown(&cancel), || cancel.cancel())
-            .ok_or_else(|| interrupted(ruby))?
+        without_gvl(|| rb_self.0.shutdown(&cancel), || cancel.cancel())?
             .map_err(|e| to_ruby(ruby, e))
     }
 }

@@ -3,6 +3,7 @@
 require "async"
 require "async/condition"
 require "io/wait"
+require_relative "fiber_watchdog"
 
 module FiberJob
   module Executor
@@ -14,21 +15,22 @@ module FiberJob
     # out, it waits on the engine's wake socket (an IO the scheduler understands).
     #
     # Uses only what async 1.30 and 2.x share: Kernel#Async, Task#async, Task#stop,
-    # Task.current, Task#with_timeout, Async::Condition, Async::TimeoutError.
+    # Task.current, Task#with_timeout, Async::Condition, Async::Notification,
+    # Async::TimeoutError.
     class FiberExecutor
       # Jobs taken per call into the engine: one call hands out a batch.
       BATCH = 256
 
-      # Job timeouts through the task's own timer, which raises in the job's fiber.
-      # (Timeout.timeout would raise in whatever fiber runs when its thread fires:
-      # async 1.30's scheduler does not implement timeout_after.)
-      TIMEOUT = lambda do |seconds, &block|
-        Async::Task.current.with_timeout(seconds, FiberJob::TimeoutError, &block)
-      end
+      # Job timeouts go through one FiberWatchdog, not Timeout.timeout, which would
+      # raise in whatever fiber runs when its thread fires (async 1.30's scheduler does
+      # not implement timeout_after), nor a timer per job.
+      attr_reader :watchdog
 
-      def initialize(native, processor, shutdown_timeout)
+      # @param processor_for [#call] builds the Processor, given the job timeout hook
+      def initialize(native, shutdown_timeout, &processor_for)
         @native = native
-        @processor = processor
+        @watchdog = FiberWatchdog.new
+        @processor = processor_for.call(->(seconds, &block) { @watchdog.guard(seconds, &block) })
         @shutdown_timeout = shutdown_timeout
       end
 
@@ -37,8 +39,10 @@ module FiberJob
         Async do |task|
           running = {}
           finished = Async::Condition.new
+          watchdog = task.async { |t| @watchdog.run(t) }
           dispatch(task, wake, running, finished)
           drain(task, running, finished)
+          watchdog.stop
         end
       ensure
         wake&.close

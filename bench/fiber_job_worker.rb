@@ -1,0 +1,23 @@
+# frozen_string_literal: true
+
+# FiberJob benchmark worker: one process, the queue `default` at CONC, fiber executor.
+$LOAD_PATH.unshift(File.expand_path("../lib", __dir__))
+require "fiber_job"
+require_relative "tally"
+
+FiberJob.configure do |c|
+  c.redis_url = ENV.fetch("REDIS_URL")
+  c.queue_concurrency = { default: Integer(ENV.fetch("CONC")) }
+  c.prefetch = Integer(ENV.fetch("PREFETCH", "0"))
+  c.executor = ENV.fetch("EXECUTOR", "fiber").to_sym
+  c.log_level = :warn
+end
+
+class FiberBench < FiberJob::Job
+  def perform(arg) = Tally.perform(arg)
+end
+
+Tally.writer = ->(json) { FiberJob.client._push("bench_result", [json]) }
+worker = FiberJob::Worker.new
+Tally.on_done = -> { worker.stop }
+worker.start

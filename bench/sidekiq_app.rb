@@ -1,0 +1,18 @@
+# frozen_string_literal: true
+
+# Sidekiq benchmark app, loaded by `sidekiq -r bench/sidekiq_app.rb -c CONC`.
+require "sidekiq"
+require "json"
+require_relative "tally"
+
+Sidekiq.configure_server { |c| c.redis = { url: ENV.fetch("REDIS_URL") } }
+Sidekiq.logger.level = Logger::WARN
+
+class SidekiqBench
+  include Sidekiq::Worker
+  sidekiq_options retry: false
+
+  def perform(arg) = Tally.perform(arg)
+end
+
+Tally.writer = ->(json) { Sidekiq.redis { |r| r.lpush("bench_result", json) } }

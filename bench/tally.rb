@@ -1,0 +1,55 @@
+# frozen_string_literal: true
+
+# The job body shared by the FiberJob and Sidekiq benchmark workers, so both run the
+# same code. Counts performs; at the N-th writes the result (JSON) through `writer`.
+# Times are measured inside the worker: the first perform's start to the N-th's end.
+module Tally
+  MODE = ENV.fetch("MODE", "noop")   # noop | sleep | latency
+  N = Integer(ENV.fetch("N"))
+  SLEEP = ENV.fetch("SLEEP", "0").to_f
+  RSS_MARK = Integer(ENV.fetch("RSS_MARK", "0")) # record RSS after this many jobs
+
+  @lock = Mutex.new
+  @count = 0
+  @first = nil
+  @samples = []
+  @rss_mark = nil
+
+  class << self
+    attr_accessor :writer, :on_done
+
+    def perform(arg)
+      start = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      sample = nil
+      case MODE
+      when "sleep" then sleep SLEEP
+      when "latency" then sample = (Process.clock_gettime(Process::CLOCK_REALTIME) - arg.to_f) * 1000.0
+      end
+      count = @lock.synchronize do
+        @first ||= start
+        @samples << sample if sample
+        @count += 1
+      end
+      @rss_mark = rss_kb if count == RSS_MARK
+      finish if count == N
+    end
+
+    def rss_kb
+      File.read("/proc/self/status")[/VmRSS:\s+(\d+)/, 1].to_i
+    end
+
+    private
+
+    def finish
+      elapsed = Process.clock_gettime(Process::CLOCK_MONOTONIC) - @first
+      sorted = @samples.sort
+      pct = ->(p) { sorted.empty? ? nil : sorted[((sorted.size - 1) * p).round].round(3) }
+      writer.call(JSON.generate(
+        "n" => N, "seconds" => elapsed, "jobs_per_s" => N / elapsed,
+        "p50_ms" => pct.call(0.5), "p99_ms" => pct.call(0.99), "max_ms" => sorted.last&.round(3),
+        "rss_mark_kb" => @rss_mark, "rss_end_kb" => rss_kb
+      ))
+      on_done&.call
+    end
+  end
+end

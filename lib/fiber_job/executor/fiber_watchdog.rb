@@ -1,0 +1,77 @@
+# frozen_string_literal: true
+
+require "async/notification"
+
+module FiberJob
+  module Executor
+    # Job timeouts for the fiber executor: one watchdog fiber sleeps until the earliest
+    # deadline of the running jobs and stops each job that passed its deadline; the
+    # job's `guard` turns that stop into FiberJob::TimeoutError, a failure like any
+    # other. One timer for all jobs instead of one per job (a per-job timer costs more
+    # than a no-op job itself).
+    #
+    # Like any fiber interruption, it lands where the job next waits (I/O, sleep).
+    class FiberWatchdog
+      def initialize
+        @deadlines = {}
+        @timed_out = {}
+        @wake = Async::Notification.new
+        @next = nil
+      end
+
+      # Runs the block, raising FiberJob::TimeoutError in it after `seconds`.
+      def guard(seconds)
+        task = Async::Task.current
+        deadline = now + seconds
+        @deadlines[task] = deadline
+        @wake.signal if @next.nil? || deadline < @next
+        yield
+      rescue Async::Stop
+        raise unless @timed_out.delete(task)
+
+        raise FiberJob::TimeoutError, "execution expired"
+      ensure
+        @deadlines.delete(task)
+      end
+
+      # The watchdog loop; run it in its own task, stop that task to end it.
+      def run(task)
+        loop do
+          @next = @deadlines.values.min
+          if @next.nil?
+            @wake.wait
+            next
+          end
+          wait = @next - now
+          if wait.positive?
+            sleep_until_woken(task, wait)
+          else
+            expire
+          end
+        end
+      end
+
+      private
+
+      def sleep_until_woken(task, seconds)
+        task.with_timeout(seconds) { @wake.wait }
+      rescue Async::TimeoutError
+        nil
+      end
+
+      def expire
+        t = now
+        overdue = @deadlines.select { |_, deadline| deadline <= t }.keys
+        overdue.each do |job_task|
+          @deadlines.delete(job_task)
+          @timed_out[job_task] = true
+          job_task.stop
+        end
+      end
+
+      def now
+        Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      end
+    end
+  end
+end
