@@ -16,6 +16,7 @@ if system_name == "fiber_job"
   bulk = ->(args) { FiberBench.perform_bulk(args.map { |a| [a] }) }
 else
   require "sidekiq"
+  Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
   Sidekiq.configure_client { |c| c.redis = { url: ENV.fetch("REDIS_URL"), size: 20 } }
   class SidekiqBench
     include Sidekiq::Worker

@@ -3,6 +3,7 @@
 # Sidekiq benchmark app, loaded by `sidekiq -r bench/sidekiq_app.rb -c CONC`.
 require "sidekiq"
 require "json"
+Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
 require_relative "tally"
 
 Sidekiq.configure_server { |c| c.redis = { url: ENV.fetch("REDIS_URL") } }
