@@ -191,15 +191,16 @@ impl Dispatcher {
                 if qs.running >= qs.limit {
                     break;
                 }
-                let Some(job) = qs.buffer.pop_front() else {
+                let Some(mut job) = qs.buffer.pop_front() else {
                     break;
                 };
                 qs.running += 1;
+                // The arguments move to Ruby; the in-flight job keeps its raw payload.
                 out.push(Handed {
                     id: job.id,
                     queue: q,
                     class: job.parsed.class.clone(),
-                    args: job.parsed.args.clone(),
+                    args: std::mem::take(&mut job.parsed.args),
                     jid: job.parsed.jid.clone(),
                     retry_count: job.parsed.retry_count,
                 });
@@ -329,11 +330,6 @@ impl Dispatcher {
     /// Jobs running now, per queue.
     pub fn running(&self) -> Vec<usize> {
         self.lock().queues.iter().map(|q| q.running).collect()
-    }
-
-    /// The in-flight job's payload fields (to build a failure record).
-    pub fn with_inflight<R>(&self, id: u64, f: impl FnOnce(&Job) -> R) -> Option<R> {
-        self.lock().inflight.get(&id).map(f)
     }
 }
 

@@ -202,8 +202,12 @@ impl Engine {
     pub fn reject(&self, id: u64, error_class: &str, reason: &str) {
         if let Some(job) = self.shared.dispatcher.finish(id) {
             tracing::warn!(jid = %job.parsed.jid, "{reason}; moved to the dead set");
-            let record =
-                payload::dead_record(&job.parsed.fields, error_class, reason, payload::now());
+            let record = payload::dead_record(
+                &payload::fields(&job.raw),
+                error_class,
+                reason,
+                payload::now(),
+            );
             self.shared.send(Msg::Dead {
                 q: job.queue,
                 raw: job.raw,
@@ -218,7 +222,7 @@ impl Engine {
             return;
         };
         let queue = &self.shared.queues[job.queue];
-        let mut fields = payload::with_failure(&job.parsed.fields, &failure);
+        let mut fields = payload::with_failure(&payload::fields(&job.raw), &failure);
         let record = payload::failure_record(&fields, &failure, queue);
         let next = match retry_at {
             Some(at) => {

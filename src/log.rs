@@ -151,7 +151,7 @@ mod tests {
         assert!(
             lines
                 .iter()
-                .any(|(s, l)| *s == 2 && l == "Redis is back queue=\"q\""),
+                .any(|(s, l)| *s == 2 && l == "Redis is back queue=q"),
             "{lines:?}"
         );
         assert!(!lines.iter().any(|(_, l)| l.contains("hidden")));

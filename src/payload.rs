@@ -7,39 +7,53 @@
 
 use serde_json::{Map, Value};
 
-/// A payload that parsed and has the fields a worker needs.
+/// What a worker needs of a payload that parsed. The raw payload is kept by the caller;
+/// the other fields are read again (`fields`) only on the rare paths that change it.
 #[derive(Clone, Debug)]
 pub struct Parsed {
     pub class: String,
     pub args: Vec<Value>,
     pub jid: String,
     pub retry_count: u64,
-    pub fields: Map<String, Value>,
+}
+
+/// Only the fields a worker reads; serde skips the rest without building values.
+#[derive(serde::Deserialize)]
+struct Head {
+    class: Option<Value>,
+    args: Option<Value>,
+    jid: Option<Value>,
+    retry_count: Option<Value>,
 }
 
 /// Parses a payload taken from a queue. `Err` holds the reason it cannot run.
 pub fn parse(raw: &str) -> Result<Parsed, String> {
-    let value: Value =
+    // serde would also read a struct from a JSON array; a payload must be an object.
+    if !raw.trim_start().starts_with('{') {
+        return match serde_json::from_str::<Value>(raw) {
+            Ok(_) => Err("payload is not a JSON object".to_string()),
+            Err(e) => Err(format!("payload is not valid JSON: {e}")),
+        };
+    }
+    let head: Head =
         serde_json::from_str(raw).map_err(|e| format!("payload is not valid JSON: {e}"))?;
-    let Value::Object(fields) = value else {
-        return Err("payload is not a JSON object".to_string());
-    };
-    let class = match fields.get("class") {
-        Some(Value::String(c)) if !c.is_empty() => c.clone(),
+    let class = match head.class {
+        Some(Value::String(c)) if !c.is_empty() => c,
         Some(_) => return Err("payload field 'class' is not a non-empty string".to_string()),
         None => return Err("payload has no 'class' field".to_string()),
     };
-    let args = match fields.get("args") {
-        Some(Value::Array(a)) => a.clone(),
+    let args = match head.args {
+        Some(Value::Array(a)) => a,
         Some(_) => return Err("payload field 'args' is not an array".to_string()),
         None => return Err("payload has no 'args' field".to_string()),
     };
-    let jid = match fields.get("jid") {
-        Some(Value::String(j)) => j.clone(),
+    let jid = match head.jid {
+        Some(Value::String(j)) => j,
         _ => String::new(),
     };
-    let retry_count = fields
-        .get("retry_count")
+    let retry_count = head
+        .retry_count
+        .as_ref()
         .and_then(Value::as_u64)
         .unwrap_or(0);
     Ok(Parsed {
@@ -47,8 +61,15 @@ pub fn parse(raw: &str) -> Result<Parsed, String> {
         args,
         jid,
         retry_count,
-        fields,
     })
+}
+
+/// Every field of a payload that `parse` accepted (for failure and dead records).
+pub fn fields(raw: &str) -> Map<String, Value> {
+    match serde_json::from_str(raw) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
 }
 
 /// What a failed attempt adds to a payload.
@@ -248,6 +269,10 @@ mod tests {
     fn rejects_bad_payloads_with_a_reason() {
         assert!(parse("not json").unwrap_err().contains("not valid JSON"));
         assert!(parse("[1]").unwrap_err().contains("not a JSON object"));
+        assert!(parse(r#"["A",[1]]"#)
+            .unwrap_err()
+            .contains("not a JSON object"));
+        assert!(parse("[oops").unwrap_err().contains("not valid JSON"));
         assert!(parse(r#"{"args":[]}"#).unwrap_err().contains("no 'class'"));
         assert!(parse(r#"{"class":"A"}"#).unwrap_err().contains("no 'args'"));
         assert!(parse(r#"{"class":"A","args":{}}"#)
@@ -256,6 +281,10 @@ mod tests {
         assert!(parse(r#"{"class":5,"args":[]}"#)
             .unwrap_err()
             .contains("'class'"));
+    }
+
+    fn raw_of(_p: &Parsed) -> String {
+        r#"{"class":"A","args":[],"jid":"j","retry_count":1}"#.to_string()
     }
 
     #[test]
@@ -267,7 +296,7 @@ mod tests {
             backtrace: (0..50).map(|i| format!("line {i}")).collect(),
             failed_at: 1.5,
         };
-        let out = with_failure(&p.fields, &f);
+        let out = with_failure(&fields(&raw_of(&p)), &f);
         assert_eq!(out["retry_count"], Value::from(2));
         assert_eq!(out["backtrace"].as_array().unwrap().len(), BACKTRACE_LINES);
         let rec: Value = serde_json::from_str(&failure_record(&out, &f, "default")).unwrap();

@@ -151,8 +151,12 @@ async fn recover_one(
             let reason = format!(
                 "the worker running this job died {count} times while running it (killed, crashed or exited); moved to the dead set as a likely poison pill"
             );
-            let record =
-                payload::dead_record(&p.fields, "FiberJob::WorkerLost", &reason, payload::now());
+            let record = payload::dead_record(
+                &payload::fields(&raw),
+                "FiberJob::WorkerLost",
+                &reason,
+                payload::now(),
+            );
             redis::pipe()
                 .cmd("ZADD")
                 .arg(k.dead())
