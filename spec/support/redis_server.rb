@@ -33,27 +33,14 @@ class RedisServer
     !@pid.nil?
   end
 
-  # Graceful stop (SHUTDOWN NOSAVE semantics come from --save "").
+  # Graceful stop: TERM (with --save "" nothing is written unless AOF is on).
   def stop
-    return unless @pid
-
-    Process.kill("TERM", @pid)
-    Process.wait(@pid)
-  rescue Errno::ESRCH, Errno::ECHILD
-    nil
-  ensure
-    @pid = nil
+    signal("TERM")
   end
 
+  # Crash: nothing is flushed.
   def kill9
-    return unless @pid
-
-    Process.kill("KILL", @pid)
-    Process.wait(@pid)
-  rescue Errno::ESRCH, Errno::ECHILD
-    nil
-  ensure
-    @pid = nil
+    signal("KILL")
   end
 
   def cleanup
@@ -62,6 +49,17 @@ class RedisServer
   end
 
   private
+
+  def signal(name)
+    return unless @pid
+
+    Process.kill(name, @pid)
+    Process.wait(@pid)
+  rescue Errno::ESRCH, Errno::ECHILD
+    nil
+  ensure
+    @pid = nil
+  end
 
   def free_port
     server = TCPServer.new("127.0.0.1", 0)

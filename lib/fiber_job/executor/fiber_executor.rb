@@ -1,5 +1,7 @@
 # frozen_string_literal: true
 
+require_relative "clock"
+
 require "async"
 require "async/condition"
 require "io/wait"
@@ -79,9 +81,9 @@ module FiberJob
       # Lets running jobs finish for up to shutdown_timeout, then stops the rest; the
       # processor gives each stopped job back to the front of its queue.
       def drain(task, running, finished)
-        deadline = now + @shutdown_timeout
+        deadline = Clock.now + @shutdown_timeout
         until running.empty?
-          remaining = deadline - now
+          remaining = deadline - Clock.now
           break if remaining <= 0
 
           begin
@@ -94,10 +96,6 @@ module FiberJob
 
         FiberJob.logger.warn("shutdown_timeout reached: interrupting #{running.size} job(s); they go back to their queues")
         running.keys.each(&:stop)
-      end
-
-      def now
-        Process.clock_gettime(Process::CLOCK_MONOTONIC)
       end
     end
   end

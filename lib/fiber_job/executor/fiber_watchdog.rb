@@ -1,5 +1,7 @@
 # frozen_string_literal: true
 
+require_relative "clock"
+
 require "async/notification"
 
 module FiberJob
@@ -22,7 +24,7 @@ module FiberJob
       # Runs the block, raising FiberJob::TimeoutError in it after `seconds`.
       def guard(seconds)
         task = Async::Task.current
-        deadline = now + seconds
+        deadline = Clock.now + seconds
         @deadlines[task] = deadline
         @wake.signal if @next.nil? || deadline < @next
         yield
@@ -42,7 +44,7 @@ module FiberJob
             @wake.wait
             next
           end
-          wait = @next - now
+          wait = @next - Clock.now
           if wait.positive?
             sleep_until_woken(task, wait)
           else
@@ -60,17 +62,13 @@ module FiberJob
       end
 
       def expire
-        t = now
+        t = Clock.now
         overdue = @deadlines.select { |_, deadline| deadline <= t }.keys
         overdue.each do |job_task|
           @deadlines.delete(job_task)
           @timed_out[job_task] = true
           job_task.stop
         end
-      end
-
-      def now
-        Process.clock_gettime(Process::CLOCK_MONOTONIC)
       end
     end
   end

@@ -1,5 +1,7 @@
 # frozen_string_literal: true
 
+require_relative "clock"
+
 module FiberJob
   module Executor
     # Runs jobs on Ruby threads (config.executor = :thread), for CPU-bound jobs or code
@@ -20,8 +22,8 @@ module FiberJob
       def run
         threads = Array.new(@threads) { |i| Thread.new { work }.tap { |t| t.name = "fiber_job-#{i}" } }
         nil until @native._wait_stop(WAIT)
-        deadline = now + @shutdown_timeout
-        threads.each { |t| t.join([deadline - now, 0].max) }
+        deadline = Clock.now + @shutdown_timeout
+        threads.each { |t| t.join([deadline - Clock.now, 0].max) }
         alive = threads.select(&:alive?)
         unless alive.empty?
           FiberJob.logger.warn("shutdown_timeout reached: interrupting #{alive.size} job(s); they go back to their queues")
@@ -39,10 +41,6 @@ module FiberJob
         end
       rescue FiberJob::Shutdown
         nil
-      end
-
-      def now
-        Process.clock_gettime(Process::CLOCK_MONOTONIC)
       end
     end
   end
