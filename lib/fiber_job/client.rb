@@ -8,6 +8,9 @@ module FiberJob
 
     # Enqueues one job now. @return [String] the job id
     def push(job_class, args, queue: job_class.queue_name)
+      fast = FiberJob.client._enqueue(class_name(job_class), queue, [args])
+      return fast.first if fast
+
       payload = build(job_class, args, queue)
       FiberJob.client._push(queue, [JSON.generate(payload)])
       payload["jid"]
@@ -18,6 +21,9 @@ module FiberJob
       unless args_list.is_a?(Array) && args_list.all?(Array)
         raise ArgumentError, "#{job_class}.perform_bulk takes an Array of argument Arrays, e.g. [[1, \"a\"], [2, \"b\"]]"
       end
+
+      fast = FiberJob.client._enqueue(class_name(job_class), queue, args_list)
+      return fast if fast
 
       payloads = args_list.map { |args| build(job_class, args, queue) }
       FiberJob.client._push(queue, payloads.map { |p| JSON.generate(p) }) unless payloads.empty?
@@ -37,10 +43,11 @@ module FiberJob
       payload["jid"]
     end
 
+    # The fast path (`_enqueue`, in Rust) writes the payload from the arguments when all
+    # of them are plainly JSON-native; otherwise it returns nil and `build` below checks
+    # them (raising the ArgumentError that names the bad one) and builds it in Ruby.
     def build(job_class, args, queue)
-      name = job_class.name
-      raise ArgumentError, "#{job_class.inspect} has no name; define job classes with a constant name" if name.nil?
-
+      name = class_name(job_class)
       Arguments.check!("#{name}.perform_async", args)
       now = Time.now.to_f
       {
@@ -52,6 +59,13 @@ module FiberJob
         "enqueued_at" => now,
         "retry_count" => 0
       }
+    end
+
+    def class_name(job_class)
+      name = job_class.name
+      raise ArgumentError, "#{job_class.inspect} has no name; define job classes with a constant name" if name.nil?
+
+      name
     end
   end
 end

@@ -36,6 +36,18 @@ RSpec.describe FiberJob::Job do
       expect(redis.smembers("fiber_job:queues")).to include("default")
     end
 
+    it "writes JSON that reads back as the same values, in both the Rust and the Ruby path" do
+      EnqueueJob.perform_async(1.0, -0.5, 1e20, 2**62, -(2**62), { "z" => 1, "a" => [nil] }, "é\n\"q\"")
+      EnqueueJob.perform_async(2**70, 1.0) # a bignum: the Ruby path
+      fast, slow = queued.reverse.map { |j| j["args"] }
+      expect(fast).to eq([1.0, -0.5, 1e20, 2**62, -(2**62), { "z" => 1, "a" => [nil] }, "é\n\"q\""])
+      expect(fast.first(3)).to all(be_a(Float))
+      expect(fast[5].keys).to eq(%w[z a])
+      expect(slow).to eq([2**70, 1.0])
+      expect(slow.last).to be_a(Float)
+      expect(queued.map(&:keys)).to all(eq(%w[class args jid queue created_at enqueued_at retry_count]))
+    end
+
     it "uses the queue set in initialize" do
       HighJob.perform_async("x")
       expect(queued("high_priority").size).to eq(1)

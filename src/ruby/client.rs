@@ -1,6 +1,7 @@
 //! `FiberJob::Native::Client`: enqueue and read queue state. Positional arguments, no
 //! defaults; `lib/fiber_job/client.rb` validates and adds keywords.
 
+use std::fmt::Write;
 use std::time::Duration;
 
 use magnus::{function, method, prelude::*, RArray, RModule, Ruby};
@@ -27,6 +28,46 @@ impl RbClient {
         Client::new(&url, &prefix, Duration::from_secs_f64(timeout))
             .map(RbClient)
             .map_err(|e| to_ruby(ruby, e))
+    }
+
+    /// The enqueue fast path: payloads built here from `args_list` (an Array of argument
+    /// Arrays), pushed in one round trip. Returns the jids, or nil when an argument is
+    /// not on the fast path (nothing was pushed; Ruby then takes its own path).
+    fn enqueue(
+        ruby: &Ruby,
+        rb_self: &Self,
+        class: String,
+        queue: String,
+        args_list: RArray,
+    ) -> Result<Option<RArray>, magnus::Error> {
+        let now = crate::payload::now();
+        let class_json = serde_json::to_string(&class).unwrap_or_default();
+        let queue_json = serde_json::to_string(&queue).unwrap_or_default();
+        let mut payloads = Vec::with_capacity(args_list.len());
+        let mut jids = Vec::with_capacity(args_list.len());
+        for args in args_list.into_iter() {
+            let Some(args) = RArray::from_value(args) else {
+                return Ok(None);
+            };
+            let jid = crate::payload::new_jid();
+            let mut p = String::with_capacity(160);
+            p.push_str("{\"class\":");
+            p.push_str(&class_json);
+            p.push_str(",\"args\":");
+            if !super::encode::write(args.as_value(), &mut p, 0) {
+                return Ok(None);
+            }
+            let _ = write!(
+                p,
+                ",\"jid\":\"{jid}\",\"queue\":{queue_json},\"created_at\":{now:?},\"enqueued_at\":{now:?},\"retry_count\":0}}"
+            );
+            payloads.push(p);
+            jids.push(jid);
+        }
+        if !payloads.is_empty() {
+            blocking(ruby, |c| rb_self.0.push(c, &queue, &payloads))?;
+        }
+        Ok(Some(ruby.ary_from_vec(jids)))
     }
 
     fn push(
@@ -123,6 +164,7 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     let class = native.define_class("Client", ruby.class_object())?;
     class.define_singleton_method("new", function!(RbClient::new, 3))?;
     class.define_method("_push", method!(RbClient::push, 2))?;
+    class.define_method("_enqueue", method!(RbClient::enqueue, 3))?;
     class.define_method("_schedule", method!(RbClient::schedule, 3))?;
     class.define_method("_stats", method!(RbClient::stats, 1))?;
     class.define_method("_failed", method!(RbClient::failed, 2))?;

@@ -3,6 +3,7 @@
 
 mod client;
 mod convert;
+mod encode;
 mod error;
 mod nogvl;
 mod worker;
