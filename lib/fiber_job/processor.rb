@@ -1,7 +1,5 @@
 # frozen_string_literal: true
 
-require "timeout"
-
 module FiberJob
   # Runs one taken job: resolves its class (only FiberJob::Job subclasses, never
   # anything else named by Redis data), calls `perform` with its arguments under its
@@ -12,14 +10,9 @@ module FiberJob
     # Backtrace lines sent with a failure (the engine keeps at most this many too).
     BACKTRACE_LINES = 20
 
-    # Interrupts a block after `seconds` with FiberJob::TimeoutError on Ruby threads.
-    THREAD_TIMEOUT = lambda do |seconds, &block|
-      Timeout.timeout(seconds, FiberJob::TimeoutError, &block)
-    end
-
     # @param timeout [#call] (seconds, &block) → runs block, raising
-    #   FiberJob::TimeoutError in the job when it runs too long (each executor knows how)
-    def initialize(native, logger, timeout: THREAD_TIMEOUT)
+    #   FiberJob::TimeoutError in the job when it runs too long (each executor's watchdog)
+    def initialize(native, logger, timeout:)
       @native = native
       @logger = logger
       @timeout = timeout

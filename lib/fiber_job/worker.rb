@@ -63,8 +63,9 @@ module FiberJob
       case @executor_name
       when :thread
         require_relative "executor/thread_executor"
-        processor = Processor.new(@native, FiberJob.logger)
-        Executor::ThreadExecutor.new(@native, processor, config.shutdown_timeout, @limits.sum)
+        Executor::ThreadExecutor.new(@native, config.shutdown_timeout, @limits.sum) do |timeout|
+          Processor.new(@native, FiberJob.logger, timeout: timeout)
+        end
       else
         require_relative "executor/fiber_executor"
         Executor::FiberExecutor.new(@native, config.shutdown_timeout) do |timeout|

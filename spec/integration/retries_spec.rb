@@ -47,6 +47,19 @@ class QueuedJob < FiberJob::Job
   end
 end
 
+class RacyTimeoutJob < FiberJob::Job
+  def initialize
+    super
+    @timeout = 0.02
+    @max_retries = 0
+  end
+
+  def perform(i)
+    sleep 0.02 # ends right at its deadline: the timeout races the finish
+    Ran.record(:done, i)
+  end
+end
+
 class TimeoutJob < FiberJob::Job
   def initialize
     super
@@ -110,6 +123,28 @@ RSpec.describe "retries, the dead set and timeouts" do
       expect(FiberJob::Queue.dead_jobs.first["error_class"]).to eq("FiberJob::TimeoutError")
       expect(FiberJob::Queue.failed_jobs.first["error"]).to include("timeout of 0.3s")
       expect(Ran.calls).to be_empty
+    end
+  end
+
+  %i[fiber thread].each do |executor|
+    it "settles every job whose timeout races its finish, and keeps working (#{executor} executor)" do
+      FiberJob.config.executor = executor
+      FiberJob.config.queue_concurrency = { default: 20 }
+      200.times { |i| RacyTimeoutJob.perform_async(i) }
+      with_worker do
+        wait_for(timeout: 30, message: "every job settled") do
+          done = Ran.calls.count { |c| c.first == :done }
+          dead = redis.zcard("fiber_job:dead")
+          done + dead >= 200 && FiberJob::Queue.stats(:default)[:processing].zero?
+        end
+        QueuedJob.perform_async(999)
+        wait_for { Ran.calls.include?([:queued, 999]) }
+      end
+      done = Ran.calls.count { |c| c.first == :done }
+      dead = FiberJob::Queue.dead_jobs(limit: 300)
+      expect(dead.map { |d| d["error_class"] }.uniq - ["FiberJob::TimeoutError"]).to be_empty
+      expect(done + dead.size).to be >= 200
+      expect(FiberJob::Queue.stats(:default)).to eq(size: 0, scheduled: 0, processing: 0)
     end
   end
 

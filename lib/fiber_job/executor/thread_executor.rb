@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require_relative "clock"
+require_relative "thread_watchdog"
 
 module FiberJob
   module Executor
@@ -12,14 +13,17 @@ module FiberJob
       # also wakes waiting threads at once when the worker stops.
       WAIT = 1.0
 
-      def initialize(native, processor, shutdown_timeout, threads)
+      # @param processor_for [#call] builds the Processor, given the job timeout hook
+      def initialize(native, shutdown_timeout, threads, &processor_for)
         @native = native
-        @processor = processor
+        @watchdog = ThreadWatchdog.new
+        @processor = processor_for.call(->(seconds, &block) { @watchdog.guard(seconds, &block) })
         @shutdown_timeout = shutdown_timeout
         @threads = threads
       end
 
       def run
+        @watchdog.start
         threads = Array.new(@threads) { |i| Thread.new { work }.tap { |t| t.name = "fiber_job-#{i}" } }
         nil until @native._wait_stop(WAIT)
         deadline = Clock.now + @shutdown_timeout
@@ -30,6 +34,8 @@ module FiberJob
           alive.each { |t| t.raise(FiberJob::Shutdown, "worker is shutting down") }
           alive.each { |t| t.join(WAIT * 5) }
         end
+      ensure
+        @watchdog.stop
       end
 
       private
