@@ -24,8 +24,7 @@ module FiberJob
     # @yieldparam config [FiberJob::Configuration]
     # @return [FiberJob::Configuration]
     def configure
-      yield config
-      config.validate!
+      yield config # each setter validates its own value
       @client = nil
       logger.level = config.logger_level if @logger
       config

@@ -132,33 +132,27 @@ impl Client {
 
     /// Failure records, newest first, `start..=stop` (Redis LRANGE indexes).
     pub fn failed(&self, cancel: &Cancel, start: i64, stop: i64) -> Result<Vec<String>> {
-        let key = self.keys.failed();
-        self.call(cancel, |mut c| {
-            let key = key.clone();
-            async move {
-                redis::cmd("LRANGE")
-                    .arg(key)
-                    .arg(start)
-                    .arg(stop)
-                    .query_async(&mut c)
-                    .await
-            }
-        })
+        self.range(cancel, "LRANGE", self.keys.failed(), start, stop)
     }
 
     /// Dead-set entries, newest first, `start..=stop`.
     pub fn dead(&self, cancel: &Cancel, start: i64, stop: i64) -> Result<Vec<String>> {
-        let key = self.keys.dead();
+        self.range(cancel, "ZREVRANGE", self.keys.dead(), start, stop)
+    }
+
+    /// `LRANGE`/`ZREVRANGE`-style read of `key`, `start..=stop`.
+    fn range(
+        &self,
+        cancel: &Cancel,
+        command: &str,
+        key: String,
+        start: i64,
+        stop: i64,
+    ) -> Result<Vec<String>> {
         self.call(cancel, |mut c| {
-            let key = key.clone();
-            async move {
-                redis::cmd("ZREVRANGE")
-                    .arg(key)
-                    .arg(start)
-                    .arg(stop)
-                    .query_async(&mut c)
-                    .await
-            }
+            let mut cmd = redis::cmd(command);
+            cmd.arg(&key).arg(start).arg(stop);
+            async move { cmd.query_async(&mut c).await }
         })
     }
 

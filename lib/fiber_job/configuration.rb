@@ -118,11 +118,6 @@ module FiberJob
       Logger.const_get(@log_level.to_s.upcase)
     end
 
-    # Hook for checks that span options; each setter already validated its own value.
-    def validate!
-      self
-    end
-
     private
 
     def positive_integer(name, value)
