@@ -14,12 +14,16 @@ Gem::Specification.new do |spec|
   spec.required_ruby_version = ">= 3.1"
 
   spec.files = Dir[
-    "lib/**/*.rb", "ext/fiber_job/extconf.rb", "src/**/*.rs", "Cargo.toml", "Cargo.lock",
+    "lib/**/*.{rb,erb,css,js,svg}", "ext/fiber_job/extconf.rb", "src/**/*.rs", "Cargo.toml", "Cargo.lock",
     "README.md", "CHANGELOG.md", "LICENSE", "docs/*.md", "exe/*"
   ]
   spec.require_paths = ["lib"]
+  spec.bindir = "exe"
+  spec.executables = ["fiber_job"]
   spec.extensions = ["ext/fiber_job/extconf.rb"]
 
   # The fiber executor (the default) runs on the async gem's reactor.
   spec.add_dependency "async", ">= 1.30", "< 3"
+  # FiberJob::Web (the dashboard and /metrics) is a Rack app.
+  spec.add_dependency "rack", ">= 2.2", "< 4"
 end

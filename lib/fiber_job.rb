@@ -9,6 +9,9 @@ require "securerandom"
 require_relative "fiber_job/version"
 require_relative "fiber_job/errors"
 require_relative "fiber_job/native"
+require_relative "fiber_job/middleware"
+require_relative "fiber_job/instrumentation"
+require_relative "fiber_job/logging"
 require_relative "fiber_job/configuration"
 require_relative "fiber_job/arguments"
 require_relative "fiber_job/client"
@@ -18,6 +21,8 @@ require_relative "fiber_job/queue"
 require_relative "fiber_job/processor"
 require_relative "fiber_job/log_bridge"
 require_relative "fiber_job/worker"
+require_relative "fiber_job/active_job" if defined?(::ActiveJob::Base)
+require_relative "fiber_job/railtie" if defined?(::Rails::Railtie)
 
 module FiberJob
   class << self
@@ -26,7 +31,10 @@ module FiberJob
     def configure
       yield config # each setter validates its own value
       @client = nil
-      logger.level = config.logger_level if @logger
+      if @logger
+        logger.level = config.logger_level
+        logger.formatter = Logging.formatter(config.log_format) if @default_logger
+      end
       config
     end
 
@@ -40,14 +48,34 @@ module FiberJob
       @config = nil
       @client = nil
       @logger = nil
+      Instrumentation.clear
     end
 
     # @return [Logger] where FiberJob logs; assign any Logger-compatible object
+    # The default writes to $stdout in `log_format` (text or JSON, with the running
+    # job's class, jid and queue on every line).
     def logger
-      @logger ||= Logger.new($stdout, level: config.logger_level, progname: "fiber_job")
+      @logger ||= begin
+        @default_logger = true
+        Logger.new($stdout, level: config.logger_level, progname: "fiber_job",
+                            formatter: Logging.formatter(config.log_format))
+      end
     end
 
-    attr_writer :logger
+    def logger=(logger)
+      @default_logger = false
+      @logger = logger
+    end
+
+    # Subscribes to a job event (:enqueue, :perform, :retry, :dead); see
+    # FiberJob::Instrumentation. @return [Proc] the block, for FiberJob.off
+    def on(event, &block)
+      Instrumentation.subscribe(event, &block)
+    end
+
+    def off(event, block)
+      Instrumentation.unsubscribe(event, block)
+    end
 
     # The native client for the current configuration and process.
     # @api private

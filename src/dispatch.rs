@@ -266,6 +266,12 @@ impl Dispatcher {
         self.cond.notify_all();
     }
 
+    /// The stored payload of a job handed out and not yet finished (for server
+    /// middleware, which sees every field, including ones client middleware added).
+    pub fn payload(&self, id: u64) -> Option<String> {
+        self.lock().inflight.get(&id).map(|job| job.raw.clone())
+    }
+
     /// A handed-out job is over (acked, failed or to be given back): frees its slot.
     pub fn finish(&self, id: u64) -> Option<Job> {
         let mut st = self.lock();

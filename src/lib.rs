@@ -3,6 +3,7 @@
 //! Core modules are plain Rust (tested with `cargo test`); `ruby/` alone touches magnus.
 
 pub mod ack;
+pub mod admin;
 pub mod cancel;
 pub mod client;
 pub mod cron;

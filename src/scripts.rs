@@ -116,3 +116,40 @@ end
 return 0",
     )
 });
+
+/// Find, delete or run now one job by jid in a list or sorted set. A cheap substring
+/// test picks candidates, JSON decoding confirms them. Scans in chunks of 500; an
+/// admin action, linear in the size of the key. KEYS: source, destination queue (for
+/// 'run'). ARGV: jid, 'list' or 'zset', 'find' | 'delete' | 'run'. Returns
+/// {payload, score or ''}, or nil when no job has that jid.
+pub static JID_OP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local jid, kind, action = ARGV[1], ARGV[2], ARGV[3]
+local start = 0
+while true do
+  local chunk
+  if kind == 'list' then
+    chunk = redis.call('LRANGE', KEYS[1], start, start + 499)
+  else
+    chunk = redis.call('ZRANGE', KEYS[1], start, start + 499)
+  end
+  if #chunk == 0 then return false end
+  for _, v in ipairs(chunk) do
+    if string.find(v, jid, 1, true) then
+      local ok, job = pcall(cjson.decode, v)
+      if ok and type(job) == 'table' and job['jid'] == jid then
+        local score = ''
+        if kind == 'zset' then score = redis.call('ZSCORE', KEYS[1], v) end
+        if action ~= 'find' then
+          if kind == 'list' then redis.call('LREM', KEYS[1], 1, v) else redis.call('ZREM', KEYS[1], v) end
+          if action == 'run' then redis.call('RPUSH', KEYS[2], v) end
+        end
+        return {v, score}
+      end
+    end
+  end
+  start = start + 500
+end"#,
+    )
+});

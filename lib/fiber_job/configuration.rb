@@ -1,6 +1,8 @@
 # frozen_string_literal: true
 
 require "uri"
+require "yaml"
+require "erb"
 
 module FiberJob
   # Process-wide settings, with the defaults of the README's table. Every setter
@@ -12,7 +14,13 @@ module FiberJob
 
     attr_reader :redis_url, :concurrency, :queues, :queue_concurrency, :log_level,
                 :executor, :shutdown_timeout, :network_timeout, :prefetch, :prefix,
-                :cron_time_zone
+                :cron_time_zone, :log_format, :job_log_level
+
+    # Keys a YAML file (`fiber_job -C`, `config/fiber_job.yml`) may set.
+    FILE_KEYS = %i[redis_url concurrency queues queue_concurrency log_level executor
+                   shutdown_timeout network_timeout prefetch prefix cron_time_zone
+                   log_format job_log_level].freeze
+    LOG_FORMATS = %i[text json].freeze
 
     def initialize
       self.redis_url = ENV.fetch("REDIS_URL", "redis://localhost:6379")
@@ -30,6 +38,76 @@ module FiberJob
       self.prefix = "fiber_job"
       # Cron expressions are read in the process's local time, like crontab (or :utc).
       self.cron_time_zone = :local
+      # :text (one readable line) or :json (one object per line).
+      self.log_format = ENV.fetch("FIBER_JOB_LOG_FORMAT", "text")
+      # Level of the per-job start/done/fail lines; false logs none.
+      self.job_log_level = :info
+      @client_middleware = Middleware::Chain.new
+      @server_middleware = Middleware::Chain.new
+    end
+
+    # The chain around every enqueue. Yields it when given a block.
+    # @return [FiberJob::Middleware::Chain]
+    def client_middleware
+      yield @client_middleware if block_given?
+      @client_middleware
+    end
+
+    # The chain around every perform. Yields it when given a block.
+    # @return [FiberJob::Middleware::Chain]
+    def server_middleware
+      yield @server_middleware if block_given?
+      @server_middleware
+    end
+
+    def log_format=(value)
+      format = value.to_s.downcase.to_sym
+      raise ConfigurationError, "log_format #{value.inspect} is not :text or :json" unless LOG_FORMATS.include?(format)
+
+      @log_format = format
+    end
+
+    def job_log_level=(value)
+      if value == false || value.nil?
+        @job_log_level = false
+        return
+      end
+      level = value.to_s.downcase.to_sym
+      unless LOG_LEVELS.include?(level)
+        raise ConfigurationError, "job_log_level #{value.inspect} is not one of #{LOG_LEVELS.join(", ")} or false"
+      end
+      @job_log_level = level
+    end
+
+    # Applies settings from a Hash (string or symbol keys). With `env`, a section named
+    # after the environment (e.g. `production:`) is merged over the top level.
+    def apply(hash, env: nil, source: "configuration")
+      raise ConfigurationError, "#{source} must hold a mapping of settings, got #{hash.class}" unless hash.is_a?(Hash)
+
+      settings = hash.transform_keys(&:to_s)
+      section = env && settings[env.to_s].is_a?(Hash) ? settings.delete(env.to_s) : {}
+      # Other environments' sections are mappings under names that are not settings.
+      settings = settings.reject { |k, v| v.is_a?(Hash) && !FILE_KEYS.include?(k.to_sym) }
+      settings = settings.merge(section.transform_keys(&:to_s))
+      settings.each do |key, value|
+        unless FILE_KEYS.include?(key.to_sym)
+          raise ConfigurationError, "#{source}: unknown setting #{key.inspect}; known: #{FILE_KEYS.join(", ")}"
+        end
+
+        public_send(:"#{key}=", value)
+      end
+      self
+    end
+
+    # Reads a YAML file (ERB allowed) and applies it.
+    def load_file(path, env: nil)
+      text = File.read(path)
+      data = YAML.safe_load(ERB.new(text).result, aliases: true) || {}
+      apply(data, env: env, source: path.to_s)
+    rescue Errno::ENOENT
+      raise ConfigurationError, "config file #{path} does not exist"
+    rescue Psych::SyntaxError => e
+      raise ConfigurationError, "config file #{path} is not valid YAML: #{e.message}"
     end
 
     def cron_time_zone=(value)
@@ -56,10 +134,20 @@ module FiberJob
       @concurrency = positive_integer(:concurrency, value)
     end
 
+    # A list of names; an entry may be "name:concurrency" or a one-pair Hash
+    # ({ "high" => 5 }), which also sets that queue's concurrency.
     def queues=(value)
-      list = Array(value)
+      list = Array(value).flat_map { |q| q.is_a?(Hash) ? q.to_a : [q] }
+      limits = {}
+      list = list.map do |q|
+        q, n = q if q.is_a?(Array)
+        q, n = q.split(":", 2) if n.nil? && q.is_a?(String) && q.match?(/\A[^:]+:\d+\z/)
+        limits[q] = n.is_a?(String) ? Integer(n, 10) : n unless n.nil?
+        q
+      end
       raise ConfigurationError, "queues must list at least one queue, e.g. [:default]" if list.empty?
       @queues = list.map { |q| queue_name(:queues, q) }.uniq
+      self.queue_concurrency = (@queue_concurrency || {}).merge(limits) unless limits.empty?
     end
 
     def queue_concurrency=(value)

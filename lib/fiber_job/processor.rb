@@ -3,20 +3,34 @@
 module FiberJob
   # Runs one taken job: resolves its class (only FiberJob::Job subclasses, never
   # anything else named by Redis data), calls `perform` with its arguments under its
-  # timeout, and reports the outcome to the engine (ack, fail with retry or death,
-  # reject, or give back when interrupted by shutdown). Shared by both executors.
+  # timeout and through the server middleware, and reports the outcome to the engine
+  # (ack, fail with retry or death, reject, or give back when interrupted by shutdown).
+  # Logs a line per start/done/fail and emits :perform, :retry and :dead events.
+  # Shared by both executors.
   class Processor
     CLASS_NAME = /\A(?:::)?[A-Z]\w*(?:::[A-Z]\w*)*\z/.freeze
     # Backtrace lines sent with a failure (the engine keeps at most this many too).
     BACKTRACE_LINES = 20
 
+    # Jobs running now in this process: carrier (Fiber or Thread) → [class, jid,
+    # queue, started_at]. Read by the TTIN dump. @api private
+    RUNNING = {}.compare_by_identity
+
     # @param timeout [#call] (seconds, &block) → runs block, raising
     #   FiberJob::TimeoutError in the job when it runs too long (each executor's watchdog)
-    def initialize(native, logger, timeout:)
+    # @param carrier [Symbol] :fiber or :thread: what a running job is, for backtraces
+    def initialize(native, logger, timeout:, carrier: :fiber)
       @native = native
       @logger = logger
       @timeout = timeout
+      @carrier = carrier
       @classes = {}
+      config = FiberJob.config
+      @middleware = config.server_middleware
+      @job_level = config.job_log_level && Logger.const_get(config.job_log_level.to_s.upcase)
+      # A logger without our formatter does not print the job context: name the job
+      # in the message itself.
+      @tag = !(logger.respond_to?(:formatter) && logger.formatter.is_a?(Logging::TextFormatter))
     end
 
     # @param tuple [Array] [id, queue, class, args, jid, retry_count] from the engine
@@ -24,8 +38,13 @@ module FiberJob
       id, queue, class_name, args, jid, retry_count = tuple
       klass = resolve(class_name)
       unless klass
-        @native._reject(id, "FiberJob::UnknownJobError",
-                        "class #{class_name.inspect} is not a FiberJob::Job subclass loaded in this worker")
+        reason = "class #{class_name.inspect} is not a FiberJob::Job subclass loaded in this worker"
+        @native._reject(id, "FiberJob::UnknownJobError", reason)
+        @logger.error("jid=#{jid} queue=#{queue} moved to the dead set: #{reason}")
+        if Instrumentation.listening?(:dead)
+          Instrumentation.emit(:dead, job_class: class_name, jid: jid, queue: queue, args: args,
+                                      error: UnknownJobError.new(reason))
+        end
         return
       end
       perform(id, klass, queue, args, jid, retry_count)
@@ -34,20 +53,36 @@ module FiberJob
     private
 
     def perform(id, klass, queue, args, jid, retry_count)
+      carrier = @carrier == :thread ? Thread.current : Fiber.current
+      ctx = { "class" => klass.name, "jid" => jid, "queue" => queue }
+      Thread.current[Logging::CONTEXT] = ctx
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      RUNNING[carrier] = [klass, jid, queue, Time.now]
+      log_job(ctx, "start") if logging?
       job = klass.new
       job.jid = jid
       job.retry_count = retry_count
-      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      with_timeout(job.timeout) { job.perform(*args) }
+      with_timeout(job.timeout) { call_perform(job, id, queue, args) }
       @native._ack(id)
-      log_done(klass, jid, queue, started)
+      finished(ctx, klass, jid, queue, args, started, nil)
     rescue StandardError => e
-      failed(id, job, klass, jid, retry_count, e)
+      failed(id, job, klass, jid, queue, args, retry_count, e, started)
     rescue Exception # rubocop:disable Lint/RescueException
       # Shutdown, Async::Stop, Interrupt, SystemExit: the job did not finish and is
       # not at fault. It goes back to the front of its queue; the exception goes on.
       @native._requeue(id)
       raise
+    ensure
+      RUNNING.delete(carrier)
+      Thread.current[Logging::CONTEXT] = nil
+    end
+
+    def call_perform(job, id, queue, args)
+      return job.perform(*args) if @middleware.empty?
+
+      raw = @native._payload(id)
+      payload = raw ? JSON.parse(raw) : { "class" => job.class.name, "args" => args, "jid" => job.jid }
+      @middleware.invoke(job, payload, queue) { job.perform(*args) }
     end
 
     def with_timeout(seconds, &block)
@@ -60,7 +95,20 @@ module FiberJob
       end
     end
 
-    def failed(id, job, klass, jid, retry_count, error)
+    def finished(ctx, klass, jid, queue, args, started, error)
+      duration = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
+      if logging? && error.nil?
+        ctx["elapsed"] = duration.round(4)
+        log_job(ctx, "done: #{format("%.4f", duration)} sec")
+      end
+      return duration unless Instrumentation.listening?(:perform)
+
+      Instrumentation.emit(:perform, started: true, job_class: klass, jid: jid, queue: queue, args: args,
+                                     duration: duration, error: error)
+      duration
+    end
+
+    def failed(id, job, klass, jid, queue, args, retry_count, error, started)
       attempt = retry_count + 1
       max = job&.max_retries.to_i
       retry_at = (Time.now.to_f + delay(job, attempt) if job && attempt <= max)
@@ -68,7 +116,24 @@ module FiberJob
       @native._fail(id, error.class.name.to_s, error.message.to_s,
                     Array(error.backtrace).first(BACKTRACE_LINES), retry_at, priority)
       what = retry_at ? "retry #{attempt}/#{max} in #{(retry_at - Time.now.to_f).round(1)}s" : "no retries left, moved to the dead set"
-      @logger.warn("#{klass} jid=#{jid} failed: #{error.class}: #{error.message} (#{what})")
+      ctx = Logging.context || {}
+      duration = finished(ctx, klass, jid, queue, args, started, error)
+      ctx["elapsed"] = duration.round(4)
+      @logger.warn("#{@tag ? "#{klass} jid=#{jid} " : ""}fail: #{format("%.4f", duration)} sec: " \
+                   "#{error.class}: #{error.message} (#{what})")
+      event = retry_at ? :retry : :dead
+      return unless Instrumentation.listening?(event)
+
+      Instrumentation.emit(event, job_class: klass, jid: jid, queue: queue, args: args,
+                                  error: error, retry_at: retry_at)
+    end
+
+    def logging?
+      @job_level && @logger.level <= @job_level
+    end
+
+    def log_job(ctx, message)
+      @logger.add(@job_level, @tag ? "#{ctx["class"]} jid=#{ctx["jid"]} #{message}" : message)
     end
 
     def delay(job, attempt)
@@ -82,13 +147,6 @@ module FiberJob
     rescue StandardError => e
       @logger.error("job hook raised #{e.class}: #{e.message}; using the default")
       fallback
-    end
-
-    def log_done(klass, jid, queue, started)
-      return unless @logger.debug?
-
-      ms = ((Process.clock_gettime(Process::CLOCK_MONOTONIC) - started) * 1000).round(2)
-      @logger.debug("#{klass} jid=#{jid} queue=#{queue} done in #{ms}ms")
     end
 
     def resolve(name)

@@ -15,15 +15,15 @@ module FiberJob
     # Failure records, newest first: 'class', 'args', 'jid', 'queue', 'error',
     # 'error_class', 'error_message', 'backtrace', 'failed_at', 'retry_count'.
     # @return [Array<Hash>]
-    def failed_jobs(limit: 100)
-      FiberJob.client._failed(0, limit - 1).map { |json| JSON.parse(json) }
+    def failed_jobs(limit: 100, offset: 0)
+      FiberJob.client._failed(offset, offset + limit - 1).map { |json| JSON.parse(json) }
     end
 
     # Jobs that will not run again (retries exhausted, or unrunnable), newest first;
     # the failure fields plus 'died_at'. The 10,000 newest of the last 180 days are kept.
     # @return [Array<Hash>]
-    def dead_jobs(limit: 100)
-      FiberJob.client._dead(0, limit - 1).map { |json| JSON.parse(json) }
+    def dead_jobs(limit: 100, offset: 0)
+      FiberJob.client._dead(offset, offset + limit - 1).map { |json| JSON.parse(json) }
     end
 
     # Puts a dead job back on its queue with its retry count reset.
@@ -47,15 +47,194 @@ module FiberJob
       FiberJob.client._delete_dead(nil)
     end
 
-    # Registered cron jobs with their expression, queue, next run and last run.
-    # @return [Array<Hash>]
+    # Cron jobs with their expression, queue, next run and last run: the ones loaded
+    # in this process and the ones workers registered in Redis (so a dashboard that
+    # does not load the app lists them too). @return [Array<Hash>]
     def cron_jobs
       last = FiberJob.client._cron_last.to_h
-      CronJob.all.map do |job|
-        tick = last[job.name]
-        { class: job.name, cron: job.cron, queue: job.queue_name, next_run: job.next_run,
-          last_run: tick && Time.at(tick) }
+      defs = FiberJob.client._cron_defs.to_h { |name, json| [name, parse_cron(json)] }
+      CronJob.all.each { |job| defs[job.name] = { "cron" => job.cron, "queue" => job.queue_name } }
+      utc = FiberJob.config.cron_time_zone == :utc
+      defs.sort.filter_map do |name, d|
+        next unless d["cron"].is_a?(String)
+
+        tick = last[name]
+        next_run = begin
+          Time.at(Native.cron_next(d["cron"], d.fetch("time_zone", utc ? "utc" : "local") == "utc", Time.now.to_f))
+        rescue FiberJob::InvalidCronError
+          nil
+        end
+        { class: name, cron: d["cron"], queue: d["queue"].to_s, next_run: next_run, last_run: tick && Time.at(tick) }
       end
+    end
+
+    # Enqueues a cron job now, outside its schedule, by its registered name (no class
+    # is loaded from the name here; the worker resolves it as for any job).
+    # @return [String] the jid
+    def enqueue_cron(name)
+      job = cron_jobs.find { |j| j[:class] == name.to_s }
+      raise ArgumentError, "no cron job named #{name.inspect} is registered" unless job
+
+      now = Time.now.to_f
+      payload = { "class" => job[:class], "args" => [], "jid" => SecureRandom.hex(12), "queue" => job[:queue],
+                  "created_at" => now, "enqueued_at" => now, "retry_count" => 0 }
+      FiberJob.client._push(job[:queue], [JSON.generate(payload)])
+      payload["jid"]
+    end
+
+    def parse_cron(json)
+      value = JSON.parse(json)
+      value.is_a?(Hash) ? value : {}
+    rescue JSON::ParserError
+      {}
+    end
+
+    # Every queue enqueued to or worked, sorted. @return [Array<String>]
+    def names
+      FiberJob.client._queue_names
+    end
+
+    # Counters and sizes per queue, kept in Redis by the engine:
+    #   { "default" => { processed:, failed:, size:, scheduled:, retries:, busy:,
+    #                    latency: seconds the oldest ready job has waited (0.0 if none) } }
+    # @param queues [Array, nil] which queues (default: every known queue)
+    # @return [Hash{String => Hash}]
+    def metrics(queues = nil)
+      names = queues ? Array(queues).map(&:to_s) : self.names
+      now = Time.now.to_f
+      FiberJob.client._metrics(names).to_h do |name, processed, failed, size, scheduled, retries, busy, oldest|
+        [name, { processed: processed, failed: failed, size: size, scheduled: scheduled, retries: retries,
+                 busy: busy, latency: oldest ? [now - oldest, 0.0].max.round(3) : 0.0 }]
+      end
+    end
+
+    # Totals over every queue: processed, failed (runs ever), dead (jobs in the dead
+    # set), failure_records (Queue.failed_jobs), and the sums of the per-queue sizes.
+    # @return [Hash]
+    def totals
+      processed, failed, dead, records = FiberJob.client._totals
+      per_queue = metrics.values
+      sum = ->(key) { per_queue.sum { |m| m[key] } }
+      { processed: processed, failed: failed, dead: dead, failure_records: records,
+        enqueued: sum[:size], scheduled: sum[:scheduled], retries: sum[:retries], busy: sum[:busy],
+        processes: processes.size }
+    end
+
+    # Live worker processes from their heartbeats, each a Hash: identity, hostname,
+    # pid, queues, concurrency (per queue), busy, quiet, rss_kb, started_at, beat_at.
+    # @return [Array<Hash>]
+    def processes
+      FiberJob.client._processes.map do |pairs|
+        h = pairs.to_h
+        { identity: h["identity"], hostname: h["hostname"], pid: h["pid"].to_i,
+          queues: parse_list(h["queues"]), concurrency: parse_list(h["concurrency"]),
+          busy: h["busy"].to_i, quiet: h["quiet"] == "true", rss_kb: h["rss"].to_i,
+          started_at: Time.at(h["started_at"].to_f), beat_at: Time.at(h["beat"].to_f) }
+      end
+    end
+
+    # Jobs a process has taken and not finished (payload Hashes with "queue").
+    def taken(process)
+      FiberJob.client._taken(process[:identity], process[:queues]).map { |_queue, raw| decode(raw) }
+    end
+
+    # Ready jobs of a queue, oldest (next to run) first. @return [Array<Hash>]
+    def jobs(queue, offset: 0, limit: 25)
+      FiberJob.client._queue_jobs(queue_string(queue), offset.to_i, limit.to_i).map { |raw| decode(raw) }
+    end
+
+    # Scheduled jobs over every queue, soonest first; each payload has "at".
+    def scheduled_jobs(offset: 0, limit: 25)
+      waiting("scheduled", offset, limit)
+    end
+
+    # Failed jobs waiting for their retry, soonest first; each has "at" (the retry
+    # time) and the error of the last failure.
+    def retries(offset: 0, limit: 25)
+      waiting("retry", offset, limit)
+    end
+
+    # Deletes one ready job. @return [Boolean] whether it was there
+    def delete_job(queue, jid)
+      FiberJob.client._delete_queued(queue_string(queue), jid_string(jid))
+    end
+
+    # Empties a queue. @return [Integer] how many jobs were deleted
+    def clear(queue)
+      FiberJob.client._clear_queue(queue_string(queue))
+    end
+
+    # Deletes a scheduled job or a pending retry (set: :scheduled or :retry).
+    # @return [Boolean] whether it was there
+    def delete_waiting(set, queue, jid)
+      FiberJob.client._delete_waiting(set_string(set), queue_string(queue), jid_string(jid))
+    end
+
+    # Runs a scheduled job or pending retry now: it moves to the front of its queue.
+    # @return [Boolean] whether it was there (false if it already ran)
+    def run_now(set, queue, jid)
+      FiberJob.client._run_waiting_now(set_string(set), queue_string(queue), jid_string(jid))
+    end
+
+    # Where a job is and its payload: { state: "enqueued" | "scheduled" | "retry" |
+    # "busy" | "dead", queue:, job:, at: } or nil.
+    def find_job(jid)
+      jid = jid_string(jid)
+      found = FiberJob.client._find(names, jid)
+      if found
+        state, queue, raw, at = found
+        return { state: state, queue: queue, job: decode(raw), at: at && Time.at(at) }
+      end
+      dead = dead_jobs(limit: 10_000).find { |j| j["jid"] == jid }
+      dead && { state: "dead", queue: dead["queue"], job: dead, at: nil }
+    end
+
+    # Redis server facts for dashboards: version, memory, clients, uptime.
+    def redis_info
+      info = FiberJob.client._redis_info.each_line.to_h do |line|
+        key, value = line.chomp.split(":", 2)
+        [key, value]
+      end
+      { version: info["redis_version"], used_memory: info["used_memory_human"],
+        peak_memory: info["used_memory_peak_human"], connected_clients: info["connected_clients"].to_i,
+        uptime_days: info["uptime_in_days"].to_i }
+    end
+
+    def waiting(set, offset, limit)
+      offset = offset.to_i
+      limit = limit.to_i
+      all = names.flat_map do |queue|
+        FiberJob.client._waiting_jobs(set, queue, 0, offset + limit).map do |raw, at|
+          decode(raw).merge("queue" => queue, "at" => at)
+        end
+      end
+      all.sort_by { |j| j["at"] }[offset, limit] || []
+    end
+
+    def decode(raw)
+      JSON.parse(raw)
+    rescue JSON::ParserError
+      { "class" => "(unreadable payload)", "args" => [], "raw" => raw }
+    end
+
+    def parse_list(json)
+      json ? JSON.parse(json) : []
+    rescue JSON::ParserError
+      []
+    end
+
+    def queue_string(queue)
+      name = queue.to_s
+      raise ArgumentError, "a queue name is a String or Symbol, got #{queue.inspect}" if name.empty? || !name.match?(/\A[\w.:-]+\z/)
+
+      name
+    end
+
+    def set_string(set)
+      name = set.to_s
+      raise ArgumentError, "set must be :scheduled or :retry, got #{set.inspect}" unless %w[scheduled retry].include?(name)
+
+      name
     end
 
     def jid_string(jid)

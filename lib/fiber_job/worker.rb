@@ -8,19 +8,21 @@ module FiberJob
   #
   # Signals (handled without Redis calls in the trap): TERM and INT stop gracefully
   # (buffered jobs go back at once, running jobs get `shutdown_timeout` seconds, then
-  # are interrupted and given back); TSTP stops fetching (quiet).
+  # are interrupted and given back); TSTP stops fetching (quiet); TTIN logs the
+  # backtrace of every running job and thread.
   class Worker
-    SIGNALS = { "TERM" => :stop, "INT" => :stop, "TSTP" => :quiet }.freeze
+    SIGNALS = { "TERM" => :stop, "INT" => :stop, "TSTP" => :quiet, "TTIN" => :dump }.freeze
 
     attr_reader :queues
 
     # @param queues [Array<Symbol,String>] queues to work (default: config.queues)
-    # @param concurrency [Integer, nil] overrides every queue's concurrency
+    # @param concurrency [Integer, Hash, nil] overrides every queue's concurrency, or
+    #   the listed queues' ({ "high" => 5 })
     # @param executor [Symbol, nil] :fiber or :thread (default: config.executor)
     def initialize(queues: nil, concurrency: nil, executor: nil)
       config = FiberJob.config
       @queues = (queues ? Configuration.new.tap { |c| c.queues = queues }.queues : config.queues)
-      @concurrency = concurrency && Configuration.new.tap { |c| c.concurrency = concurrency }.concurrency
+      @concurrency = concurrency.is_a?(Hash) ? limits(concurrency) : concurrency && Configuration.new.tap { |c| c.concurrency = concurrency }.concurrency
       @executor_name = executor ? Configuration.new.tap { |c| c.executor = executor }.executor : config.executor
       @native = nil
       @stop_requested = false
@@ -29,7 +31,9 @@ module FiberJob
     # Works jobs until stopped (a signal or #stop). Blocks.
     def start
       config = FiberJob.config
-      @limits = @queues.map { |q| @concurrency || config.concurrency_for(q) }
+      @limits = @queues.map do |q|
+        @concurrency.is_a?(Hash) ? @concurrency.fetch(q) { config.concurrency_for(q) } : @concurrency || config.concurrency_for(q)
+      end
       @native = Native::Worker.new(config.redis_url, config.prefix, config.network_timeout.to_f,
                                    identity, @queues, @limits, @queues.map { config.prefetch })
       previous = install_signal_handlers
@@ -57,6 +61,12 @@ module FiberJob
       @native&._quiet
     end
 
+    # Logs what runs now: each job with its backtrace, then every other thread's.
+    # Safe from a signal trap (the logging happens on a thread of its own).
+    def dump
+      Thread.new { log_dump }
+    end
+
     private
 
     def executor(config)
@@ -64,7 +74,7 @@ module FiberJob
       when :thread
         require_relative "executor/thread_executor"
         Executor::ThreadExecutor.new(@native, config.shutdown_timeout, @limits.sum) do |timeout|
-          Processor.new(@native, FiberJob.logger, timeout: timeout)
+          Processor.new(@native, FiberJob.logger, timeout: timeout, carrier: :thread)
         end
       else
         require_relative "executor/fiber_executor"
@@ -72,6 +82,10 @@ module FiberJob
           Processor.new(@native, FiberJob.logger, timeout: timeout)
         end
       end
+    end
+
+    def limits(hash)
+      Configuration.new.tap { |c| c.queue_concurrency = hash }.queue_concurrency
     end
 
     def identity
@@ -93,8 +107,30 @@ module FiberJob
     end
 
     def log_banner(limits)
+      config = FiberJob.config
       queues = @queues.zip(limits).map { |q, n| "#{q}=#{n}" }.join(", ")
-      FiberJob.logger.info("worker #{@native._identity} started: queues #{queues}, executor #{@executor_name}")
+      FiberJob.logger.info("FiberJob #{VERSION} worker #{@native._identity} started: queues #{queues} " \
+                           "(concurrency #{limits.sum}), executor #{@executor_name}, " \
+                           "redis #{Native.mask_password(config.redis_url)}, shutdown_timeout #{config.shutdown_timeout}s")
+    end
+
+    def log_dump
+      logger = FiberJob.logger
+      jobs = Processor::RUNNING.to_a
+      logger.warn("TTIN: #{jobs.size} job(s) running in #{@native&._identity}")
+      jobs.each do |carrier, (klass, jid, queue, since)|
+        trace = carrier.backtrace || []
+        logger.warn("TTIN: #{klass} jid=#{jid} queue=#{queue} running #{(Time.now - since).round(2)}s\n  " \
+                    "#{trace.join("\n  ")}")
+      end
+      Thread.list.each do |thread|
+        next if thread == Thread.current
+
+        logger.warn("TTIN: thread #{thread.name || thread.object_id} (#{thread.status})\n  " \
+                    "#{(thread.backtrace || []).join("\n  ")}")
+      end
+    rescue StandardError => e
+      warn "fiber_job: TTIN dump failed: #{e.class}: #{e.message}"
     end
   end
 end

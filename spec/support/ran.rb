@@ -22,6 +22,11 @@ module Ran
       @lock.synchronize { @calls << args }
     end
 
+    # A copy of every call recorded so far.
+    def all
+      @lock.synchronize { @calls.dup }
+    end
+
     def enter(queue)
       @lock.synchronize do
         @running[queue] += 1

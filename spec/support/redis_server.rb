@@ -9,8 +9,10 @@ require "fileutils"
 class RedisServer
   attr_reader :port, :dir
 
-  def initialize(aof: false)
+  # @param args [Array<String>] extra redis-server arguments (e.g. --requirepass)
+  def initialize(aof: false, args: [])
     @aof = aof
+    @args = args
     @dir = Dir.mktmpdir("fiber_job-redis")
     @port = free_port
     @pid = nil
@@ -24,6 +26,7 @@ class RedisServer
     args = ["redis-server", "--port", @port.to_s, "--bind", "127.0.0.1", "--dir", @dir,
             "--save", "", "--daemonize", "no", "--logfile", File.join(@dir, "redis.log")]
     args += @aof ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]
+    args += @args
     @pid = Process.spawn(*args, out: File::NULL, err: File::NULL)
     wait_until_up
     self
@@ -74,7 +77,8 @@ class RedisServer
       begin
         TCPSocket.open("127.0.0.1", @port) do |s|
           s.write("PING\r\n")
-          return if s.gets&.start_with?("+PONG")
+          reply = s.gets.to_s
+          return if reply.start_with?("+PONG", "-NOAUTH")
         end
       rescue Errno::ECONNREFUSED, Errno::ECONNRESET, IOError
         nil

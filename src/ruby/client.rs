@@ -12,10 +12,10 @@ use crate::cancel::Cancel;
 use crate::client::Client;
 
 #[magnus::wrap(class = "FiberJob::Native::Client", free_immediately, size)]
-pub struct RbClient(Client);
+pub struct RbClient(pub(super) Client);
 
 /// Runs a blocking client call without the GVL; Ctrl-C or `Thread#kill` cancels it.
-fn blocking<T: Send>(
+pub(super) fn blocking<T: Send>(
     ruby: &Ruby,
     f: impl FnOnce(&Cancel) -> crate::error::Result<T> + Send,
 ) -> Result<T, magnus::Error> {
@@ -160,6 +160,11 @@ fn cron_next(ruby: &Ruby, expression: String, utc: bool, after: f64) -> Result<f
     })
 }
 
+/// `FiberJob::Native.mask_password(url)`: the URL with its password as `***`.
+fn mask_password(url: String) -> String {
+    crate::mask_password(&url)
+}
+
 pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     let class = native.define_class("Client", ruby.class_object())?;
     class.define_singleton_method("new", function!(RbClient::new, 3))?;
@@ -174,5 +179,7 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     class.define_method("_register_cron", method!(RbClient::register_cron, 1))?;
     class.define_method("_cron_last", method!(RbClient::cron_last, 0))?;
     native.define_module_function("cron_next", function!(cron_next, 3))?;
+    native.define_module_function("mask_password", function!(mask_password, 1))?;
+    super::admin::init(class)?;
     Ok(())
 }

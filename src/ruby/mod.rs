@@ -1,6 +1,7 @@
 //! The only code that touches Ruby. One file per Ruby class, each with `init`, called
 //! in order from here when `require "fiber_job/fiber_job"` loads the extension.
 
+mod admin;
 mod client;
 mod convert;
 mod encode;

@@ -140,6 +140,10 @@ impl RbWorker {
         self.0.ack(id)
     }
 
+    fn payload(&self, id: u64) -> Option<String> {
+        self.0.shared.dispatcher.payload(id)
+    }
+
     fn requeue(&self, id: u64) {
         self.0.requeue(id)
     }
@@ -202,6 +206,7 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     class.define_method("_wait_stop", method!(RbWorker::wait_stop, 1))?;
     class.define_method("_wake_fd", method!(RbWorker::wake_fd, 0))?;
     class.define_method("_ack", method!(RbWorker::ack, 1))?;
+    class.define_method("_payload", method!(RbWorker::payload, 1))?;
     class.define_method("_requeue", method!(RbWorker::requeue, 1))?;
     class.define_method("_reject", method!(RbWorker::reject, 3))?;
     class.define_method("_fail", method!(RbWorker::fail, 6))?;
