@@ -1,0 +1,63 @@
+# frozen_string_literal: true
+
+module FiberJob
+  class Web
+    # Prometheus text exposition (format 0.0.4) of FiberJob's counters and gauges, read
+    # through FiberJob::Queue. A Rack app on its own (`run FiberJob::Web::Metrics`), and
+    # `GET /metrics` of the Web UI.
+    module Metrics
+      CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+      # name, type, help, per-queue metrics key (nil: a process-wide value)
+      FAMILIES = [
+        ["fiber_job_processed_total", "counter", "Jobs performed successfully.", :processed],
+        ["fiber_job_failed_total", "counter", "Job runs that raised (each failed retry counts).", :failed],
+        ["fiber_job_queue_size", "gauge", "Jobs ready to run.", :size],
+        ["fiber_job_queue_latency_seconds", "gauge", "How long the oldest ready job has waited.", :latency],
+        ["fiber_job_scheduled", "gauge", "Jobs scheduled with perform_in/perform_at.", :scheduled],
+        ["fiber_job_retries", "gauge", "Failed jobs waiting for a retry.", :retries],
+        ["fiber_job_busy", "gauge", "Jobs taken by workers and not finished.", :busy]
+      ].freeze
+
+      module_function
+
+      def call(_env)
+        response
+      end
+
+      def response
+        [200, { "content-type" => CONTENT_TYPE, "cache-control" => "no-store" }, [render]]
+      rescue FiberJob::ConnectionError => e
+        [503, { "content-type" => "text/plain" }, ["# Redis is unreachable: #{e.message.lines.first}"]]
+      end
+
+      # @return [String] the exposition text
+      def render
+        metrics = Queue.metrics
+        totals = Queue.totals
+        out = +""
+        FAMILIES.each do |name, type, help, key|
+          family(out, name, type, help)
+          metrics.each { |queue, m| out << "#{name}{queue=\"#{label(queue)}\"} #{value(m[key])}\n" }
+        end
+        family(out, "fiber_job_dead", "gauge", "Jobs in the dead set.")
+        out << "fiber_job_dead #{value(totals[:dead])}\n"
+        family(out, "fiber_job_processes", "gauge", "Live worker processes (by heartbeat).")
+        out << "fiber_job_processes #{value(totals[:processes])}\n"
+        out
+      end
+
+      def family(out, name, type, help)
+        out << "# HELP #{name} #{help}\n# TYPE #{name} #{type}\n"
+      end
+
+      def label(value)
+        value.to_s.gsub("\\") { "\\\\" }.gsub("\"", "\\\"").gsub("\n", "\\n")
+      end
+
+      def value(number)
+        number.is_a?(Float) ? format("%.6g", number) : number.to_i.to_s
+      end
+    end
+  end
+end

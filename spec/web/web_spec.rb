@@ -1,0 +1,261 @@
+# frozen_string_literal: true
+
+require "rack/test"
+require "fiber_job/web"
+require_relative "prometheus_format"
+
+XSS = "<script>alert('x')</script>"
+
+class WebOkJob < FiberJob::Job
+  def perform(*_args); end
+end
+
+class WebSlowJob < FiberJob::Job
+  def perform(seconds, _label = nil)
+    sleep seconds
+  end
+end
+
+class WebFailJob < FiberJob::Job
+  def initialize
+    super
+    @max_retries = 5
+  end
+
+  def retry_delay(_attempt) = 3600
+
+  def perform(*args)
+    raise ArgumentError, "failed with #{args.inspect}"
+  end
+end
+
+class WebDeadJob < WebFailJob
+  def initialize
+    super
+    @max_retries = 0
+  end
+end
+
+class WebCronJob < FiberJob::CronJob
+  cron "0 4 * * *"
+  def execute_cron_job; end
+end
+
+RSpec.describe FiberJob::Web do
+  include Rack::Test::Methods
+
+  def app = described_class
+
+  after { described_class.reset! }
+
+  # Puts real jobs in every state through a real worker: enqueued, scheduled, retry,
+  # dead, failed records; `busy` is left to the example that needs it.
+  def populate
+    @retry_jid = WebFailJob.perform_async(XSS)
+    @dead_jid = WebDeadJob.perform_async(XSS)
+    with_worker do
+      wait_for(message: "retry and dead") { FiberJob::Queue.totals.values_at(:retries, :dead) == [1, 1] }
+    end
+    @queued_jid = WebOkJob.perform_async(XSS, 1)
+    @other_jid = WebOkJob.perform_async("second")
+    @scheduled_jid = WebOkJob.perform_in(3600, XSS)
+    FiberJob.register_cron_jobs
+  end
+
+  # The token every page carries (and the cookie it must match, kept by rack-test).
+  def csrf
+    get "/"
+    last_response.body[/<meta name="csrf-token" content="(\h{64})">/, 1] || raise("no CSRF token on /")
+  end
+
+  it "serves every page with the jobs in it, escaped, and a job page by jid" do
+    populate
+    pages = {
+      "/" => ["Processed", "Redis", "7.0"],
+      "/queues" => ["default"],
+      "/queues/default" => [@queued_jid, "WebOkJob"],
+      "/scheduled" => [@scheduled_jid, "WebOkJob"],
+      "/retries" => [@retry_jid, "ArgumentError"],
+      "/dead" => [@dead_jid, "ArgumentError", "Retry all"],
+      "/failed" => [@retry_jid, @dead_jid],
+      "/cron" => ["WebCronJob", "0 4 * * *"],
+      "/busy" => ["Processes"],
+      "/jobs/#{@scheduled_jid}" => ["scheduled", @scheduled_jid],
+      "/jobs/#{@dead_jid}" => ["dead", "ArgumentError"]
+    }
+    pages.each do |path, texts|
+      get path
+      expect(last_response.status).to eq(200), "#{path}: #{last_response.status}"
+      expect(last_response.content_type).to start_with("text/html")
+      texts.each { |t| expect(last_response.body).to include(t), "#{path} lacks #{t}" }
+      expect(last_response.body).not_to include("<script>alert"), "#{path} shows unescaped HTML"
+    end
+    %w[/queues/default /scheduled /retries /dead /failed].each do |path|
+      get path
+      expect(last_response.body).to include("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"), path
+    end
+    get "/jobs/#{"f" * 24}"
+    expect(last_response.status).to eq(404)
+    get "/nothing/here"
+    expect(last_response.status).to eq(404)
+    get "/assets/app.css"
+    expect([last_response.status, last_response.content_type]).to eq([200, "text/css"])
+  end
+
+  it "shows live processes and the jobs they run on the busy page" do
+    jid = WebSlowJob.perform_async(3, XSS)
+    with_worker do
+      wait_for(message: "busy") { FiberJob::Queue.totals[:busy] == 1 && FiberJob::Queue.processes.first&.fetch(:busy) == 1 }
+      get "/busy"
+      body = last_response.body
+      process = FiberJob::Queue.processes.first
+      expect(body).to include(process[:identity], process[:hostname], process[:pid].to_s, "default (2)", jid)
+      expect(body).to include("1 / 2")
+      expect(body).not_to include("<script>alert")
+      get "/"
+      expect(last_response.body).to match(/data-stat="busy">1</)
+    end
+  end
+
+  it "rejects state changes without the CSRF token, and changes nothing" do
+    populate
+    post "/dead/clear"
+    expect(last_response.status).to eq(403)
+    get "/"
+    post "/dead/clear", csrf: "0" * 64
+    expect(last_response.status).to eq(403)
+    post "/queues/default/clear", csrf: "bogus"
+    expect(last_response.status).to eq(403)
+    expect(FiberJob::Queue.totals[:dead]).to eq(1)
+    expect(FiberJob::Queue.metrics(["default"])["default"][:size]).to eq(2)
+    put "/dead/clear"
+    expect(last_response.status).to eq(405)
+  end
+
+  it "performs every action through FiberJob::Queue" do
+    populate
+    token = csrf
+
+    post "/queues/default/delete", csrf: token, jid: @queued_jid
+    expect(last_response.status).to eq(303)
+    expect(last_response.location).to include("/queues/default?notice=Deleted")
+    expect(FiberJob::Queue.jobs(:default).map { |j| j["jid"] }).to eq([@other_jid])
+    follow_redirect!
+    expect(last_response.body).to include("Deleted #{@queued_jid}")
+
+    post "/scheduled/run", csrf: token, queue: "default", jid: @scheduled_jid
+    expect(FiberJob::Queue.scheduled_jobs).to be_empty
+    expect(FiberJob::Queue.jobs(:default).first["jid"]).to eq(@scheduled_jid) # runs next
+    post "/scheduled/run", csrf: token, queue: "default", jid: @scheduled_jid
+    expect(last_response.location).to include("no%20longer%20there")
+
+    post "/queues/default/clear", csrf: token
+    expect(FiberJob::Queue.metrics(["default"])["default"][:size]).to eq(0)
+
+    post "/retries/run", csrf: token, queue: "default", jid: @retry_jid
+    expect(FiberJob::Queue.retries).to be_empty
+    expect(FiberJob::Queue.jobs(:default).map { |j| j["jid"] }).to eq([@retry_jid])
+
+    post "/dead/retry", csrf: token, jid: @dead_jid
+    expect(FiberJob::Queue.dead_jobs).to be_empty
+    expect(FiberJob::Queue.jobs(:default).map { |j| j["jid"] }).to contain_exactly(@retry_jid, @dead_jid)
+
+    later = WebOkJob.perform_in(60, "later")
+    post "/scheduled/delete", csrf: token, queue: "default", jid: later
+    expect(FiberJob::Queue.scheduled_jobs).to be_empty
+
+    post "/cron/enqueue", csrf: token, name: "WebCronJob"
+    expect(FiberJob::Queue.jobs(:default).map { |j| j["class"] }).to include("WebCronJob")
+    post "/cron/enqueue", csrf: token, name: "Kernel"
+    expect(last_response.status).to eq(400)
+    expect(last_response.body).to include("no cron job named &quot;Kernel&quot;")
+  end
+
+  it "retries all and clears the dead set, and deletes single dead jobs and retries" do
+    populate
+    extra = WebDeadJob.perform_async("again")
+    with_worker { wait_for(message: "two dead") { FiberJob::Queue.totals[:dead] == 2 } }
+    token = csrf
+    post "/dead/delete", csrf: token, jid: extra
+    expect(FiberJob::Queue.dead_jobs.map { |j| j["jid"] }).to eq([@dead_jid])
+    post "/retries/delete", csrf: token, queue: "default", jid: @retry_jid
+    expect(FiberJob::Queue.retries).to be_empty
+    post "/dead/retry_all", csrf: token
+    expect(FiberJob::Queue.totals[:dead]).to eq(0)
+    expect(FiberJob::Queue.jobs(:default).map { |j| j["jid"] }).to include(@dead_jid)
+    with_worker { wait_for(message: "dead again") { FiberJob::Queue.totals[:dead] == 1 } }
+    post "/dead/clear", csrf: token
+    expect(FiberJob::Queue.totals[:dead]).to eq(0)
+  end
+
+  it "paginates long lists" do
+    WebOkJob.perform_bulk(Array.new(60) { |i| ["job #{i}"] })
+    get "/queues/default"
+    expect(last_response.body).to include("Page 1 of 3", "job 0", "job 24")
+    expect(last_response.body).not_to include("job 25")
+    get "/queues/default?page=3"
+    expect(last_response.body).to include("Page 3 of 3", "job 59")
+    expect(last_response.body).not_to include("job 49<")
+  end
+
+  it "serves /metrics in strict Prometheus text format, also as a standalone app" do
+    populate
+    get "/metrics"
+    expect(last_response.status).to eq(200)
+    expect(last_response.content_type).to eq("text/plain; version=0.0.4; charset=utf-8")
+    samples = PrometheusFormat.parse!(last_response.body)
+    expect(samples[['fiber_job_queue_size', { "queue" => "default" }]]).to eq(2.0)
+    expect(samples[['fiber_job_scheduled', { "queue" => "default" }]]).to eq(1.0)
+    expect(samples[['fiber_job_retries', { "queue" => "default" }]]).to eq(1.0)
+    expect(samples[['fiber_job_failed_total', { "queue" => "default" }]]).to eq(2.0)
+    expect(samples[['fiber_job_dead', {}]]).to eq(1.0)
+    expect(samples[['fiber_job_processes', {}]]).to eq(0.0)
+    expect(samples[['fiber_job_queue_latency_seconds', { "queue" => "default" }]]).to be >= 0
+
+    status, headers, body = FiberJob::Web::Metrics.call(Rack::MockRequest.env_for("/"))
+    expect(status).to eq(200)
+    expect(headers["content-type"]).to start_with("text/plain; version=0.0.4")
+    latency = ->(all) { all.reject { |(name, _), _| name.end_with?("latency_seconds") } }
+    expect(latency[PrometheusFormat.parse!(body.join)]).to eq(latency[samples])
+  end
+
+  it "takes an authorization block and Rack middleware such as Basic auth" do
+    described_class.authorize { |request| request.get_header("HTTP_X_ADMIN") == "yes" }
+    get "/"
+    expect(last_response.status).to eq(403)
+    header "X-Admin", "yes"
+    get "/"
+    expect(last_response.status).to eq(200)
+
+    described_class.reset!
+    described_class.use(Rack::Auth::Basic, "jobs") { |user, password| user == "ops" && password == "pw" }
+    get "/"
+    expect(last_response.status).to eq(401)
+    basic_authorize "ops", "pw"
+    get "/"
+    expect(last_response.status).to eq(200)
+  end
+
+  it "never shows the Redis password" do
+    secured = RedisServer.new(args: ["--requirepass", "hunter2"]).start
+    FiberJob.config.redis_url = "redis://:hunter2@127.0.0.1:#{secured.port}/0"
+    get "/"
+    expect(last_response.status).to eq(200)
+    expect(last_response.body).to include("redis://:***@127.0.0.1:#{secured.port}/0")
+    expect(last_response.body).not_to include("hunter2")
+  ensure
+    secured&.cleanup
+  end
+
+  it "answers 503 with a message when Redis is unreachable" do
+    FiberJob.configure do |c|
+      c.redis_url = "redis://127.0.0.1:1/0"
+      c.network_timeout = 0.3
+    end
+    get "/"
+    expect(last_response.status).to eq(503)
+    expect(last_response.body).to include("Redis is unreachable")
+    get "/metrics"
+    expect(last_response.status).to eq(503)
+  end
+end
