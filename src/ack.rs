@@ -23,6 +23,9 @@ use crate::scripts;
 const BATCH: usize = 1000;
 
 /// Failure records kept in `failed` (newest first); older ones are trimmed.
+/// Throughput windows: 10-second counters, kept an hour (the dashboard shows 5 minutes).
+pub const STAT_WINDOW_SECS: i64 = 10;
+pub const STAT_WINDOW_TTL_SECS: i64 = 3600;
 pub const FAILED_CAP: isize = 1000;
 /// Dead-set bounds, Sidekiq's defaults: 10,000 jobs, 180 days.
 pub const DEAD_CAP: isize = 10_000;
@@ -196,6 +199,9 @@ impl Batch {
             let total: i64 = counts.values().sum();
             if total > 0 {
                 pipe.cmd("INCRBY").arg(k.stat(name)).arg(total).ignore();
+                let window = k.stat_window(name, (now as i64) / STAT_WINDOW_SECS);
+                pipe.cmd("INCRBY").arg(&window).arg(total).ignore();
+                pipe.cmd("EXPIRE").arg(&window).arg(STAT_WINDOW_TTL_SECS).ignore();
             }
             for (q, n) in counts {
                 pipe.cmd("INCRBY")

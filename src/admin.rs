@@ -335,6 +335,31 @@ impl Client {
         Ok(None)
     }
 
+    /// Jobs processed and failed per 10-second window, for the last `windows` windows
+    /// ending with the current one: (window start, epoch seconds; processed; failed).
+    pub fn throughput(&self, cancel: &Cancel, windows: i64) -> Result<Vec<(i64, u64, u64)>> {
+        let step = crate::ack::STAT_WINDOW_SECS;
+        let last = (crate::payload::now() as i64) / step;
+        let buckets: Vec<i64> = (last - windows + 1..=last).collect();
+        if buckets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let k = &self.keys;
+        let (processed, failed): (Vec<Option<u64>>, Vec<Option<u64>>) = self.call(cancel, |mut c| {
+            let mut pipe = redis::pipe();
+            pipe.cmd("MGET")
+                .arg(buckets.iter().map(|b| k.stat_window("processed", *b)).collect::<Vec<_>>());
+            pipe.cmd("MGET")
+                .arg(buckets.iter().map(|b| k.stat_window("failed", *b)).collect::<Vec<_>>());
+            async move { pipe.query_async(&mut c).await }
+        })?;
+        Ok(buckets
+            .iter()
+            .zip(processed.into_iter().zip(failed))
+            .map(|(b, (p, f))| (b * step, p.unwrap_or(0), f.unwrap_or(0)))
+            .collect())
+    }
+
     /// Cron definitions workers registered: (class, JSON {class, cron, queue, time_zone}).
     pub fn cron_defs(&self, cancel: &Cancel) -> Result<Vec<(String, String)>> {
         let key = self.keys.cron();

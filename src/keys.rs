@@ -71,6 +71,12 @@ impl Keys {
         format!("{}:stat:{}", self.prefix, name)
     }
 
+    /// Count of one 10-second window (`bucket` = epoch seconds / 10), kept an hour, for
+    /// the dashboard's throughput chart.
+    pub fn stat_window(&self, name: &str, bucket: i64) -> String {
+        format!("{}:stat:{}:at:{}", self.prefix, name, bucket)
+    }
+
     pub fn stat_queue(&self, name: &str, queue: &str) -> String {
         format!("{}:stat:{}:{{{}}}", self.prefix, name, queue)
     }

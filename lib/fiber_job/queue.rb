@@ -189,6 +189,16 @@ module FiberJob
       dead && { state: "dead", queue: dead["queue"], job: dead, at: nil }
     end
 
+    # Jobs processed and failed per 10-second window over the last `minutes`, oldest
+    # first: [{ at: Time (window start), processed:, failed: }, …]. The current window
+    # is still filling. Windows are kept an hour.
+    def throughput(minutes: 5)
+      windows = (minutes.to_f * 6).ceil.clamp(1, 360)
+      FiberJob.client._throughput(windows).map do |at, processed, failed|
+        { at: Time.at(at), processed: processed, failed: failed }
+      end
+    end
+
     # Redis server facts for dashboards: version, memory, clients, uptime.
     def redis_info
       info = FiberJob.client._redis_info.each_line.to_h do |line|

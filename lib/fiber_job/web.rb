@@ -223,7 +223,7 @@ module FiberJob
       def get(path)
         case path
         when "/" then render("dashboard", totals: Queue.totals, redis: Queue.redis_info)
-        when "/stats.json" then json(Queue.totals.merge(time: Time.now.to_f))
+        when "/stats.json" then stats_json
         when "/metrics" then Metrics.response
         when "/busy" then busy
         when "/queues" then render("queues", queues: Queue.metrics, limits: limits)
@@ -263,6 +263,17 @@ module FiberJob
         end
       rescue ArgumentError => e
         html(400, "<!doctype html><title>Bad request</title><p>#{h(e.message)}</p>")
+      end
+
+      # Totals for the cards, and the 10-second windows of the last 5 minutes for the
+      # chart (rates per second; the filling window is divided by its elapsed time).
+      def stats_json
+        now = Time.now.to_f
+        windows = Queue.throughput(minutes: 5).map do |w|
+          span = [[now - w[:at].to_f, 10.0].min, 1.0].max
+          { at: w[:at].to_i, processed: (w[:processed] / span).round(1), failed: (w[:failed] / span).round(1) }
+        end
+        json(Queue.totals.merge(time: now, throughput: windows))
       end
 
       def busy

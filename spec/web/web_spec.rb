@@ -236,6 +236,20 @@ RSpec.describe FiberJob::Web do
     expect(last_response.status).to eq(200)
   end
 
+  it "works mounted under a path, with links, forms and the cookie under it" do
+    populate
+    mounted = Rack::Builder.new { map("/jobs") { run FiberJob::Web } }.to_app
+    session = Rack::Test::Session.new(Rack::MockSession.new(mounted))
+    session.get "/jobs/dead"
+    body = session.last_response.body
+    expect(body).to include('href="/jobs/assets/app.css"', 'action="/jobs/dead/retry"', %(href="/jobs/jobs/#{@dead_jid}"))
+    expect(session.last_response.headers["set-cookie"]).to include("path=/jobs")
+    token = body[/<meta name="csrf-token" content="(\h{64})">/, 1]
+    session.post "/jobs/dead/retry", csrf: token, jid: @dead_jid
+    expect(session.last_response.location).to start_with("/jobs/dead?notice=")
+    expect(FiberJob::Queue.totals[:dead]).to eq(0)
+  end
+
   it "never shows the Redis password" do
     secured = RedisServer.new(args: ["--requirepass", "hunter2"]).start
     FiberJob.config.redis_url = "redis://:hunter2@127.0.0.1:#{secured.port}/0"

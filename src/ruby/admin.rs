@@ -139,6 +139,14 @@ impl RbClient {
         Ok(found.map(|f| (f.state.to_string(), f.queue, f.raw, f.score)))
     }
 
+    fn throughput(
+        ruby: &Ruby,
+        rb_self: &Self,
+        windows: i64,
+    ) -> Result<Vec<(i64, u64, u64)>, magnus::Error> {
+        blocking(ruby, |c| rb_self.0.throughput(c, windows))
+    }
+
     fn cron_defs(ruby: &Ruby, rb_self: &Self) -> Result<Vec<(String, String)>, magnus::Error> {
         blocking(ruby, |c| rb_self.0.cron_defs(c))
     }
@@ -163,5 +171,6 @@ pub fn init(class: RClass) -> Result<(), magnus::Error> {
     class.define_method("_find", method!(RbClient::find, 2))?;
     class.define_method("_redis_info", method!(RbClient::redis_info, 0))?;
     class.define_method("_cron_defs", method!(RbClient::cron_defs, 0))?;
+    class.define_method("_throughput", method!(RbClient::throughput, 1))?;
     Ok(())
 }

@@ -1,5 +1,6 @@
-// FiberJob Web UI: the live dashboard (polls /stats.json) and confirm prompts.
-// Everything else works without JavaScript.
+// FiberJob Web UI: the live dashboard (polls /stats.json: totals for the cards and the
+// last 5 minutes of throughput, in 10-second windows, for the chart) and confirm
+// prompts. Everything else works without JavaScript.
 (function () {
   "use strict";
 
@@ -11,30 +12,28 @@
   var chart = document.getElementById("chart");
   if (!chart) return;
 
-  var WINDOW = 150;           // samples kept: 5 minutes at one every 2 s
   var EVERY = 2000;
-  var samples = [];
-  var last = null;
 
   function format(n) {
-    return String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+    var s = n >= 100 || n === Math.round(n) ? String(Math.round(n)) : n.toFixed(1);
+    return s.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
   }
 
-  function draw() {
+  function draw(windows) {
     var svg = chart.querySelector("svg");
     var max = 1;
-    samples.forEach(function (s) { max = Math.max(max, s.processed, s.failed); });
+    windows.forEach(function (w) { max = Math.max(max, w.processed, w.failed); });
     ["processed", "failed"].forEach(function (key) {
-      var points = samples.map(function (s, i) {
-        var x = (600 * (i + WINDOW - samples.length)) / (WINDOW - 1);
-        var y = 155 - (150 * s[key]) / max;
+      var points = windows.map(function (w, i) {
+        var x = windows.length > 1 ? (600 * i) / (windows.length - 1) : 600;
+        var y = 155 - (150 * w[key]) / max;
         return x.toFixed(1) + "," + y.toFixed(1);
       });
       svg.querySelector("polyline." + key).setAttribute("points", points.join(" "));
     });
-    var now = samples[samples.length - 1];
+    var now = windows[windows.length - 1];
     if (now) document.getElementById("rate").textContent =
-      format(now.processed) + " processed/s · " + format(now.failed) + " failed/s · max " + format(max) + "/s";
+      format(now.processed) + " processed/s · " + format(now.failed) + " failed/s · peak " + format(max) + "/s";
   }
 
   function update(stats) {
@@ -42,16 +41,7 @@
       var el = document.querySelector('[data-stat="' + key + '"]');
       if (el) el.textContent = format(stats[key]);
     });
-    if (last) {
-      var dt = Math.max(stats.time - last.time, 0.001);
-      samples.push({
-        processed: Math.max(stats.processed - last.processed, 0) / dt,
-        failed: Math.max(stats.failed - last.failed, 0) / dt
-      });
-      if (samples.length > WINDOW) samples.shift();
-      draw();
-    }
-    last = stats;
+    if (stats.throughput) draw(stats.throughput);
   }
 
   function poll() {
