@@ -201,7 +201,10 @@ impl Batch {
                 pipe.cmd("INCRBY").arg(k.stat(name)).arg(total).ignore();
                 let window = k.stat_window(name, (now as i64) / STAT_WINDOW_SECS);
                 pipe.cmd("INCRBY").arg(&window).arg(total).ignore();
-                pipe.cmd("EXPIRE").arg(&window).arg(STAT_WINDOW_TTL_SECS).ignore();
+                pipe.cmd("EXPIRE")
+                    .arg(&window)
+                    .arg(STAT_WINDOW_TTL_SECS)
+                    .ignore();
             }
             for (q, n) in counts {
                 pipe.cmd("INCRBY")

@@ -345,14 +345,23 @@ impl Client {
             return Ok(Vec::new());
         }
         let k = &self.keys;
-        let (processed, failed): (Vec<Option<u64>>, Vec<Option<u64>>) = self.call(cancel, |mut c| {
-            let mut pipe = redis::pipe();
-            pipe.cmd("MGET")
-                .arg(buckets.iter().map(|b| k.stat_window("processed", *b)).collect::<Vec<_>>());
-            pipe.cmd("MGET")
-                .arg(buckets.iter().map(|b| k.stat_window("failed", *b)).collect::<Vec<_>>());
-            async move { pipe.query_async(&mut c).await }
-        })?;
+        let (processed, failed): (Vec<Option<u64>>, Vec<Option<u64>>) =
+            self.call(cancel, |mut c| {
+                let mut pipe = redis::pipe();
+                pipe.cmd("MGET").arg(
+                    buckets
+                        .iter()
+                        .map(|b| k.stat_window("processed", *b))
+                        .collect::<Vec<_>>(),
+                );
+                pipe.cmd("MGET").arg(
+                    buckets
+                        .iter()
+                        .map(|b| k.stat_window("failed", *b))
+                        .collect::<Vec<_>>(),
+                );
+                async move { pipe.query_async(&mut c).await }
+            })?;
         Ok(buckets
             .iter()
             .zip(processed.into_iter().zip(failed))
