@@ -4,6 +4,7 @@ require_relative "clock"
 
 require "async"
 require "async/condition"
+require "async/notification"
 require "io/wait"
 require_relative "fiber_watchdog"
 
@@ -11,7 +12,9 @@ module FiberJob
   module Executor
     # Runs jobs as fibers under the async gem's reactor, one fiber per running job, so
     # I/O-bound jobs (sleep, sockets, HTTP) interleave on one thread. The engine hands
-    # out at most each queue's concurrency, so the number of fibers is exact.
+    # out at most each queue's concurrency, so the number of running jobs is exact.
+    # Worker fibers are pooled: one that finishes a job waits for the next, and the
+    # dispatcher hands a job to an idle one with a direct resume (Condition#signal).
     #
     # The dispatcher fiber never blocks its thread: when the engine has nothing to hand
     # out, it waits on the engine's wake socket (an IO the scheduler understands).
@@ -34,16 +37,20 @@ module FiberJob
         @watchdog = FiberWatchdog.new
         @processor = processor_for.call(->(seconds, &block) { @watchdog.guard(seconds, &block) })
         @shutdown_timeout = shutdown_timeout
+        @busy = {}.compare_by_identity # worker task → the tuple it runs
+        @workers = {}.compare_by_identity # every worker task
+        @idle = []                     # conditions of workers waiting for a job
+        # Signalled when a job ends; a Notification resumes the waiter from the reactor,
+        # never nested inside the worker that signals.
+        @finished = Async::Notification.new
       end
 
       def run
         wake = IO.for_fd(@native._wake_fd, autoclose: false)
         Async do |task|
-          running = {}
-          finished = Async::Condition.new
           watchdog = task.async { |t| @watchdog.run(t) }
-          dispatch(task, wake, running, finished)
-          drain(task, running, finished)
+          dispatch(task, wake)
+          drain(task)
           watchdog.stop
         end
       ensure
@@ -52,7 +59,7 @@ module FiberJob
 
       private
 
-      def dispatch(task, wake, running, finished)
+      def dispatch(task, wake)
         loop do
           jobs = @native._take(BATCH)
           if jobs.empty?
@@ -62,40 +69,70 @@ module FiberJob
             wake.read_nonblock(4096, exception: false)
             next
           end
-          jobs.each { |tuple| start(task, tuple, running, finished) }
+          jobs.each { |tuple| hand(task, tuple) }
         end
       end
 
-      def start(task, tuple, running, finished)
-        task.async do |child|
-          running[child] = tuple
-          @processor.run(tuple)
+      # Gives a job to an idle worker fiber, or starts one. Workers live on: a fiber and
+      # a Task per job would cost more than a no-op job itself. There are never more
+      # workers than jobs that ran at once (the engine's limits bound that).
+      def hand(task, tuple)
+        if (idle = @idle.pop)
+          idle.signal(tuple)
+        else
+          spawn_worker(task, tuple)
+        end
+      end
+
+      def spawn_worker(task, first)
+        task.async do |me|
+          @workers[me] = true
+          work(me, first)
         rescue Async::Stop
-          nil # given back to the queue by the processor
+          nil # its job, if any, was given back to the queue by the processor
         ensure
-          running.delete(child)
-          finished.signal
+          @workers.delete(me)
+          @busy.delete(me)
+          @finished.signal
+        end
+      end
+
+      def work(me, tuple)
+        ready = Async::Condition.new
+        while tuple
+          @busy[me] = tuple
+          @processor.run(tuple)
+          @busy.delete(me)
+          @finished.signal
+          # A worker the watchdog stopped (a timed-out job) retires: a fresh one
+          # replaces it on demand, so no Task carries a stop across jobs.
+          break if @watchdog.retire?(me)
+
+          @idle << ready
+          tuple = ready.wait # nil: shutting down
         end
       end
 
       # Lets running jobs finish for up to shutdown_timeout, then stops the rest; the
-      # processor gives each stopped job back to the front of its queue.
-      def drain(task, running, finished)
+      # processor gives each stopped job back to the front of its queue. Then every
+      # worker fiber ends.
+      def drain(task)
         deadline = Clock.now + @shutdown_timeout
-        until running.empty?
+        until @busy.empty?
           remaining = deadline - Clock.now
           break if remaining <= 0
 
           begin
-            task.with_timeout(remaining) { finished.wait }
+            task.with_timeout(remaining) { @finished.wait }
           rescue Async::TimeoutError
             break
           end
         end
-        return if running.empty?
-
-        FiberJob.logger.warn("shutdown_timeout reached: interrupting #{running.size} job(s); they go back to their queues")
-        running.keys.each(&:stop)
+        unless @busy.empty?
+          FiberJob.logger.warn("shutdown_timeout reached: interrupting #{@busy.size} job(s); they go back to their queues")
+        end
+        @idle.clear
+        @workers.keys.each(&:stop)
       end
     end
   end

@@ -17,6 +17,7 @@ module FiberJob
       def initialize
         @deadlines = {}
         @timed_out = {}
+        @stopped = {}
         @wake = Async::Notification.new
         @next = nil
       end
@@ -34,6 +35,11 @@ module FiberJob
         raise FiberJob::TimeoutError, "execution expired"
       ensure
         @deadlines.delete(task)
+      end
+
+      # True once for a task the watchdog stopped: its owner should not reuse it.
+      def retire?(task)
+        @stopped.delete(task) ? true : false
       end
 
       # The watchdog loop; run it in its own task, stop that task to end it.
@@ -67,6 +73,7 @@ module FiberJob
         overdue.each do |job_task|
           @deadlines.delete(job_task)
           @timed_out[job_task] = true
+          @stopped[job_task] = true
           job_task.stop
         end
       end
