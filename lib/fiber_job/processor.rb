@@ -12,8 +12,8 @@ module FiberJob
     # Backtrace lines sent with a failure (the engine keeps at most this many too).
     BACKTRACE_LINES = 20
 
-    # Jobs running now in this process: carrier (Fiber or Thread) → [class, jid,
-    # queue, started_at]. Read by the TTIN dump. @api private
+    # Jobs running now in this process: carrier (Fiber or Thread) → [context Hash,
+    # monotonic start]. Read by the TTIN dump. @api private
     RUNNING = {}.compare_by_identity
 
     # @param timeout [#call] (seconds, &block) → runs block, raising
@@ -57,7 +57,7 @@ module FiberJob
       ctx = { "class" => klass.name, "jid" => jid, "queue" => queue }
       Thread.current[Logging::CONTEXT] = ctx
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      RUNNING[carrier] = [klass, jid, queue, Time.now]
+      RUNNING[carrier] = [ctx, started]
       log_job(ctx, "start") if logging?
       job = klass.new
       job.jid = jid
@@ -96,12 +96,16 @@ module FiberJob
     end
 
     def finished(ctx, klass, jid, queue, args, started, error)
+      log = logging? && error.nil?
+      listening = Instrumentation.listening?(:perform)
+      return unless log || listening || error
+
       duration = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
-      if logging? && error.nil?
+      if log
         ctx["elapsed"] = duration.round(4)
         log_job(ctx, "done: #{format("%.4f", duration)} sec")
       end
-      return duration unless Instrumentation.listening?(:perform)
+      return duration unless listening
 
       Instrumentation.emit(:perform, started: true, job_class: klass, jid: jid, queue: queue, args: args,
                                      duration: duration, error: error)

@@ -118,9 +118,10 @@ module FiberJob
       logger = FiberJob.logger
       jobs = Processor::RUNNING.to_a
       logger.warn("TTIN: #{jobs.size} job(s) running in #{@native&._identity}")
-      jobs.each do |carrier, (klass, jid, queue, since)|
+      now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      jobs.each do |carrier, (ctx, started)|
         trace = carrier.backtrace || []
-        logger.warn("TTIN: #{klass} jid=#{jid} queue=#{queue} running #{(Time.now - since).round(2)}s\n  " \
+        logger.warn("TTIN: #{ctx["class"]} jid=#{ctx["jid"]} queue=#{ctx["queue"]} running #{(now - started).round(2)}s\n  " \
                     "#{trace.join("\n  ")}")
       end
       Thread.list.each do |thread|
