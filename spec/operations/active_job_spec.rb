@@ -4,8 +4,6 @@ require "open3"
 
 # ActiveJob (Debian's 6.1) on FiberJob, through real `fiber_job` worker processes.
 RSpec.describe "the ActiveJob adapter" do
-  EXE_PATH = File.expand_path("../../exe/fiber_job", __dir__)
-
   let(:dir) { Dir.mktmpdir("fiber_job-aj") }
   let(:app) { File.join(dir, "app.rb") }
 
@@ -55,10 +53,7 @@ RSpec.describe "the ActiveJob adapter" do
 
   def start_worker(queues)
     log = File.join(dir, "worker.log")
-    pid = Process.spawn({ "REDIS_URL" => FiberJob.config.redis_url }, RbConfig.ruby, EXE_PATH,
-                        "-r", app, "-q", queues, out: log, err: %i[child out], pgroup: true)
-    (@spawned ||= []) << pid
-    pid
+    spawn_fiber_job("-r", app, "-q", queues, log: log)
   end
 
   it "enqueues on the job's queue, runs it in a worker, and maps ids both ways" do

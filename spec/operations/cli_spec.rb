@@ -3,8 +3,6 @@
 require "open3"
 
 RSpec.describe "the fiber_job command" do
-  EXE = File.expand_path("../../exe/fiber_job", __dir__)
-
   let(:dir) { Dir.mktmpdir("fiber_job-cli") }
   let(:app) { File.join(dir, "app.rb") }
 
@@ -23,15 +21,13 @@ RSpec.describe "the fiber_job command" do
   after { FileUtils.rm_rf(dir) }
 
   def run_cli(*args, env: {})
-    Open3.capture3({ "REDIS_URL" => FiberJob.config.redis_url }.merge(env), RbConfig.ruby, EXE, *args)
+    Open3.capture3({ "REDIS_URL" => FiberJob.config.redis_url }.merge(env), RbConfig.ruby, SpecHelpers::EXE, *args)
   end
 
   # Starts a worker as a real process; returns [pid, log path].
   def start_cli(*args, env: {})
     log = File.join(dir, "worker-#{rand(1 << 30)}.log")
-    pid = Process.spawn({ "REDIS_URL" => FiberJob.config.redis_url }.merge(env), RbConfig.ruby, EXE, *args,
-                        out: log, err: %i[child out], pgroup: true)
-    (@spawned ||= []) << pid
+    pid = spawn_fiber_job(*args, log: log, env: env)
     wait_for(message: "worker banner") { File.read(log).include?("started:") }
     [pid, log]
   end

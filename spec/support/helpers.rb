@@ -54,6 +54,17 @@ module SpecHelpers
     [pid, out]
   end
 
+  EXE = File.expand_path("../../exe/fiber_job", __dir__)
+
+  # Starts the `fiber_job` command as a real process against the test Redis, output
+  # to `log`. Returns its pid (killed after the example if still running).
+  def spawn_fiber_job(*args, log:, env: {})
+    pid = Process.spawn({ "REDIS_URL" => FiberJob.config.redis_url }.merge(env), RbConfig.ruby, EXE, *args,
+                        out: log, err: %i[child out], pgroup: true)
+    (@spawned ||= []) << pid
+    pid
+  end
+
   # Waits for a spawned process; returns its Process::Status.
   def wait_process(pid, timeout: 30)
     Timeout.timeout(timeout) { Process.wait2(pid).last }

@@ -65,6 +65,11 @@ class RedisServer
   end
 
   def free_port
+    self.class.free_port
+  end
+
+  # A TCP port nothing listens on now.
+  def self.free_port
     server = TCPServer.new("127.0.0.1", 0)
     server.addr[1]
   ensure

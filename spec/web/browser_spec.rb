@@ -7,7 +7,6 @@ require "socket"
 # chromium-driver by selenium-webdriver. The UI and a worker run as real processes
 # (`fiber_job web`, `fiber_job`), as they would in production.
 RSpec.describe "the Web UI in a browser" do
-  EXE_BIN = File.expand_path("../../exe/fiber_job", __dir__)
   SHOTS = File.expand_path("../../docs/images", __dir__)
   CHROMIUM = ENV.fetch("CHROMIUM", "/usr/bin/chromium")
   DRIVER = ENV.fetch("CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -36,7 +35,7 @@ RSpec.describe "the Web UI in a browser" do
       end
     RUBY
     load app unless defined?(BrowserJob)
-    @web_port = free_port
+    @web_port = RedisServer.free_port
     @web = spawn_exe("web", "-r", app, "-p", @web_port.to_s)
     wait_for(message: "web server") { port_open?(@web_port) }
     @driver = browser
@@ -49,17 +48,7 @@ RSpec.describe "the Web UI in a browser" do
 
   def spawn_exe(*args)
     log = File.join(dir, "#{args.first}-#{rand(1 << 20)}.log")
-    pid = Process.spawn({ "REDIS_URL" => FiberJob.config.redis_url }, RbConfig.ruby, EXE_BIN, *args,
-                        out: log, err: %i[child out], pgroup: true)
-    (@spawned ||= []) << pid
-    pid
-  end
-
-  def free_port
-    server = TCPServer.new("127.0.0.1", 0)
-    server.addr[1]
-  ensure
-    server&.close
+    spawn_fiber_job(*args, log: log)
   end
 
   def port_open?(port)
