@@ -35,6 +35,12 @@ RSpec.describe "gem build and gem install", :slow do
       out, status = Open3.capture2e(env, RbConfig.ruby, "-e", script, chdir: dir)
       expect(status).to be_success, out
       expect(out).to include("performed 1 two")
+
+      # The gem installs the `fiber_job` command, and the Web UI's files.
+      out, status = Open3.capture2e(env, File.join(gem_home, "bin", "fiber_job"), "version", chdir: dir)
+      expect([out, status.exitstatus]).to eq(["fiber_job #{FiberJob::VERSION}\n", 0])
+      expect(File).to exist(File.join(installed, "lib", "fiber_job", "web", "assets", "app.css"))
+      expect(Dir[File.join(installed, "lib", "fiber_job", "web", "views", "*.erb")].size).to be >= 10
     end
   end
 end

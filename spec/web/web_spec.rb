@@ -102,6 +102,17 @@ RSpec.describe FiberJob::Web do
     expect([last_response.status, last_response.content_type]).to eq([200, "text/css"])
   end
 
+  it "serves the dashboard's numbers and 5 minutes of throughput windows as JSON" do
+    populate
+    get "/stats.json"
+    expect(last_response.content_type).to eq("application/json")
+    stats = JSON.parse(last_response.body)
+    expect(stats).to include("dead" => 1, "retries" => 1, "scheduled" => 1, "enqueued" => 2, "failed" => 2)
+    expect(stats["throughput"].size).to eq(30)
+    expect(stats["throughput"].map { |w| w["at"] }.each_cons(2).all? { |a, b| b - a == 10 }).to be(true)
+    expect(stats["throughput"].sum { |w| w["failed"] }).to be > 0
+  end
+
   it "shows live processes and the jobs they run on the busy page" do
     jid = WebSlowJob.perform_async(3, XSS)
     with_worker do
