@@ -59,15 +59,29 @@ module FiberJob
       # Serves the UI (and /metrics) with WEBrick, or the server Rack picks, until INT/TERM.
       def serve(host: "127.0.0.1", port: 9292)
         require "webrick"
-        require "rack/handler/webrick"
+        handler = webrick_handler
         FiberJob.logger.info("FiberJob Web UI on http://#{host}:#{port}/ (redis #{Native.mask_password(FiberJob.config.redis_url)})")
-        Rack::Handler::WEBrick.run(self, Host: host, Port: port, AccessLog: [],
-                                         Logger: WEBrick::Log.new($stderr, WEBrick::Log::WARN)) do |server|
+        handler.run(self, Host: host, Port: port, AccessLog: [],
+                          Logger: WEBrick::Log.new($stderr, WEBrick::Log::WARN)) do |server|
           %w[INT TERM].each { |sig| trap(sig) { server.shutdown } }
         end
       end
 
       private
+
+      # Rack 2 ships the WEBrick handler; Rack 3 moved it to the rackup gem.
+      def webrick_handler
+        require "rack/handler/webrick"
+        Rack::Handler::WEBrick
+      rescue LoadError
+        begin
+          require "rackup/handler/webrick"
+          Rackup::Handler::WEBrick
+        rescue LoadError
+          raise FiberJob::ConfigurationError, "fiber_job web needs WEBrick: with Rack 3 add the rackup and webrick gems, " \
+                                              "or mount FiberJob::Web in your app's server instead"
+        end
+      end
 
       def app
         @app ||= begin
