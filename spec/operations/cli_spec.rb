@@ -92,20 +92,22 @@ RSpec.describe "the fiber_job command" do
     secured&.cleanup
   end
 
-  it "logs every running job's backtrace on TTIN, and keeps working" do
-    FiberJob::Client.push(CliTestJob, ["slow", 30], queue: "default")
-    pid, log = start_cli("-r", app, "-t", "1")
-    wait_for(message: "job start") { File.read(log).include?("INFO: start") }
-    Process.kill("TTIN", pid)
-    wait_for(message: "TTIN dump") { File.read(log).include?("in `perform'") }
-    dump = File.read(log)
-    expect(dump).to match(/TTIN: 1 job\(s\) running/)
-    expect(dump).to match(/TTIN: CliJob jid=\h+ queue=default running/)
-    expect(dump).to include("app.rb:4:in `sleep'")
-    Process.kill("TERM", pid)
-    expect(wait_process(pid).exitstatus).to eq(0)
-    # The interrupted job went back to its queue.
-    expect(FiberJob::Queue.jobs(:default).map { |j| j["args"] }).to eq([["slow", 30]])
+  %w[fiber thread].each do |executor|
+    it "logs every running job's backtrace on TTIN (#{executor} executor), then stops cleanly" do
+      FiberJob::Client.push(CliTestJob, ["slow", 30], queue: "default")
+      pid, log = start_cli("-r", app, "-t", "1", "-x", executor)
+      wait_for(message: "job start") { File.read(log).include?("INFO: start") }
+      Process.kill("TTIN", pid)
+      wait_for(message: "TTIN dump") { File.read(log).include?("in `perform'") }
+      dump = File.read(log)
+      expect(dump).to match(/TTIN: 1 job\(s\) running/)
+      expect(dump).to match(/TTIN: CliJob jid=\h+ queue=default running [\d.]+s/)
+      expect(dump).to include("app.rb:4:in `sleep'")
+      Process.kill("TERM", pid)
+      expect(wait_process(pid).exitstatus).to eq(0)
+      # The interrupted job went back to its queue.
+      expect(FiberJob::Queue.jobs(:default).map { |j| j["args"] }).to eq([["slow", 30]])
+    end
   end
 
   it "goes quiet on TSTP: running jobs finish, nothing new starts" do
