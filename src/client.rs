@@ -76,15 +76,69 @@ impl Client {
     }
 
     /// Adds payloads to the back of a queue (in order) and records the queue name.
+    /// Alone, on the calling thread's direct connection; with company, or when that
+    /// fails, on the shared one (see `direct.rs`).
     pub fn push(&self, cancel: &Cancel, queue: &str, payloads: &[String]) -> Result<()> {
         let qkey = self.keys.queue(queue);
         let queues = self.keys.queues();
+        let flight = crate::direct::Flight::start();
+        // A request `push_quick` wrote must be finished on its own connection.
+        if crate::direct::pending() || (flight.alone() && self.url.starts_with("redis://")) {
+            let pushed = crate::direct::push(
+                &self.url,
+                self.timeout,
+                cancel,
+                &qkey,
+                &queues,
+                queue,
+                payloads,
+            );
+            match pushed {
+                Ok(crate::direct::Pushed::Done) => return Ok(()),
+                Ok(crate::direct::Pushed::QueueNotRecorded(e)) => {
+                    return Err(Error::Other(format!(
+                        "the job was enqueued, but Redis refused to record queue {queue:?}: {e}"
+                    )))
+                }
+                Err(_) if cancel.is_cancelled() => {
+                    return Err(Error::Other("interrupted while waiting for Redis".into()))
+                }
+                // Redis took the whole network_timeout: waiting again on the shared
+                // path would double the deadline.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                    ) =>
+                {
+                    return Err(runtime::timed_out(&self.url, self.timeout))
+                }
+                Err(_) => {} // refused or dropped: the shared path retries until the deadline
+            }
+        }
         self.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.cmd("LPUSH").arg(&qkey).arg(payloads).ignore();
             pipe.cmd("SADD").arg(&queues).arg(queue).ignore();
             async move { pipe.query_async::<()>(&mut c).await }
         })
+    }
+
+    /// The direct push's first step, with the GVL held (see `direct.rs`). `Some`: done
+    /// (or refused); `None`: finish with `push`, without the GVL.
+    pub fn push_quick(&self, queue: &str, payloads: &[String]) -> Option<Result<()>> {
+        let flight = crate::direct::Flight::start();
+        if !flight.alone() || !self.url.starts_with("redis://") {
+            return None;
+        }
+        let (qkey, queues) = (self.keys.queue(queue), self.keys.queues());
+        match crate::direct::push_quick(&self.url, &qkey, &queues, queue, payloads)? {
+            Ok(crate::direct::Pushed::Done) => Some(Ok(())),
+            Ok(crate::direct::Pushed::QueueNotRecorded(e)) => Some(Err(Error::Other(format!(
+                "the job was enqueued, but Redis refused to record queue {queue:?}: {e}"
+            )))),
+            Err(_) => None, // `push` tries again, then the shared path
+        }
     }
 
     /// Stores a job to run at `at` (epoch seconds) and tells schedulers about it.

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod cancel;
 pub mod client;
 pub mod cron;
+pub mod direct;
 pub mod dispatch;
 pub mod engine;
 pub mod error;

@@ -46,7 +46,17 @@ class RedisServer
     signal("KILL")
   end
 
+  # Freezes the server (SIGSTOP): connections stay open, nothing answers.
+  def pause
+    Process.kill("STOP", @pid) if @pid
+  end
+
+  def resume
+    Process.kill("CONT", @pid) if @pid
+  end
+
   def cleanup
+    resume
     stop
     FileUtils.rm_rf(@dir)
   end

@@ -65,7 +65,7 @@ impl RbClient {
             jids.push(jid);
         }
         if !payloads.is_empty() {
-            blocking(ruby, |c| rb_self.0.push(c, &queue, &payloads))?;
+            rb_self.push_payloads(ruby, &queue, &payloads)?;
         }
         Ok(Some(ruby.ary_from_vec(jids)))
     }
@@ -76,7 +76,20 @@ impl RbClient {
         queue: String,
         payloads: Vec<String>,
     ) -> Result<(), magnus::Error> {
-        blocking(ruby, |c| rb_self.0.push(c, &queue, &payloads))
+        rb_self.push_payloads(ruby, &queue, &payloads)
+    }
+
+    /// The quick direct step with the GVL held, then (if needed) the rest without it.
+    fn push_payloads(
+        &self,
+        ruby: &Ruby,
+        queue: &str,
+        payloads: &[String],
+    ) -> Result<(), magnus::Error> {
+        if let Some(done) = self.0.push_quick(queue, payloads) {
+            return done.map_err(|e| to_ruby(ruby, e));
+        }
+        blocking(ruby, |c| self.0.push(c, queue, payloads))
     }
 
     fn schedule(

@@ -1,0 +1,365 @@
+//! The direct enqueue path. A push made while no other push of this process is in
+//! flight is written on a blocking TCP connection owned by the calling thread, and its
+//! replies are read there: one round trip, with no hop to a tokio thread and back
+//! (which costs more than the round trip itself on loopback). Concurrent pushes take
+//! the shared multiplexed connection instead, where they share pipelined round trips.
+//!
+//! Two steps, so the common case never releases the GVL (releasing and taking it back
+//! costs as much as the round trip): `push_quick`, with the GVL held, writes the
+//! request and waits at most `SPIN` for the replies; only when they are not there yet
+//! (or no connection exists) does `push` finish the job without the GVL, where it may
+//! wait up to `network_timeout` and Ctrl-C interrupts it.
+//!
+//! Only `redis://` over TCP. Anything unexpected — a connect or I/O error, a timeout,
+//! an error reply to the LPUSH (so nothing was written) — sends the caller to the shared
+//! path, which retries until `network_timeout` and reports errors as always. The
+//! connection is per thread and per process (a forked child makes its own).
+
+use std::cell::RefCell;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use redis::{ConnectionAddr, IntoConnectionInfo};
+
+use crate::cancel::Cancel;
+
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// How long `push_quick` waits for replies while holding the GVL. A loopback round trip
+/// takes ~30 µs here; a longer wait goes on without the GVL.
+const SPIN: Duration = Duration::from_micros(300);
+
+/// Counts a push in flight for as long as it lives.
+pub struct Flight {
+    alone: bool,
+}
+
+impl Flight {
+    pub fn start() -> Flight {
+        Flight {
+            alone: IN_FLIGHT.fetch_add(1, Ordering::AcqRel) == 0,
+        }
+    }
+
+    /// No other push was in flight when this one started.
+    pub fn alone(&self) -> bool {
+        self.alone
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+struct Direct {
+    url: String,
+    pid: u32,
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    /// A request was written by `push_quick` and its replies are still to be read.
+    pending: bool,
+}
+
+thread_local! {
+    static CONN: RefCell<Option<Direct>> = const { RefCell::new(None) };
+}
+
+/// How a direct push ended, when it did not need the shared path.
+pub enum Pushed {
+    Done,
+    /// The LPUSH was applied, but recording the queue name failed.
+    QueueNotRecorded(String),
+}
+
+/// Whether this thread has a request written and its replies unread: the caller must
+/// finish it with `push`, never on another connection (it may have been applied).
+pub fn pending() -> bool {
+    CONN.with(|cell| cell.borrow().as_ref().is_some_and(|d| d.pending))
+}
+
+fn request(qkey: &str, queues_key: &str, queue: &str, payloads: &[String]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(64 + payloads.iter().map(|p| p.len() + 16).sum::<usize>());
+    let mut lpush: Vec<&[u8]> = vec![b"LPUSH", qkey.as_bytes()];
+    lpush.extend(payloads.iter().map(|p| p.as_bytes()));
+    encode(&mut buf, &lpush);
+    encode(
+        &mut buf,
+        &[b"SADD", queues_key.as_bytes(), queue.as_bytes()],
+    );
+    buf
+}
+
+fn outcome(replies: &[Reply]) -> io::Result<Pushed> {
+    match (&replies[0], &replies[1]) {
+        (Reply::Error(_), _) => Err(io::Error::other("LPUSH refused")),
+        (_, Reply::Error(e)) => Ok(Pushed::QueueNotRecorded(e.clone())),
+        _ => Ok(Pushed::Done),
+    }
+}
+
+/// The first step, with the GVL held: on an existing connection, writes the push and
+/// waits up to `SPIN` for both replies. `None`: not finished, call `push` (without the
+/// GVL). `Some(Err)`: use the shared path.
+pub fn push_quick(
+    url: &str,
+    qkey: &str,
+    queues_key: &str,
+    queue: &str,
+    payloads: &[String],
+) -> Option<io::Result<Pushed>> {
+    CONN.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let pid = std::process::id();
+        if slot
+            .as_ref()
+            .is_some_and(|d| d.url != url || d.pid != pid || d.pending)
+        {
+            *slot = None; // another URL or process, or replies never read: start over
+        }
+        let conn = slot.as_mut()?;
+        if let Err(e) = conn
+            .writer
+            .write_all(&request(qkey, queues_key, queue, payloads))
+        {
+            *slot = None;
+            return Some(Err(e));
+        }
+        conn.pending = true;
+        match conn.reader.fill_buf() {
+            Ok([]) => {
+                *slot = None;
+                return Some(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed")));
+            }
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return None;
+            }
+            Err(e) => {
+                *slot = None;
+                return Some(Err(e));
+            }
+        }
+        let replies = buffered_replies(&mut conn.reader, 2)?;
+        conn.pending = false;
+        Some(outcome(&replies))
+    })
+}
+
+/// Pushes `payloads` onto `qkey` and records `queue` in `queues_key`, as one pipeline,
+/// or finishes the push `push_quick` started. Call it without the GVL. `Err` means:
+/// use the shared path.
+pub fn push(
+    url: &str,
+    timeout: Duration,
+    cancel: &Cancel,
+    qkey: &str,
+    queues_key: &str,
+    queue: &str,
+    payloads: &[String],
+) -> io::Result<Pushed> {
+    CONN.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let pid = std::process::id();
+        if slot.as_ref().is_some_and(|d| d.url != url || d.pid != pid) {
+            *slot = None;
+        }
+        if slot.is_none() {
+            *slot = Some(connect(url, timeout, cancel)?);
+        }
+        let conn = slot.as_mut().expect("connected above");
+        let result = (|| {
+            conn.reader.get_ref().set_read_timeout(Some(timeout))?;
+            let replies = if conn.pending {
+                read_replies(conn, cancel, 2)?
+            } else {
+                exchange(conn, cancel, &request(qkey, queues_key, queue, payloads), 2)?
+            };
+            conn.pending = false;
+            conn.reader.get_ref().set_read_timeout(Some(SPIN))?;
+            Ok(replies)
+        })();
+        match result.and_then(|replies| outcome(&replies)) {
+            Ok(pushed) => Ok(pushed),
+            Err(e) => {
+                *slot = None;
+                Err(e)
+            }
+        }
+    })
+}
+
+/// Replies already in the buffer, consumed only when all `count` are complete.
+fn buffered_replies(reader: &mut BufReader<TcpStream>, count: usize) -> Option<Vec<Reply>> {
+    let buf = reader.buffer();
+    let mut replies = Vec::with_capacity(count);
+    let mut at = 0;
+    for _ in 0..count {
+        let end = buf[at..].windows(2).position(|w| w == b"\r\n")? + at;
+        let line = std::str::from_utf8(&buf[at..end]).ok()?;
+        replies.push(match line.as_bytes().first()? {
+            b'+' | b':' => Reply::Ok,
+            b'-' => Reply::Error(line[1..].to_string()),
+            _ => return None, // bulk or array: let the full reader handle it
+        });
+        at = end + 2;
+    }
+    reader.consume(at);
+    Some(replies)
+}
+
+fn connect(url: &str, timeout: Duration, cancel: &Cancel) -> io::Result<Direct> {
+    let info = url
+        .into_connection_info()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let ConnectionAddr::Tcp(host, port) = info.addr() else {
+        return Err(io::Error::new(io::ErrorKind::Unsupported, "not plain TCP"));
+    };
+    let addr = (host.as_str(), *port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut conn = Direct {
+        url: url.to_string(),
+        pid: std::process::id(),
+        reader: BufReader::new(stream.try_clone()?),
+        writer: stream,
+        pending: false,
+    };
+    let settings = info.redis_settings();
+    let mut buf = Vec::new();
+    let mut expected = 0;
+    if let Some(password) = settings.password() {
+        match settings.username() {
+            Some(user) => encode(&mut buf, &[b"AUTH", user.as_bytes(), password.as_bytes()]),
+            None => encode(&mut buf, &[b"AUTH", password.as_bytes()]),
+        }
+        expected += 1;
+    }
+    if settings.db() != 0 {
+        encode(&mut buf, &[b"SELECT", settings.db().to_string().as_bytes()]);
+        expected += 1;
+    }
+    if expected > 0 {
+        let replies = exchange(&mut conn, cancel, &buf, expected)?;
+        if replies.iter().any(|r| matches!(r, Reply::Error(_))) {
+            return Err(io::Error::other("AUTH or SELECT refused"));
+        }
+    }
+    conn.writer.set_read_timeout(Some(SPIN))?;
+    Ok(conn)
+}
+
+/// Writes `request` and reads `count` replies. Ctrl-C (the unblock function) shuts the
+/// socket down, which ends a blocked read at once.
+fn exchange(
+    conn: &mut Direct,
+    cancel: &Cancel,
+    request: &[u8],
+    count: usize,
+) -> io::Result<Vec<Reply>> {
+    conn.writer.write_all(request)?;
+    read_replies(conn, cancel, count)
+}
+
+fn read_replies(conn: &mut Direct, cancel: &Cancel, count: usize) -> io::Result<Vec<Reply>> {
+    let _watch = cancel.watch(&conn.writer);
+    if cancel.is_cancelled() {
+        return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
+    }
+    (0..count).map(|_| read_reply(&mut conn.reader)).collect()
+}
+
+#[derive(Debug, PartialEq)]
+enum Reply {
+    Ok,
+    Error(String),
+}
+
+fn encode(buf: &mut Vec<u8>, args: &[&[u8]]) {
+    buf.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for a in args {
+        buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        buf.extend_from_slice(a);
+        buf.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Reads one RESP2 reply: `+`, `:` and bulk strings are Ok, `-` an error. Arrays are
+/// not expected here.
+fn read_reply(r: &mut impl BufRead) -> io::Result<Reply> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed",
+        ));
+    }
+    let line = line.trim_end_matches(['\r', '\n']);
+    match line.as_bytes().first() {
+        Some(b'+') | Some(b':') => Ok(Reply::Ok),
+        Some(b'-') => Ok(Reply::Error(line[1..].to_string())),
+        Some(b'$') => {
+            let len: i64 = line[1..]
+                .parse()
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad bulk length"))?;
+            if len >= 0 {
+                let mut skip = vec![0; len as usize + 2];
+                r.read_exact(&mut skip)?;
+            }
+            Ok(Reply::Ok)
+        }
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "unexpected reply",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_commands_in_resp() {
+        let mut buf = Vec::new();
+        encode(&mut buf, &[b"SADD", b"k", b"v"]);
+        assert_eq!(buf, b"*3\r\n$4\r\nSADD\r\n$1\r\nk\r\n$1\r\nv\r\n");
+    }
+
+    #[test]
+    fn reads_replies() {
+        let mut input: &[u8] = b":3\r\n+OK\r\n-ERR wrong type\r\n$3\r\nabc\r\n$-1\r\n";
+        assert_eq!(read_reply(&mut input).unwrap(), Reply::Ok);
+        assert_eq!(read_reply(&mut input).unwrap(), Reply::Ok);
+        assert_eq!(
+            read_reply(&mut input).unwrap(),
+            Reply::Error("ERR wrong type".into())
+        );
+        assert_eq!(read_reply(&mut input).unwrap(), Reply::Ok);
+        assert_eq!(read_reply(&mut input).unwrap(), Reply::Ok);
+        assert!(read_reply(&mut input).is_err());
+    }
+
+    #[test]
+    fn a_flight_is_alone_only_without_another() {
+        let a = Flight::start();
+        let b = Flight::start();
+        assert!(!b.alone());
+        drop(b);
+        drop(a);
+        assert!(Flight::start().alone());
+    }
+}
