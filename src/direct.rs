@@ -18,8 +18,9 @@
 use std::cell::RefCell;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use redis::{ConnectionAddr, IntoConnectionInfo};
 
@@ -31,6 +32,20 @@ static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 /// takes ~30 µs here; a longer wait goes on without the GVL.
 const SPIN: Duration = Duration::from_micros(300);
 
+/// The thread that pushed last, and when (µs since `EPOCH`). The quick step holds the
+/// GVL, so threads that push concurrently would each look alone and take turns; a push
+/// less than `SHARED_WINDOW` after another thread's goes to the shared connection
+/// instead, where concurrent pushes share pipelined round trips.
+static LAST_THREAD: AtomicU64 = AtomicU64::new(0);
+static LAST_AT: AtomicU64 = AtomicU64::new(0);
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
+const SHARED_WINDOW_MICROS: u64 = 10_000;
+
+thread_local! {
+    static THREAD: u64 = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Counts a push in flight for as long as it lives.
 pub struct Flight {
     alone: bool,
@@ -38,8 +53,13 @@ pub struct Flight {
 
 impl Flight {
     pub fn start() -> Flight {
+        let me = THREAD.with(|t| *t);
+        let now = EPOCH.elapsed().as_micros() as u64;
+        let last = LAST_THREAD.swap(me, Ordering::AcqRel);
+        let last_at = LAST_AT.swap(now, Ordering::AcqRel);
+        let company = last != me && last != 0 && now.saturating_sub(last_at) < SHARED_WINDOW_MICROS;
         Flight {
-            alone: IN_FLIGHT.fetch_add(1, Ordering::AcqRel) == 0,
+            alone: IN_FLIGHT.fetch_add(1, Ordering::AcqRel) == 0 && !company,
         }
     }
 
@@ -354,12 +374,14 @@ mod tests {
     }
 
     #[test]
-    fn a_flight_is_alone_only_without_another() {
+    fn a_flight_is_alone_only_without_another_nor_another_thread_just_before() {
         let a = Flight::start();
         let b = Flight::start();
         assert!(!b.alone());
         drop(b);
         drop(a);
+        std::thread::spawn(|| drop(Flight::start())).join().unwrap();
+        assert!(!Flight::start().alone()); // another thread pushed a moment ago
         assert!(Flight::start().alone());
     }
 }
