@@ -72,10 +72,12 @@ impl Client {
             return Ok(Vec::new());
         }
         let k = &self.keys;
-        let ids = self.process_ids(cancel)?;
         type Row = (Option<u64>, Option<u64>, u64, u64, u64, Option<String>);
-        let rows: Vec<Row> = self.call(cancel, |mut c| {
+        // One pipeline for the process set and every queue's counters and sizes, then one
+        // for the processing lists it names.
+        let (ids, rows): (Vec<String>, Vec<Row>) = self.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
+            pipe.cmd("SMEMBERS").arg(k.processes());
             for q in queues {
                 pipe.cmd("GET").arg(k.stat_queue("processed", q));
                 pipe.cmd("GET").arg(k.stat_queue("failed", q));
@@ -86,12 +88,19 @@ impl Client {
             }
             async move {
                 let flat: Vec<redis::Value> = pipe.query_async(&mut c).await?;
-                flat.chunks(6)
+                let (ids, rest) = flat.split_first().ok_or_else(|| {
+                    redis::RedisError::from((redis::ErrorKind::Parse, "empty pipeline reply"))
+                })?;
+                let ids: Vec<String> =
+                    redis::from_redis_value(ids.clone()).map_err(redis::RedisError::from)?;
+                let rows = rest
+                    .chunks(6)
                     .map(|r| {
                         redis::from_redis_value::<Row>(redis::Value::Array(r.to_vec()))
                             .map_err(redis::RedisError::from)
                     })
-                    .collect::<redis::RedisResult<Vec<Row>>>()
+                    .collect::<redis::RedisResult<Vec<Row>>>()?;
+                Ok((ids, rows))
             }
         })?;
         let busy: Vec<u64> = if ids.is_empty() {
@@ -309,7 +318,8 @@ impl Client {
         })
     }
 
-    /// Looks for `jid` among the ready, scheduled, retry and taken jobs of `queues`.
+    /// Looks for `jid` among the ready, scheduled, retry and taken jobs of `queues`,
+    /// then in the dead set.
     pub fn find(&self, cancel: &Cancel, queues: &[String], jid: &str) -> Result<Option<Found>> {
         let ids = self.process_ids(cancel)?;
         for q in queues {
@@ -332,7 +342,22 @@ impl Client {
                 }
             }
         }
-        Ok(None)
+        Ok(self
+            .dead_members(cancel, Some(jid))?
+            .into_iter()
+            .next()
+            .map(|raw| {
+                let queue = serde_json::from_str::<serde_json::Value>(&raw)
+                    .ok()
+                    .and_then(|v| v.get("queue").and_then(|q| q.as_str()).map(String::from))
+                    .unwrap_or_default();
+                Found {
+                    state: "dead",
+                    queue,
+                    raw,
+                    score: None,
+                }
+            }))
     }
 
     /// Jobs processed and failed per 10-second window, for the last `windows` windows

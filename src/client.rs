@@ -33,6 +33,16 @@ pub struct Stats {
     pub processing: u64,
 }
 
+/// What a direct push came to, as the client reports it.
+fn direct_outcome(queue: &str, pushed: crate::direct::Pushed) -> Result<()> {
+    match pushed {
+        crate::direct::Pushed::Done => Ok(()),
+        crate::direct::Pushed::QueueNotRecorded(e) => Err(Error::Other(format!(
+            "the job was enqueued, but Redis refused to record queue {queue:?}: {e}"
+        ))),
+    }
+}
+
 impl Client {
     pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Client> {
         runtime::open(url)?;
@@ -83,7 +93,7 @@ impl Client {
         let queues = self.keys.queues();
         let flight = crate::direct::Flight::start();
         // A request `push_quick` wrote must be finished on its own connection.
-        if crate::direct::pending() || (flight.alone() && self.url.starts_with("redis://")) {
+        if crate::direct::pending() || self.direct_allowed(&flight) {
             let pushed = crate::direct::push(
                 &self.url,
                 self.timeout,
@@ -94,12 +104,7 @@ impl Client {
                 payloads,
             );
             match pushed {
-                Ok(crate::direct::Pushed::Done) => return Ok(()),
-                Ok(crate::direct::Pushed::QueueNotRecorded(e)) => {
-                    return Err(Error::Other(format!(
-                        "the job was enqueued, but Redis refused to record queue {queue:?}: {e}"
-                    )))
-                }
+                Ok(pushed) => return direct_outcome(queue, pushed),
                 Err(_) if cancel.is_cancelled() => {
                     return Err(Error::Other("interrupted while waiting for Redis".into()))
                 }
@@ -128,17 +133,19 @@ impl Client {
     /// (or refused); `None`: finish with `push`, without the GVL.
     pub fn push_quick(&self, queue: &str, payloads: &[String]) -> Option<Result<()>> {
         let flight = crate::direct::Flight::start();
-        if !flight.alone() || !self.url.starts_with("redis://") {
+        if !self.direct_allowed(&flight) {
             return None;
         }
         let (qkey, queues) = (self.keys.queue(queue), self.keys.queues());
         match crate::direct::push_quick(&self.url, &qkey, &queues, queue, payloads)? {
-            Ok(crate::direct::Pushed::Done) => Some(Ok(())),
-            Ok(crate::direct::Pushed::QueueNotRecorded(e)) => Some(Err(Error::Other(format!(
-                "the job was enqueued, but Redis refused to record queue {queue:?}: {e}"
-            )))),
+            Ok(pushed) => Some(direct_outcome(queue, pushed)),
             Err(_) => None, // `push` tries again, then the shared path
         }
+    }
+
+    /// Alone, and on plain TCP: the direct connection may serve this push.
+    fn direct_allowed(&self, flight: &crate::direct::Flight) -> bool {
+        flight.alone() && self.url.starts_with("redis://")
     }
 
     /// Stores a job to run at `at` (epoch seconds) and tells schedulers about it.
@@ -155,32 +162,16 @@ impl Client {
         })
     }
 
+    /// `Queue.stats`: a view of `metrics` (two round trips).
     pub fn stats(&self, cancel: &Cancel, queue: &str) -> Result<Stats> {
-        let k = &self.keys;
-        let (size, scheduled, retries, processes): (u64, u64, u64, Vec<String>) =
-            self.call(cancel, |mut c| {
-                let mut pipe = redis::pipe();
-                pipe.cmd("LLEN").arg(k.queue(queue));
-                pipe.cmd("ZCARD").arg(k.schedule(queue));
-                pipe.cmd("ZCARD").arg(k.retry(queue));
-                pipe.cmd("SMEMBERS").arg(k.processes());
-                async move { pipe.query_async(&mut c).await }
-            })?;
-        let processing: Vec<u64> = if processes.is_empty() {
-            Vec::new()
-        } else {
-            self.call(cancel, |mut c| {
-                let mut pipe = redis::pipe();
-                for id in &processes {
-                    pipe.cmd("LLEN").arg(k.processing(queue, id));
-                }
-                async move { pipe.query_async(&mut c).await }
-            })?
-        };
+        let m = self
+            .metrics(cancel, &[queue.to_string()])?
+            .pop()
+            .unwrap_or_default();
         Ok(Stats {
-            size,
-            scheduled: scheduled + retries,
-            processing: processing.iter().sum(),
+            size: m.size,
+            scheduled: m.scheduled + m.retries,
+            processing: m.busy,
         })
     }
 
@@ -211,7 +202,7 @@ impl Client {
     }
 
     /// Dead-set members whose jid is `jid` (every member when `None`).
-    fn dead_members(&self, cancel: &Cancel, jid: Option<&str>) -> Result<Vec<String>> {
+    pub(crate) fn dead_members(&self, cancel: &Cancel, jid: Option<&str>) -> Result<Vec<String>> {
         let all = self.dead(cancel, 0, -1)?;
         Ok(match jid {
             None => all,

@@ -133,13 +133,8 @@ pub fn push_quick(
 ) -> Option<io::Result<Pushed>> {
     CONN.with(|cell| {
         let mut slot = cell.borrow_mut();
-        let pid = std::process::id();
-        if slot
-            .as_ref()
-            .is_some_and(|d| d.url != url || d.pid != pid || d.pending)
-        {
-            *slot = None; // another URL or process, or replies never read: start over
-        }
+        // Replies a previous request never had read: start over.
+        forget_stale(&mut slot, url, true);
         let conn = slot.as_mut()?;
         if let Err(e) = conn
             .writer
@@ -188,10 +183,7 @@ pub fn push(
 ) -> io::Result<Pushed> {
     CONN.with(|cell| {
         let mut slot = cell.borrow_mut();
-        let pid = std::process::id();
-        if slot.as_ref().is_some_and(|d| d.url != url || d.pid != pid) {
-            *slot = None;
-        }
+        forget_stale(&mut slot, url, false);
         if slot.is_none() {
             *slot = Some(connect(url, timeout, cancel)?);
         }
@@ -215,6 +207,18 @@ pub fn push(
             }
         }
     })
+}
+
+/// Drops this thread's connection if it is for another URL or another process (a
+/// forked child), or, with `pending_too`, if it has replies left unread.
+fn forget_stale(slot: &mut Option<Direct>, url: &str, pending_too: bool) {
+    let pid = std::process::id();
+    if slot
+        .as_ref()
+        .is_some_and(|d| d.url != url || d.pid != pid || (pending_too && d.pending))
+    {
+        *slot = None;
+    }
 }
 
 /// Replies already in the buffer, consumed only when all `count` are complete.

@@ -82,9 +82,7 @@ module FiberJob
       rest = worker_parser(opts).parse(argv)
       raise UsageError, "unexpected argument #{rest.first.inspect}" unless rest.empty?
 
-      environment(opts[:environment])
-      load_app(opts[:require])
-      configure(opts)
+      boot(opts)
       worker = FiberJob::Worker.new(queues: FiberJob.config.queues, concurrency: limits(opts),
                                     executor: opts[:executor])
       worker.start
@@ -103,9 +101,7 @@ module FiberJob
       end.parse(argv)
       raise UsageError, "unexpected argument #{rest.first.inspect}" unless rest.empty?
 
-      environment(opts[:environment])
-      load_app(opts[:require])
-      configure(opts)
+      boot(opts)
       require_relative "web"
       FiberJob::Web.serve(host: opts[:host], port: opts[:port])
       0
@@ -123,6 +119,13 @@ module FiberJob
       end.to_h
       config = FiberJob.config
       config.queues.to_h { |q| [q, explicit[q] || opts[:concurrency] || config.concurrency_for(q)] }
+    end
+
+    # The environment, the app, then the settings (file, then flags).
+    def boot(opts)
+      environment(opts[:environment])
+      load_app(opts[:require])
+      configure(opts)
     end
 
     def environment(env)

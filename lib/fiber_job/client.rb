@@ -82,7 +82,7 @@ module FiberJob
     def announce(job_class, payloads, started)
       duration = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
       payloads.each do |p|
-        Instrumentation.emit(:enqueue, started: true, job_class: job_class, jid: p["jid"],
+        Instrumentation.emit(:enqueue, job_class: job_class, jid: p["jid"],
                                        queue: p["queue"], args: p["args"], duration: duration)
       end
     end
@@ -111,6 +111,8 @@ module FiberJob
     end
 
     def class_name(job_class)
+      return job_class if job_class.is_a?(String)
+
       name = job_class.name
       raise ArgumentError, "#{job_class.inspect} has no name; define job classes with a constant name" if name.nil?
 

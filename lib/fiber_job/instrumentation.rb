@@ -43,14 +43,14 @@ module FiberJob
       end
 
       # Calls every subscriber; one that raises is logged and does not affect the job.
-      def emit(name, started: nil, **fields)
+      def emit(name, **fields)
         event = Event.new(name: name, **fields)
         @subscribers[name].each do |subscriber|
           subscriber.call(event)
         rescue StandardError => e
           FiberJob.logger.error("FiberJob.on(#{name.inspect}) subscriber raised #{e.class}: #{e.message}")
         end
-        publish(name, event, started) if notifications?(name)
+        publish(name, event) if notifications?(name)
         event
       end
 
@@ -68,10 +68,12 @@ module FiberJob
           ::ActiveSupport::Notifications.notifier.listening?("#{name}.fiber_job")
       end
 
-      def publish(name, event, started)
+      # Start and finish times for subscribers that take them: the event's duration
+      # before now (none for events without one).
+      def publish(name, event)
         finished = Time.now
-        started = started ? finished - (event.duration || 0) : finished
-        ::ActiveSupport::Notifications.publish("#{name}.fiber_job", started, finished, event.jid.to_s, event.to_h)
+        ::ActiveSupport::Notifications.publish("#{name}.fiber_job", finished - (event.duration || 0), finished,
+                                               event.jid.to_s, event.to_h)
       end
     end
   end

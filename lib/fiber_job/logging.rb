@@ -16,14 +16,6 @@ module FiberJob
       Thread.current[CONTEXT]
     end
 
-    def with_context(hash)
-      previous = Thread.current[CONTEXT]
-      Thread.current[CONTEXT] = hash
-      yield
-    ensure
-      Thread.current[CONTEXT] = previous
-    end
-
     def formatter(format)
       format == :json ? JSONFormatter.new : TextFormatter.new
     end

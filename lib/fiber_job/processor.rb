@@ -107,7 +107,7 @@ module FiberJob
       end
       return duration unless listening
 
-      Instrumentation.emit(:perform, started: true, job_class: klass, jid: jid, queue: queue, args: args,
+      Instrumentation.emit(:perform, job_class: klass, jid: jid, queue: queue, args: args,
                                      duration: duration, error: error)
       duration
     end

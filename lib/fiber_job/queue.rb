@@ -75,9 +75,7 @@ module FiberJob
       job = cron_jobs.find { |j| j[:class] == name.to_s }
       raise ArgumentError, "no cron job named #{name.inspect} is registered" unless job
 
-      now = Time.now.to_f
-      payload = { "class" => job[:class], "args" => [], "jid" => SecureRandom.hex(12), "queue" => job[:queue],
-                  "created_at" => now, "enqueued_at" => now, "retry_count" => 0 }
+      payload = Client.build(job[:class], [], job[:queue], nil)
       FiberJob.client._push(job[:queue], [JSON.generate(payload)])
       payload["jid"]
     end
@@ -179,14 +177,11 @@ module FiberJob
     # Where a job is and its payload: { state: "enqueued" | "scheduled" | "retry" |
     # "busy" | "dead", queue:, job:, at: } or nil.
     def find_job(jid)
-      jid = jid_string(jid)
-      found = FiberJob.client._find(names, jid)
-      if found
-        state, queue, raw, at = found
-        return { state: state, queue: queue, job: decode(raw), at: at && Time.at(at) }
-      end
-      dead = dead_jobs(limit: 10_000).find { |j| j["jid"] == jid }
-      dead && { state: "dead", queue: dead["queue"], job: dead, at: nil }
+      found = FiberJob.client._find(names, jid_string(jid))
+      return nil unless found
+
+      state, queue, raw, at = found
+      { state: state, queue: queue, job: decode(raw), at: at && Time.at(at) }
     end
 
     # Jobs processed and failed per 10-second window over the last `minutes`, oldest
