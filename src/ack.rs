@@ -1,13 +1,17 @@
-//! The acker task: sends every job outcome to Redis, batched into one pipeline per
-//! wake-up, so executors never wait on a round trip per job.
+//! The acker task: sends every job outcome to Redis, batched, so executors never wait
+//! on a round trip per job.
 //!
-//! Every change adds before it removes (the failure record and the retry or dead entry
-//! first, the processing-list entry last), so a connection lost halfway can duplicate a
-//! job but never lose one. A batch that cannot be sent is kept and retried with
-//! backoff; meanwhile its jobs stay in the processing list (at least once).
+//! Each wake-up takes up to `BATCH` messages and groups them by queue; each group is
+//! one `OUTCOMES` script call (all of a group's calls go in one pipeline). A script is
+//! all or nothing, also when Redis is full (see `scripts.rs`), and each outcome in it
+//! applies only if its job is still in this process's processing list, so a group sent
+//! twice applies once. A group Redis does not apply — unreachable, refusing, a key of
+//! the wrong type — is kept and sent again with backoff until it applies; meanwhile its
+//! jobs stay in the processing list. Nothing is ever dropped.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, oneshot};
@@ -18,18 +22,23 @@ use crate::outage::Outage;
 use crate::payload;
 use crate::scripts;
 
-/// Most outcomes in one pipeline: big enough to amortise the round trip, small enough
-/// that one pipeline stays well under a millisecond of Redis time.
+/// Most outcomes in one wake-up: big enough to amortise the round trip, small enough
+/// that one script call stays well under a millisecond of Redis time.
 const BATCH: usize = 1000;
 
 /// Failure records kept in `failed` (newest first); older ones are trimmed.
-/// Throughput windows: 10-second counters, kept an hour (the dashboard shows 5 minutes).
-pub const STAT_WINDOW_SECS: i64 = 10;
-pub const STAT_WINDOW_TTL_SECS: i64 = 3600;
 pub const FAILED_CAP: isize = 1000;
 /// Dead-set bounds, Sidekiq's defaults: 10,000 jobs, 180 days.
 pub const DEAD_CAP: isize = 10_000;
 pub const DEAD_MAX_AGE_SECS: f64 = 180.0 * 24.0 * 3600.0;
+/// Throughput windows: 10-second counters, kept an hour (the dashboard shows 5 minutes).
+pub const STAT_WINDOW_SECS: i64 = 10;
+pub const STAT_WINDOW_TTL_SECS: i64 = 3600;
+
+/// Longest pause between attempts at a group Redis refused (not unreachable): such a
+/// refusal (a key of the wrong type, a read-only replica) needs a person, so retrying
+/// more often only fills the log.
+const REFUSED_MAX_DELAY: Duration = Duration::from_secs(5);
 
 pub enum Next {
     Retry { at: f64, payload: String },
@@ -38,20 +47,21 @@ pub enum Next {
 
 pub enum Msg {
     /// Performed successfully.
-    Ack { q: usize, raw: String },
+    Ack { q: usize, raw: Vec<u8> },
     /// Failed: record it, then retry or bury it.
     Fail {
         q: usize,
-        raw: String,
+        raw: Vec<u8>,
         record: String,
         next: Next,
     },
-    /// Taken but not started (or interrupted at shutdown): back to the queue's front.
-    Requeue { q: usize, raws: Vec<String> },
+    /// Taken but not started (or interrupted at shutdown): back to the queue's front,
+    /// oldest first.
+    Requeue { q: usize, raws: Vec<Vec<u8>> },
     /// Cannot run at all (bad payload, unknown class): straight to the dead set.
     Dead {
         q: usize,
-        raw: String,
+        raw: Vec<u8>,
         record: String,
     },
     /// Answers once everything sent before it is in Redis.
@@ -66,8 +76,9 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
         if rx.recv_many(&mut msgs, BATCH).await == 0 {
             return;
         }
-        let batch = Batch::build(&shared, msgs.drain(..));
-        loop {
+        let (mut groups, flushes) = build(&shared, msgs.drain(..));
+        let mut refusals = 0u32;
+        while !groups.is_empty() {
             let c = match conn.as_mut() {
                 Some(c) => c,
                 None => match shared.client.get_multiplexed_async_connection().await {
@@ -78,160 +89,183 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
                     }
                 },
             };
-            match batch.send(&shared, c).await {
-                Ok(()) => {
-                    outage.recovered();
-                    break;
+            match send(c, &mut groups).await {
+                Ok(None) => outage.recovered(),
+                Ok(Some(refused)) => {
+                    refusals += 1;
+                    if refusals == 1 || refusals.is_multiple_of(60) {
+                        tracing::error!(
+                            "Redis refused to record job outcomes ({refused}); they stay in this worker's \
+                             processing list and are sent again until Redis takes them"
+                        );
+                    }
+                    let pause = Duration::from_millis(50 * 2u64.pow(refusals.min(7)));
+                    tokio::time::sleep(pause.min(REFUSED_MAX_DELAY)).await;
                 }
-                Err(e) if is_connection_problem(&e) => {
+                Err(e) => {
                     conn = None;
                     outage.failed(&e).await;
                 }
-                Err(e) => {
-                    // Redis refused a command (e.g. a key of the wrong type). The jobs
-                    // stay in the processing list and are recovered later: logged, not lost.
-                    tracing::error!("acker: Redis rejected a batch: {e}");
-                    break;
-                }
             }
         }
-        for f in batch.flushes {
+        if refusals > 0 {
+            tracing::warn!("Redis took the job outcomes it had refused");
+        }
+        for f in flushes {
             let _ = f.send(());
         }
     }
 }
 
-struct Batch {
-    pipe: redis::Pipeline,
-    requeues: Vec<(usize, Vec<String>)>,
-    flushes: Vec<oneshot::Sender<()>>,
+/// One queue's outcomes of a batch, as `OUTCOMES` takes them.
+struct Group {
+    keys: [String; 11],
+    args: Vec<Vec<u8>>,
 }
 
-impl Batch {
-    fn build(shared: &Shared, msgs: impl Iterator<Item = Msg>) -> Batch {
-        let k = &shared.keys;
-        let mut pipe = redis::pipe();
-        let mut requeues = Vec::new();
-        let mut flushes = Vec::new();
-        let mut processed: HashMap<usize, i64> = HashMap::new();
-        let mut failed: HashMap<usize, i64> = HashMap::new();
-        let mut dead_added = false;
-        let now = payload::now();
-        for msg in msgs {
-            match msg {
-                Msg::Ack { q, raw } => {
-                    pipe.cmd("LREM")
-                        .arg(shared.processing_key(q))
-                        .arg(-1)
-                        .arg(raw)
-                        .ignore();
-                    *processed.entry(q).or_default() += 1;
-                }
-                Msg::Fail {
-                    q,
+fn build(
+    shared: &Shared,
+    msgs: impl Iterator<Item = Msg>,
+) -> (BTreeMap<usize, Group>, Vec<oneshot::Sender<()>>) {
+    let now = payload::now();
+    let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
+    let mut flushes = Vec::new();
+    for msg in msgs {
+        let q = match &msg {
+            Msg::Ack { q, .. }
+            | Msg::Fail { q, .. }
+            | Msg::Requeue { q, .. }
+            | Msg::Dead { q, .. } => *q,
+            Msg::Flush(_) => usize::MAX,
+        };
+        if let Msg::Flush(tx) = msg {
+            flushes.push(tx);
+            continue;
+        }
+        let args = &mut groups
+            .entry(q)
+            .or_insert_with(|| Group::new(shared, q, now))
+            .args;
+        match msg {
+            Msg::Ack { raw, .. } => args.extend([b"A".to_vec(), raw]),
+            Msg::Fail {
+                raw, record, next, ..
+            } => match next {
+                Next::Retry { at, payload } => args.extend([
+                    b"R".to_vec(),
                     raw,
-                    record,
-                    next,
-                } => {
-                    pipe.cmd("LPUSH").arg(k.failed()).arg(record).ignore();
-                    match next {
-                        Next::Retry { at, payload } => {
-                            let queue = &shared.queues[q];
-                            pipe.cmd("ZADD")
-                                .arg(k.retry(queue))
-                                .arg(at)
-                                .arg(payload)
-                                .ignore();
-                            pipe.cmd("PUBLISH")
-                                .arg(k.schedule_channel())
-                                .arg(queue)
-                                .ignore();
-                        }
-                        Next::Dead { payload } => {
-                            pipe.cmd("ZADD")
-                                .arg(k.dead())
-                                .arg(now)
-                                .arg(payload)
-                                .ignore();
-                            dead_added = true;
-                        }
-                    }
-                    pipe.cmd("LREM")
-                        .arg(shared.processing_key(q))
-                        .arg(-1)
-                        .arg(raw)
-                        .ignore();
-                    *failed.entry(q).or_default() += 1;
+                    record.into_bytes(),
+                    at.to_string().into_bytes(),
+                    payload.into_bytes(),
+                ]),
+                Next::Dead { payload } => args.extend([
+                    b"D".to_vec(),
+                    raw,
+                    record.into_bytes(),
+                    payload.into_bytes(),
+                ]),
+            },
+            Msg::Dead { raw, record, .. } => args.extend([b"X".to_vec(), raw, record.into_bytes()]),
+            // Each RPUSH goes to the front: the newest first, so the oldest ends first.
+            Msg::Requeue { raws, .. } => {
+                for raw in raws.into_iter().rev() {
+                    args.extend([b"Q".to_vec(), raw]);
                 }
-                Msg::Dead { q, raw, record } => {
-                    pipe.cmd("ZADD").arg(k.dead()).arg(now).arg(record).ignore();
-                    pipe.cmd("LREM")
-                        .arg(shared.processing_key(q))
-                        .arg(-1)
-                        .arg(raw)
-                        .ignore();
-                    dead_added = true;
-                }
-                Msg::Requeue { q, raws } => requeues.push((q, raws)),
-                Msg::Flush(tx) => flushes.push(tx),
             }
+            Msg::Flush(_) => unreachable!("handled above"),
         }
-        if !failed.is_empty() {
-            pipe.cmd("LTRIM")
-                .arg(k.failed())
-                .arg(0)
-                .arg(FAILED_CAP - 1)
-                .ignore();
-        }
-        if dead_added {
-            pipe.cmd("ZREMRANGEBYSCORE")
-                .arg(k.dead())
-                .arg("-inf")
-                .arg(now - DEAD_MAX_AGE_SECS)
-                .ignore();
-            pipe.cmd("ZREMRANGEBYRANK")
-                .arg(k.dead())
-                .arg(0)
-                .arg(-(DEAD_CAP + 1))
-                .ignore();
-        }
-        for (name, counts) in [("processed", &processed), ("failed", &failed)] {
-            let total: i64 = counts.values().sum();
-            if total > 0 {
-                pipe.cmd("INCRBY").arg(k.stat(name)).arg(total).ignore();
-                let window = k.stat_window(name, (now as i64) / STAT_WINDOW_SECS);
-                pipe.cmd("INCRBY").arg(&window).arg(total).ignore();
-                pipe.cmd("EXPIRE")
-                    .arg(&window)
-                    .arg(STAT_WINDOW_TTL_SECS)
-                    .ignore();
-            }
-            for (q, n) in counts {
-                pipe.cmd("INCRBY")
-                    .arg(k.stat_queue(name, &shared.queues[*q]))
-                    .arg(*n)
-                    .ignore();
-            }
-        }
-        Batch {
-            pipe,
-            requeues,
-            flushes,
+    }
+    (groups, flushes)
+}
+
+impl Group {
+    fn new(shared: &Shared, q: usize, now: f64) -> Group {
+        let k = &shared.keys;
+        let queue = &shared.queues[q];
+        let bucket = (now as i64) / STAT_WINDOW_SECS;
+        Group {
+            keys: [
+                shared.processing_key(q).to_string(),
+                k.queue(queue),
+                k.retry(queue),
+                k.dead(),
+                k.failed(),
+                k.stat("processed"),
+                k.stat("failed"),
+                k.stat_queue("processed", queue),
+                k.stat_queue("failed", queue),
+                k.stat_window("processed", bucket),
+                k.stat_window("failed", bucket),
+            ],
+            args: [
+                now.to_string(),
+                FAILED_CAP.to_string(),
+                DEAD_CAP.to_string(),
+                DEAD_MAX_AGE_SECS.to_string(),
+                STAT_WINDOW_TTL_SECS.to_string(),
+                k.schedule_channel(),
+                queue.clone(),
+            ]
+            .into_iter()
+            .map(String::into_bytes)
+            .collect(),
         }
     }
 
-    async fn send(&self, shared: &Shared, c: &mut MultiplexedConnection) -> redis::RedisResult<()> {
-        for (q, raws) in &self.requeues {
-            scripts::REQUEUE
-                .key(shared.keys.queue(&shared.queues[*q]))
-                .key(shared.processing_key(*q))
-                .arg(raws.as_slice())
-                .invoke_async::<i64>(c)
-                .await?;
-        }
-        if !self.pipe.is_empty() {
-            self.pipe.query_async::<()>(c).await?;
-        }
-        Ok(())
+    fn command(&self) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(scripts::OUTCOMES.get_hash())
+            .arg(self.keys.len())
+            .arg(&self.keys[..])
+            .arg(&self.args);
+        cmd
     }
+}
+
+/// Sends every group in one pipeline and removes the ones Redis applied. `Ok(None)`:
+/// all applied; `Ok(Some(reason))`: Redis refused some (they stay); `Err`: the
+/// connection failed (they all stay; a group whose reply was lost is harmless to send
+/// again).
+async fn send(
+    c: &mut MultiplexedConnection,
+    groups: &mut BTreeMap<usize, Group>,
+) -> redis::RedisResult<Option<String>> {
+    // A second round only after loading the script (Redis restarted or flushed it).
+    for _ in 0..2 {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for g in groups.values() {
+            pipe.add_command(g.command());
+        }
+        let results: Vec<redis::RedisResult<(i64, i64, i64)>> = pipe.query_async(c).await?;
+        let queues: Vec<usize> = groups.keys().copied().collect();
+        let mut refused = None;
+        let mut missing_script = false;
+        for (q, result) in queues.into_iter().zip(results) {
+            match result {
+                Ok((_, _, problems)) => {
+                    if problems > 0 {
+                        tracing::warn!(
+                            "{problems} FiberJob counter(s) in Redis are not integers and were not updated"
+                        );
+                    }
+                    groups.remove(&q);
+                }
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    missing_script = true
+                }
+                Err(e) if is_connection_problem(&e) => return Err(e),
+                Err(e) => refused = Some(e.to_string()),
+            }
+        }
+        if !missing_script {
+            return Ok(refused);
+        }
+        scripts::OUTCOMES.prepare_invoke().load_async(c).await?;
+    }
+    Ok(Some(
+        "Redis does not keep FiberJob's script (NOSCRIPT after SCRIPT LOAD)".into(),
+    ))
 }

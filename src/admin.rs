@@ -5,10 +5,55 @@
 //!
 //! Changes of one job are one Lua script (`scripts::JID_OP`), so a job clicked twice,
 //! or promoted by a scheduler at the same moment, moves exactly once.
+//!
+//! Reads are forgiving: what another program (or a corrupted restore) wrote under our
+//! keys — bytes that are not UTF-8, a counter that is not a number, a key of the wrong
+//! type — shows up as that row's bad data, never as an error for the whole page.
+
+use redis::{FromRedisValue, ParsingError, RedisResult, Value};
 
 use crate::cancel::Cancel;
 use crate::client::Client;
 use crate::error::Result;
+
+/// A Redis string read for display: bytes that are not UTF-8 show as U+FFFD instead
+/// of failing the read; numbers read as their text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Lossy(pub String);
+
+impl FromRedisValue for Lossy {
+    fn from_redis_value(v: Value) -> std::result::Result<Self, ParsingError> {
+        match v {
+            Value::BulkString(bytes) => Ok(Lossy(String::from_utf8_lossy(&bytes).into_owned())),
+            other => String::from_redis_value(other).map(Lossy),
+        }
+    }
+}
+
+impl From<Lossy> for String {
+    fn from(l: Lossy) -> String {
+        l.0
+    }
+}
+
+/// A count read leniently: missing, unreadable or refused (a key of the wrong type) is 0.
+fn count(r: Option<RedisResult<Value>>) -> u64 {
+    match r {
+        Some(Ok(v)) => match Lossy::from_redis_value(v) {
+            Ok(Lossy(text)) => text.trim().parse().unwrap_or(0),
+            Err(_) => 0,
+        },
+        _ => 0,
+    }
+}
+
+/// A string read leniently: missing or unreadable is `None`.
+fn text(r: Option<RedisResult<Value>>) -> Option<String> {
+    match r {
+        Some(Ok(Value::Nil)) | None | Some(Err(_)) => None,
+        Some(Ok(v)) => Lossy::from_redis_value(v).ok().map(String::from),
+    }
+}
 
 /// Counters and sizes of one queue.
 #[derive(Debug, Default)]
@@ -58,10 +103,11 @@ impl Client {
     /// Every queue enqueued to or worked, sorted.
     pub fn queue_names(&self, cancel: &Cancel) -> Result<Vec<String>> {
         let key = self.keys.queues();
-        let mut names: Vec<String> = self.call(cancel, |mut c| {
+        let names: Vec<Lossy> = self.call(cancel, |mut c| {
             let key = key.clone();
             async move { redis::cmd("SMEMBERS").arg(key).query_async(&mut c).await }
         })?;
+        let mut names: Vec<String> = names.into_iter().map(String::from).collect();
         names.sort();
         Ok(names)
     }
@@ -72,11 +118,11 @@ impl Client {
             return Ok(Vec::new());
         }
         let k = &self.keys;
-        type Row = (Option<u64>, Option<u64>, u64, u64, u64, Option<String>);
         // One pipeline for the process set and every queue's counters and sizes, then one
         // for the processing lists it names.
-        let (ids, rows): (Vec<String>, Vec<Row>) = self.call(cancel, |mut c| {
+        let (ids, rows): (Vec<String>, Vec<RedisResult<Value>>) = self.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
+            pipe.ignore_errors();
             pipe.cmd("SMEMBERS").arg(k.processes());
             for q in queues {
                 pipe.cmd("GET").arg(k.stat_queue("processed", q));
@@ -87,51 +133,52 @@ impl Client {
                 pipe.cmd("LINDEX").arg(k.queue(q)).arg(-1);
             }
             async move {
-                let flat: Vec<redis::Value> = pipe.query_async(&mut c).await?;
-                let (ids, rest) = flat.split_first().ok_or_else(|| {
-                    redis::RedisError::from((redis::ErrorKind::Parse, "empty pipeline reply"))
-                })?;
-                let ids: Vec<String> =
-                    redis::from_redis_value(ids.clone()).map_err(redis::RedisError::from)?;
-                let rows = rest
-                    .chunks(6)
-                    .map(|r| {
-                        redis::from_redis_value::<Row>(redis::Value::Array(r.to_vec()))
-                            .map_err(redis::RedisError::from)
-                    })
-                    .collect::<redis::RedisResult<Vec<Row>>>()?;
-                Ok((ids, rows))
+                let mut flat: Vec<RedisResult<Value>> = pipe.query_async(&mut c).await?;
+                let ids = match flat.remove(0) {
+                    Ok(v) => Vec::<Lossy>::from_redis_value(v)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(String::from)
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+                Ok((ids, flat))
             }
         })?;
         let busy: Vec<u64> = if ids.is_empty() {
             Vec::new()
         } else {
-            self.call(cancel, |mut c| {
+            let lens: Vec<RedisResult<Value>> = self.call(cancel, |mut c| {
                 let mut pipe = redis::pipe();
+                pipe.ignore_errors();
                 for q in queues {
                     for id in &ids {
                         pipe.cmd("LLEN").arg(k.processing(q, id));
                     }
                 }
                 async move { pipe.query_async(&mut c).await }
-            })?
+            })?;
+            lens.into_iter().map(|r| count(Some(r))).collect()
         };
+        let mut rows = rows.into_iter();
         Ok(queues
             .iter()
-            .zip(rows)
             .enumerate()
-            .map(|(i, (name, row))| QueueMetrics {
-                name: name.clone(),
-                processed: row.0.unwrap_or(0),
-                failed: row.1.unwrap_or(0),
-                size: row.2,
-                scheduled: row.3,
-                retries: row.4,
-                busy: busy
-                    .get(i * ids.len()..(i + 1) * ids.len())
-                    .map(|s| s.iter().sum())
-                    .unwrap_or(0),
-                oldest_enqueued_at: row.5.as_deref().and_then(enqueued_at),
+            .map(|(i, name)| {
+                let mut next = || rows.next();
+                QueueMetrics {
+                    name: name.clone(),
+                    processed: count(next()),
+                    failed: count(next()),
+                    size: count(next()),
+                    scheduled: count(next()),
+                    retries: count(next()),
+                    oldest_enqueued_at: text(next()).as_deref().and_then(enqueued_at),
+                    busy: busy
+                        .get(i * ids.len()..(i + 1) * ids.len())
+                        .map(|s| s.iter().sum())
+                        .unwrap_or(0),
+                }
             })
             .collect())
     }
@@ -139,33 +186,36 @@ impl Client {
     /// Process-wide counters.
     pub fn totals(&self, cancel: &Cancel) -> Result<Totals> {
         let k = &self.keys;
-        let (processed, failed, dead, records): (Option<u64>, Option<u64>, u64, u64) =
-            self.call(cancel, |mut c| {
-                let mut pipe = redis::pipe();
-                pipe.cmd("GET").arg(k.stat("processed"));
-                pipe.cmd("GET").arg(k.stat("failed"));
-                pipe.cmd("ZCARD").arg(k.dead());
-                pipe.cmd("LLEN").arg(k.failed());
-                async move { pipe.query_async(&mut c).await }
-            })?;
+        let values: Vec<RedisResult<Value>> = self.call(cancel, |mut c| {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            pipe.cmd("GET").arg(k.stat("processed"));
+            pipe.cmd("GET").arg(k.stat("failed"));
+            pipe.cmd("ZCARD").arg(k.dead());
+            pipe.cmd("LLEN").arg(k.failed());
+            async move { pipe.query_async(&mut c).await }
+        })?;
+        let mut values = values.into_iter();
         Ok(Totals {
-            processed: processed.unwrap_or(0),
-            failed: failed.unwrap_or(0),
-            dead,
-            failure_records: records,
+            processed: count(values.next()),
+            failed: count(values.next()),
+            dead: count(values.next()),
+            failure_records: count(values.next()),
         })
     }
 
     /// Identities in the process set (live, or dead and not yet reaped).
     fn process_ids(&self, cancel: &Cancel) -> Result<Vec<String>> {
         let key = self.keys.processes();
-        self.call(cancel, |mut c| {
+        let ids: Vec<Lossy> = self.call(cancel, |mut c| {
             let key = key.clone();
             async move { redis::cmd("SMEMBERS").arg(key).query_async(&mut c).await }
-        })
+        })?;
+        Ok(ids.into_iter().map(String::from).collect())
     }
 
-    /// Heartbeat hashes of live processes (field/value pairs), sorted by identity.
+    /// Heartbeat hashes of live processes (field/value pairs), sorted by identity. A
+    /// heartbeat key that is not a hash reads as `identity` and `error` only.
     pub fn processes(&self, cancel: &Cancel) -> Result<Vec<Vec<(String, String)>>> {
         let mut ids = self.process_ids(cancel)?;
         if ids.is_empty() {
@@ -173,14 +223,29 @@ impl Client {
         }
         ids.sort();
         let k = &self.keys;
-        let beats: Vec<Vec<(String, String)>> = self.call(cancel, |mut c| {
+        let beats: Vec<RedisResult<Vec<(Lossy, Lossy)>>> = self.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
+            pipe.ignore_errors();
             for id in &ids {
                 pipe.cmd("HGETALL").arg(k.process(id));
             }
             async move { pipe.query_async(&mut c).await }
         })?;
-        Ok(beats.into_iter().filter(|b| !b.is_empty()).collect())
+        Ok(ids
+            .into_iter()
+            .zip(beats)
+            .filter_map(|(id, beat)| match beat {
+                Ok(pairs) if pairs.is_empty() => None,
+                Ok(pairs) => Some(pairs.into_iter().map(|(f, v)| (f.0, v.0)).collect()),
+                Err(e) => Some(vec![
+                    ("identity".to_string(), id),
+                    (
+                        "error".to_string(),
+                        format!("its heartbeat is not a FiberJob heartbeat ({e})"),
+                    ),
+                ]),
+            })
+            .collect())
     }
 
     /// Payloads a process has taken from `queues` and not finished (running, or
@@ -191,9 +256,13 @@ impl Client {
         identity: &str,
         queues: &[String],
     ) -> Result<Vec<(String, String)>> {
+        if queues.is_empty() {
+            return Ok(Vec::new());
+        }
         let k = &self.keys;
-        let lists: Vec<Vec<String>> = self.call(cancel, |mut c| {
+        let lists: Vec<RedisResult<Vec<Lossy>>> = self.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
+            pipe.ignore_errors();
             for q in queues {
                 pipe.cmd("LRANGE")
                     .arg(k.processing(q, identity))
@@ -205,7 +274,12 @@ impl Client {
         Ok(queues
             .iter()
             .zip(lists)
-            .flat_map(|(q, list)| list.into_iter().rev().map(move |p| (q.clone(), p)))
+            .flat_map(|(q, list)| {
+                list.unwrap_or_default()
+                    .into_iter()
+                    .rev()
+                    .map(move |p| (q.clone(), p.0))
+            })
             .collect())
     }
 
@@ -219,7 +293,7 @@ impl Client {
     ) -> Result<Vec<String>> {
         // The oldest job is at the right end (LPUSH enqueues, the right end is taken).
         let key = self.keys.queue(queue);
-        let mut jobs: Vec<String> = self.call(cancel, |mut c| {
+        let jobs: Vec<Lossy> = self.call(cancel, |mut c| {
             let key = key.clone();
             async move {
                 redis::cmd("LRANGE")
@@ -230,8 +304,7 @@ impl Client {
                     .await
             }
         })?;
-        jobs.reverse();
-        Ok(jobs)
+        Ok(jobs.into_iter().rev().map(String::from).collect())
     }
 
     /// Jobs of one queue's scheduled or retry set, soonest first, with run-at times.
@@ -244,7 +317,7 @@ impl Client {
         limit: i64,
     ) -> Result<Vec<(String, f64)>> {
         let key = self.waiting_key(set, queue);
-        self.call(cancel, |mut c| {
+        let jobs: Vec<(Lossy, f64)> = self.call(cancel, |mut c| {
             let key = key.clone();
             async move {
                 redis::cmd("ZRANGE")
@@ -255,7 +328,8 @@ impl Client {
                     .query_async(&mut c)
                     .await
             }
-        })
+        })?;
+        Ok(jobs.into_iter().map(|(j, at)| (j.0, at)).collect())
     }
 
     fn waiting_key(&self, set: Waiting, queue: &str) -> String {
@@ -342,11 +416,10 @@ impl Client {
                 }
             }
         }
+        let dead = self.keys.dead();
         Ok(self
-            .dead_members(cancel, Some(jid))?
-            .into_iter()
-            .next()
-            .map(|raw| {
+            .jid_op(cancel, &dead, &dead, "zset", "find", jid)?
+            .map(|(raw, _)| {
                 let queue = serde_json::from_str::<serde_json::Value>(&raw)
                     .ok()
                     .and_then(|v| v.get("queue").and_then(|q| q.as_str()).map(String::from))
@@ -397,10 +470,21 @@ impl Client {
     /// Cron definitions workers registered: (class, JSON {class, cron, queue, time_zone}).
     pub fn cron_defs(&self, cancel: &Cancel) -> Result<Vec<(String, String)>> {
         let key = self.keys.cron();
-        let mut defs: Vec<(String, String)> = self.call(cancel, |mut c| {
+        let defs: RedisResult<Vec<(Lossy, Lossy)>> = self.call(cancel, |mut c| {
             let key = key.clone();
-            async move { redis::cmd("HGETALL").arg(key).query_async(&mut c).await }
+            async move {
+                let mut pipe = redis::pipe();
+                pipe.ignore_errors().cmd("HGETALL").arg(key);
+                let (defs,): (RedisResult<Vec<(Lossy, Lossy)>>,) = pipe.query_async(&mut c).await?;
+                Ok(defs)
+            }
         })?;
+        // Not a hash: no definitions to show (the workers' own classes still list).
+        let mut defs: Vec<(String, String)> = defs
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k.0, v.0))
+            .collect();
         defs.sort();
         Ok(defs)
     }
@@ -412,7 +496,8 @@ impl Client {
         })
     }
 
-    fn jid_op(
+    /// Runs `JID_OP` (see `scripts.rs`): (payload, run-at) of the job found, if any.
+    pub(crate) fn jid_op(
         &self,
         cancel: &Cancel,
         key: &str,
@@ -421,12 +506,27 @@ impl Client {
         action: &str,
         jid: &str,
     ) -> Result<Option<(String, Option<f64>)>> {
-        let found: Option<(String, String)> = self.call(cancel, |mut c| {
+        Ok(self
+            .jid_op_bytes(cancel, key, dest, kind, action, jid)?
+            .map(|(raw, score)| (String::from_utf8_lossy(&raw).into_owned(), score)))
+    }
+
+    /// `jid_op` with the payload's exact bytes (to act on the member afterwards).
+    pub(crate) fn jid_op_bytes(
+        &self,
+        cancel: &Cancel,
+        key: &str,
+        dest: &str,
+        kind: &str,
+        action: &str,
+        jid: &str,
+    ) -> Result<Option<(Vec<u8>, Option<f64>)>> {
+        let found: Option<(Vec<u8>, Lossy)> = self.call(cancel, |mut c| {
             let mut inv = crate::scripts::JID_OP.prepare_invoke();
             inv.key(key).key(dest).arg(jid).arg(kind).arg(action);
             async move { inv.invoke_async(&mut c).await }
         })?;
-        Ok(found.map(|(raw, score)| (raw, score.parse().ok())))
+        Ok(found.map(|(raw, score)| (raw, score.0.parse().ok())))
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use tokio::time::Instant;
 
+use crate::admin::Lossy;
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::keys::Keys;
@@ -33,14 +34,27 @@ pub struct Stats {
     pub processing: u64,
 }
 
-/// What a direct push came to, as the client reports it.
-fn direct_outcome(queue: &str, pushed: crate::direct::Pushed) -> Result<()> {
-    match pushed {
-        crate::direct::Pushed::Done => Ok(()),
-        crate::direct::Pushed::QueueNotRecorded(e) => Err(Error::Other(format!(
-            "the job was enqueued, but Redis refused to record queue {queue:?}: {e}"
-        ))),
+/// An enqueue Redis refused for want of memory says so, and that the job is not stored.
+fn not_stored(e: Error) -> Error {
+    match e {
+        Error::RedisFull(m) => Error::RedisFull(format!("the job was not stored: {m}")),
+        other => other,
     }
+}
+
+/// Reads an atomic pipeline's replies, where only the first command's result decides
+/// whether the job was stored; an error of a later (bookkeeping) command is logged.
+fn stored(results: Vec<redis::RedisResult<redis::Value>>) -> redis::RedisResult<()> {
+    let mut results = results.into_iter();
+    if let Some(Err(e)) = results.next() {
+        return Err(e);
+    }
+    for e in results.filter_map(|r| r.err()) {
+        tracing::warn!(
+            "a job was stored, but Redis refused to record it in FiberJob's bookkeeping: {e}"
+        );
+    }
+    Ok(())
 }
 
 impl Client {
@@ -104,7 +118,7 @@ impl Client {
                 payloads,
             );
             match pushed {
-                Ok(pushed) => return direct_outcome(queue, pushed),
+                Ok(()) => return Ok(()),
                 Err(_) if cancel.is_cancelled() => {
                     return Err(Error::Other("interrupted while waiting for Redis".into()))
                 }
@@ -123,10 +137,12 @@ impl Client {
         }
         self.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
-            pipe.cmd("LPUSH").arg(&qkey).arg(payloads).ignore();
-            pipe.cmd("SADD").arg(&queues).arg(queue).ignore();
-            async move { pipe.query_async::<()>(&mut c).await }
+            pipe.atomic().ignore_errors();
+            pipe.cmd("LPUSH").arg(&qkey).arg(payloads);
+            pipe.cmd("SADD").arg(&queues).arg(queue);
+            async move { stored(pipe.query_async(&mut c).await?) }
         })
+        .map_err(not_stored)
     }
 
     /// The direct push's first step, with the GVL held (see `direct.rs`). `Some`: done
@@ -138,7 +154,7 @@ impl Client {
         }
         let (qkey, queues) = (self.keys.queue(queue), self.keys.queues());
         match crate::direct::push_quick(&self.url, &qkey, &queues, queue, payloads)? {
-            Ok(pushed) => Some(direct_outcome(queue, pushed)),
+            Ok(()) => Some(Ok(())),
             Err(_) => None, // `push` tries again, then the shared path
         }
     }
@@ -155,11 +171,13 @@ impl Client {
         let channel = self.keys.schedule_channel();
         self.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
-            pipe.cmd("ZADD").arg(&skey).arg(at).arg(payload).ignore();
-            pipe.cmd("SADD").arg(&queues).arg(queue).ignore();
-            pipe.cmd("PUBLISH").arg(&channel).arg(queue).ignore();
-            async move { pipe.query_async::<()>(&mut c).await }
+            pipe.atomic().ignore_errors();
+            pipe.cmd("ZADD").arg(&skey).arg(at).arg(payload);
+            pipe.cmd("SADD").arg(&queues).arg(queue);
+            pipe.cmd("PUBLISH").arg(&channel).arg(queue);
+            async move { stored(pipe.query_async(&mut c).await?) }
         })
+        .map_err(not_stored)
     }
 
     /// `Queue.stats`: a view of `metrics` (two round trips).
@@ -185,7 +203,7 @@ impl Client {
         self.range(cancel, "ZREVRANGE", self.keys.dead(), start, stop)
     }
 
-    /// `LRANGE`/`ZREVRANGE`-style read of `key`, `start..=stop`.
+    /// `LRANGE`/`ZREVRANGE`-style read of `key`, `start..=stop`, for display.
     fn range(
         &self,
         cancel: &Cancel,
@@ -194,28 +212,36 @@ impl Client {
         start: i64,
         stop: i64,
     ) -> Result<Vec<String>> {
-        self.call(cancel, |mut c| {
+        let entries: Vec<Lossy> = self.call(cancel, |mut c| {
             let mut cmd = redis::cmd(command);
             cmd.arg(&key).arg(start).arg(stop);
             async move { cmd.query_async(&mut c).await }
-        })
+        })?;
+        Ok(entries.into_iter().map(String::from).collect())
     }
 
-    /// Dead-set members whose jid is `jid` (every member when `None`).
-    pub(crate) fn dead_members(&self, cancel: &Cancel, jid: Option<&str>) -> Result<Vec<String>> {
-        let all = self.dead(cancel, 0, -1)?;
-        Ok(match jid {
-            None => all,
-            Some(jid) => all
+    /// Dead-set members, exactly as stored: the one whose jid is `jid` (found by the
+    /// `JID_OP` script, not by reading the set here), or every member when `None`.
+    fn dead_members(&self, cancel: &Cancel, jid: Option<&str>) -> Result<Vec<Vec<u8>>> {
+        let dead = self.keys.dead();
+        match jid {
+            Some(jid) => Ok(self
+                .jid_op_bytes(cancel, &dead, &dead, "zset", "find", jid)?
+                .map(|(raw, _)| raw)
                 .into_iter()
-                .filter(|m| {
-                    serde_json::from_str::<serde_json::Value>(m)
-                        .ok()
-                        .and_then(|v| v.get("jid").and_then(|j| j.as_str()).map(|j| j == jid))
-                        .unwrap_or(false)
-                })
-                .collect(),
-        })
+                .collect()),
+            None => self.call(cancel, |mut c| {
+                let dead = dead.clone();
+                async move {
+                    redis::cmd("ZRANGE")
+                        .arg(dead)
+                        .arg(0)
+                        .arg(-1)
+                        .query_async(&mut c)
+                        .await
+                }
+            }),
+        }
     }
 
     /// Moves dead jobs (one jid, or all) back to their queues with a fresh retry
@@ -223,72 +249,49 @@ impl Client {
     pub fn retry_dead(&self, cancel: &Cancel, jid: Option<&str>) -> Result<usize> {
         let mut moved = 0;
         for member in self.dead_members(cancel, jid)? {
-            let Some((queue, job)) = crate::payload::revived(&member, crate::payload::now()) else {
+            let entry = String::from_utf8_lossy(&member);
+            let Some((queue, job)) = crate::payload::revived(&entry, crate::payload::now()) else {
                 continue;
             };
             let dead = self.keys.dead();
             let qkey = self.keys.queue(&queue);
             let queues = self.keys.queues();
             let n: i64 = self.call(cancel, |mut c| {
-                let (dead, qkey, queues, member, job, queue) = (
-                    dead.clone(),
-                    qkey.clone(),
-                    queues.clone(),
-                    member.clone(),
-                    job.clone(),
-                    queue.clone(),
-                );
-                async move {
-                    redis::cmd("SADD")
-                        .arg(queues)
-                        .arg(queue)
-                        .query_async::<()>(&mut c)
-                        .await?;
-                    crate::scripts::DEAD_RETRY
-                        .key(dead)
-                        .key(qkey)
-                        .arg(member)
-                        .arg(job)
-                        .invoke_async(&mut c)
-                        .await
-                }
+                let mut inv = crate::scripts::DEAD_RETRY.prepare_invoke();
+                inv.key(&dead)
+                    .key(&qkey)
+                    .key(&queues)
+                    .arg(&member)
+                    .arg(&job)
+                    .arg(&queue);
+                async move { inv.invoke_async(&mut c).await }
             })?;
             moved += n as usize;
         }
         Ok(moved)
     }
 
-    /// Deletes dead jobs (one jid, or all). Returns how many were deleted.
+    /// Deletes dead jobs (one jid, or all, in one atomic step). Returns how many.
     pub fn delete_dead(&self, cancel: &Cancel, jid: Option<&str>) -> Result<usize> {
         let key = self.keys.dead();
-        if jid.is_none() {
-            let n: usize = self.call(cancel, |mut c| {
-                let key = key.clone();
+        match jid {
+            Some(jid) => Ok(self
+                .jid_op(cancel, &key, &key, "zset", "delete", jid)?
+                .map_or(0, |_| 1)),
+            None => self.call(cancel, |mut c| {
+                let mut pipe = redis::pipe();
+                pipe.atomic()
+                    .cmd("ZCARD")
+                    .arg(&key)
+                    .cmd("DEL")
+                    .arg(&key)
+                    .ignore();
                 async move {
-                    let n: usize = redis::cmd("ZCARD").arg(&key).query_async(&mut c).await?;
-                    redis::cmd("DEL")
-                        .arg(&key)
-                        .query_async::<()>(&mut c)
-                        .await?;
+                    let (n,): (usize,) = pipe.query_async(&mut c).await?;
                     Ok(n)
                 }
-            })?;
-            return Ok(n);
+            }),
         }
-        let members = self.dead_members(cancel, jid)?;
-        if members.is_empty() {
-            return Ok(0);
-        }
-        self.call(cancel, |mut c| {
-            let (key, members) = (key.clone(), members.clone());
-            async move {
-                redis::cmd("ZREM")
-                    .arg(key)
-                    .arg(members)
-                    .query_async(&mut c)
-                    .await
-            }
-        })
     }
 
     /// Records cron definitions (class → JSON) so dashboards can list them.
@@ -307,12 +310,38 @@ impl Client {
         })
     }
 
-    /// Last fired tick per cron class (epoch seconds).
-    pub fn cron_last(&self, cancel: &Cancel) -> Result<Vec<(String, i64)>> {
-        let key = self.keys.cron_last();
+    /// The Web UI's signing secret: `candidate` if none is stored yet, else the stored
+    /// one, so every web process signs with the same.
+    pub fn web_secret(&self, cancel: &Cancel, candidate: &str) -> Result<String> {
+        let key = self.keys.web_secret();
         self.call(cancel, |mut c| {
+            let mut pipe = redis::pipe();
+            pipe.cmd("SET").arg(&key).arg(candidate).arg("NX").ignore();
+            pipe.cmd("GET").arg(&key);
+            async move {
+                let (secret,): (String,) = pipe.query_async(&mut c).await?;
+                Ok(secret)
+            }
+        })
+    }
+
+    /// Last fired tick per cron class, as stored (epoch seconds, unless something else
+    /// wrote there), and why it could not be read at all (a key of the wrong type).
+    pub fn cron_last(&self, cancel: &Cancel) -> Result<(Vec<(String, String)>, Option<String>)> {
+        let key = self.keys.cron_last();
+        let read: redis::RedisResult<Vec<(Lossy, Lossy)>> = self.call(cancel, |mut c| {
             let key = key.clone();
-            async move { redis::cmd("HGETALL").arg(key).query_async(&mut c).await }
+            async move {
+                let mut pipe = redis::pipe();
+                pipe.ignore_errors().cmd("HGETALL").arg(key);
+                let (read,): (redis::RedisResult<Vec<(Lossy, Lossy)>>,) =
+                    pipe.query_async(&mut c).await?;
+                Ok(read)
+            }
+        })?;
+        Ok(match read {
+            Ok(pairs) => (pairs.into_iter().map(|(k, v)| (k.0, v.0)).collect(), None),
+            Err(e) => (Vec::new(), Some(format!("{key} is not a hash ({e})"))),
         })
     }
 }

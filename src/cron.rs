@@ -316,18 +316,13 @@ pub mod ticker {
                 let fired: i64 = scripts::CRON_FIRE
                     .key(shared.keys.cron_tick(&def.queue, &def.class, tick))
                     .key(shared.keys.queue(&def.queue))
+                    .key(shared.keys.cron_last())
                     .arg(TICK_LOCK_SECS)
                     .arg(&payload)
+                    .arg(&def.class)
+                    .arg(tick)
                     .invoke_async(&mut c)
                     .await?;
-                if fired == 1 {
-                    redis::cmd("HSET")
-                        .arg(shared.keys.cron_last())
-                        .arg(&def.class)
-                        .arg(tick)
-                        .query_async::<()>(&mut c)
-                        .await?;
-                }
                 Ok(fired)
             }
             .await;
@@ -339,11 +334,19 @@ pub mod ticker {
                     outage.recovered();
                     return;
                 }
-                Err(e) if tokio::time::Instant::now() < give_up => outage.failed(&e).await,
+                Err(e) if tokio::time::Instant::now() < give_up => {
+                    if crate::error::is_connection_problem(&e) {
+                        outage.failed(&e).await
+                    } else {
+                        outage.refused(&e).await
+                    }
+                }
                 Err(e) => {
                     tracing::error!(
-                        "cron {}: tick {tick} skipped, Redis unavailable: {e}",
-                        def.class
+                        "cron {}: tick {tick} skipped after {}s: {}",
+                        def.class,
+                        FIRE_PATIENCE.as_secs(),
+                        crate::error::Error::from(e)
                     );
                     return;
                 }

@@ -10,8 +10,11 @@
 //! (or no connection exists) does `push` finish the job without the GVL, where it may
 //! wait up to `network_timeout` and Ctrl-C interrupts it.
 //!
+//! The push is one transaction (`MULTI LPUSH SADD EXEC`): Redis stores the job and
+//! records its queue's name together or, when it refuses (out of memory), neither.
+//!
 //! Only `redis://` over TCP. Anything unexpected — a connect or I/O error, a timeout,
-//! an error reply to the LPUSH (so nothing was written) — sends the caller to the shared
+//! a refused transaction (so nothing was written) — sends the caller to the shared
 //! path, which retries until `network_timeout` and reports errors as always. The
 //! connection is per thread and per process (a forked child makes its own).
 
@@ -88,21 +91,18 @@ thread_local! {
     static CONN: RefCell<Option<Direct>> = const { RefCell::new(None) };
 }
 
-/// How a direct push ended, when it did not need the shared path.
-pub enum Pushed {
-    Done,
-    /// The LPUSH was applied, but recording the queue name failed.
-    QueueNotRecorded(String),
-}
-
 /// Whether this thread has a request written and its replies unread: the caller must
 /// finish it with `push`, never on another connection (it may have been applied).
 pub fn pending() -> bool {
     CONN.with(|cell| cell.borrow().as_ref().is_some_and(|d| d.pending))
 }
 
+/// Replies to one push: MULTI, LPUSH and SADD (queued), EXEC.
+const REPLIES: usize = 4;
+
 fn request(qkey: &str, queues_key: &str, queue: &str, payloads: &[String]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(64 + payloads.iter().map(|p| p.len() + 16).sum::<usize>());
+    let mut buf = Vec::with_capacity(96 + payloads.iter().map(|p| p.len() + 16).sum::<usize>());
+    encode(&mut buf, &[b"MULTI"]);
     let mut lpush: Vec<&[u8]> = vec![b"LPUSH", qkey.as_bytes()];
     lpush.extend(payloads.iter().map(|p| p.as_bytes()));
     encode(&mut buf, &lpush);
@@ -110,14 +110,24 @@ fn request(qkey: &str, queues_key: &str, queue: &str, payloads: &[String]) -> Ve
         &mut buf,
         &[b"SADD", queues_key.as_bytes(), queue.as_bytes()],
     );
+    encode(&mut buf, &[b"EXEC"]);
     buf
 }
 
-fn outcome(replies: &[Reply]) -> io::Result<Pushed> {
-    match (&replies[0], &replies[1]) {
-        (Reply::Error(_), _) => Err(io::Error::other("LPUSH refused")),
-        (_, Reply::Error(e)) => Ok(Pushed::QueueNotRecorded(e.clone())),
-        _ => Ok(Pushed::Done),
+/// Whether the jobs were stored. `Err`: they were not; the shared path tries again and
+/// reports Redis's answer as the right error.
+fn outcome(replies: &[Reply]) -> io::Result<()> {
+    let stored = match &replies[3] {
+        // The transaction ran: LPUSH's own result decides.
+        Reply::Array(results) => !matches!(results.first(), Some(Reply::Error(_)) | None),
+        // EXECABORT: Redis refused a command while queueing it (e.g. out of memory), so
+        // nothing ran. EXEC without MULTI: the commands ran on their own.
+        _ => matches!(replies[0], Reply::Error(_)) && matches!(replies[1], Reply::Ok),
+    };
+    if stored {
+        Ok(())
+    } else {
+        Err(io::Error::other("Redis refused the push"))
     }
 }
 
@@ -130,7 +140,7 @@ pub fn push_quick(
     queues_key: &str,
     queue: &str,
     payloads: &[String],
-) -> Option<io::Result<Pushed>> {
+) -> Option<io::Result<()>> {
     CONN.with(|cell| {
         let mut slot = cell.borrow_mut();
         // Replies a previous request never had read: start over.
@@ -163,7 +173,7 @@ pub fn push_quick(
                 return Some(Err(e));
             }
         }
-        let replies = buffered_replies(&mut conn.reader, 2)?;
+        let replies = buffered_replies(&mut conn.reader, REPLIES)?;
         conn.pending = false;
         Some(outcome(&replies))
     })
@@ -180,7 +190,7 @@ pub fn push(
     queues_key: &str,
     queue: &str,
     payloads: &[String],
-) -> io::Result<Pushed> {
+) -> io::Result<()> {
     CONN.with(|cell| {
         let mut slot = cell.borrow_mut();
         forget_stale(&mut slot, url, false);
@@ -191,16 +201,21 @@ pub fn push(
         let result = (|| {
             conn.reader.get_ref().set_read_timeout(Some(timeout))?;
             let replies = if conn.pending {
-                read_replies(conn, cancel, 2)?
+                read_replies(conn, cancel, REPLIES)?
             } else {
-                exchange(conn, cancel, &request(qkey, queues_key, queue, payloads), 2)?
+                exchange(
+                    conn,
+                    cancel,
+                    &request(qkey, queues_key, queue, payloads),
+                    REPLIES,
+                )?
             };
             conn.pending = false;
             conn.reader.get_ref().set_read_timeout(Some(SPIN))?;
             Ok(replies)
         })();
         match result.and_then(|replies| outcome(&replies)) {
-            Ok(pushed) => Ok(pushed),
+            Ok(()) => Ok(()),
             Err(e) => {
                 *slot = None;
                 Err(e)
@@ -223,21 +238,39 @@ fn forget_stale(slot: &mut Option<Direct>, url: &str, pending_too: bool) {
 
 /// Replies already in the buffer, consumed only when all `count` are complete.
 fn buffered_replies(reader: &mut BufReader<TcpStream>, count: usize) -> Option<Vec<Reply>> {
-    let buf = reader.buffer();
+    let mut input = reader.buffer();
+    let before = input.len();
     let mut replies = Vec::with_capacity(count);
-    let mut at = 0;
     for _ in 0..count {
-        let end = buf[at..].windows(2).position(|w| w == b"\r\n")? + at;
-        let line = std::str::from_utf8(&buf[at..end]).ok()?;
-        replies.push(match line.as_bytes().first()? {
-            b'+' | b':' => Reply::Ok,
-            b'-' => Reply::Error(line[1..].to_string()),
-            _ => return None, // bulk or array: let the full reader handle it
-        });
-        at = end + 2;
+        replies.push(simple_reply(&mut input)?);
     }
-    reader.consume(at);
+    let used = before - input.len();
+    reader.consume(used);
     Some(replies)
+}
+
+/// One reply made of lines only (`+`, `:`, `-`, or an array of those); `None` when it
+/// is incomplete or has a bulk string, which the full reader handles.
+fn simple_reply(input: &mut &[u8]) -> Option<Reply> {
+    let end = input.windows(2).position(|w| w == b"\r\n")?;
+    let line = std::str::from_utf8(&input[..end]).ok()?;
+    *input = &input[end + 2..];
+    Some(match line.as_bytes().first()? {
+        b'+' | b':' => Reply::Ok,
+        b'-' => Reply::Error(line[1..].to_string()),
+        b'*' => {
+            let n: i64 = line[1..].parse().ok()?;
+            if n < 0 {
+                return Some(Reply::Error("nil".into()));
+            }
+            let mut items = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                items.push(simple_reply(input)?);
+            }
+            Reply::Array(items)
+        }
+        _ => return None,
+    })
 }
 
 fn connect(url: &str, timeout: Duration, cancel: &Cancel) -> io::Result<Direct> {
@@ -310,6 +343,7 @@ fn read_replies(conn: &mut Direct, cancel: &Cancel, count: usize) -> io::Result<
 enum Reply {
     Ok,
     Error(String),
+    Array(Vec<Reply>),
 }
 
 fn encode(buf: &mut Vec<u8>, args: &[&[u8]]) {
@@ -321,8 +355,8 @@ fn encode(buf: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
-/// Reads one RESP2 reply: `+`, `:` and bulk strings are Ok, `-` an error. Arrays are
-/// not expected here.
+/// Reads one RESP2 reply: `+`, `:` and bulk strings are Ok, `-` an error, `*` an
+/// array of those (EXEC's reply).
 fn read_reply(r: &mut impl BufRead) -> io::Result<Reply> {
     let mut line = String::new();
     if r.read_line(&mut line)? == 0 {
@@ -332,18 +366,27 @@ fn read_reply(r: &mut impl BufRead) -> io::Result<Reply> {
         ));
     }
     let line = line.trim_end_matches(['\r', '\n']);
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "bad length");
     match line.as_bytes().first() {
         Some(b'+') | Some(b':') => Ok(Reply::Ok),
         Some(b'-') => Ok(Reply::Error(line[1..].to_string())),
         Some(b'$') => {
-            let len: i64 = line[1..]
-                .parse()
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad bulk length"))?;
+            let len: i64 = line[1..].parse().map_err(|_| bad())?;
             if len >= 0 {
                 let mut skip = vec![0; len as usize + 2];
                 r.read_exact(&mut skip)?;
             }
             Ok(Reply::Ok)
+        }
+        Some(b'*') => {
+            let n: i64 = line[1..].parse().map_err(|_| bad())?;
+            if n < 0 {
+                return Ok(Reply::Error("nil".into()));
+            }
+            (0..n)
+                .map(|_| read_reply(r))
+                .collect::<io::Result<Vec<_>>>()
+                .map(Reply::Array)
         }
         _ => Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -365,7 +408,8 @@ mod tests {
 
     #[test]
     fn reads_replies() {
-        let mut input: &[u8] = b":3\r\n+OK\r\n-ERR wrong type\r\n$3\r\nabc\r\n$-1\r\n";
+        let mut input: &[u8] =
+            b":3\r\n+OK\r\n-ERR wrong type\r\n$3\r\nabc\r\n$-1\r\n*2\r\n:1\r\n-ERR x\r\n";
         assert_eq!(read_reply(&mut input).unwrap(), Reply::Ok);
         assert_eq!(read_reply(&mut input).unwrap(), Reply::Ok);
         assert_eq!(
@@ -374,7 +418,35 @@ mod tests {
         );
         assert_eq!(read_reply(&mut input).unwrap(), Reply::Ok);
         assert_eq!(read_reply(&mut input).unwrap(), Reply::Ok);
+        assert_eq!(
+            read_reply(&mut input).unwrap(),
+            Reply::Array(vec![Reply::Ok, Reply::Error("ERR x".into())])
+        );
         assert!(read_reply(&mut input).is_err());
+    }
+
+    #[test]
+    fn a_push_is_stored_only_when_its_transaction_ran() {
+        let ran = [
+            Reply::Ok,
+            Reply::Ok,
+            Reply::Ok,
+            Reply::Array(vec![Reply::Ok, Reply::Ok]),
+        ];
+        assert!(outcome(&ran).is_ok());
+        let full = [
+            Reply::Ok,
+            Reply::Error("OOM command not allowed".into()),
+            Reply::Ok,
+            Reply::Error("EXECABORT Transaction discarded".into()),
+        ];
+        assert!(outcome(&full).is_err());
+        let mut input: &[u8] = b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n:1\r\n:0\r\n";
+        let replies: Vec<Reply> = (0..REPLIES)
+            .map(|_| simple_reply(&mut input).unwrap())
+            .collect();
+        assert!(outcome(&replies).is_ok());
+        assert!(input.is_empty());
     }
 
     #[test]

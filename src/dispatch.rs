@@ -323,13 +323,13 @@ impl Dispatcher {
     }
 
     /// Payloads of queue `q` this process holds (buffered or running).
-    pub fn held(&self, q: usize) -> std::collections::HashSet<String> {
+    pub fn held(&self, q: usize) -> std::collections::HashSet<Vec<u8>> {
         let st = self.lock();
         st.queues[q]
             .buffer
             .iter()
             .chain(st.inflight.values().filter(|j| j.queue == q))
-            .map(|j| j.raw.clone())
+            .map(|j| j.raw.as_bytes().to_vec())
             .collect()
     }
 

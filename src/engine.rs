@@ -168,9 +168,9 @@ impl Engine {
     }
 
     fn requeue_buffered(&self) {
-        let mut by_queue: Vec<Vec<String>> = vec![Vec::new(); self.shared.queues.len()];
+        let mut by_queue: Vec<Vec<Vec<u8>>> = vec![Vec::new(); self.shared.queues.len()];
         for job in self.shared.dispatcher.drain_buffers() {
-            by_queue[job.queue].push(job.raw);
+            by_queue[job.queue].push(job.raw.into_bytes());
         }
         for (q, raws) in by_queue.into_iter().enumerate() {
             if !raws.is_empty() {
@@ -183,7 +183,7 @@ impl Engine {
         if let Some(job) = self.shared.dispatcher.finish(id) {
             self.shared.send(Msg::Ack {
                 q: job.queue,
-                raw: job.raw,
+                raw: job.raw.into_bytes(),
             });
         }
     }
@@ -193,7 +193,7 @@ impl Engine {
         if let Some(job) = self.shared.dispatcher.finish(id) {
             self.shared.send(Msg::Requeue {
                 q: job.queue,
-                raws: vec![job.raw],
+                raws: vec![job.raw.into_bytes()],
             });
         }
     }
@@ -210,7 +210,7 @@ impl Engine {
             );
             self.shared.send(Msg::Dead {
                 q: job.queue,
-                raw: job.raw,
+                raw: job.raw.into_bytes(),
                 record,
             });
         }
@@ -247,7 +247,7 @@ impl Engine {
         };
         self.shared.send(Msg::Fail {
             q: job.queue,
-            raw: job.raw,
+            raw: job.raw.into_bytes(),
             record,
             next,
         });
@@ -326,17 +326,14 @@ async fn heartbeat(shared: Arc<Shared>) {
     loop {
         let busy: usize = shared.dispatcher.running().iter().sum();
         let key = shared.keys.process(&shared.identity);
-        let mut pipe = redis::pipe();
-        pipe.cmd("SADD")
-            .arg(shared.keys.processes())
+        let mut beat = scripts::HEARTBEAT.prepare_invoke();
+        beat.key(&key)
+            .key(shared.keys.processes())
+            .key(shared.keys.queues())
+            .arg(HEARTBEAT_TTL_SECS)
             .arg(&shared.identity)
-            .ignore()
-            .cmd("SADD")
-            .arg(shared.keys.queues())
+            .arg(shared.queues.len())
             .arg(shared.queues.as_slice())
-            .ignore()
-            .cmd("HSET")
-            .arg(&key)
             .arg("identity")
             .arg(&shared.identity)
             .arg("hostname")
@@ -360,17 +357,12 @@ async fn heartbeat(shared: Arc<Shared>) {
             .arg("started_at")
             .arg(started_at)
             .arg("beat")
-            .arg(payload::now())
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&key)
-            .arg(HEARTBEAT_TTL_SECS)
-            .ignore();
+            .arg(payload::now());
         let result = async {
             if conn.is_none() {
                 conn = Some(shared.client.get_multiplexed_async_connection().await?);
             }
-            pipe.query_async::<()>(conn.as_mut().expect("connected above"))
+            beat.invoke_async::<()>(conn.as_mut().expect("connected above"))
                 .await
         }
         .await;

@@ -14,6 +14,7 @@ use redis::AsyncConnectionConfig;
 
 use crate::ack::Msg;
 use crate::engine::Shared;
+use crate::error::is_connection_problem;
 use crate::outage::Outage;
 use crate::payload;
 use crate::scripts;
@@ -60,7 +61,9 @@ pub async fn run(shared: Arc<Shared>, q: usize) {
                 }
             }
         }
-        let batch: redis::RedisResult<Vec<String>> = scripts::FETCH
+        // Bytes, not Strings: a payload that is not UTF-8 must reach `deliver` (and the
+        // dead set), not fail the read and block the queue.
+        let batch: redis::RedisResult<Vec<Vec<u8>>> = scripts::FETCH
             .key(&queue_key)
             .key(&processing_key)
             .arg(cap.min(MAX_BATCH))
@@ -71,7 +74,7 @@ pub async fn run(shared: Arc<Shared>, q: usize) {
                 .arg(&queue_key)
                 .arg(&processing_key)
                 .arg(BLOCK_SECS)
-                .query_async::<Option<String>>(c)
+                .query_async::<Option<Vec<u8>>>(c)
                 .await
                 .map(|one| one.into_iter().collect()),
             other => other,
@@ -81,6 +84,9 @@ pub async fn run(shared: Arc<Shared>, q: usize) {
                 outage.recovered();
                 deliver(&shared, q, raws);
             }
+            // Redis answered with an error (full, a key of the wrong type): the command
+            // did not run, so nothing was taken and the connection is fine.
+            Err(e) if !is_connection_problem(&e) => outage.refused(&e).await,
             Err(e) => {
                 conn = None;
                 reconcile_first = true;
@@ -106,7 +112,7 @@ async fn reconcile(
     if tokio::time::timeout(shared.timeout, rx).await.is_err() {
         return Ok(false);
     }
-    let listed: Vec<String> = redis::cmd("LRANGE")
+    let listed: Vec<Vec<u8>> = redis::cmd("LRANGE")
         .arg(processing_key)
         .arg(0)
         .arg(-1)
@@ -143,24 +149,34 @@ async fn connect(shared: &Shared) -> redis::RedisResult<MultiplexedConnection> {
 }
 
 /// Parses what was fetched, buffers the good jobs and sends the rest where they belong:
-/// unparsable payloads to the dead set, jobs fetched after a stop back to the queue.
-fn deliver(shared: &Shared, q: usize, raws: Vec<String>) {
+/// payloads that are not UTF-8 JSON job objects to the dead set (kept byte for byte),
+/// jobs fetched after a stop back to the queue.
+fn deliver(shared: &Shared, q: usize, raws: Vec<Vec<u8>>) {
     if raws.is_empty() {
         return;
     }
     let mut good = Vec::with_capacity(raws.len());
     for raw in raws {
-        match payload::parse(&raw) {
-            Ok(p) => good.push((raw, p)),
-            Err(reason) => {
+        let parsed = match String::from_utf8(raw) {
+            Ok(text) => match payload::parse(&text) {
+                Ok(p) => Ok((text, p)),
+                Err(reason) => Err((reason, text.into_bytes())),
+            },
+            Err(e) => {
+                let reason = format!(
+                    "payload is not valid UTF-8 (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                );
+                Err((reason, e.into_bytes()))
+            }
+        };
+        match parsed {
+            Ok(job) => good.push(job),
+            Err((reason, raw)) => {
                 tracing::warn!(queue = %shared.queues[q], "{reason}; moved to the dead set");
-                let dead =
+                let record =
                     payload::unparsable_record(&raw, &reason, &shared.queues[q], payload::now());
-                shared.send(Msg::Dead {
-                    q,
-                    raw,
-                    record: dead,
-                });
+                shared.send(Msg::Dead { q, raw, record });
             }
         }
     }
@@ -168,7 +184,7 @@ fn deliver(shared: &Shared, q: usize, raws: Vec<String>) {
     if !back.is_empty() {
         shared.send(Msg::Requeue {
             q,
-            raws: back.into_iter().map(|j| j.raw).collect(),
+            raws: back.into_iter().map(|j| j.raw.into_bytes()).collect(),
         });
     }
 }

@@ -102,6 +102,11 @@ impl Keys {
         format!("{}:reaper:lock", self.prefix)
     }
 
+    /// The key the Web UI signs its CSRF tokens with, shared by every web process.
+    pub fn web_secret(&self) -> String {
+        format!("{}:web:secret", self.prefix)
+    }
+
     /// How many times a job (by jid) was recovered from a dead process.
     pub fn recoveries(&self, queue: &str, jid: &str) -> String {
         format!("{}:recoveries:{{{}}}:{}", self.prefix, queue, jid)

@@ -128,13 +128,26 @@ pub fn failure_record(failed: &Map<String, Value>, failure: &Failure, queue: &st
 }
 
 /// A dead-set entry for a payload that could not even be parsed: the raw text is kept
-/// verbatim under `payload` so nothing is lost.
-pub fn unparsable_record(raw: &str, reason: &str, queue: &str, now: f64) -> String {
+/// verbatim under `payload`, so nothing is lost. Bytes that are not UTF-8 cannot be
+/// JSON text: they are kept exactly under `payload_base64`, and `payload` shows them
+/// with U+FFFD where a byte was invalid.
+pub fn unparsable_record(raw: &[u8], reason: &str, queue: &str, now: f64) -> String {
     let mut rec = Map::new();
     rec.insert("class".into(), Value::Null);
     rec.insert("jid".into(), Value::from(new_jid()));
     rec.insert("queue".into(), Value::from(queue));
-    rec.insert("payload".into(), Value::from(raw));
+    match std::str::from_utf8(raw) {
+        Ok(text) => {
+            rec.insert("payload".into(), Value::from(text));
+        }
+        Err(_) => {
+            rec.insert(
+                "payload".into(),
+                Value::from(String::from_utf8_lossy(raw).into_owned()),
+            );
+            rec.insert("payload_base64".into(), Value::from(base64::encode(raw)));
+        }
+    }
     rec.insert(
         "error_class".into(),
         Value::from("FiberJob::UnknownJobError"),
@@ -219,8 +232,8 @@ const FAILURE_FIELDS: [&str; 9] = [
 ];
 
 /// What to enqueue when a dead-set entry is retried by hand: (queue, payload). The
-/// counter starts over. An entry that never parsed is re-enqueued verbatim.
-pub fn revived(entry: &str, now: f64) -> Option<(String, String)> {
+/// counter starts over. An entry that never parsed is re-enqueued byte for byte.
+pub fn revived(entry: &str, now: f64) -> Option<(String, Vec<u8>)> {
     let Value::Object(mut fields) = serde_json::from_str::<Value>(entry).ok()? else {
         return None;
     };
@@ -230,17 +243,70 @@ pub fn revived(entry: &str, now: f64) -> Option<(String, String)> {
         .unwrap_or("default")
         .to_string();
     if fields.get("class").is_none_or(Value::is_null) {
+        if let Some(bytes) = fields
+            .get("payload_base64")
+            .and_then(Value::as_str)
+            .and_then(base64::decode)
+        {
+            return Some((queue, bytes));
+        }
         return fields
             .get("payload")
             .and_then(Value::as_str)
-            .map(|raw| (queue, raw.to_string()));
+            .map(|raw| (queue, raw.as_bytes().to_vec()));
     }
     for f in FAILURE_FIELDS {
         fields.remove(f);
     }
     fields.insert("retry_count".into(), Value::from(0));
     fields.insert("enqueued_at".into(), Value::from(now));
-    Some((queue, Value::Object(fields).to_string()))
+    Some((queue, Value::Object(fields).to_string().into_bytes()))
+}
+
+/// Standard base64 (RFC 4648, padded), for payload bytes a JSON record cannot hold.
+/// Twenty lines do not justify a dependency.
+pub mod base64 {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+    pub fn encode(bytes: &[u8]) -> String {
+        let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    /// `None` when `text` is not padded standard base64.
+    pub fn decode(text: &str) -> Option<Vec<u8>> {
+        let bytes = text.as_bytes();
+        if !bytes.len().is_multiple_of(4) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+        for chunk in bytes.chunks(4) {
+            let pad = chunk.iter().rev().take_while(|b| **b == b'=').count();
+            if pad > 2 {
+                return None;
+            }
+            let mut n = 0u32;
+            for (i, b) in chunk[..4 - pad].iter().enumerate() {
+                let v = ALPHABET.iter().position(|a| a == b)? as u32;
+                n |= v << (18 - 6 * i);
+            }
+            out.extend(n.to_be_bytes()[1..4 - pad].iter());
+        }
+        Some(out)
+    }
 }
 
 /// Seconds since the epoch, as Sidekiq stores times.
@@ -316,23 +382,53 @@ mod tests {
     fn a_revived_dead_job_starts_over() {
         let dead = r#"{"class":"A","args":[1],"jid":"j","queue":"q","retry_count":4,"error":"E: x","error_class":"E","backtrace":[],"died_at":1.0}"#;
         let (queue, payload) = revived(dead, 9.0).unwrap();
-        let v: Value = serde_json::from_str(&payload).unwrap();
+        let v: Value = serde_json::from_slice(&payload).unwrap();
         assert_eq!(queue, "q");
         assert_eq!(v["retry_count"], Value::from(0));
         assert_eq!(v["args"], serde_json::json!([1]));
         assert!(v.get("error").is_none() && v.get("died_at").is_none());
-        let raw = unparsable_record("{oops", "bad", "q", 1.0);
+        let raw = unparsable_record(b"{oops", "bad", "q", 1.0);
         assert_eq!(
             revived(&raw, 2.0).unwrap(),
-            ("q".to_string(), "{oops".to_string())
+            ("q".to_string(), b"{oops".to_vec())
         );
     }
 
     #[test]
     fn unparsable_payload_is_kept_verbatim() {
         let rec: Value =
-            serde_json::from_str(&unparsable_record("{oops", "bad", "q", 2.0)).unwrap();
+            serde_json::from_str(&unparsable_record(b"{oops", "bad", "q", 2.0)).unwrap();
         assert_eq!(rec["payload"], Value::from("{oops"));
         assert_eq!(rec["queue"], Value::from("q"));
+        assert!(rec.get("payload_base64").is_none());
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_kept_exactly() {
+        let raw = b"{\"class\":\"A\xff\xfe\",\"args\":[]}";
+        let rec = unparsable_record(raw, "not UTF-8", "q", 2.0);
+        let v: Value = serde_json::from_str(&rec).unwrap();
+        assert!(v["payload"].as_str().unwrap().contains('\u{FFFD}'));
+        assert_eq!(revived(&rec, 3.0).unwrap().1, raw.to_vec());
+    }
+
+    #[test]
+    fn base64_round_trips() {
+        for input in [
+            &b""[..],
+            b"f",
+            b"fo",
+            b"foo",
+            b"foob",
+            b"fooba",
+            b"foobar",
+            &[0, 255, 128],
+        ] {
+            assert_eq!(base64::decode(&base64::encode(input)).unwrap(), input);
+        }
+        assert_eq!(base64::encode(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64::encode(b"fo"), "Zm8=");
+        assert!(base64::decode("Zm9").is_none());
+        assert!(base64::decode("Zm!=").is_none());
     }
 }

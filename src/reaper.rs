@@ -92,17 +92,17 @@ async fn reap(
         for queue in &queues {
             let key = k.processing(queue, id);
             // Newest first: each RPUSH puts its job at the front, so the oldest ends first.
-            let jobs: Vec<String> = redis::cmd("LRANGE")
+            let jobs: Vec<Vec<u8>> = redis::cmd("LRANGE")
                 .arg(&key)
                 .arg(0)
                 .arg(-1)
                 .query_async(c)
                 .await?;
             for raw in jobs {
-                if recover_one(shared, c, queue, &key, raw).await? {
-                    moved += 1;
-                } else {
-                    buried += 1;
+                match recover_one(shared, c, queue, &key, raw).await? {
+                    Recovered::Requeued => moved += 1,
+                    Recovered::Buried => buried += 1,
+                    Recovered::Gone => {}
                 }
             }
         }
@@ -125,63 +125,64 @@ async fn reap(
     Ok(())
 }
 
-/// Requeues one job of a dead process, or buries it past `MAX_RECOVERIES`.
-/// Returns true when requeued (or already gone), false when buried.
+enum Recovered {
+    Requeued,
+    Buried,
+    /// No longer in the processing list: its owner finished it after all.
+    Gone,
+}
+
+/// Requeues one job of a dead process, or buries it past `MAX_RECOVERIES`: one script,
+/// so the job is in exactly one place whatever happens to this connection.
 async fn recover_one(
     shared: &Shared,
     c: &mut redis::aio::MultiplexedConnection,
     queue: &str,
     processing: &str,
-    raw: String,
-) -> redis::RedisResult<bool> {
+    raw: Vec<u8>,
+) -> redis::RedisResult<Recovered> {
     let k = &shared.keys;
-    let parsed = payload::parse(&raw).ok();
-    if let Some(p) = parsed.as_ref().filter(|p| !p.jid.is_empty()) {
-        let count_key = k.recoveries(queue, &p.jid);
-        let (count,): (i64,) = redis::pipe()
-            .cmd("INCR")
-            .arg(&count_key)
-            .cmd("EXPIRE")
-            .arg(&count_key)
-            .arg(RECOVERY_COUNT_TTL_SECS)
-            .ignore()
-            .query_async(c)
-            .await?;
-        if count >= MAX_RECOVERIES {
+    // Bytes that are not UTF-8 have no jid to count by; the fetcher buries them.
+    let parsed = std::str::from_utf8(&raw)
+        .ok()
+        .and_then(|text| payload::parse(text).ok().map(|p| (text, p)));
+    let outcome: i64 = match parsed.filter(|(_, p)| !p.jid.is_empty()) {
+        Some((text, p)) => {
             let reason = format!(
-                "the worker running this job died {count} times while running it (killed, crashed or exited); moved to the dead set as a likely poison pill"
+                "the worker running this job died {MAX_RECOVERIES} times while running it (killed, crashed or exited); moved to the dead set as a likely poison pill"
             );
-            let record = payload::dead_record(
-                &payload::fields(&raw),
-                "FiberJob::WorkerLost",
-                &reason,
-                payload::now(),
-            );
-            redis::pipe()
-                .cmd("ZADD")
-                .arg(k.dead())
-                .arg(payload::now())
-                .arg(record)
-                .ignore()
-                .cmd("LREM")
-                .arg(processing)
-                .arg(-1)
+            let now = payload::now();
+            let record =
+                payload::dead_record(&payload::fields(text), "FiberJob::WorkerLost", &reason, now);
+            let outcome = scripts::RECOVER_COUNTED
+                .key(processing)
+                .key(k.queue(queue))
+                .key(k.dead())
+                .key(k.recoveries(queue, &p.jid))
                 .arg(&raw)
-                .ignore()
-                .cmd("DEL")
-                .arg(&count_key)
-                .ignore()
-                .query_async::<()>(c)
+                .arg(MAX_RECOVERIES)
+                .arg(RECOVERY_COUNT_TTL_SECS)
+                .arg(now)
+                .arg(record)
+                .invoke_async(c)
                 .await?;
-            tracing::error!(jid = %p.jid, class = %p.class, "{reason}");
-            return Ok(false);
+            if outcome == 2 {
+                tracing::error!(jid = %p.jid, class = %p.class, "{reason}");
+            }
+            outcome
         }
-    }
-    scripts::RECOVER
-        .key(processing)
-        .key(k.queue(queue))
-        .arg(&raw)
-        .invoke_async::<i64>(c)
-        .await?;
-    Ok(true)
+        None => {
+            scripts::RECOVER
+                .key(processing)
+                .key(k.queue(queue))
+                .arg(&raw)
+                .invoke_async(c)
+                .await?
+        }
+    };
+    Ok(match outcome {
+        0 => Recovered::Gone,
+        2 => Recovered::Buried,
+        _ => Recovered::Requeued,
+    })
 }

@@ -1,5 +1,12 @@
 //! Lua scripts: every multi-step change of one queue's keys is one atomic script.
 //! Each script's keys share the queue's hash tag (see `keys.rs`). Redis 5.0 commands only.
+//!
+//! Redis over `maxmemory` refuses a command that may grow memory (LPUSH, ZADD, …) when
+//! it is a script's first write, and then nothing of the script runs; once a script has
+//! written, Redis runs it to its end. So each script either starts with a write Redis
+//! always allows (LREM, ZREM, EXPIRE, LPOP: what records work already done, or moves a
+//! job without growing memory) and then runs whole even when Redis is full, or starts
+//! with a growing write (taking new work, enqueueing) and is refused whole. Never half.
 
 use std::sync::LazyLock;
 
@@ -17,19 +24,6 @@ for i = 1, tonumber(ARGV[1]) do
   out[i] = v
 end
 return out",
-    )
-});
-
-/// Give taken, unstarted jobs back to the front of their queue, keeping their order
-/// (ARGV oldest first ends with the oldest at the very front). KEYS: queue, processing.
-pub static REQUEUE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-for i = #ARGV, 1, -1 do
-  redis.call('RPUSH', KEYS[1], ARGV[i])
-  redis.call('LREM', KEYS[2], -1, ARGV[i])
-end
-return #ARGV",
     )
 });
 
@@ -79,33 +73,38 @@ return {moved, s[2] or '', r[2] or ''}"#,
 });
 
 /// Fire one cron tick at most once across processes: the tick's lock is taken with
-/// SET NX, and only its taker enqueues. KEYS: tick lock, queue. ARGV: lock TTL, payload.
+/// SET NX, and only its taker enqueues and records the tick as the class's last.
+/// KEYS: tick lock, queue, cron last. ARGV: lock TTL, payload, class, tick.
 pub static CRON_FIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
   redis.call('LPUSH', KEYS[2], ARGV[2])
+  redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
   return 1
 end
 return 0",
     )
 });
 
-/// Move one dead-set member back to a queue, once even if two people click at once.
-/// KEYS: dead, queue. ARGV: member, payload to enqueue.
+/// Move one dead-set member back to a queue, once even if two people click at once,
+/// and record the queue's name. KEYS: dead, queue, queues. ARGV: member, payload to
+/// enqueue, queue name.
 pub static DEAD_RETRY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
   redis.call('LPUSH', KEYS[2], ARGV[2])
+  redis.call('SADD', KEYS[3], ARGV[3])
   return 1
 end
 return 0",
     )
 });
 
-/// Give one job of a dead process back to the front of its queue, unless its owner
-/// finished it meanwhile. KEYS: processing, queue. ARGV: payload. Returns 1 if moved.
+/// Give one job back to the front of its queue, unless it is no longer in the
+/// processing list (its owner finished it meanwhile). KEYS: processing, queue.
+/// ARGV: payload. Returns 1 if moved.
 pub static RECOVER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -114,6 +113,127 @@ if redis.call('LREM', KEYS[1], -1, ARGV[1]) > 0 then
   return 1
 end
 return 0",
+    )
+});
+
+/// Recover one job of a dead process and count it: below ARGV[2] recoveries it goes
+/// back to the front of its queue; at ARGV[2] to the dead set (a job that keeps killing
+/// its worker). Nothing happens to a job no longer in the processing list.
+/// KEYS: processing, queue, dead, recovery counter. ARGV: payload, most recoveries,
+/// counter TTL, now, dead-set entry. Returns 0 gone, 1 requeued, 2 buried.
+pub static RECOVER_COUNTED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end
+local n = redis.call('INCR', KEYS[4])
+if n >= tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+  redis.call('DEL', KEYS[4])
+  return 2
+end
+redis.call('EXPIRE', KEYS[4], ARGV[3])
+redis.call('RPUSH', KEYS[2], ARGV[1])
+return 1",
+    )
+});
+
+const OUTCOMES_LUA: &str = r"
+local function expect(i, want)
+  local t = redis.call('TYPE', KEYS[i])['ok']
+  if t ~= 'none' and t ~= want then
+    return 'WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. t .. ', FiberJob needs a ' .. want
+  end
+end
+local bad = expect(1, 'list') or expect(2, 'list') or expect(3, 'zset') or expect(4, 'zset') or expect(5, 'list')
+if bad then return redis.error_reply(bad) end
+local width = {A = 2, Q = 2, X = 3, D = 4, R = 5}
+local i = 8
+while i <= #ARGV do
+  local w = width[ARGV[i]]
+  if not w then return redis.error_reply('ERR unknown outcome ' .. tostring(ARGV[i])) end
+  i = i + w
+end
+if i ~= #ARGV + 1 then return redis.error_reply('ERR truncated outcome list') end
+
+local processed, failed, dead, retried = 0, 0, false, false
+i = 8
+while i <= #ARGV do
+  local op, raw = ARGV[i], ARGV[i + 1]
+  local mine = redis.call('LREM', KEYS[1], -1, raw) > 0
+  if mine then
+    if op == 'A' then
+      processed = processed + 1
+    elseif op == 'R' then
+      redis.call('LPUSH', KEYS[5], ARGV[i + 2])
+      redis.call('ZADD', KEYS[3], ARGV[i + 3], ARGV[i + 4])
+      failed = failed + 1
+      retried = true
+    elseif op == 'D' then
+      redis.call('LPUSH', KEYS[5], ARGV[i + 2])
+      redis.call('ZADD', KEYS[4], ARGV[1], ARGV[i + 3])
+      failed = failed + 1
+      dead = true
+    elseif op == 'X' then
+      redis.call('ZADD', KEYS[4], ARGV[1], ARGV[i + 2])
+      dead = true
+    elseif op == 'Q' then
+      redis.call('RPUSH', KEYS[2], raw)
+    end
+  end
+  i = i + width[op]
+end
+
+if failed > 0 then redis.call('LTRIM', KEYS[5], 0, tonumber(ARGV[2]) - 1) end
+if dead then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[4]))
+  redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -(tonumber(ARGV[3]) + 1))
+end
+if retried then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
+-- Counters are bookkeeping: a corrupted one must not hold the jobs back.
+local problems = 0
+local function bump(key, n, ttl)
+  if n == 0 then return end
+  local r = redis.pcall('INCRBY', key, n)
+  if type(r) == 'table' and r.err then problems = problems + 1 end
+  if ttl then redis.pcall('EXPIRE', key, ttl) end
+end
+bump(KEYS[6], processed)
+bump(KEYS[8], processed)
+bump(KEYS[10], processed, ARGV[5])
+bump(KEYS[7], failed)
+bump(KEYS[9], failed)
+bump(KEYS[11], failed, ARGV[5])
+return {processed, failed, problems}";
+
+/// Records a batch of one queue's job outcomes (see `ack.rs`): acks, failures (with a
+/// retry or to the dead set), burials of jobs that cannot run, and give-backs to the
+/// queue's front. Each outcome applies only if its job is still in this process's
+/// processing list, which the script's first write (LREM) checks: a batch sent twice
+/// (its reply lost) applies once, and a job a reaper already gave back is not also
+/// recorded. Key types are checked before any write, so the script never stops halfway.
+/// KEYS: 1 processing, 2 queue, 3 retry, 4 dead, 5 failed, 6 stat processed, 7 stat
+/// failed, 8 stat processed of the queue, 9 stat failed of the queue, 10 processed
+/// window, 11 failed window. ARGV: 1 now, 2 failure records kept, 3 dead-set cap,
+/// 4 dead-set max age, 5 window TTL, 6 schedule channel, 7 queue name, then outcomes:
+/// `A raw` (ack), `R raw record at payload` (retry), `D raw record payload` (dead after
+/// a failure), `X raw entry` (dead, cannot run), `Q raw` (give back). Returns
+/// {processed, failed, counters that could not be updated}.
+pub static OUTCOMES: LazyLock<Script> = LazyLock::new(|| Script::new(OUTCOMES_LUA));
+
+/// A worker's heartbeat. Its first write (EXPIRE) is one Redis allows over maxmemory,
+/// so a worker keeps beating, and is not reaped as dead, while Redis is full.
+/// KEYS: process hash, processes set, queues set. ARGV: TTL, identity, number of
+/// queue names N, N names, then field/value pairs of the hash.
+pub static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+local n = tonumber(ARGV[3])
+for i = 4, 3 + n do redis.call('SADD', KEYS[3], ARGV[i]) end
+for i = 4 + n, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1",
     )
 });
 

@@ -37,13 +37,15 @@ File.write("Makefile", <<~MAKE)
 
   all: $(SO)
 
+  # Every copy goes to a new file renamed over the old one: a process that has the
+  # old library mapped keeps it, where a copy in place would crash it (SIGBUS).
   $(SO): FORCE
   \tcd $(ROOT) && RUBY=$(RUBY) $(CARGO) build --release --locked --lib --target-dir $(TARGET_DIR)
-  \tcp #{q[built]} $(SO)
+  \tcp #{q[built]} $(SO).tmp && mv -f $(SO).tmp $(SO)
 
   install: all
   \tmkdir -p $(DESTDIR)$(sitearchdir)/fiber_job
-  \tcp $(SO) $(DESTDIR)$(sitearchdir)/fiber_job/$(SO)
+  \tcp $(SO) $(DESTDIR)$(sitearchdir)/fiber_job/$(SO).tmp && mv -f $(DESTDIR)$(sitearchdir)/fiber_job/$(SO).tmp $(DESTDIR)$(sitearchdir)/fiber_job/$(SO)
   #{keep_target ? "" : "\trm -rf $(TARGET_DIR) $(SO)"}
 
   clean:

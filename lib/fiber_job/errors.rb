@@ -9,8 +9,13 @@ module FiberJob
   # A configuration value is unusable; the message names the option.
   class ConfigurationError < Error; end
 
-  # Redis could not be reached within `network_timeout`.
+  # Redis could not be reached within `network_timeout`, or could not take writes
+  # (loading, failing over, a read-only replica); the message says which.
   class ConnectionError < Error; end
+
+  # Redis is over its `maxmemory` and refused a write: the job was not stored. Free
+  # memory in Redis or raise maxmemory, then enqueue again.
+  class RedisFullError < Error; end
 
   # A payload could not be built or read.
   class SerializationError < Error; end

@@ -7,10 +7,28 @@ module FiberJob
   # (ack, fail with retry or death, reject, or give back when interrupted by shutdown).
   # Logs a line per start/done/fail and emits :perform, :retry and :dead events.
   # Shared by both executors.
+  #
+  # Every exception a job raises is that job's failure — also ScriptError (LoadError,
+  # NotImplementedError), SystemStackError and NoMemoryError — except the ones that
+  # say the job was interrupted, not at fault (see `interruption?`): then it goes back
+  # to its queue and the exception goes on to the executor. Whatever happens, the job
+  # is reported to the engine exactly once, so its slot is never lost.
   class Processor
     CLASS_NAME = /\A(?:::)?[A-Z]\w*(?:::[A-Z]\w*)*\z/.freeze
     # Backtrace lines sent with a failure (the engine keeps at most this many too).
     BACKTRACE_LINES = 20
+    # Retries of a job whose class this worker does not have (a rolling deploy: newer
+    # code enqueued it, an older worker took it). With the default backoff the last
+    # one comes about 2.5 hours after the first try, longer than a deploy takes; a
+    # worker that knows the class runs it at its next try.
+    UNKNOWN_CLASS_RETRIES = 8
+
+    # True for an exception that means the job was interrupted rather than failed:
+    # the worker is stopping (FiberJob::Shutdown, Async::Stop), a signal, or `exit`.
+    def self.interruption?(error)
+      error.is_a?(SignalException) || error.is_a?(SystemExit) ||
+        (defined?(::Async::Stop) && error.is_a?(::Async::Stop))
+    end
 
     # Jobs running now in this process: carrier (Fiber or Thread) → [context Hash,
     # monotonic start]. Read by the TTIN dump. @api private
@@ -36,21 +54,53 @@ module FiberJob
     # @param tuple [Array] [id, queue, class, args, jid, retry_count] from the engine
     def run(tuple)
       id, queue, class_name, args, jid, retry_count = tuple
-      klass = resolve(class_name)
-      unless klass
-        reason = "class #{class_name.inspect} is not a FiberJob::Job subclass loaded in this worker"
-        @native._reject(id, "FiberJob::UnknownJobError", reason)
-        @logger.error("jid=#{jid} queue=#{queue} moved to the dead set: #{reason}")
-        if Instrumentation.listening?(:dead)
-          Instrumentation.emit(:dead, job_class: class_name, jid: jid, queue: queue, args: args,
-                                      error: UnknownJobError.new(reason))
-        end
-        return
+      reported = false
+      klass, missing = resolve(class_name)
+      case klass
+      when Class then perform(id, klass, queue, args, jid, retry_count)
+      when :unknown then unknown(id, queue, class_name, args, jid, retry_count, missing)
+      else reject(id, queue, class_name, args, jid, klass)
       end
-      perform(id, klass, queue, args, jid, retry_count)
+      reported = true
+    ensure
+      # Only when something above raised before the job was reported (a bug, or an
+      # interruption): it goes back to its queue. A no-op for a job already reported.
+      @native._requeue(id) unless reported || id.nil?
     end
 
     private
+
+    # A class name that is no constant, or a constant that is not a job: to the dead set.
+    def reject(id, queue, class_name, args, jid, why)
+      reason = if why == :invalid
+                 "class name #{class_name.inspect} is not a Ruby constant name"
+               else
+                 "class #{class_name.inspect} is not a FiberJob::Job subclass"
+               end
+      @native._reject(id, "FiberJob::UnknownJobError", reason)
+      @logger.error("jid=#{jid} queue=#{queue} moved to the dead set: #{reason}")
+      return unless Instrumentation.listening?(:dead)
+
+      Instrumentation.emit(:dead, job_class: class_name, jid: jid, queue: queue, args: args,
+                                  error: UnknownJobError.new(reason))
+    end
+
+    # A class this worker does not have (yet): a failure retried with backoff, so a
+    # worker with newer code runs it (Sidekiq retries a NameError too).
+    def unknown(id, queue, class_name, args, jid, retry_count, missing)
+      attempt = retry_count + 1
+      retry_at = (Time.now.to_f + Job.new.retry_delay(attempt) if attempt <= UNKNOWN_CLASS_RETRIES)
+      reason = "class #{class_name.inspect} is not defined in this worker (#{missing.class}: #{missing.message}); " \
+               "retried with backoff, so a worker running newer code (a rolling deploy) can run it"
+      @native._fail(id, "FiberJob::UnknownJobError", reason, [], retry_at, false)
+      what = retry_at ? "retry #{attempt}/#{UNKNOWN_CLASS_RETRIES} in #{(retry_at - Time.now.to_f).round(1)}s" : "no retries left, moved to the dead set"
+      @logger.warn("jid=#{jid} queue=#{queue} #{reason} (#{what})")
+      event = retry_at ? :retry : :dead
+      return unless Instrumentation.listening?(event)
+
+      Instrumentation.emit(event, job_class: class_name, jid: jid, queue: queue, args: args,
+                                  error: UnknownJobError.new(reason), retry_at: retry_at)
+    end
 
     def perform(id, klass, queue, args, jid, retry_count)
       carrier = @carrier == :thread ? Thread.current : Fiber.current
@@ -65,13 +115,14 @@ module FiberJob
       with_timeout(job.timeout) { call_perform(job, id, queue, args) }
       @native._ack(id)
       finished(ctx, klass, jid, queue, args, started, nil)
-    rescue StandardError => e
+    rescue Exception => e # rubocop:disable Lint/RescueException
+      if self.class.interruption?(e)
+        # The job did not finish and is not at fault: back to the front of its queue;
+        # the exception goes on to the executor.
+        @native._requeue(id)
+        raise
+      end
       failed(id, job, klass, jid, queue, args, retry_count, e, started)
-    rescue Exception # rubocop:disable Lint/RescueException
-      # Shutdown, Async::Stop, Interrupt, SystemExit: the job did not finish and is
-      # not at fault. It goes back to the front of its queue; the exception goes on.
-      @native._requeue(id)
-      raise
     ensure
       RUNNING.delete(carrier)
       Thread.current[Logging::CONTEXT] = nil
@@ -114,22 +165,30 @@ module FiberJob
 
     def failed(id, job, klass, jid, queue, args, retry_count, error, started)
       attempt = retry_count + 1
-      max = job&.max_retries.to_i
+      max = job ? safely(0) { job.max_retries.to_i } : 0
       retry_at = (Time.now.to_f + delay(job, attempt) if job && attempt <= max)
       priority = job ? safely(false) { job.priority_retry? ? true : false } : false
-      @native._fail(id, error.class.name.to_s, error.message.to_s,
-                    Array(error.backtrace).first(BACKTRACE_LINES), retry_at, priority)
+      error_class, message, backtrace = describe(error)
+      @native._fail(id, error_class, message, backtrace, retry_at, priority)
       what = retry_at ? "retry #{attempt}/#{max} in #{(retry_at - Time.now.to_f).round(1)}s" : "no retries left, moved to the dead set"
       ctx = Logging.context || {}
       duration = finished(ctx, klass, jid, queue, args, started, error)
       ctx["elapsed"] = duration.round(4)
       @logger.warn("#{@tag ? "#{klass} jid=#{jid} " : ""}fail: #{format("%.4f", duration)} sec: " \
-                   "#{error.class}: #{error.message} (#{what})")
+                   "#{error_class}: #{message} (#{what})")
       event = retry_at ? :retry : :dead
       return unless Instrumentation.listening?(event)
 
       Instrumentation.emit(event, job_class: klass, jid: jid, queue: queue, args: args,
                                   error: error, retry_at: retry_at)
+    end
+
+    # Class name, message and backtrace of an exception, even one whose #message
+    # raises or that is not a String (a job's exception is user code).
+    def describe(error)
+      message = safely("(#{error.class}#message raised)") { error.message.to_s }
+      trace = safely([]) { Array(error.backtrace).first(BACKTRACE_LINES).map(&:to_s) }
+      [error.class.name.to_s, message, trace]
     end
 
     def logging?
@@ -148,26 +207,32 @@ module FiberJob
     # A user hook that raises must not lose the job: fall back to the default.
     def safely(fallback)
       yield
-    rescue StandardError => e
+    rescue Exception => e # rubocop:disable Lint/RescueException
+      raise if self.class.interruption?(e)
+
       @logger.error("job hook raised #{e.class}: #{e.message}; using the default")
       fallback
     end
 
+    # The job class `name` names: [Class], [:invalid] (not a constant name),
+    # [:not_a_job], or [:unknown, error] (no such constant in this worker, or loading
+    # it failed). Only classes are cached: a later deploy or autoload may add one.
     def resolve(name)
       @classes.fetch(name) do
-        klass = constant(name)
-        @classes[name] = klass if klass
-        klass
+        found = constant(name)
+        @classes[name] = found if found.first.is_a?(Class)
+        found
       end
     end
 
     def constant(name)
-      return nil unless name.is_a?(String) && name.match?(CLASS_NAME)
+      return [:invalid] unless name.is_a?(String) && name.match?(CLASS_NAME)
 
       klass = Object.const_get(name)
-      klass.is_a?(Class) && klass < FiberJob::Job ? klass : nil
-    rescue NameError
-      nil
+      [klass.is_a?(Class) && klass < FiberJob::Job ? klass : :not_a_job]
+    rescue NameError, ScriptError => e
+      # ScriptError: an autoloader found the file and it failed to load.
+      [:unknown, e]
     end
   end
 end

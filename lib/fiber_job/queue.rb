@@ -49,23 +49,35 @@ module FiberJob
 
     # Cron jobs with their expression, queue, next run and last run: the ones loaded
     # in this process and the ones workers registered in Redis (so a dashboard that
-    # does not load the app lists them too). @return [Array<Hash>]
+    # does not load the app lists them too). A last run Redis holds in a form FiberJob
+    # did not write is nil, with the reason in :last_run_error. @return [Array<Hash>]
     def cron_jobs
-      last = FiberJob.client._cron_last.to_h
+      pairs, unreadable = FiberJob.client._cron_last
+      last = pairs.to_h
       defs = FiberJob.client._cron_defs.to_h { |name, json| [name, parse_cron(json)] }
       CronJob.all.each { |job| defs[job.name] = { "cron" => job.cron, "queue" => job.queue_name } }
       utc = FiberJob.config.cron_time_zone == :utc
       defs.sort.filter_map do |name, d|
         next unless d["cron"].is_a?(String)
 
-        tick = last[name]
+        tick, tick_error = last_tick(last[name], unreadable)
         next_run = begin
           Time.at(Native.cron_next(d["cron"], d.fetch("time_zone", utc ? "utc" : "local") == "utc", Time.now.to_f))
         rescue FiberJob::InvalidCronError
           nil
         end
-        { class: name, cron: d["cron"], queue: d["queue"].to_s, next_run: next_run, last_run: tick && Time.at(tick) }
+        { class: name, cron: d["cron"], queue: d["queue"].to_s, next_run: next_run, last_run: tick && Time.at(tick),
+          last_run_error: tick_error }
       end
+    end
+
+    # [epoch seconds or nil, why the stored value is unusable or nil]
+    def last_tick(value, unreadable)
+      return [nil, unreadable] if unreadable
+      return [nil, nil] if value.nil?
+
+      tick = Integer(value, 10, exception: false)
+      tick ? [tick, nil] : [nil, "not an epoch time: #{value[0, 40].inspect}"]
     end
 
     # Enqueues a cron job now, outside its schedule, by its registered name (no class
@@ -119,15 +131,19 @@ module FiberJob
     end
 
     # Live worker processes from their heartbeats, each a Hash: identity, hostname,
-    # pid, queues, concurrency (per queue), busy, quiet, rss_kb, started_at, beat_at.
-    # @return [Array<Hash>]
+    # pid, queues, concurrency (per queue), busy, quiet, rss_kb, started_at, beat_at,
+    # and error: nil, or what is wrong with a heartbeat FiberJob did not write (its
+    # other fields are then empty or zero). @return [Array<Hash>]
     def processes
       FiberJob.client._processes.map do |pairs|
         h = pairs.to_h
-        { identity: h["identity"], hostname: h["hostname"], pid: h["pid"].to_i,
-          queues: parse_list(h["queues"]), concurrency: parse_list(h["concurrency"]),
+        queues = parse_list(h["queues"]).map(&:to_s)
+        error = h["error"]
+        error ||= "queues is not a list of names" if h.key?("queues") && queues.empty?
+        { identity: h["identity"].to_s, hostname: h["hostname"].to_s, pid: h["pid"].to_i,
+          queues: queues, concurrency: parse_list(h["concurrency"]).map(&:to_i),
           busy: h["busy"].to_i, quiet: h["quiet"] == "true", rss_kb: h["rss"].to_i,
-          started_at: Time.at(h["started_at"].to_f), beat_at: Time.at(h["beat"].to_f) }
+          started_at: Time.at(h["started_at"].to_f), beat_at: Time.at(h["beat"].to_f), error: error }
       end
     end
 
@@ -216,14 +232,21 @@ module FiberJob
       all.sort_by { |j| j["at"] }[offset, limit] || []
     end
 
+    # A stored payload as a Hash; what is not a JSON object shows as unreadable.
     def decode(raw)
-      JSON.parse(raw)
+      job = JSON.parse(raw)
+      job.is_a?(Hash) ? job : unreadable(raw)
     rescue JSON::ParserError
+      unreadable(raw)
+    end
+
+    def unreadable(raw)
       { "class" => "(unreadable payload)", "args" => [], "raw" => raw }
     end
 
     def parse_list(json)
-      json ? JSON.parse(json) : []
+      list = json ? JSON.parse(json) : []
+      list.is_a?(Array) ? list : []
     rescue JSON::ParserError
       []
     end

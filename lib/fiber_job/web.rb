@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "erb"
+require "openssl"
 require "rack"
 require "securerandom"
 require_relative "../fiber_job" unless defined?(FiberJob::Queue)
@@ -12,15 +13,31 @@ module FiberJob
   #
   # Every read and action goes through FiberJob::Queue. State changes are POSTs that
   # carry a CSRF token matching the `fiber_job_csrf` cookie (double submit; the cookie is
-  # SameSite=Strict and HttpOnly). All output is HTML-escaped; nothing in a request names
-  # a class to load.
+  # SameSite=Strict and HttpOnly), and the token must be one this app issued: a random
+  # half and its HMAC under a secret (`Web.secret=`, FIBER_JOB_WEB_SECRET, or one kept
+  # in Redis and shared by every web process). All output is HTML-escaped; nothing in
+  # a request names a class to load. Requests the UI never makes (huge query strings,
+  # malformed parameters) get 400 before anything runs.
   #
   # Authentication: wrap it in any Rack middleware, or give a block:
   #   FiberJob::Web.use Rack::Auth::Basic, "jobs" do |user, password| … end
   #   FiberJob::Web.authorize { |request| request.env["warden"].user&.admin? }
   class Web
     PER_PAGE = 25
+    # Highest page number a link can ask for; beyond it pages are empty anyway (a
+    # dead set holds at most 10,000 jobs = 400 pages).
+    MAX_PAGE = 1_000_000
+    # Longest query string and form body the UI ever sends, with room to spare.
+    MAX_QUERY_BYTES = 4096
+    MAX_BODY_BYTES = 65_536
     CSRF_COOKIE = "fiber_job_csrf"
+    # A CSRF token: 32 hex of randomness, then 32 hex of its HMAC-SHA256.
+    CSRF_TOKEN = /\A\h{64}\z/.freeze
+    # Errors Rack raises while parsing parameters it cannot make sense of.
+    BAD_PARAMS = [Rack::Utils::ParameterTypeError, Rack::Utils::InvalidParameterError, RangeError,
+                  EOFError, ArgumentError].tap do |list|
+      list << Rack::QueryParser::ParamsTooDeepError if defined?(Rack::QueryParser::ParamsTooDeepError)
+    end.freeze
     VIEWS = File.expand_path("web/views", __dir__)
     ASSETS = File.expand_path("web/assets", __dir__)
     ASSET_TYPES = { "app.css" => "text/css", "app.js" => "application/javascript" }.freeze
@@ -54,6 +71,17 @@ module FiberJob
         @middlewares = []
         @authorize = nil
         @app = nil
+        @secret = nil
+      end
+
+      # The key CSRF tokens are signed with: every process serving the UI must share
+      # it. Set it (32+ bytes), or FIBER_JOB_WEB_SECRET; otherwise one random secret is
+      # kept in Redis under the prefix and read once per process.
+      attr_writer :secret
+
+      # @api private
+      def secret
+        @secret ||= ENV["FIBER_JOB_WEB_SECRET"] || FiberJob.client._web_secret(SecureRandom.hex(32))
       end
 
       # Serves the UI (and /metrics) with WEBrick, or the server Rack picks, until INT/TERM.
@@ -101,12 +129,39 @@ module FiberJob
     end
 
     def call(env)
+      if env["QUERY_STRING"].to_s.bytesize > MAX_QUERY_BYTES || env["CONTENT_LENGTH"].to_i > MAX_BODY_BYTES
+        return bad_request("the request is larger than any the dashboard sends")
+      end
+
       request = Rack::Request.new(env)
       return [403, { "content-type" => "text/plain" }, ["Forbidden\n"]] if @authorize && !@authorize.call(request)
 
       Action.new(self, request).respond
     rescue FiberJob::ConnectionError => e
       [503, { "content-type" => "text/plain" }, ["Redis is unreachable: #{e.message}\n"]]
+    rescue *BAD_PARAMS => e
+      bad_request("malformed parameters (#{e.class})")
+    end
+
+    def bad_request(why)
+      [400, { "content-type" => "text/plain" }, ["Bad request: #{why}\n"]]
+    end
+
+    # A fresh CSRF token. @api private
+    def issue_token
+      nonce = SecureRandom.hex(16)
+      nonce + sign(nonce)
+    end
+
+    # Whether `token` is one `issue_token` made (under this secret). @api private
+    def issued?(token)
+      return false unless token.is_a?(String) && token.match?(CSRF_TOKEN)
+
+      Rack::Utils.secure_compare(sign(token[0, 32]), token[32, 32])
+    end
+
+    def sign(nonce)
+      OpenSSL::HMAC.hexdigest("SHA256", self.class.secret, nonce)[0, 32]
     end
 
     # @api private
@@ -127,9 +182,9 @@ module FiberJob
         @web = web
         @request = request
         @token = request.cookies[CSRF_COOKIE]
-        @token = nil unless @token.is_a?(String) && @token.match?(/\A\h{64}\z/)
+        @token = nil unless web.issued?(@token)
         @new_token = @token.nil?
-        @token ||= SecureRandom.hex(32)
+        @token ||= web.issue_token
       end
 
       def respond
@@ -160,8 +215,11 @@ module FiberJob
         %(<input type="hidden" name="csrf" value="#{@token}">)
       end
 
+      # The page asked for, 1 when the parameter is missing or not a number, at most
+      # MAX_PAGE (later pages would be empty).
       def page
-        [request.params["page"].to_i, 1].max
+        raw = request.GET["page"]
+        raw.is_a?(String) && raw.match?(/\A\d{1,12}\z/) ? raw.to_i.clamp(1, MAX_PAGE) : 1
       end
 
       def offset
@@ -173,10 +231,12 @@ module FiberJob
       end
 
       def time(t)
-        return "—" unless t
+        return "—" unless t.is_a?(Numeric) || t.is_a?(Time)
 
         t = Time.at(t) if t.is_a?(Numeric)
         %(<time datetime="#{h(t.utc.iso8601)}" title="#{h(t.utc.iso8601)}">#{h(relative(t))}</time>)
+      rescue RangeError, ArgumentError, FloatDomainError
+        "—"
       end
 
       def relative(t)
@@ -221,7 +281,7 @@ module FiberJob
       end
 
       def flash
-        msg = request.params["notice"]
+        msg = request.GET["notice"]
         msg.is_a?(String) && !msg.empty? ? %(<p class="notice" role="status">#{h(msg[0, 200])}</p>) : ""
       end
 
@@ -321,12 +381,12 @@ module FiberJob
         end
       end
 
+      # The form's token equals the cookie's, and it is one this app issued.
       def csrf_ok?
-        sent = request.POST["csrf"].to_s
-        cookie = request.cookies[CSRF_COOKIE].to_s
-        !cookie.empty? && sent.bytesize == cookie.bytesize && Rack::Utils.secure_compare(sent, cookie)
-      rescue StandardError
-        false
+        sent = request.POST["csrf"]
+        cookie = request.cookies[CSRF_COOKIE]
+        @web.issued?(cookie) && sent.is_a?(String) && sent.bytesize == cookie.bytesize &&
+          Rack::Utils.secure_compare(sent, cookie)
       end
 
       def back(path, notice)

@@ -42,9 +42,12 @@ module FiberJob
       @native._start(cron, config.cron_time_zone == :utc)
       @native._stop if @stop_requested
       log_banner(@limits)
-      executor(config).run
+      fatal = run_executor(config)
       @native._shutdown
       FiberJob.logger.info("worker #{@native._identity} stopped")
+      # An executor that can no longer run jobs ends the process non-zero (a job's
+      # `exit` keeps its status), after the shutdown above gave every job back.
+      raise fatal if fatal
     ensure
       logs&.stop
       restore_signal_handlers(previous) if previous
@@ -68,6 +71,15 @@ module FiberJob
     end
 
     private
+
+    # Runs the executor until the worker stops; returns what ended it abnormally.
+    def run_executor(config)
+      executor(config).run
+      nil
+    rescue Exception => e # rubocop:disable Lint/RescueException
+      @native._stop
+      e
+    end
 
     def executor(config)
       case @executor_name

@@ -38,12 +38,12 @@ RSpec.describe FiberJob::Job do
 
     it "writes JSON that reads back as the same values, in both the Rust and the Ruby path" do
       EnqueueJob.perform_async(1.0, -0.5, 1e20, 2**62, -(2**62), { "z" => 1, "a" => [nil] }, "é\n\"q\"")
-      EnqueueJob.perform_async(2**70, 1.0) # a bignum: the Ruby path
+      EnqueueJob.perform_async(2**64 - 1, 1.0) # beyond a Fixnum, within 64 bits: the Ruby path
       fast, slow = queued.reverse.map { |j| j["args"] }
       expect(fast).to eq([1.0, -0.5, 1e20, 2**62, -(2**62), { "z" => 1, "a" => [nil] }, "é\n\"q\""])
       expect(fast.first(3)).to all(be_a(Float))
       expect(fast[5].keys).to eq(%w[z a])
-      expect(slow).to eq([2**70, 1.0])
+      expect(slow).to eq([2**64 - 1, 1.0])
       expect(slow.last).to be_a(Float)
       expect(queued.map(&:keys)).to all(eq(%w[class args jid queue created_at enqueued_at retry_count]))
     end
@@ -61,12 +61,34 @@ RSpec.describe FiberJob::Job do
       "an object" => [Object.new, /argument 1 .* is a Object/],
       "a Symbol key" => [{ a: 1 }, /argument 1 key :a .* keys must be Strings/],
       "a nested Symbol" => [[1, [2, :x]], /argument 1\[1\]\[1\] \(:x\) is a Symbol/],
-      "NaN" => [Float::NAN, /is not finite/]
+      "NaN" => [Float::NAN, /is not finite/],
+      "2**64" => [2**64, /argument 1 \(18446744073709551616\) is outside 64 bits/],
+      "10**20" => [10**20, /argument 1 \(100000000000000000000\) is outside 64 bits/],
+      "-2**63 - 1" => [-2**63 - 1, /argument 1 \(-9223372036854775809\) is outside 64 bits/],
+      "a binary String" => ["\xFF\xD8\xFF".b, /argument 1 .* is binary data \(ASCII-8BIT\).*Base64/],
+      "an invalid UTF-8 String" => [+"caf\xE9", /argument 1 .* is not valid UTF-8/],
+      "a binary Hash key" => [{ "\xFF".b => 1 }, /argument 1 key .* is binary data/],
+      "a 1,000-deep Array" => [(1..1000).reduce([]) { |a, _| [a] }, /argument 1\[0\].* nests Arrays and Hashes deeper than 64 levels/],
+      "an Array that contains itself" => [[1].tap { |a| a << a }, /argument 1\[1\] .* contains itself/],
+      "a Hash that contains itself" => [{}.tap { |h| h["me"] = h }, /argument 1\["me"\] .* contains itself/]
     }.each do |what, (arg, message)|
       it "raises ArgumentError for #{what} and enqueues nothing" do
         expect { EnqueueJob.perform_async(arg) }.to raise_error(ArgumentError, message)
+        expect { EnqueueJob.perform_async(1, [arg]) }.to raise_error(ArgumentError, /argument 2\[0\]/)
+        expect { EnqueueJob.perform_bulk([[1], [arg]]) }.to raise_error(ArgumentError, message)
+        expect { EnqueueJob.perform_in(60, arg) }.to raise_error(ArgumentError, message)
         expect(redis.llen("fiber_job:queue:{default}")).to eq(0)
+        expect(redis.zcard("fiber_job:schedule:{default}")).to eq(0)
       end
+    end
+
+    it "accepts the edges: 64-bit Integers, 64 levels of nesting, text in another encoding" do
+      deep = (1..64).reduce("leaf") { |a, _| [a] }
+      latin = "caf\xE9".dup.force_encoding("ISO-8859-1")
+      EnqueueJob.perform_async(2**64 - 1, -2**63, deep, latin)
+      job = queued.first
+      expect(job["args"]).to eq([2**64 - 1, -2**63, deep, "café"])
+      expect { EnqueueJob.perform_async([deep]) }.to raise_error(ArgumentError, /deeper than 64/)
     end
   end
 

@@ -143,6 +143,70 @@ RSpec.describe FiberJob::Web do
     expect(last_response.status).to eq(405)
   end
 
+  it "refuses a token it never issued, even when the cookie matches the form" do
+    populate
+    [["short", "short"], ["a" * 64, "a" * 64], [csrf.reverse, csrf.reverse]].each do |cookie, field|
+      set_cookie "fiber_job_csrf=#{cookie}"
+      post "/dead/clear", csrf: field
+      expect(last_response.status).to eq(403), "cookie #{cookie.inspect}"
+    end
+    expect(FiberJob::Queue.totals[:dead]).to eq(1)
+    clear_cookies
+    token = csrf
+    expect(rack_mock_session.cookie_jar["fiber_job_csrf"]).to eq(token)
+    post "/dead/clear", csrf: token
+    expect(last_response.status).to eq(303)
+  end
+
+  it "answers odd requests with 400 or a clamped page, never a server error" do
+    WebOkJob.perform_bulk(Array.new(30) { |i| ["job #{i}"] })
+    {
+      "/queues/default?page=99999999999999999999999" => [200, "Page 1 of 2"],
+      "/dead?page=99999999999999999999999" => [200, nil],
+      "/queues/default?page[]=1" => [200, "Page 1 of 2"],
+      "/queues/default?page[a]=1" => [200, "Page 1 of 2"],
+      "/queues/default?page=-3" => [200, "Page 1 of 2"],
+      "/queues/default?page=2x" => [200, "Page 1 of 2"],
+      "/queues/default?a[b]=1&a[]=2" => [400, nil],
+      "/?#{"x" * 5_000_000}=1" => [400, nil],
+      "/?#{Array.new(5000) { |i| "p#{i}=1" }.join("&")}" => [400, nil]
+    }.each do |path, (status, text)|
+      get path
+      expect(last_response.status).to eq(status), "#{path[0, 60]}: #{last_response.status}"
+      expect(last_response.body).to include(text) if text
+    end
+    post "/dead/clear", "csrf=#{"x" * 100_000}", "CONTENT_TYPE" => "application/x-www-form-urlencoded"
+    expect(last_response.status).to eq(400)
+    # A query no browser would send (rack-test refuses to build it).
+    status, = described_class.call(Rack::MockRequest.env_for("/queues/default").merge("QUERY_STRING" => "page=%ZZ"))
+    expect(status).to eq(400)
+  end
+
+  it "shows a heartbeat or cron record another program wrote as bad data on its row" do
+    FiberJob.register_cron_jobs
+    redis.sadd?("fiber_job:processes", "forged:1:x")
+    redis.set("fiber_job:process:forged:1:x", "not a hash")
+    redis.sadd?("fiber_job:processes", "odd:2:y")
+    redis.hset("fiber_job:process:odd:2:y", "identity", "odd:2:y", "queues", "5", "concurrency", "[\"x\"]",
+               "started_at", "soon", "busy", "many")
+    redis.hset("fiber_job:cron:last", "WebCronJob", "yesterday")
+    started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    get "/busy"
+    expect(last_response.status).to eq(200)
+    expect(last_response.body).to include("forged:1:x", "bad data", "odd:2:y")
+    get "/"
+    expect(last_response.status).to eq(200)
+    get "/cron"
+    expect(last_response.status).to eq(200)
+    expect(last_response.body).to include("WebCronJob", "bad data", "not an epoch time")
+    redis.del("fiber_job:cron:last")
+    redis.set("fiber_job:cron:last", "a string, not a hash")
+    get "/cron"
+    expect(last_response.status).to eq(200)
+    expect(last_response.body).to include("WebCronJob", "bad data", "is not a hash")
+    expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - started).to be < 2
+  end
+
   it "performs every action through FiberJob::Queue" do
     populate
     token = csrf

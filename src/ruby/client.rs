@@ -143,8 +143,19 @@ impl RbClient {
         blocking(ruby, |c| rb_self.0.register_cron(c, &entries))
     }
 
-    fn cron_last(ruby: &Ruby, rb_self: &Self) -> Result<Vec<(String, i64)>, magnus::Error> {
+    /// [[[class, last tick as stored], …], why the record is unreadable or nil]
+    #[allow(clippy::type_complexity)]
+    fn cron_last(
+        ruby: &Ruby,
+        rb_self: &Self,
+    ) -> Result<(Vec<(String, String)>, Option<String>), magnus::Error> {
         blocking(ruby, |c| rb_self.0.cron_last(c))
+    }
+}
+
+impl RbClient {
+    fn web_secret(ruby: &Ruby, rb_self: &Self, candidate: String) -> Result<String, magnus::Error> {
+        blocking(ruby, |c| rb_self.0.web_secret(c, &candidate))
     }
 }
 
@@ -191,6 +202,7 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     class.define_method("_delete_dead", method!(RbClient::delete_dead, 1))?;
     class.define_method("_register_cron", method!(RbClient::register_cron, 1))?;
     class.define_method("_cron_last", method!(RbClient::cron_last, 0))?;
+    class.define_method("_web_secret", method!(RbClient::web_secret, 1))?;
     native.define_module_function("cron_next", function!(cron_next, 3))?;
     native.define_module_function("mask_password", function!(mask_password, 1))?;
     super::admin::init(class)?;

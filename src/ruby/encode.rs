@@ -1,9 +1,11 @@
 //! Job arguments straight from Ruby objects to JSON text, with the GVL held, for the
-//! enqueue fast path. Covers JSON-native values only (nil, true, false, Integer that
-//! fits 64 bits, finite Float, UTF-8 String, Array, Hash with String keys); anything
-//! else returns `false` and Ruby takes its own path, which raises the precise
-//! ArgumentError (or serialises a bignum). Allocates no Ruby objects, so the GC cannot
-//! run while Values are held in Rust.
+//! enqueue fast path. Covers JSON-native values only (nil, true, false, a Fixnum,
+//! finite Float, String convertible to UTF-8, Array, Hash with String keys, nested
+//! at most `MAX_DEPTH`); anything else returns `false` and Ruby takes its own path
+//! (`Arguments.check!`), which raises the precise ArgumentError or writes what only
+//! it handles (an Integer beyond a Fixnum but within 64 bits). The rules here must
+//! never accept what that check refuses. Values stay on this thread's stack, where
+//! Ruby's GC sees them, while a String in another encoding is converted.
 
 use std::fmt::Write;
 
@@ -11,13 +13,13 @@ use magnus::r_hash::ForEach;
 use magnus::value::{Qfalse, Qnil, Qtrue};
 use magnus::{Fixnum, Float, RArray, RHash, RString, Value};
 
-/// Deeper nesting than this goes to the Ruby path (JSON's own limit is 100).
-const MAX_DEPTH: u32 = 100;
+/// Arrays and Hashes nested deeper inside one argument go to the Ruby path, which
+/// refuses them: `Arguments::MAX_DEPTH`.
+const MAX_DEPTH: u32 = 64;
 
+/// Writes `v`; `depth` is how many Arrays and Hashes enclose it inside its argument
+/// (call with the argument list itself at 0, so each argument's own container is 1).
 pub fn write(v: Value, out: &mut String, depth: u32) -> bool {
-    if depth > MAX_DEPTH {
-        return false;
-    }
     if Qnil::from_value(v).is_some() {
         out.push_str("null");
         return true;
@@ -47,6 +49,9 @@ pub fn write(v: Value, out: &mut String, depth: u32) -> bool {
         return string(s, out);
     }
     if let Some(a) = RArray::from_value(v) {
+        if depth > MAX_DEPTH {
+            return false;
+        }
         out.push('[');
         for (i, item) in a.into_iter().enumerate() {
             if i > 0 {
@@ -60,6 +65,9 @@ pub fn write(v: Value, out: &mut String, depth: u32) -> bool {
         return true;
     }
     if let Some(h) = RHash::from_value(v) {
+        if depth > MAX_DEPTH {
+            return false;
+        }
         out.push('{');
         let mut first = true;
         let mut ok = true;

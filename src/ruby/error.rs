@@ -17,12 +17,14 @@ static BASE: Lazy<ExceptionClass> = Lazy::new(|ruby| lookup(ruby, "Error"));
 static CONNECTION: Lazy<ExceptionClass> = Lazy::new(|ruby| lookup(ruby, "ConnectionError"));
 static CRON: Lazy<ExceptionClass> = Lazy::new(|ruby| lookup(ruby, "InvalidCronError"));
 static CONFIGURATION: Lazy<ExceptionClass> = Lazy::new(|ruby| lookup(ruby, "ConfigurationError"));
+static FULL: Lazy<ExceptionClass> = Lazy::new(|ruby| lookup(ruby, "RedisFullError"));
 
 pub fn to_ruby(ruby: &Ruby, e: Error) -> magnus::Error {
     let class = match &e {
         Error::Connection(_) => ruby.get_inner(&CONNECTION),
         Error::Config(_) => ruby.get_inner(&CONFIGURATION),
         Error::Cron(_) => ruby.get_inner(&CRON),
+        Error::RedisFull(_) => ruby.get_inner(&FULL),
         Error::Other(_) => ruby.get_inner(&BASE),
     };
     magnus::Error::new(class, e.to_string())

@@ -19,6 +19,11 @@ module FiberJob
     # The dispatcher fiber never blocks its thread: when the engine has nothing to hand
     # out, it waits on the engine's wake socket (an IO the scheduler understands).
     #
+    # An exception that escapes the processor (a job called `exit`, or a bug) stops the
+    # worker gracefully — every other job finishes or goes back to its queue — and is
+    # raised again from #run, so the process ends non-zero instead of living on unable
+    # to run jobs.
+    #
     # Uses only what async 1.30 and 2.x share: Kernel#Async, Task#async, Task#stop,
     # Task.current, Task#with_timeout, Async::Condition, Async::Notification,
     # Async::TimeoutError.
@@ -53,6 +58,7 @@ module FiberJob
           drain(task)
           watchdog.stop
         end
+        raise @fatal if @fatal
       ensure
         wake&.close
       end
@@ -90,6 +96,8 @@ module FiberJob
           work(me, first)
         rescue Async::Stop
           nil # its job, if any, was given back to the queue by the processor
+        rescue Exception => e # rubocop:disable Lint/RescueException
+          fatal(e)
         ensure
           @workers.delete(me)
           @busy.delete(me)
@@ -111,6 +119,14 @@ module FiberJob
           @idle << ready
           tuple = ready.wait # nil: shutting down
         end
+      end
+
+      # Records the first exception that escaped a worker fiber and stops the worker.
+      def fatal(error)
+        @fatal ||= error
+        FiberJob.logger.error("worker stopping: #{error.class}: #{error.message} escaped a job " \
+                              "(#{error.backtrace&.first}); its job went back to the queue")
+        @native._stop
       end
 
       # Lets running jobs finish for up to shutdown_timeout, then stops the rest; the

@@ -8,6 +8,10 @@ module FiberJob
     # Runs jobs on Ruby threads (config.executor = :thread), for CPU-bound jobs or code
     # that is not fiber-safe. One thread per unit of concurrency; each waits for work
     # inside the engine without the GVL, so idle threads cost nothing.
+    #
+    # An exception that escapes the processor (a job called `exit`, or a bug) would end
+    # its thread; instead it stops the worker gracefully and is raised again from #run,
+    # so the process ends non-zero rather than staying up with threads that are gone.
     class ThreadExecutor
       # Seconds a thread waits for a job before checking for a stop again; the engine
       # also wakes waiting threads at once when the worker stops.
@@ -34,6 +38,7 @@ module FiberJob
           alive.each { |t| t.raise(FiberJob::Shutdown, "worker is shutting down") }
           alive.each { |t| t.join(WAIT * 5) }
         end
+        raise @fatal if @fatal
       ensure
         @watchdog.stop
       end
@@ -45,8 +50,14 @@ module FiberJob
           tuple = @native._take_blocking(WAIT)
           @processor.run(tuple) if tuple
         end
-      rescue FiberJob::Shutdown
-        nil
+      rescue Exception => e # rubocop:disable Lint/RescueException
+        # The forced end of a shutdown: the processor gave the job back.
+        return if e.is_a?(FiberJob::Shutdown) && @native._stopping?
+
+        @fatal ||= e
+        FiberJob.logger.error("worker stopping: #{e.class}: #{e.message} escaped a job " \
+                              "(#{e.backtrace&.first}); its job went back to the queue")
+        @native._stop
       end
     end
   end
