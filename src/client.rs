@@ -34,6 +34,9 @@ pub struct Stats {
     pub processing: u64,
 }
 
+/// Last ticks per cron class as stored, and why the record was unreadable, if it was.
+pub type CronLast = (Vec<(String, String)>, Option<String>);
+
 /// An enqueue Redis refused for want of memory says so, and that the job is not stored.
 fn not_stored(e: Error) -> Error {
     match e {
@@ -327,7 +330,7 @@ impl Client {
 
     /// Last fired tick per cron class, as stored (epoch seconds, unless something else
     /// wrote there), and why it could not be read at all (a key of the wrong type).
-    pub fn cron_last(&self, cancel: &Cancel) -> Result<(Vec<(String, String)>, Option<String>)> {
+    pub fn cron_last(&self, cancel: &Cancel) -> Result<CronLast> {
         let key = self.keys.cron_last();
         let read: redis::RedisResult<Vec<(Lossy, Lossy)>> = self.call(cancel, |mut c| {
             let key = key.clone();

@@ -144,11 +144,7 @@ impl RbClient {
     }
 
     /// [[[class, last tick as stored], …], why the record is unreadable or nil]
-    #[allow(clippy::type_complexity)]
-    fn cron_last(
-        ruby: &Ruby,
-        rb_self: &Self,
-    ) -> Result<(Vec<(String, String)>, Option<String>), magnus::Error> {
+    fn cron_last(ruby: &Ruby, rb_self: &Self) -> Result<crate::client::CronLast, magnus::Error> {
         blocking(ruby, |c| rb_self.0.cron_last(c))
     }
 }
