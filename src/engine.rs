@@ -369,7 +369,11 @@ async fn heartbeat(shared: Arc<Shared>) {
         match result {
             Ok(()) => {
                 outage.recovered();
-                shared.registered.send_replace(true);
+                if !shared.registered.send_replace(true) {
+                    if let Some(c) = conn.as_mut() {
+                        warn_if_evicting(c).await;
+                    }
+                }
                 tokio::time::sleep(HEARTBEAT_EVERY).await;
             }
             Err(e) => {
@@ -377,6 +381,30 @@ async fn heartbeat(shared: Arc<Shared>) {
                 outage.failed(&e).await;
             }
         }
+    }
+}
+
+/// Logs, once per worker start, when Redis may evict keys to make room: with any
+/// `maxmemory-policy` but `noeviction`, a full Redis deletes keys — queued jobs,
+/// heartbeats — instead of refusing writes that FiberJob would retry or report.
+async fn warn_if_evicting(c: &mut redis::aio::MultiplexedConnection) {
+    let Ok(info) = redis::cmd("INFO")
+        .arg("memory")
+        .query_async::<String>(c)
+        .await
+    else {
+        return;
+    };
+    let policy = info
+        .lines()
+        .find_map(|l| l.strip_prefix("maxmemory_policy:"))
+        .map(str::trim);
+    if let Some(policy) = policy.filter(|p| *p != "noeviction") {
+        tracing::warn!(
+            "Redis has maxmemory-policy {policy}: when it is full it deletes keys, which may be queued \
+             jobs or worker heartbeats. Set maxmemory-policy noeviction (FiberJob then reports a full Redis \
+             instead of losing data)"
+        );
     }
 }
 

@@ -48,27 +48,32 @@ RSpec.describe "Redis out of memory" do
     FullOkJob.perform_bulk(Array.new(1000) { |i| [i] })
     FullFailJob.perform_bulk(Array.new(1000) { |i| [i] })
 
-    pid, log = spawn_ruby(<<~RUBY)
-      #{jobs}
-      FiberJob.configure { |c| c.queue_concurrency = { default: 10 } }
-      FiberJob::Worker.new.start
-    RUBY
+    # Two workers: had either stopped beating while Redis was full, the other would
+    # have recovered its jobs as a dead worker's and run them twice.
+    workers = Array.new(2) do
+      spawn_ruby(<<~RUBY)
+        #{jobs}
+        FiberJob.configure { |c| c.queue_concurrency = { default: 5 } }
+        FiberJob::Worker.new.start
+      RUBY
+    end
     ok = -> { File.exist?(File.join(@dir, "ok")) ? File.readlines(File.join(@dir, "ok")).size : 0 }
     failed = -> { File.exist?(File.join(@dir, "fail")) ? File.readlines(File.join(@dir, "fail")).size : 0 }
     wait_for(timeout: 30, message: "jobs running") { ok.call + failed.call >= 300 }
     full!
     expect { FullOkJob.perform_async(-1) }.to raise_error(FiberJob::RedisFullError)
-    sleep 3 # full: running jobs finish and are recorded, nothing new starts
+    sleep 2 # full: running jobs finish and are recorded, nothing new starts
     stalled_at = ok.call + failed.call
-    sleep 1
+    sleep 5 # longer than a heartbeat lives
     expect(ok.call + failed.call).to eq(stalled_at) # nothing taken while full
-    expect(File.read(log)).to include("out of memory")
+    expect(@raw.scard("fiber_job:processes")).to eq(2)
+    workers.each { |_, log| expect(File.read(log)).to include("out of memory") }
     room!
     wait_for(timeout: 60, message: "every job done") do
       ok.call >= 1000 && @raw.zcard("fiber_job:dead") >= 1000
     end
-    Process.kill("TERM", pid)
-    expect(wait_process(pid).exitstatus).to eq(0)
+    expect(stop_workers(workers).map(&:exitstatus)).to eq([0, 0])
+    workers.each { |_, log| expect(File.read(log)).not_to include("stopped beating") }
 
     ran_ok = File.readlines(File.join(@dir, "ok")).map(&:to_i)
     dead = @raw.zrange("fiber_job:dead", 0, -1).map { |j| JSON.parse(j) }
@@ -114,5 +119,17 @@ RSpec.describe "Redis out of memory" do
     expect(@raw.zcard("fiber_job:schedule:{default}")).to eq(0)
     expect(@raw.exists?("fiber_job:queues")).to be(false)
     expect(FullEnqueueJob.perform_async(4)).to match(/\A\h{24}\z/)
+  end
+
+  it "warns when a worker starts on a Redis that evicts keys when full" do
+    evicting = RedisServer.new(args: ["--maxmemory-policy", "allkeys-lru"]).start
+    FiberJob.config.redis_url = evicting.url
+    (pid, log), = start_workers(1, "")
+    wait_for(message: "the warning") { File.read(log).include?("maxmemory-policy allkeys-lru") }
+    expect(File.read(log)).to include("noeviction")
+    Process.kill("TERM", pid)
+    expect(wait_process(pid).exitstatus).to eq(0)
+  ensure
+    evicting&.cleanup
   end
 end
