@@ -138,22 +138,30 @@ return 1",
 });
 
 const OUTCOMES_LUA: &str = r"
-local function expect(i, want)
-  local t = redis.call('TYPE', KEYS[i])['ok']
-  if t ~= 'none' and t ~= want then
-    return 'WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. t .. ', FiberJob needs a ' .. want
-  end
-end
-local bad = expect(1, 'list') or expect(2, 'list') or expect(3, 'zset') or expect(4, 'zset') or expect(5, 'list')
-if bad then return redis.error_reply(bad) end
 local width = {A = 2, Q = 2, X = 3, D = 4, R = 5}
+local kinds = {}
 local i = 8
 while i <= #ARGV do
   local w = width[ARGV[i]]
   if not w then return redis.error_reply('ERR unknown outcome ' .. tostring(ARGV[i])) end
+  kinds[ARGV[i]] = true
   i = i + w
 end
 if i ~= #ARGV + 1 then return redis.error_reply('ERR truncated outcome list') end
+-- Keys written after the first write must hold the right type, or the script would stop
+-- halfway. (The processing list needs no check: the first write is its LREM, and an
+-- error there stops the script before anything is written.)
+local function expect(k, want)
+  local t = redis.call('TYPE', KEYS[k])['ok']
+  if t ~= 'none' and t ~= want then
+    return 'WRONGTYPE ' .. KEYS[k] .. ' holds a ' .. t .. ', FiberJob needs a ' .. want
+  end
+end
+local bad = (kinds.Q and expect(2, 'list'))
+  or (kinds.R and (expect(3, 'zset') or expect(5, 'list')))
+  or (kinds.D and (expect(4, 'zset') or expect(5, 'list')))
+  or (kinds.X and expect(4, 'zset'))
+if bad then return redis.error_reply(bad) end
 
 local processed, failed, dead, retried = 0, 0, false, false
 i = 8
@@ -194,8 +202,12 @@ local problems = 0
 local function bump(key, n, ttl)
   if n == 0 then return end
   local r = redis.pcall('INCRBY', key, n)
-  if type(r) == 'table' and r.err then problems = problems + 1 end
-  if ttl then redis.pcall('EXPIRE', key, ttl) end
+  if type(r) == 'table' and r.err then
+    problems = problems + 1
+  elseif ttl and r == n then
+    -- A window just created: it expires (each window is written only by this script).
+    redis.call('EXPIRE', key, ttl)
+  end
 end
 bump(KEYS[6], processed)
 bump(KEYS[8], processed)

@@ -55,11 +55,11 @@ module FiberJob
     def run(tuple)
       id, queue, class_name, args, jid, retry_count = tuple
       reported = false
-      klass, missing = resolve(class_name)
-      case klass
-      when Class then perform(id, klass, queue, args, jid, retry_count)
-      when :unknown then unknown(id, queue, class_name, args, jid, retry_count, missing)
-      else reject(id, queue, class_name, args, jid, klass)
+      klass = @classes[class_name]
+      if klass
+        perform(id, klass, queue, args, jid, retry_count)
+      else
+        resolve_and_run(id, queue, class_name, args, jid, retry_count)
       end
       reported = true
     ensure
@@ -69,6 +69,19 @@ module FiberJob
     end
 
     private
+
+    # The first job of a class name: resolve it (caching a job class), then run, retry
+    # or bury the job.
+    def resolve_and_run(id, queue, class_name, args, jid, retry_count)
+      found, missing = constant(class_name)
+      case found
+      when Class
+        @classes[class_name] = found
+        perform(id, found, queue, args, jid, retry_count)
+      when :unknown then unknown(id, queue, class_name, args, jid, retry_count, missing)
+      else reject(id, queue, class_name, args, jid, found)
+      end
+    end
 
     # A class name that is no constant, or a constant that is not a job: to the dead set.
     def reject(id, queue, class_name, args, jid, why)
@@ -217,14 +230,6 @@ module FiberJob
     # The job class `name` names: [Class], [:invalid] (not a constant name),
     # [:not_a_job], or [:unknown, error] (no such constant in this worker, or loading
     # it failed). Only classes are cached: a later deploy or autoload may add one.
-    def resolve(name)
-      @classes.fetch(name) do
-        found = constant(name)
-        @classes[name] = found if found.first.is_a?(Class)
-        found
-      end
-    end
-
     def constant(name)
       return [:invalid] unless name.is_a?(String) && name.match?(CLASS_NAME)
 
