@@ -3,12 +3,14 @@
 //!
 //! Each wake-up takes up to `BATCH` messages and groups them by queue; all groups go in
 //! one pipeline, each applied whole or not at all:
-//! - a group of acks only (the hot path) is one transaction, `MULTI`, an `LREM` per job,
-//!   the counters, `EXEC`. Plain commands: a Lua `redis.call` costs Redis about a
-//!   microsecond more per job than the command itself, which is a quarter of W1's
-//!   throughput. Redis refuses the transaction whole while it is full (the counters may
-//!   grow memory); the acks wait, their jobs stay in the processing list. A transaction
-//!   sent twice (its reply lost) removes nothing twice but counts twice.
+//! - a group of acks only (the hot path) is plain commands, an `LREM` per job and the
+//!   counters' `INCRBY`s: a Lua `redis.call` costs Redis about a microsecond more per
+//!   job than the command itself (a quarter of W1's throughput), and a transaction's
+//!   QUEUED replies cost the worker. An ack is one command and is done when Redis took
+//!   it; each command Redis refused is kept and sent again (an `LREM` of a job no longer
+//!   listed is a no-op), and so are the counts, so counters come out exact once Redis
+//!   takes them — while Redis is full it takes the acks (`LREM` frees memory) and the
+//!   counts wait. Counts sent again because a reply was lost count twice.
 //! - a group with any other outcome (a failure to retry or bury, a give-back) is one
 //!   `OUTCOMES` script call, in which each outcome applies only if its job is still in
 //!   the processing list, so it applies once however often it is sent, and which Redis
@@ -135,8 +137,23 @@ struct Group {
     /// first whatever their order among other outcomes).
     acks: Vec<Vec<u8>>,
     /// The other outcomes, as `OUTCOMES` takes them; with none, the group is sent as
-    /// a transaction of plain commands instead of the script.
+    /// plain commands instead of the script.
     others: Vec<Vec<u8>>,
+    /// Acks not yet counted in each counter (total, queue's, window's), for the plain
+    /// form.
+    uncounted: [usize; 3],
+}
+
+/// What one reply of a group's commands answers.
+enum Reply {
+    /// The whole group (the script).
+    Script,
+    /// The `LREM` of `acks[i]`.
+    Ack(usize),
+    /// The `INCRBY` of counter `k`.
+    Count(usize),
+    /// An `EXPIRE` (of a window that already counts; nothing to keep).
+    Expire,
 }
 
 fn build(
@@ -163,7 +180,10 @@ fn build(
             .or_insert_with(|| Group::new(shared, q, now));
         let args = &mut group.others;
         match msg {
-            Msg::Ack { raw, .. } => group.acks.push(raw),
+            Msg::Ack { raw, .. } => {
+                group.acks.push(raw);
+                group.uncounted.iter_mut().for_each(|n| *n += 1);
+            }
             Msg::Fail {
                 raw, record, next, ..
             } => match next {
@@ -224,11 +244,12 @@ impl Group {
             ],
             acks: Vec::new(),
             others: Vec::new(),
+            uncounted: [0; 3],
         }
     }
 
-    /// Adds the group's commands to `pipe`; returns how many replies they bring.
-    fn add_to(&self, pipe: &mut redis::Pipeline) -> usize {
+    /// Adds the group's commands to `pipe`; returns what each of their replies answers.
+    fn add_to(&self, pipe: &mut redis::Pipeline) -> Vec<Reply> {
         if !self.others.is_empty() {
             let mut cmd = redis::cmd("EVALSHA");
             cmd.arg(scripts::OUTCOMES.get_hash())
@@ -240,20 +261,72 @@ impl Group {
             }
             cmd.arg(&self.others);
             pipe.add_command(cmd);
-            return 1;
+            return vec![Reply::Script];
         }
         let [processing, _, _, _, _, total, _, per_queue, _, window, _] = &self.keys;
-        pipe.cmd("MULTI");
-        for raw in &self.acks {
+        let mut replies = Vec::with_capacity(self.acks.len() + 4);
+        for (i, raw) in self.acks.iter().enumerate() {
             pipe.cmd("LREM").arg(processing).arg(-1).arg(raw);
+            replies.push(Reply::Ack(i));
         }
-        let n = self.acks.len();
-        for key in [total, per_queue, window] {
-            pipe.cmd("INCRBY").arg(key).arg(n);
+        for (k, key) in [total, per_queue, window].into_iter().enumerate() {
+            if self.uncounted[k] > 0 {
+                pipe.cmd("INCRBY").arg(key).arg(self.uncounted[k]);
+                replies.push(Reply::Count(k));
+            }
         }
-        pipe.cmd("EXPIRE").arg(window).arg(STAT_WINDOW_TTL_SECS);
-        pipe.cmd("EXEC");
-        n + 6
+        if self.uncounted[2] > 0 {
+            pipe.cmd("EXPIRE").arg(window).arg(STAT_WINDOW_TTL_SECS);
+            replies.push(Reply::Expire);
+        }
+        replies
+    }
+
+    /// Takes the replies to `add_to`'s commands: forgets what Redis applied. Returns
+    /// the first refusal (what is left is sent again).
+    fn applied(
+        &mut self,
+        plan: Vec<Reply>,
+        replies: impl Iterator<Item = redis::RedisResult<redis::Value>>,
+    ) -> Option<redis::RedisError> {
+        let mut refused = None;
+        let mut done = vec![false; self.acks.len()];
+        for (what, reply) in plan.into_iter().zip(replies) {
+            match (what, reply) {
+                (Reply::Script, Ok(v)) => {
+                    if let Ok((_, _, problems @ 1..)) =
+                        redis::from_redis_value::<(i64, i64, i64)>(v)
+                    {
+                        tracing::warn!(
+                            "{problems} FiberJob counter(s) in Redis are not integers and were not updated"
+                        );
+                    }
+                    // The script counted its acks itself.
+                    self.acks.clear();
+                    self.others.clear();
+                    self.uncounted = [0; 3];
+                    return None;
+                }
+                (Reply::Ack(i), Ok(_)) => done[i] = true,
+                (Reply::Count(k), Ok(_)) => self.uncounted[k] = 0,
+                (Reply::Count(_), Err(e)) if matches!(e.code(), Some("ERR" | "WRONGTYPE")) => {
+                    // Not a number (another program wrote it): counting is bookkeeping.
+                    tracing::warn!("a FiberJob counter in Redis was not updated: {e}");
+                    self.uncounted = [0; 3];
+                }
+                (Reply::Expire, _) => {}
+                (_, Err(e)) => {
+                    refused.get_or_insert(e);
+                }
+            }
+        }
+        let mut done = done.into_iter();
+        self.acks.retain(|_| !done.next().unwrap_or(false));
+        refused
+    }
+
+    fn is_done(&self) -> bool {
+        self.acks.is_empty() && self.others.is_empty() && self.uncounted == [0; 3]
     }
 }
 
@@ -269,7 +342,7 @@ async fn send(
     for _ in 0..2 {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        let spans: Vec<(usize, usize)> = groups
+        let plans: Vec<(usize, Vec<Reply>)> = groups
             .iter()
             .map(|(q, g)| (*q, g.add_to(&mut pipe)))
             .collect();
@@ -279,36 +352,20 @@ async fn send(
             .into_iter();
         let mut refused = None;
         let mut missing_script = false;
-        for (q, replies) in spans {
-            // A group's outcome is its last reply: the script's, or EXEC's. When Redis
-            // refused the transaction (EXECABORT), the command it refused says why.
-            let replies: Vec<_> = results.by_ref().take(replies).collect();
-            let cause = replies
-                .iter()
-                .rev()
-                .skip(1)
-                .find_map(|r| r.as_ref().err().cloned());
-            match replies.into_iter().last() {
-                Some(Ok(v)) => {
-                    let counts = redis::from_redis_value::<(i64, i64, i64)>(v);
-                    if let Ok((_, _, problems @ 1..)) = counts {
-                        tracing::warn!(
-                            "{problems} FiberJob counter(s) in Redis are not integers and were not updated"
-                        );
-                    }
-                    groups.remove(&q);
+        for (q, plan) in plans {
+            let n = plan.len();
+            let group = groups.get_mut(&q).expect("planned above");
+            if let Some(e) = group.applied(plan, results.by_ref().take(n)) {
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) {
+                    missing_script = true;
+                } else if is_connection_problem(&e) {
+                    return Err(e);
+                } else {
+                    refused = Some(e.to_string());
                 }
-                Some(Err(e)) => {
-                    let e = cause.unwrap_or(e);
-                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) {
-                        missing_script = true;
-                    } else if is_connection_problem(&e) {
-                        return Err(e);
-                    } else {
-                        refused = Some(e.to_string());
-                    }
-                }
-                None => refused = Some("Redis sent fewer replies than commands".into()),
+            }
+            if group.is_done() {
+                groups.remove(&q);
             }
         }
         if !missing_script {
@@ -319,4 +376,96 @@ async fn send(
     Ok(Some(
         "Redis does not keep FiberJob's script (NOSCRIPT after SCRIPT LOAD)".into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(acks: &[&str], others: &[&str]) -> Group {
+        Group {
+            keys: std::array::from_fn(|i| format!("k{i}")),
+            fixed: std::array::from_fn(|i| format!("a{i}")),
+            acks: acks.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            others: others.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            uncounted: [acks.len(); 3],
+        }
+    }
+
+    fn server_error(line: &str) -> redis::RedisError {
+        match redis::parse_redis_value(format!("-{line}\r\n").as_bytes()).unwrap() {
+            redis::Value::ServerError(e) => e.into(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn send_plan(g: &Group) -> Vec<Reply> {
+        g.add_to(&mut redis::pipe())
+    }
+
+    #[test]
+    fn acks_are_plain_commands_and_the_script_takes_the_rest() {
+        let g = group(&["j1", "j2"], &[]);
+        let mut pipe = redis::pipe();
+        assert_eq!(g.add_to(&mut pipe).len(), 2 + 3 + 1); // LREM ×2, INCRBY ×3, EXPIRE
+        assert_eq!(pipe.len(), 6);
+        let g = group(&["j1"], &["R", "j2", "rec", "1.0", "p"]);
+        assert!(matches!(send_plan(&g)[..], [Reply::Script]));
+    }
+
+    #[test]
+    fn what_redis_refused_is_kept_and_what_it_took_is_not_sent_again() {
+        let mut g = group(&["j1", "j2"], &[]);
+        let plan = send_plan(&g);
+        let oom = || Err(server_error("OOM command not allowed"));
+        // Full Redis: the LREMs apply, the counts do not.
+        let replies = vec![
+            Ok(redis::Value::Int(1)),
+            Ok(redis::Value::Int(1)),
+            oom(),
+            oom(),
+            oom(),
+            oom(),
+        ];
+        let refused = g.applied(plan, replies.into_iter());
+        assert!(refused.is_some_and(|e| e.code() == Some("OOM")));
+        assert!(g.acks.is_empty());
+        assert_eq!(g.uncounted, [2, 2, 2]);
+        assert!(!g.is_done());
+        // Next time: only the counts, by the acks not yet counted.
+        let plan = send_plan(&g);
+        assert_eq!(plan.len(), 4);
+        let ok = vec![Ok(redis::Value::Int(2)); 4];
+        assert!(g.applied(plan, ok.into_iter()).is_none());
+        assert!(g.is_done());
+    }
+
+    #[test]
+    fn a_script_group_counts_its_acks_itself() {
+        let mut g = group(&["j1"], &["X", "j2", "entry"]);
+        let plan = send_plan(&g);
+        let reply = redis::Value::Array(vec![
+            redis::Value::Int(1),
+            redis::Value::Int(0),
+            redis::Value::Int(0),
+        ]);
+        assert!(g.applied(plan, vec![Ok(reply)].into_iter()).is_none());
+        assert!(g.is_done(), "nothing is left to count twice");
+    }
+
+    #[test]
+    fn a_counter_another_program_broke_does_not_hold_acks_back() {
+        let mut g = group(&["j1"], &[]);
+        let plan = send_plan(&g);
+        let not_int = || Err(server_error("ERR value is not an integer or out of range"));
+        let replies = vec![
+            Ok(redis::Value::Int(1)),
+            not_int(),
+            not_int(),
+            not_int(),
+            Ok(redis::Value::Int(1)),
+        ];
+        assert!(g.applied(plan, replies.into_iter()).is_none());
+        assert!(g.is_done());
+    }
 }
