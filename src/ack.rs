@@ -15,6 +15,7 @@
 //!   `OUTCOMES` script call, in which each outcome applies only if its job is still in
 //!   the processing list, so it applies once however often it is sent, and which Redis
 //!   runs whole even when full (see `scripts.rs`): a failure is never half recorded.
+//!
 //! A group Redis does not apply — unreachable, refusing, a key of the wrong type — is
 //! kept and sent again with backoff until it applies; meanwhile its jobs stay in the
 //! processing list. Nothing is ever dropped.
