@@ -31,6 +31,7 @@ module FiberJob
     def configure
       yield config # each setter validates its own value
       @client = nil
+      @admin = nil
       if @logger
         logger.level = config.logger_level
         logger.formatter = Logging.formatter(config.log_format) if @default_logger
@@ -47,6 +48,7 @@ module FiberJob
     def reset!
       @config = nil
       @client = nil
+      @admin = nil
       @logger = nil
       Instrumentation.clear
     end
@@ -77,13 +79,30 @@ module FiberJob
       Instrumentation.unsubscribe(event, block)
     end
 
-    # The native client for the current configuration and process.
+    # The native client (enqueue) for the current configuration and process.
     # @api private
     def client
-      pid = Process.pid
-      @client = nil if @client_pid != pid
-      @client_pid = pid
+      fresh_after_fork
       @client ||= Native::Client.new(config.redis_url, config.prefix, config.network_timeout.to_f)
+    end
+
+    # The native admin (what FiberJob::Queue and the Web UI read and change) for the
+    # current configuration and process. @api private
+    def admin
+      fresh_after_fork
+      @admin ||= Native::Admin.new(config.redis_url, config.prefix, config.network_timeout.to_f)
+    end
+
+    private
+
+    # A forked child builds its own native objects (the runtime notices the new pid).
+    def fresh_after_fork
+      pid = Process.pid
+      return if @native_pid == pid
+
+      @native_pid = pid
+      @client = nil
+      @admin = nil
     end
   end
 end

@@ -83,7 +83,12 @@ module FiberJob
       raise UsageError, "unexpected argument #{rest.first.inspect}" unless rest.empty?
 
       boot(opts)
-      worker = FiberJob::Worker.new(queues: FiberJob.config.queues, concurrency: limits(opts),
+      if opts[:concurrency] && !opts[:concurrency].positive?
+        raise UsageError, "-c must be a positive number of jobs, got #{opts[:concurrency]}"
+      end
+
+      # -q's NAME:N win over -c, which wins over the configuration's concurrency.
+      worker = FiberJob::Worker.new(queues: opts[:queues] || FiberJob.config.queues, concurrency: opts[:concurrency],
                                     executor: opts[:executor])
       worker.start
       0
@@ -105,20 +110,6 @@ module FiberJob
       require_relative "web"
       FiberJob::Web.serve(host: opts[:host], port: opts[:port])
       0
-    end
-
-    # Per-queue concurrency: NAME:N from -q, else -c, else the configuration's.
-    def limits(opts)
-      if opts[:concurrency] && !opts[:concurrency].positive?
-        raise UsageError, "-c must be a positive number of jobs, got #{opts[:concurrency]}"
-      end
-
-      explicit = (opts[:queues] || []).filter_map do |q|
-        name, n = q.split(":", 2)
-        [name, Integer(n, 10)] if n&.match?(/\A\d+\z/)
-      end.to_h
-      config = FiberJob.config
-      config.queues.to_h { |q| [q, explicit[q] || opts[:concurrency] || config.concurrency_for(q)] }
     end
 
     # The environment, the app, then the settings (file, then flags).

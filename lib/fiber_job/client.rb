@@ -1,8 +1,10 @@
 # frozen_string_literal: true
 
 module FiberJob
-  # Builds job payloads and hands them to the Rust client. The payload uses Sidekiq's
-  # field names (class, args, jid, queue, created_at, enqueued_at, retry_count).
+  # Hands jobs to the Rust client. Payloads use Sidekiq's field names (class, args,
+  # jid, queue, created_at, enqueued_at, retry_count) and are built in one place, the
+  # engine's payload builder: the fast path calls it from Rust, the Ruby path through
+  # `Native.payload`.
   #
   # Every enqueue passes one choke point, `deliver`: client middleware runs there,
   # :enqueue events are emitted there, and test mode (`FiberJob::Testing`) takes the
@@ -12,111 +14,107 @@ module FiberJob
     class << self
       # Where payloads go instead of Redis (set by FiberJob::Testing). @api private
       attr_accessor :sink
-    end
 
-    module_function
-
-    # Enqueues one job now. @return [String, nil] the job id (nil if middleware stopped it)
-    def push(job_class, args, queue: job_class.queue_name, extra: nil)
-      if extra.nil? && plain?
-        fast = FiberJob.client._enqueue(class_name(job_class), queue, [args])
-        return fast.first if fast
-      end
-      deliver(job_class, [build(job_class, args, queue, extra)], nil).first
-    end
-
-    # Enqueues many jobs of one class in one round trip. @return [Array<String>] job ids
-    def push_bulk(job_class, args_list, queue: job_class.queue_name)
-      unless args_list.is_a?(Array) && args_list.all?(Array)
-        raise ArgumentError, "#{job_class}.perform_bulk takes an Array of argument Arrays, e.g. [[1, \"a\"], [2, \"b\"]]"
+      # Enqueues one job now. `job_class` is a job class or a class name.
+      # @return [String, nil] the job id (nil if middleware stopped it)
+      def push(job_class, args, queue: job_class_queue(job_class), extra: nil)
+        if extra.nil? && plain?
+          fast = FiberJob.client._enqueue(class_name(job_class), queue.to_s, [args])
+          return fast.first if fast
+        end
+        deliver(job_class, [build(job_class, args, queue, extra)], nil).first
       end
 
-      if plain?
-        fast = FiberJob.client._enqueue(class_name(job_class), queue, args_list)
-        return fast if fast
+      # Enqueues many jobs of one class in one round trip. @return [Array<String>] job ids
+      def push_bulk(job_class, args_list, queue: job_class.queue_name)
+        unless args_list.is_a?(Array) && args_list.all?(Array)
+          raise ArgumentError, "#{job_class}.perform_bulk takes an Array of argument Arrays, e.g. [[1, \"a\"], [2, \"b\"]]"
+        end
+
+        if plain?
+          fast = FiberJob.client._enqueue(class_name(job_class), queue.to_s, args_list)
+          return fast if fast
+        end
+        deliver(job_class, args_list.map { |args| build(job_class, args, queue, nil) }, nil)
       end
-      deliver(job_class, args_list.map { |args| build(job_class, args, queue, nil) }, nil)
-    end
 
-    # Stores a job to run at `at` (epoch seconds); a time not in the future runs now.
-    # @return [String, nil] the job id
-    def schedule(job_class, at, args, queue: job_class.queue_name, extra: nil)
-      payload = build(job_class, args, queue, extra)
-      future = at > Time.now.to_f
-      payload["at"] = at if future
-      deliver(job_class, [payload], future ? at : nil).first
-    end
+      # Stores a job to run at `at` (epoch seconds); a time not in the future runs now.
+      # @return [String, nil] the job id
+      def schedule(job_class, at, args, queue: job_class.queue_name, extra: nil)
+        payload = build(job_class, args, queue, extra)
+        future = at > Time.now.to_f
+        payload["at"] = at if future
+        deliver(job_class, [payload], future ? at : nil).first
+      end
 
-    # Runs client middleware over each payload, then writes the survivors (to Redis,
-    # or to the test sink). @return [Array<String, nil>] jids, nil where stopped
-    def deliver(job_class, payloads, at)
-      chain = FiberJob.config.client_middleware
-      kept = chain.empty? ? payloads : payloads.map { |p| through(chain, job_class, p) }
-      ready = kept.compact
-      write(job_class, ready, at) unless ready.empty?
-      kept.map { |p| p && p["jid"] }
-    end
+      private
 
-    def through(chain, job_class, payload)
-      ran, = chain.invoke(job_class, payload, payload["queue"]) { payload }
-      return nil unless ran
+      # Runs client middleware over each payload, then writes the survivors (to Redis,
+      # or to the test sink). @return [Array<String, nil>] jids, nil where stopped
+      def deliver(job_class, payloads, at)
+        chain = FiberJob.config.client_middleware
+        kept = chain.empty? ? payloads : payloads.map { |p| through(chain, job_class, p) }
+        ready = kept.compact
+        write(job_class, ready, at) unless ready.empty?
+        kept.map { |p| p && p["jid"] }
+      end
 
-      Arguments.check!("#{payload["class"]} (after client middleware)", payload["args"])
-      payload
-    end
+      def through(chain, job_class, payload)
+        ran, = chain.invoke(job_class, payload, payload["queue"]) { payload }
+        return nil unless ran
 
-    def write(job_class, payloads, at)
-      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      if sink
-        sink.deliver(job_class, payloads, at)
-      elsif at
-        payloads.each { |p| FiberJob.client._schedule(p["queue"].to_s, at, JSON.generate(p)) }
-      else
-        payloads.group_by { |p| p["queue"].to_s }.each do |queue, group|
-          FiberJob.client._push(queue, group.map { |p| JSON.generate(p) })
+        Arguments.check!("#{payload["class"]} (after client middleware)", payload["args"])
+        payload
+      end
+
+      def write(job_class, payloads, at)
+        started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        if sink
+          sink.deliver(job_class, payloads, at)
+        elsif at
+          payloads.each { |p| FiberJob.client._schedule(p["queue"].to_s, at, JSON.generate(p)) }
+        else
+          payloads.group_by { |p| p["queue"].to_s }.each do |queue, group|
+            FiberJob.client._push(queue, group.map { |p| JSON.generate(p) })
+          end
+        end
+        announce(job_class, payloads, started) if Instrumentation.listening?(:enqueue)
+      end
+
+      def announce(job_class, payloads, started)
+        duration = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
+        payloads.each do |p|
+          Instrumentation.emit(:enqueue, job_class: job_class, jid: p["jid"],
+                                         queue: p["queue"], args: p["args"], duration: duration)
         end
       end
-      announce(job_class, payloads, started) if Instrumentation.listening?(:enqueue)
-    end
 
-    def announce(job_class, payloads, started)
-      duration = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
-      payloads.each do |p|
-        Instrumentation.emit(:enqueue, job_class: job_class, jid: p["jid"],
-                                       queue: p["queue"], args: p["args"], duration: duration)
+      # True when nothing needs the payloads in Ruby: the Rust fast path may write them.
+      def plain?
+        sink.nil? && FiberJob.config.client_middleware.empty? && !Instrumentation.listening?(:enqueue)
       end
-    end
 
-    # True when nothing needs the payloads in Ruby: the Rust fast path may write them.
-    def plain?
-      sink.nil? && FiberJob.config.client_middleware.empty? && !Instrumentation.listening?(:enqueue)
-    end
+      # Checks the arguments (raising the ArgumentError that names the bad one), then
+      # has the engine's builder make the payload, as a Hash middleware can change.
+      def build(job_class, args, queue, extra)
+        name = class_name(job_class)
+        Arguments.check!("#{name}.perform_async", args)
+        json = Native.payload(name, queue.to_s, JSON.generate(args), extra && JSON.generate(extra))
+        JSON.parse(json)
+      end
 
-    # Checks the arguments (raising the ArgumentError that names the bad one) and
-    # builds the payload in Ruby.
-    def build(job_class, args, queue, extra)
-      name = class_name(job_class)
-      Arguments.check!("#{name}.perform_async", args)
-      now = Time.now.to_f
-      payload = {
-        "class" => name,
-        "args" => args,
-        "jid" => SecureRandom.hex(12),
-        "queue" => queue.to_s,
-        "created_at" => now,
-        "enqueued_at" => now,
-        "retry_count" => 0
-      }
-      extra ? extra.transform_keys(&:to_s).merge(payload) : payload
-    end
+      def class_name(job_class)
+        return job_class if job_class.is_a?(String)
 
-    def class_name(job_class)
-      return job_class if job_class.is_a?(String)
+        name = job_class.name
+        raise ArgumentError, "#{job_class.inspect} has no name; define job classes with a constant name" if name.nil?
 
-      name = job_class.name
-      raise ArgumentError, "#{job_class.inspect} has no name; define job classes with a constant name" if name.nil?
+        name
+      end
 
-      name
+      def job_class_queue(job_class)
+        job_class.is_a?(String) ? "default" : job_class.queue_name
+      end
     end
   end
 end

@@ -9,6 +9,8 @@ module FiberJob
   # validates, so a bad value fails at `configure`, naming the option.
   class Configuration
     LOG_LEVELS = %i[debug info warn error fatal].freeze
+    # What a queue may be called: it goes into Redis key names and URLs.
+    QUEUE_NAME = /\A[\w.:-]+\z/.freeze
     EXECUTORS = %i[fiber thread].freeze
     URL_SCHEMES = %w[redis rediss unix].freeze
 
@@ -137,25 +139,47 @@ module FiberJob
     # A list of names; an entry may be "name:concurrency" or a one-pair Hash
     # ({ "high" => 5 }), which also sets that queue's concurrency.
     def queues=(value)
-      list = Array(value).flat_map { |q| q.is_a?(Hash) ? q.to_a : [q] }
-      limits = {}
-      list = list.map do |q|
-        q, n = q if q.is_a?(Array)
-        q, n = q.split(":", 2) if n.nil? && q.is_a?(String) && q.match?(/\A[^:]+:\d+\z/)
-        limits[q] = n.is_a?(String) ? Integer(n, 10) : n unless n.nil?
-        q
-      end
-      raise ConfigurationError, "queues must list at least one queue, e.g. [:default]" if list.empty?
-      @queues = list.map { |q| queue_name(:queues, q) }.uniq
+      @queues, limits = self.class.parse_queues(value)
       self.queue_concurrency = (@queue_concurrency || {}).merge(limits) unless limits.empty?
     end
 
     def queue_concurrency=(value)
-      raise ConfigurationError, "queue_concurrency must be a Hash like { default: 5 }, got #{value.inspect}" unless value.is_a?(Hash)
+      @queue_concurrency = self.class.parse_limits(value)
+    end
 
-      @queue_concurrency = value.to_h do |q, n|
-        [queue_name(:queue_concurrency, q), positive_integer(:"queue_concurrency[#{q.inspect}]", n)]
+    # Splits a queue list (names; "name:N" strings; one-pair Hashes) into queue names
+    # and the concurrency it gives some of them. The one parser of queue lists: the
+    # configuration, the CLI's -q and FiberJob::Worker.new(queues:) use it.
+    # @return [Array(Array<String>, Hash{String => Integer})]
+    # @raise [FiberJob::ConfigurationError]
+    def self.parse_queues(value, option = :queues)
+      list = Array(value).flat_map { |q| q.is_a?(Hash) ? q.to_a : [q] }
+      limits = {}
+      names = list.map do |q|
+        q, n = q if q.is_a?(Array)
+        q, n = q.split(":", 2) if n.nil? && q.is_a?(String) && q.match?(/\A[^:]+:\d+\z/)
+        name = queue_name(option, q)
+        limits[name] = positive_integer(:"#{option} #{name}", n.is_a?(String) ? Integer(n, 10) : n) unless n.nil?
+        name
       end
+      raise ConfigurationError, "#{option} must list at least one queue, e.g. [:default]" if names.empty?
+
+      [names.uniq, limits]
+    end
+
+    # Validates a { queue => concurrency } Hash. @return [Hash{String => Integer}]
+    def self.parse_limits(value, option = :queue_concurrency)
+      raise ConfigurationError, "#{option} must be a Hash like { default: 5 }, got #{value.inspect}" unless value.is_a?(Hash)
+
+      value.to_h { |q, n| [queue_name(option, q), positive_integer(:"#{option}[#{q.inspect}]", n)] }
+    end
+
+    # Concurrency per queue for a worker of `queues`: `given` (name => n) first, then
+    # `all` (one number for every queue), then queue_concurrency, then concurrency.
+    # @return [Array<Integer>] in the order of `queues`
+    def limits_for(queues, all: nil, given: {})
+      positive_integer(:concurrency, all) if all
+      queues.map { |q| given.fetch(q) { all || concurrency_for(q) } }
     end
 
     def log_level=(value)
@@ -206,26 +230,34 @@ module FiberJob
       Logger.const_get(@log_level.to_s.upcase)
     end
 
-    private
-
-    def positive_integer(name, value)
+    # @api private
+    def self.positive_integer(name, value)
       return value if value.is_a?(Integer) && value.positive?
 
       raise ConfigurationError, "#{name} must be a positive Integer, got #{value.inspect}"
+    end
+
+    # A queue name as a String. @api private
+    def self.queue_name(option, value)
+      name = value.to_s
+      unless (value.is_a?(Symbol) || value.is_a?(String)) && name.match?(QUEUE_NAME)
+        raise ConfigurationError, "#{option}: #{value.inspect} is not a queue name (use a Symbol or String of letters, digits, _ . : -)"
+      end
+      name
+    end
+
+    private_class_method :positive_integer, :queue_name
+
+    private
+
+    def positive_integer(name, value)
+      self.class.send(:positive_integer, name, value)
     end
 
     def non_negative(name, value)
       return value if value.is_a?(Numeric) && value >= 0
 
       raise ConfigurationError, "#{name} must be a number of seconds >= 0, got #{value.inspect}"
-    end
-
-    def queue_name(option, value)
-      name = value.to_s
-      unless (value.is_a?(Symbol) || value.is_a?(String)) && name.match?(/\A[\w.:-]+\z/)
-        raise ConfigurationError, "#{option}: #{value.inspect} is not a queue name (use a Symbol or String of letters, digits, _ . : -)"
-      end
-      name
     end
   end
 end

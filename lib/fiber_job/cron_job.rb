@@ -75,7 +75,7 @@ module FiberJob
         [job.name, JSON.generate("class" => job.name, "cron" => job.cron, "queue" => job.queue_name,
                                  "time_zone" => config.cron_time_zone.to_s)]
       end
-      client._register_cron(entries)
+      admin._register_cron(entries)
       jobs
     end
   end

@@ -17,9 +17,6 @@ module FiberJob
   # memory in Redis or raise maxmemory, then enqueue again.
   class RedisFullError < Error; end
 
-  # A payload could not be built or read.
-  class SerializationError < Error; end
-
   # A cron expression does not parse; the message holds the expression and the reason.
   class InvalidCronError < Error; end
 

@@ -15,13 +15,28 @@ module FiberJob
   # is reported to the engine exactly once, so its slot is never lost.
   class Processor
     CLASS_NAME = /\A(?:::)?[A-Z]\w*(?:::[A-Z]\w*)*\z/.freeze
-    # Backtrace lines sent with a failure (the engine keeps at most this many too).
-    BACKTRACE_LINES = 20
+    # Backtrace lines sent with a failure: as many as the engine keeps.
+    BACKTRACE_LINES = Native::BACKTRACE_LINES
     # Retries of a job whose class this worker does not have (a rolling deploy: newer
     # code enqueued it, an older worker took it). With the default backoff the last
     # one comes about 2.5 hours after the first try, longer than a deploy takes; a
     # worker that knows the class runs it at its next try.
     UNKNOWN_CLASS_RETRIES = 8
+
+    # The job class a payload names, looked up safely — only a FiberJob::Job subclass,
+    # by a constant-name pattern and `const_get`, never anything else Redis data names.
+    # Returns [Class], [:invalid] (not a constant name), [:not_a_job], or [:unknown,
+    # error] (no such constant in this process, or loading it failed). The one lookup:
+    # workers and FiberJob::Testing use it.
+    def self.job_class(name)
+      return [:invalid] unless name.is_a?(String) && name.match?(CLASS_NAME)
+
+      klass = Object.const_get(name)
+      [klass.is_a?(Class) && klass < FiberJob::Job ? klass : :not_a_job]
+    rescue NameError, ScriptError => e
+      # ScriptError: an autoloader found the file and it failed to load.
+      [:unknown, e]
+    end
 
     # True for an exception that means the job was interrupted rather than failed:
     # the worker is stopping (FiberJob::Shutdown, Async::Stop), a signal, or `exit`.
@@ -65,7 +80,7 @@ module FiberJob
     ensure
       # Only when something above raised before the job was reported (a bug, or an
       # interruption): it goes back to its queue. A no-op for a job already reported.
-      @native._requeue(id) unless reported || id.nil?
+      @native._give_back(id) unless reported || id.nil?
     end
 
     private
@@ -90,7 +105,7 @@ module FiberJob
                else
                  "class #{class_name.inspect} is not a FiberJob::Job subclass"
                end
-      @native._reject(id, "FiberJob::UnknownJobError", reason)
+      @native._bury(id, "FiberJob::UnknownJobError", reason)
       @logger.error("jid=#{jid} queue=#{queue} moved to the dead set: #{reason}")
       return unless Instrumentation.listening?(:dead)
 
@@ -132,7 +147,7 @@ module FiberJob
       if self.class.interruption?(e)
         # The job did not finish and is not at fault: back to the front of its queue;
         # the exception goes on to the executor.
-        @native._requeue(id)
+        @native._give_back(id)
         raise
       end
       failed(id, job, klass, jid, queue, args, retry_count, e, started)
@@ -227,17 +242,8 @@ module FiberJob
       fallback
     end
 
-    # The job class `name` names: [Class], [:invalid] (not a constant name),
-    # [:not_a_job], or [:unknown, error] (no such constant in this worker, or loading
-    # it failed). Only classes are cached: a later deploy or autoload may add one.
     def constant(name)
-      return [:invalid] unless name.is_a?(String) && name.match?(CLASS_NAME)
-
-      klass = Object.const_get(name)
-      [klass.is_a?(Class) && klass < FiberJob::Job ? klass : :not_a_job]
-    rescue NameError, ScriptError => e
-      # ScriptError: an autoloader found the file and it failed to load.
-      [:unknown, e]
+      self.class.job_class(name)
     end
   end
 end

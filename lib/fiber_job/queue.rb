@@ -1,50 +1,52 @@
 # frozen_string_literal: true
 
 module FiberJob
-  # Read access to queues and failures, for people and dashboards.
+  # Read access to queues and failures, for people and dashboards. Everything goes
+  # through the engine's admin calls (`FiberJob.admin`, src/client/).
   module Queue
     module_function
 
     # @return [Hash] size: ready jobs, scheduled: scheduled jobs and pending retries,
     #   processing: jobs workers have taken and not yet finished
     def stats(queue)
-      size, scheduled, processing = FiberJob.client._stats(queue.to_s)
-      { size: size, scheduled: scheduled, processing: processing }
+      m = metrics([queue_string(queue)]).values.first
+      { size: m[:size], scheduled: m[:scheduled] + m[:retries], processing: m[:busy] }
     end
 
     # Failure records, newest first: 'class', 'args', 'jid', 'queue', 'error',
     # 'error_class', 'error_message', 'backtrace', 'failed_at', 'retry_count'.
     # @return [Array<Hash>]
     def failed_jobs(limit: 100, offset: 0)
-      FiberJob.client._failed(offset, offset + limit - 1).map { |json| JSON.parse(json) }
+      FiberJob.admin._failed(offset, offset + limit - 1).map { |json| JSON.parse(json) }
     end
 
     # Jobs that will not run again (retries exhausted, or unrunnable), newest first;
     # the failure fields plus 'died_at'. The 10,000 newest of the last 180 days are kept.
     # @return [Array<Hash>]
     def dead_jobs(limit: 100, offset: 0)
-      FiberJob.client._dead(offset, offset + limit - 1).map { |json| JSON.parse(json) }
+      FiberJob.admin._dead(offset, offset + limit - 1).map { |json| JSON.parse(json) }
     end
 
     # Puts a dead job back on its queue with its retry count reset.
     # @return [Boolean] whether a job with that jid was found and moved
     def retry_dead(jid)
-      FiberJob.client._retry_dead(jid_string(jid)).positive?
+      FiberJob.admin._retry_dead(jid_string(jid)).positive?
     end
 
     # Deletes a dead job. @return [Boolean] whether it was there
     def delete_dead(jid)
-      FiberJob.client._delete_dead(jid_string(jid)).positive?
+      FiberJob.admin._delete_dead(jid_string(jid)).positive?
     end
 
-    # Puts every dead job back on its queue. @return [Integer] how many moved
+    # Puts every dead job back on its queue (the 10,000 newest of the last 180 days
+    # are kept: Native::DEAD_CAP, Native::DEAD_MAX_AGE_DAYS). @return [Integer] how many moved
     def retry_all_dead
-      FiberJob.client._retry_dead(nil)
+      FiberJob.admin._retry_dead(nil)
     end
 
     # Empties the dead set. @return [Integer] how many were deleted
     def clear_dead_jobs
-      FiberJob.client._delete_dead(nil)
+      FiberJob.admin._delete_dead(nil)
     end
 
     # Cron jobs with their expression, queue, next run and last run: the ones loaded
@@ -52,9 +54,9 @@ module FiberJob
     # does not load the app lists them too). A last run Redis holds in a form FiberJob
     # did not write is nil, with the reason in :last_run_error. @return [Array<Hash>]
     def cron_jobs
-      pairs, unreadable = FiberJob.client._cron_last
+      pairs, unreadable = FiberJob.admin._cron_last
       last = pairs.to_h
-      defs = FiberJob.client._cron_defs.to_h { |name, json| [name, parse_cron(json)] }
+      defs = FiberJob.admin._cron_defs.to_h { |name, json| [name, parse_cron(json)] }
       CronJob.all.each { |job| defs[job.name] = { "cron" => job.cron, "queue" => job.queue_name } }
       utc = FiberJob.config.cron_time_zone == :utc
       defs.sort.filter_map do |name, d|
@@ -80,16 +82,15 @@ module FiberJob
       tick ? [tick, nil] : [nil, "not an epoch time: #{value[0, 40].inspect}"]
     end
 
-    # Enqueues a cron job now, outside its schedule, by its registered name (no class
-    # is loaded from the name here; the worker resolves it as for any job).
+    # Enqueues a cron job now, outside its schedule, by its registered name, through
+    # the same path as every enqueue (client middleware and :enqueue events included).
+    # No class is loaded from the name here; the worker resolves it as for any job.
     # @return [String] the jid
     def enqueue_cron(name)
       job = cron_jobs.find { |j| j[:class] == name.to_s }
       raise ArgumentError, "no cron job named #{name.inspect} is registered" unless job
 
-      payload = Client.build(job[:class], [], job[:queue], nil)
-      FiberJob.client._push(job[:queue], [JSON.generate(payload)])
-      payload["jid"]
+      Client.push(job[:class], [], queue: job[:queue])
     end
 
     def parse_cron(json)
@@ -101,7 +102,7 @@ module FiberJob
 
     # Every queue enqueued to or worked, sorted. @return [Array<String>]
     def names
-      FiberJob.client._queue_names
+      FiberJob.admin._queue_names
     end
 
     # Counters and sizes per queue, kept in Redis by the engine:
@@ -112,7 +113,7 @@ module FiberJob
     def metrics(queues = nil)
       names = queues ? Array(queues).map(&:to_s) : self.names
       now = Time.now.to_f
-      FiberJob.client._metrics(names).to_h do |name, processed, failed, size, scheduled, retries, busy, oldest|
+      FiberJob.admin._metrics(names).to_h do |name, processed, failed, size, scheduled, retries, busy, oldest|
         [name, { processed: processed, failed: failed, size: size, scheduled: scheduled, retries: retries,
                  busy: busy, latency: oldest ? [now - oldest, 0.0].max.round(3) : 0.0 }]
       end
@@ -122,7 +123,7 @@ module FiberJob
     # set), failure_records (Queue.failed_jobs), and the sums of the per-queue sizes.
     # @return [Hash]
     def totals
-      processed, failed, dead, records = FiberJob.client._totals
+      processed, failed, dead, records = FiberJob.admin._totals
       per_queue = metrics.values
       sum = ->(key) { per_queue.sum { |m| m[key] } }
       { processed: processed, failed: failed, dead: dead, failure_records: records,
@@ -135,7 +136,7 @@ module FiberJob
     # and error: nil, or what is wrong with a heartbeat FiberJob did not write (its
     # other fields are then empty or zero). @return [Array<Hash>]
     def processes
-      FiberJob.client._processes.map do |pairs|
+      FiberJob.admin._processes.map do |pairs|
         h = pairs.to_h
         queues = parse_list(h["queues"]).map(&:to_s)
         error = h["error"]
@@ -147,14 +148,15 @@ module FiberJob
       end
     end
 
-    # Jobs a process has taken and not finished (payload Hashes with "queue").
-    def taken(process)
-      FiberJob.client._taken(process[:identity], process[:queues]).map { |_queue, raw| decode(raw) }
+    # Jobs a process is processing — taken and not finished (payload Hashes with
+    # "queue"), oldest first.
+    def processing_jobs(process)
+      FiberJob.admin._processing_jobs(process[:identity], process[:queues]).map { |_queue, raw| decode(raw) }
     end
 
     # Ready jobs of a queue, oldest (next to run) first. @return [Array<Hash>]
     def jobs(queue, offset: 0, limit: 25)
-      FiberJob.client._queue_jobs(queue_string(queue), offset.to_i, limit.to_i).map { |raw| decode(raw) }
+      FiberJob.admin._queue_jobs(queue_string(queue), offset.to_i, limit.to_i).map { |raw| decode(raw) }
     end
 
     # Scheduled jobs over every queue, soonest first; each payload has "at".
@@ -170,30 +172,30 @@ module FiberJob
 
     # Deletes one ready job. @return [Boolean] whether it was there
     def delete_job(queue, jid)
-      FiberJob.client._delete_queued(queue_string(queue), jid_string(jid))
+      FiberJob.admin._delete_queued(queue_string(queue), jid_string(jid))
     end
 
     # Empties a queue. @return [Integer] how many jobs were deleted
     def clear(queue)
-      FiberJob.client._clear_queue(queue_string(queue))
+      FiberJob.admin._clear_queue(queue_string(queue))
     end
 
     # Deletes a scheduled job or a pending retry (set: :scheduled or :retry).
     # @return [Boolean] whether it was there
     def delete_waiting(set, queue, jid)
-      FiberJob.client._delete_waiting(set_string(set), queue_string(queue), jid_string(jid))
+      FiberJob.admin._delete_waiting(set_string(set), queue_string(queue), jid_string(jid))
     end
 
     # Runs a scheduled job or pending retry now: it moves to the front of its queue.
     # @return [Boolean] whether it was there (false if it already ran)
     def run_now(set, queue, jid)
-      FiberJob.client._run_waiting_now(set_string(set), queue_string(queue), jid_string(jid))
+      FiberJob.admin._run_waiting_now(set_string(set), queue_string(queue), jid_string(jid))
     end
 
     # Where a job is and its payload: { state: "enqueued" | "scheduled" | "retry" |
-    # "busy" | "dead", queue:, job:, at: } or nil.
+    # "processing" | "dead", queue:, job:, at: } or nil.
     def find_job(jid)
-      found = FiberJob.client._find(names, jid_string(jid))
+      found = FiberJob.admin._find(names, jid_string(jid))
       return nil unless found
 
       state, queue, raw, at = found
@@ -205,14 +207,14 @@ module FiberJob
     # is still filling. Windows are kept an hour.
     def throughput(minutes: 5)
       windows = (minutes.to_f * 6).ceil.clamp(1, 360)
-      FiberJob.client._throughput(windows).map do |at, processed, failed|
+      FiberJob.admin._throughput(windows).map do |at, processed, failed|
         { at: Time.at(at), processed: processed, failed: failed }
       end
     end
 
     # Redis server facts for dashboards: version, memory, clients, uptime.
     def redis_info
-      info = FiberJob.client._redis_info.each_line.to_h do |line|
+      info = FiberJob.admin._redis_info.each_line.to_h do |line|
         key, value = line.chomp.split(":", 2)
         [key, value]
       end
@@ -221,11 +223,13 @@ module FiberJob
         uptime_days: info["uptime_in_days"].to_i }
     end
 
+    # --- helpers (private) -----------------------------------------------------
+
     def waiting(set, offset, limit)
       offset = offset.to_i
       limit = limit.to_i
       all = names.flat_map do |queue|
-        FiberJob.client._waiting_jobs(set, queue, 0, offset + limit).map do |raw, at|
+        FiberJob.admin._waiting_jobs(set, queue, 0, offset + limit).map do |raw, at|
           decode(raw).merge("queue" => queue, "at" => at)
         end
       end
@@ -253,7 +257,7 @@ module FiberJob
 
     def queue_string(queue)
       name = queue.to_s
-      raise ArgumentError, "a queue name is a String or Symbol, got #{queue.inspect}" if name.empty? || !name.match?(/\A[\w.:-]+\z/)
+      raise ArgumentError, "a queue name is a String or Symbol, got #{queue.inspect}" if name.empty? || !name.match?(Configuration::QUEUE_NAME)
 
       name
     end
@@ -270,5 +274,8 @@ module FiberJob
 
       jid
     end
+  
+    private_class_method :waiting, :decode, :unreadable, :parse_list, :parse_cron, :last_tick,
+                         :queue_string, :set_string, :jid_string
   end
 end

@@ -79,10 +79,15 @@ module FiberJob
         end
       end
 
-      # Runs one payload like a worker would: class lookup, jid, retry_count, the
-      # server middleware. Errors propagate to the test.
+      # Runs one payload like a worker would: the worker's class lookup, jid,
+      # retry_count, the server middleware. Errors propagate to the test.
+      # @raise [FiberJob::UnknownJobError] when the payload names no job class
       def perform(payload)
-        klass = Object.const_get(payload["class"])
+        klass, = Processor.job_class(payload["class"])
+        unless klass.is_a?(Class)
+          raise UnknownJobError, "#{payload["class"].inspect} is not a FiberJob::Job subclass loaded here"
+        end
+
         job = klass.new
         job.jid = payload["jid"]
         job.retry_count = payload["retry_count"].to_i

@@ -15,14 +15,21 @@ module FiberJob
 
     attr_reader :queues
 
-    # @param queues [Array<Symbol,String>] queues to work (default: config.queues)
+    # @param queues [Array<Symbol,String>] queues to work (default: config.queues);
+    #   "name:N" entries set that queue's concurrency
     # @param concurrency [Integer, Hash, nil] overrides every queue's concurrency, or
     #   the listed queues' ({ "high" => 5 })
     # @param executor [Symbol, nil] :fiber or :thread (default: config.executor)
+    # @raise [FiberJob::ConfigurationError] for a bad queue name, number or executor
     def initialize(queues: nil, concurrency: nil, executor: nil)
       config = FiberJob.config
-      @queues = (queues ? Configuration.new.tap { |c| c.queues = queues }.queues : config.queues)
-      @concurrency = concurrency.is_a?(Hash) ? limits(concurrency) : concurrency && Configuration.new.tap { |c| c.concurrency = concurrency }.concurrency
+      @queues, @given = queues ? Configuration.parse_queues(queues) : [config.queues, {}]
+      if concurrency.is_a?(Hash)
+        @given = Configuration.parse_limits(concurrency, :concurrency).merge(@given)
+      else
+        @all = concurrency
+        config.limits_for(@queues, all: @all) # validates it now
+      end
       @executor_name = executor ? Configuration.new.tap { |c| c.executor = executor }.executor : config.executor
       @native = nil
       @stop_requested = false
@@ -31,11 +38,11 @@ module FiberJob
     # Works jobs until stopped (a signal or #stop). Blocks.
     def start
       config = FiberJob.config
-      @limits = @queues.map do |q|
-        @concurrency.is_a?(Hash) ? @concurrency.fetch(q) { config.concurrency_for(q) } : @concurrency || config.concurrency_for(q)
-      end
-      @native = Native::Worker.new(config.redis_url, config.prefix, config.network_timeout.to_f,
-                                   identity, @queues, @limits, @queues.map { config.prefetch })
+      @limits = config.limits_for(@queues, all: @all, given: @given)
+      @native = Native::Worker.new(
+        redis_url: config.redis_url, prefix: config.prefix, network_timeout: config.network_timeout.to_f,
+        identity: identity, queues: @queues.zip(@limits).map { |q, n| [q, n, config.prefetch] }
+      )
       previous = install_signal_handlers
       logs = LogBridge.new(FiberJob.logger).start
       cron = FiberJob.register_cron_jobs.map { |job| [job.name, job.queue_name, job.cron] }
@@ -94,10 +101,6 @@ module FiberJob
           Processor.new(@native, FiberJob.logger, timeout: timeout)
         end
       end
-    end
-
-    def limits(hash)
-      Configuration.new.tap { |c| c.queue_concurrency = hash }.queue_concurrency
     end
 
     def identity

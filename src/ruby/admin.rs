@@ -1,10 +1,17 @@
-//! The admin half of `FiberJob::Native::Client` (see `crate::admin`): metrics, job
-//! listings and actions by jid, for `FiberJob::Queue`, the Web UI and `/metrics`.
+//! `FiberJob::Native::Admin`: what dashboards read and change (`crate::client`'s
+//! admin, jobs, dead and cron calls), for `FiberJob::Queue`, the Web UI and `/metrics`.
+//! Positional arguments, no defaults.
 
-use magnus::{method, prelude::*, RClass, Ruby};
+use std::time::Duration;
 
-use super::client::{blocking, RbClient};
-use crate::admin::Waiting;
+use magnus::{function, method, prelude::*, RArray, RModule, Ruby};
+
+use super::error::to_ruby;
+use super::nogvl::blocking;
+use crate::client::{Client, CronLast, Waiting};
+
+#[magnus::wrap(class = "FiberJob::Native::Admin", free_immediately, size)]
+pub struct RbAdmin(Client);
 
 type MetricsRow = (String, u64, u64, u64, u64, u64, u64, Option<f64>);
 /// [state, queue, payload, run_at or nil]
@@ -21,7 +28,13 @@ fn waiting(ruby: &Ruby, set: &str) -> Result<Waiting, magnus::Error> {
     }
 }
 
-impl RbClient {
+impl RbAdmin {
+    fn new(ruby: &Ruby, url: String, prefix: String, timeout: f64) -> Result<Self, magnus::Error> {
+        Client::new(&url, &prefix, Duration::from_secs_f64(timeout))
+            .map(RbAdmin)
+            .map_err(|e| to_ruby(ruby, e))
+    }
+
     fn queue_names(ruby: &Ruby, rb_self: &Self) -> Result<Vec<String>, magnus::Error> {
         blocking(ruby, |c| rb_self.0.queue_names(c))
     }
@@ -60,13 +73,13 @@ impl RbClient {
         blocking(ruby, |c| rb_self.0.processes(c))
     }
 
-    fn taken(
+    fn processing_jobs(
         ruby: &Ruby,
         rb_self: &Self,
         identity: String,
         queues: Vec<String>,
     ) -> Result<Vec<(String, String)>, magnus::Error> {
-        blocking(ruby, |c| rb_self.0.taken(c, &identity, &queues))
+        blocking(ruby, |c| rb_self.0.processing_jobs(c, &identity, &queues))
     }
 
     fn queue_jobs(
@@ -156,21 +169,76 @@ impl RbClient {
     }
 }
 
-pub fn init(class: RClass) -> Result<(), magnus::Error> {
-    class.define_method("_queue_names", method!(RbClient::queue_names, 0))?;
-    class.define_method("_metrics", method!(RbClient::metrics, 1))?;
-    class.define_method("_totals", method!(RbClient::totals, 0))?;
-    class.define_method("_processes", method!(RbClient::processes, 0))?;
-    class.define_method("_taken", method!(RbClient::taken, 2))?;
-    class.define_method("_queue_jobs", method!(RbClient::queue_jobs, 3))?;
-    class.define_method("_waiting_jobs", method!(RbClient::waiting_jobs, 4))?;
-    class.define_method("_delete_queued", method!(RbClient::delete_queued, 2))?;
-    class.define_method("_delete_waiting", method!(RbClient::delete_waiting, 3))?;
-    class.define_method("_run_waiting_now", method!(RbClient::run_waiting_now, 3))?;
-    class.define_method("_clear_queue", method!(RbClient::clear_queue, 1))?;
-    class.define_method("_find", method!(RbClient::find, 2))?;
-    class.define_method("_redis_info", method!(RbClient::redis_info, 0))?;
-    class.define_method("_cron_defs", method!(RbClient::cron_defs, 0))?;
-    class.define_method("_throughput", method!(RbClient::throughput, 1))?;
+impl RbAdmin {
+    fn failed(ruby: &Ruby, rb_self: &Self, start: i64, stop: i64) -> Result<RArray, magnus::Error> {
+        let records = blocking(ruby, |c| rb_self.0.failed(c, start, stop))?;
+        Ok(ruby.ary_from_vec(records))
+    }
+
+    fn dead(ruby: &Ruby, rb_self: &Self, start: i64, stop: i64) -> Result<RArray, magnus::Error> {
+        let entries = blocking(ruby, |c| rb_self.0.dead(c, start, stop))?;
+        Ok(ruby.ary_from_vec(entries))
+    }
+
+    fn retry_dead(
+        ruby: &Ruby,
+        rb_self: &Self,
+        jid: Option<String>,
+    ) -> Result<usize, magnus::Error> {
+        blocking(ruby, |c| rb_self.0.retry_dead(c, jid.as_deref()))
+    }
+
+    fn delete_dead(
+        ruby: &Ruby,
+        rb_self: &Self,
+        jid: Option<String>,
+    ) -> Result<usize, magnus::Error> {
+        blocking(ruby, |c| rb_self.0.delete_dead(c, jid.as_deref()))
+    }
+
+    fn register_cron(
+        ruby: &Ruby,
+        rb_self: &Self,
+        entries: Vec<(String, String)>,
+    ) -> Result<(), magnus::Error> {
+        blocking(ruby, |c| rb_self.0.register_cron(c, &entries))
+    }
+
+    /// [[[class, last tick as stored], …], why the record is unreadable or nil]
+    fn cron_last(ruby: &Ruby, rb_self: &Self) -> Result<CronLast, magnus::Error> {
+        blocking(ruby, |c| rb_self.0.cron_last(c))
+    }
+
+    fn web_secret(ruby: &Ruby, rb_self: &Self, candidate: String) -> Result<String, magnus::Error> {
+        blocking(ruby, |c| rb_self.0.web_secret(c, &candidate))
+    }
+}
+
+pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
+    let class = native.define_class("Admin", ruby.class_object())?;
+    class.define_singleton_method("new", function!(RbAdmin::new, 3))?;
+    class.define_method("_failed", method!(RbAdmin::failed, 2))?;
+    class.define_method("_dead", method!(RbAdmin::dead, 2))?;
+    class.define_method("_retry_dead", method!(RbAdmin::retry_dead, 1))?;
+    class.define_method("_delete_dead", method!(RbAdmin::delete_dead, 1))?;
+    class.define_method("_register_cron", method!(RbAdmin::register_cron, 1))?;
+    class.define_method("_cron_last", method!(RbAdmin::cron_last, 0))?;
+    class.define_method("_web_secret", method!(RbAdmin::web_secret, 1))?;
+
+    class.define_method("_queue_names", method!(RbAdmin::queue_names, 0))?;
+    class.define_method("_metrics", method!(RbAdmin::metrics, 1))?;
+    class.define_method("_totals", method!(RbAdmin::totals, 0))?;
+    class.define_method("_processes", method!(RbAdmin::processes, 0))?;
+    class.define_method("_processing_jobs", method!(RbAdmin::processing_jobs, 2))?;
+    class.define_method("_queue_jobs", method!(RbAdmin::queue_jobs, 3))?;
+    class.define_method("_waiting_jobs", method!(RbAdmin::waiting_jobs, 4))?;
+    class.define_method("_delete_queued", method!(RbAdmin::delete_queued, 2))?;
+    class.define_method("_delete_waiting", method!(RbAdmin::delete_waiting, 3))?;
+    class.define_method("_run_waiting_now", method!(RbAdmin::run_waiting_now, 3))?;
+    class.define_method("_clear_queue", method!(RbAdmin::clear_queue, 1))?;
+    class.define_method("_find", method!(RbAdmin::find, 2))?;
+    class.define_method("_redis_info", method!(RbAdmin::redis_info, 0))?;
+    class.define_method("_cron_defs", method!(RbAdmin::cron_defs, 0))?;
+    class.define_method("_throughput", method!(RbAdmin::throughput, 1))?;
     Ok(())
 }

@@ -79,3 +79,13 @@ where
         })?;
     }
 }
+
+/// Runs a blocking engine call without the GVL; Ctrl-C or `Thread#kill` cancels it,
+/// and its error becomes the matching `FiberJob::…` exception.
+pub fn blocking<T: Send>(
+    ruby: &magnus::Ruby,
+    f: impl FnOnce(&crate::runtime::cancel::Cancel) -> crate::error::Result<T> + Send,
+) -> Result<T, magnus::Error> {
+    let cancel = crate::runtime::cancel::Cancel::default();
+    without_gvl(|| f(&cancel), || cancel.cancel())?.map_err(|e| super::error::to_ruby(ruby, e))
+}

@@ -1,75 +1,78 @@
 //! `FiberJob::Native::Worker`: the engine of one worker process, driven by
-//! `lib/fiber_job/worker.rb` and its executors. Positional arguments, no defaults.
+//! `lib/fiber_job/worker.rb` and its executors. It calls only `Engine` methods.
 //!
 //! Executors pull: `_take` (fibers: never blocks, then wait on `_wake_fd`) or
 //! `_take_blocking` (threads: waits without the GVL), then report with `_ack`,
-//! `_fail`, `_requeue` or `_reject`. Each taken job is a tuple
+//! `_fail`, `_give_back` or `_bury`. Each taken job is a tuple
 //! `[id, queue, class, args, jid, retry_count]`.
 
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use magnus::{function, method, prelude::*, IntoValue, RArray, RModule, Ruby, Value};
+use magnus::{function, method, prelude::*, IntoValue, RArray, RHash, RModule, Ruby, Value};
 
 use super::convert;
 use super::error::to_ruby;
-use super::nogvl::without_gvl;
-use crate::cancel::Cancel;
-use crate::cron::{CronDef, CronSpec};
-use crate::dispatch::Handed;
-use crate::engine::{Engine, QueueSpec};
+use super::nogvl::{blocking, without_gvl};
+use crate::cron_expr::CronSpec;
 use crate::error::Error;
-use crate::payload::{self, Failure};
+use crate::runtime::cancel::Cancel;
+use crate::store::payload;
+use crate::store::records::Failure;
+use crate::worker::cron_ticker::CronDef;
+use crate::worker::{Engine, QueueSettings, Settings, Taken};
 
 #[magnus::wrap(class = "FiberJob::Native::Worker", free_immediately, size)]
 pub struct RbWorker(Engine);
 
-fn tuple(ruby: &Ruby, engine: &Engine, h: &Handed) -> Result<Value, magnus::Error> {
-    let args = ruby.ary_new_capa(h.args.len());
-    for a in &h.args {
+fn tuple(ruby: &Ruby, engine: &Engine, job: &Taken) -> Result<Value, magnus::Error> {
+    let args = ruby.ary_new_capa(job.args.len());
+    for a in &job.args {
         args.push(convert::to_ruby(ruby, a)?)?;
     }
     let t = ruby.ary_new_capa(6);
-    t.push(h.id)?;
-    t.push(ruby.str_new(&engine.shared.queues[h.queue]))?;
-    t.push(ruby.str_new(&h.class))?;
+    t.push(job.id)?;
+    t.push(ruby.str_new(engine.queue_name(job.queue)))?;
+    t.push(ruby.str_new(&job.class))?;
     t.push(args)?;
-    t.push(ruby.str_new(&h.jid))?;
-    t.push(h.retry_count)?;
+    t.push(ruby.str_new(&job.jid))?;
+    t.push(job.retry_count)?;
     Ok(t.into_value_with(ruby))
 }
 
+/// One setting of `Native::Worker.new`'s Hash, or an ArgumentError naming it.
+fn setting<T: magnus::TryConvert>(ruby: &Ruby, hash: RHash, key: &str) -> Result<T, magnus::Error> {
+    match hash.get(ruby.to_symbol(key)) {
+        Some(v) => T::try_convert(v),
+        None => Err(magnus::Error::new(
+            ruby.exception_arg_error(),
+            format!("Native::Worker.new: the settings lack :{key}"),
+        )),
+    }
+}
+
 impl RbWorker {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        ruby: &Ruby,
-        url: String,
-        prefix: String,
-        timeout: f64,
-        identity: String,
-        names: Vec<String>,
-        limits: Vec<usize>,
-        prefetch: Vec<usize>,
-    ) -> Result<Self, magnus::Error> {
-        let queues = names
-            .into_iter()
-            .zip(limits)
-            .zip(prefetch)
-            .map(|((name, limit), prefetch)| QueueSpec {
-                name,
-                limit,
-                prefetch,
-            })
-            .collect();
-        Engine::new(
-            &url,
-            &prefix,
-            Duration::from_secs_f64(timeout),
-            identity,
-            queues,
-        )
-        .map(RbWorker)
-        .map_err(|e| to_ruby(ruby, e))
+    /// `settings`: { redis_url:, prefix:, network_timeout:, identity:,
+    /// queues: [[name, concurrency, prefetch], …] }, converted here once.
+    fn new(ruby: &Ruby, settings: RHash) -> Result<Self, magnus::Error> {
+        let queues: Vec<(String, usize, usize)> = setting(ruby, settings, "queues")?;
+        let settings = Settings {
+            redis_url: setting(ruby, settings, "redis_url")?,
+            prefix: setting(ruby, settings, "prefix")?,
+            timeout: Duration::from_secs_f64(setting(ruby, settings, "network_timeout")?),
+            identity: setting(ruby, settings, "identity")?,
+            queues: queues
+                .into_iter()
+                .map(|(name, limit, prefetch)| QueueSettings {
+                    name,
+                    limit,
+                    prefetch,
+                })
+                .collect(),
+        };
+        Engine::new(settings)
+            .map(RbWorker)
+            .map_err(|e| to_ruby(ruby, e))
     }
 
     /// `cron`: [[class, queue, expression], …] of the cron jobs this worker ticks for.
@@ -94,10 +97,10 @@ impl RbWorker {
     }
 
     fn take(ruby: &Ruby, rb_self: &Self, max: usize) -> Result<RArray, magnus::Error> {
-        let handed = rb_self.0.shared.dispatcher.take(max);
-        let out = ruby.ary_new_capa(handed.len());
-        for h in &handed {
-            out.push(tuple(ruby, &rb_self.0, h)?)?;
+        let taken = rb_self.0.take(max);
+        let out = ruby.ary_new_capa(taken.len());
+        for job in &taken {
+            out.push(tuple(ruby, &rb_self.0, job)?)?;
         }
         Ok(out)
     }
@@ -107,33 +110,32 @@ impl RbWorker {
         rb_self: &Self,
         timeout: f64,
     ) -> Result<Option<Value>, magnus::Error> {
-        let dispatcher = &rb_self.0.shared.dispatcher;
+        let engine = &rb_self.0;
         let cancel = Cancel::default();
-        let handed = without_gvl(
-            || dispatcher.take_blocking(Duration::from_secs_f64(timeout), cancel.flag()),
+        let taken = without_gvl(
+            || engine.take_blocking(Duration::from_secs_f64(timeout), cancel.flag()),
             || {
                 cancel.cancel();
-                dispatcher.interrupt();
+                engine.interrupt();
             },
         )?;
-        handed.map(|h| tuple(ruby, &rb_self.0, &h)).transpose()
+        taken.map(|job| tuple(ruby, engine, &job)).transpose()
     }
 
-    fn wait_stop(ruby: &Ruby, rb_self: &Self, timeout: f64) -> Result<bool, magnus::Error> {
-        let dispatcher = &rb_self.0.shared.dispatcher;
+    fn wait_stop(&self, timeout: f64) -> Result<bool, magnus::Error> {
+        let engine = &self.0;
         let cancel = Cancel::default();
-        let _ = ruby;
         without_gvl(
-            || dispatcher.wait_stopping(Duration::from_secs_f64(timeout), cancel.flag()),
+            || engine.wait_stopping(Duration::from_secs_f64(timeout), cancel.flag()),
             || {
                 cancel.cancel();
-                dispatcher.interrupt();
+                engine.interrupt();
             },
         )
     }
 
     fn wake_fd(&self) -> i32 {
-        self.0.shared.dispatcher.wake_fd().as_raw_fd()
+        self.0.wake_socket().as_raw_fd()
     }
 
     fn ack(&self, id: u64) {
@@ -141,15 +143,15 @@ impl RbWorker {
     }
 
     fn payload(&self, id: u64) -> Option<String> {
-        self.0.shared.dispatcher.payload(id)
+        self.0.payload(id)
     }
 
-    fn requeue(&self, id: u64) {
-        self.0.requeue(id)
+    fn give_back(&self, id: u64) {
+        self.0.give_back(id)
     }
 
-    fn reject(&self, id: u64, error_class: String, reason: String) {
-        self.0.reject(id, &error_class, &reason)
+    fn bury(&self, id: u64, error_class: String, reason: String) {
+        self.0.bury(id, &error_class, &reason)
     }
 
     fn fail(
@@ -179,27 +181,21 @@ impl RbWorker {
     }
 
     fn is_stopping(&self) -> bool {
-        self.0.shared.dispatcher.is_stopping()
-    }
-
-    fn running(&self) -> usize {
-        self.0.shared.dispatcher.running().iter().sum()
+        self.0.is_stopping()
     }
 
     fn identity(&self) -> String {
-        self.0.shared.identity.clone()
+        self.0.identity().to_string()
     }
 
     fn shutdown(ruby: &Ruby, rb_self: &Self) -> Result<(), magnus::Error> {
-        let cancel = Cancel::default();
-        without_gvl(|| rb_self.0.shutdown(&cancel), || cancel.cancel())?
-            .map_err(|e| to_ruby(ruby, e))
+        blocking(ruby, |c| rb_self.0.shutdown(c))
     }
 }
 
 pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     let class = native.define_class("Worker", ruby.class_object())?;
-    class.define_singleton_method("new", function!(RbWorker::new, 7))?;
+    class.define_singleton_method("new", function!(RbWorker::new, 1))?;
     class.define_method("_start", method!(RbWorker::start, 2))?;
     class.define_method("_take", method!(RbWorker::take, 1))?;
     class.define_method("_take_blocking", method!(RbWorker::take_blocking, 1))?;
@@ -207,13 +203,12 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     class.define_method("_wake_fd", method!(RbWorker::wake_fd, 0))?;
     class.define_method("_ack", method!(RbWorker::ack, 1))?;
     class.define_method("_payload", method!(RbWorker::payload, 1))?;
-    class.define_method("_requeue", method!(RbWorker::requeue, 1))?;
-    class.define_method("_reject", method!(RbWorker::reject, 3))?;
+    class.define_method("_give_back", method!(RbWorker::give_back, 1))?;
+    class.define_method("_bury", method!(RbWorker::bury, 3))?;
     class.define_method("_fail", method!(RbWorker::fail, 6))?;
     class.define_method("_stop", method!(RbWorker::stop, 0))?;
     class.define_method("_quiet", method!(RbWorker::quiet, 0))?;
     class.define_method("_stopping?", method!(RbWorker::is_stopping, 0))?;
-    class.define_method("_running", method!(RbWorker::running, 0))?;
     class.define_method("_identity", method!(RbWorker::identity, 0))?;
     class.define_method("_shutdown", method!(RbWorker::shutdown, 0))?;
     Ok(())

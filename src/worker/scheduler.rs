@@ -14,10 +14,10 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 
-use crate::engine::Shared;
-use crate::outage::Outage;
-use crate::payload;
-use crate::scripts;
+use super::state::WorkerState;
+use crate::runtime::outage::Outage;
+use crate::store::payload;
+use crate::store::scripts;
 
 /// Longest sleep without a wake-up: only a backstop for a lost pub/sub message.
 const MAX_SLEEP: Duration = Duration::from_secs(5);
@@ -25,22 +25,22 @@ const MAX_SLEEP: Duration = Duration::from_secs(5);
 /// another, so a backlog drains without blocking Redis for long.
 const PROMOTE_BATCH: usize = 1000;
 
-pub async fn run(shared: Arc<Shared>, wake: Arc<Notify>) {
+pub async fn run(state: Arc<WorkerState>, wake: Arc<Notify>) {
     let mut outage = Outage::new("scheduler".to_string());
     let mut conn = None;
     loop {
         let result: redis::RedisResult<f64> = async {
             if conn.is_none() {
-                conn = Some(shared.client.get_multiplexed_async_connection().await?);
+                conn = Some(state.redis.get_multiplexed_async_connection().await?);
             }
             let c = conn.as_mut().expect("connected above");
             let mut next_due = f64::INFINITY;
-            for queue in &shared.queues {
+            for queue in &state.queues {
                 loop {
                     let (moved, s, r): (usize, String, String) = scripts::PROMOTE
-                        .key(shared.keys.schedule(queue))
-                        .key(shared.keys.retry(queue))
-                        .key(shared.keys.queue(queue))
+                        .key(state.keys.schedule(queue))
+                        .key(state.keys.retry(queue))
+                        .key(state.keys.queue(queue))
                         .arg(payload::now())
                         .arg(PROMOTE_BATCH)
                         .invoke_async(c)
@@ -78,12 +78,12 @@ pub async fn run(shared: Arc<Shared>, wake: Arc<Notify>) {
 
 /// Listens on the `scheduled` channel and wakes the scheduler for each message about
 /// one of this worker's queues (and once after every (re)connect, to re-read).
-pub async fn listen(shared: Arc<Shared>, wake: Arc<Notify>) {
+pub async fn listen(state: Arc<WorkerState>, wake: Arc<Notify>) {
     let mut outage = Outage::new("schedule listener".to_string());
-    let channel = shared.keys.schedule_channel();
+    let channel = state.keys.schedule_channel();
     loop {
         let subscribed = async {
-            let mut pubsub = shared.client.get_async_pubsub().await?;
+            let mut pubsub = state.redis.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         }
@@ -95,7 +95,7 @@ pub async fn listen(shared: Arc<Shared>, wake: Arc<Notify>) {
                 let mut messages = pubsub.into_on_message();
                 while let Some(msg) = messages.next().await {
                     let queue: String = msg.get_payload().unwrap_or_default();
-                    if shared.queues.contains(&queue) {
+                    if state.queues.contains(&queue) {
                         wake.notify_one();
                     }
                 }

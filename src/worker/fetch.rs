@@ -12,12 +12,12 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 
-use crate::ack::Msg;
-use crate::engine::Shared;
+use super::outcome::Outcome;
+use super::state::WorkerState;
 use crate::error::is_connection_problem;
-use crate::outage::Outage;
-use crate::payload;
-use crate::scripts;
+use crate::runtime::outage::Outage;
+use crate::store::scripts;
+use crate::store::{payload, records};
 
 /// Longest a blocking fetch waits: bounds how late a stop is seen. Whole seconds,
 /// because Redis 5.0 takes only those.
@@ -26,23 +26,23 @@ pub const BLOCK_SECS: u64 = 1;
 /// Most jobs one fetch call moves: bounds the script's run time inside Redis.
 const MAX_BATCH: usize = 500;
 
-pub async fn run(shared: Arc<Shared>, q: usize) {
-    let queue = shared.queues[q].clone();
-    let queue_key = shared.keys.queue(&queue);
-    let processing_key = shared.keys.processing(&queue, &shared.identity);
+pub async fn run(state: Arc<WorkerState>, q: usize) {
+    let queue = state.queues[q].clone();
+    let queue_key = state.keys.queue(&queue);
+    let processing_key = state.keys.processing(&queue, &state.identity);
     let mut conn: Option<MultiplexedConnection> = None;
     let mut outage = Outage::new(format!("fetcher for queue {queue:?}"));
     // After a failed fetch the command may have run with its reply lost: the job is
     // then in our processing list but not in memory. Reconcile before fetching again.
     let mut reconcile_first = false;
     tokio::select! {
-        _ = shared.wait_registered() => {}
-        _ = shared.dispatcher.stopped() => return,
+        _ = state.wait_registered() => {}
+        _ = state.dispatcher.stopped() => return,
     }
-    while let Some(cap) = shared.dispatcher.wait_capacity(q).await {
+    while let Some(cap) = state.dispatcher.wait_capacity(q).await {
         let c = match conn.as_mut() {
             Some(c) => c,
-            None => match connect(&shared).await {
+            None => match connect(&state).await {
                 Ok(c) => conn.insert(c),
                 Err(e) => {
                     outage.failed(&e).await;
@@ -51,7 +51,7 @@ pub async fn run(shared: Arc<Shared>, q: usize) {
             },
         };
         if reconcile_first {
-            match reconcile(&shared, q, &queue_key, &processing_key, c).await {
+            match reconcile(&state, q, &queue_key, &processing_key, c).await {
                 Ok(true) => reconcile_first = false,
                 Ok(false) => continue, // the acker could not flush yet: try again
                 Err(e) => {
@@ -82,7 +82,7 @@ pub async fn run(shared: Arc<Shared>, q: usize) {
         match batch {
             Ok(raws) => {
                 outage.recovered();
-                deliver(&shared, q, raws);
+                deliver(&state, q, raws);
             }
             // Redis answered with an error (full, a key of the wrong type): the command
             // did not run, so nothing was taken and the connection is fine.
@@ -101,15 +101,15 @@ pub async fn run(shared: Arc<Shared>, q: usize) {
 /// acker is flushed first, so jobs that finished are already gone from the list.
 /// Returns false when the flush did not complete in time (nothing was changed).
 async fn reconcile(
-    shared: &Shared,
+    state: &WorkerState,
     q: usize,
     queue_key: &str,
     processing_key: &str,
     c: &mut MultiplexedConnection,
 ) -> redis::RedisResult<bool> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    shared.send(Msg::Flush(tx));
-    if tokio::time::timeout(shared.timeout, rx).await.is_err() {
+    state.report(Outcome::Flush(tx));
+    if tokio::time::timeout(state.timeout, rx).await.is_err() {
         return Ok(false);
     }
     let listed: Vec<Vec<u8>> = redis::cmd("LRANGE")
@@ -118,9 +118,9 @@ async fn reconcile(
         .arg(-1)
         .query_async(c)
         .await?;
-    let held = shared.dispatcher.held(q);
+    let processing = state.dispatcher.processing_payloads(q);
     let mut moved = 0;
-    for raw in listed.into_iter().filter(|raw| !held.contains(raw)) {
+    for raw in listed.into_iter().filter(|raw| !processing.contains(raw)) {
         moved += scripts::RECOVER
             .key(processing_key)
             .key(queue_key)
@@ -131,19 +131,19 @@ async fn reconcile(
     if moved > 0 {
         tracing::warn!(
             "put {moved} job(s) back on queue {:?}: fetched while the connection broke",
-            shared.queues[q]
+            state.queues[q]
         );
     }
     Ok(true)
 }
 
-async fn connect(shared: &Shared) -> redis::RedisResult<MultiplexedConnection> {
+async fn connect(state: &WorkerState) -> redis::RedisResult<MultiplexedConnection> {
     // The blocking command must not trip the response timeout while it waits.
     let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(shared.timeout))
-        .set_response_timeout(Some(Duration::from_secs(BLOCK_SECS) + shared.timeout));
-    shared
-        .client
+        .set_connection_timeout(Some(state.timeout))
+        .set_response_timeout(Some(Duration::from_secs(BLOCK_SECS) + state.timeout));
+    state
+        .redis
         .get_multiplexed_async_connection_with_config(&config)
         .await
 }
@@ -151,7 +151,7 @@ async fn connect(shared: &Shared) -> redis::RedisResult<MultiplexedConnection> {
 /// Parses what was fetched, buffers the good jobs and sends the rest where they belong:
 /// payloads that are not UTF-8 JSON job objects to the dead set (kept byte for byte),
 /// jobs fetched after a stop back to the queue.
-fn deliver(shared: &Shared, q: usize, raws: Vec<Vec<u8>>) {
+fn deliver(state: &WorkerState, q: usize, raws: Vec<Vec<u8>>) {
     if raws.is_empty() {
         return;
     }
@@ -173,16 +173,16 @@ fn deliver(shared: &Shared, q: usize, raws: Vec<Vec<u8>>) {
         match parsed {
             Ok(job) => good.push(job),
             Err((reason, raw)) => {
-                tracing::warn!(queue = %shared.queues[q], "{reason}; moved to the dead set");
-                let record =
-                    payload::unparsable_record(&raw, &reason, &shared.queues[q], payload::now());
-                shared.send(Msg::Dead { q, raw, record });
+                tracing::warn!(queue = %state.queues[q], "{reason}; moved to the dead set");
+                let entry =
+                    records::unreadable_entry(&raw, &reason, &state.queues[q], payload::now());
+                state.report(Outcome::Buried { q, raw, entry });
             }
         }
     }
-    let back = shared.dispatcher.push(q, good);
+    let back = state.dispatcher.push(q, good);
     if !back.is_empty() {
-        shared.send(Msg::Requeue {
+        state.report(Outcome::GivenBack {
             q,
             raws: back.into_iter().map(|j| j.raw.into_bytes()).collect(),
         });

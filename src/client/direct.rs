@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use redis::{ConnectionAddr, IntoConnectionInfo};
 
-use crate::cancel::Cancel;
+use crate::runtime::cancel::Cancel;
 
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 

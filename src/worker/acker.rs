@@ -27,59 +27,25 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::Shared;
+use super::outcome::{AfterFailure, Outcome};
+use super::state::WorkerState;
 use crate::error::is_connection_problem;
-use crate::outage::Outage;
-use crate::payload;
-use crate::scripts;
+use crate::runtime::outage::Outage;
+use crate::store::retention::{
+    DEAD_CAP, DEAD_MAX_AGE_SECS, FAILED_CAP, STAT_WINDOW_SECS, STAT_WINDOW_TTL_SECS,
+};
+use crate::store::{payload, scripts};
 
 /// Most outcomes in one wake-up: big enough to amortise the round trip, small enough
 /// that one script call stays well under a millisecond of Redis time.
 const BATCH: usize = 1000;
-
-/// Failure records kept in `failed` (newest first); older ones are trimmed.
-pub const FAILED_CAP: isize = 1000;
-/// Dead-set bounds, Sidekiq's defaults: 10,000 jobs, 180 days.
-pub const DEAD_CAP: isize = 10_000;
-pub const DEAD_MAX_AGE_SECS: f64 = 180.0 * 24.0 * 3600.0;
-/// Throughput windows: 10-second counters, kept an hour (the dashboard shows 5 minutes).
-pub const STAT_WINDOW_SECS: i64 = 10;
-pub const STAT_WINDOW_TTL_SECS: i64 = 3600;
 
 /// Longest pause between attempts at a group Redis refused (not unreachable): such a
 /// refusal (a key of the wrong type, a read-only replica) needs a person, so retrying
 /// more often only fills the log.
 const REFUSED_MAX_DELAY: Duration = Duration::from_secs(5);
 
-pub enum Next {
-    Retry { at: f64, payload: String },
-    Dead { payload: String },
-}
-
-pub enum Msg {
-    /// Performed successfully.
-    Ack { q: usize, raw: Vec<u8> },
-    /// Failed: record it, then retry or bury it.
-    Fail {
-        q: usize,
-        raw: Vec<u8>,
-        record: String,
-        next: Next,
-    },
-    /// Taken but not started (or interrupted at shutdown): back to the queue's front,
-    /// oldest first.
-    Requeue { q: usize, raws: Vec<Vec<u8>> },
-    /// Cannot run at all (bad payload, unknown class): straight to the dead set.
-    Dead {
-        q: usize,
-        raw: Vec<u8>,
-        record: String,
-    },
-    /// Answers once everything sent before it is in Redis.
-    Flush(oneshot::Sender<()>),
-}
-
-pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
+pub async fn run(state: Arc<WorkerState>, mut rx: mpsc::UnboundedReceiver<Outcome>) {
     let mut msgs = Vec::with_capacity(BATCH);
     let mut conn: Option<MultiplexedConnection> = None;
     let mut outage = Outage::new("acker".to_string());
@@ -87,12 +53,12 @@ pub async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
         if rx.recv_many(&mut msgs, BATCH).await == 0 {
             return;
         }
-        let (mut groups, flushes) = build(&shared, msgs.drain(..));
+        let (mut groups, flushes) = build(&state, msgs.drain(..));
         let mut refusals = 0u32;
         while !groups.is_empty() {
             let c = match conn.as_mut() {
                 Some(c) => c,
-                None => match shared.client.get_multiplexed_async_connection().await {
+                None => match state.redis.get_multiplexed_async_connection().await {
                     Ok(c) => conn.insert(c),
                     Err(e) => {
                         outage.failed(&e).await;
@@ -158,71 +124,71 @@ enum Reply {
 }
 
 fn build(
-    shared: &Shared,
-    msgs: impl Iterator<Item = Msg>,
+    state: &WorkerState,
+    msgs: impl Iterator<Item = Outcome>,
 ) -> (BTreeMap<usize, Group>, Vec<oneshot::Sender<()>>) {
     let now = payload::now();
     let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
     let mut flushes = Vec::new();
     for msg in msgs {
         let q = match &msg {
-            Msg::Ack { q, .. }
-            | Msg::Fail { q, .. }
-            | Msg::Requeue { q, .. }
-            | Msg::Dead { q, .. } => *q,
-            Msg::Flush(_) => usize::MAX,
+            Outcome::Acked { q, .. }
+            | Outcome::Failed { q, .. }
+            | Outcome::GivenBack { q, .. }
+            | Outcome::Buried { q, .. } => *q,
+            Outcome::Flush(_) => usize::MAX,
         };
-        if let Msg::Flush(tx) = msg {
+        if let Outcome::Flush(tx) = msg {
             flushes.push(tx);
             continue;
         }
-        let group = groups
-            .entry(q)
-            .or_insert_with(|| Group::new(shared, q, now));
+        let group = groups.entry(q).or_insert_with(|| Group::new(state, q, now));
         let args = &mut group.others;
         match msg {
-            Msg::Ack { raw, .. } => {
+            Outcome::Acked { raw, .. } => {
                 group.acks.push(raw);
                 group.uncounted.iter_mut().for_each(|n| *n += 1);
             }
-            Msg::Fail {
-                raw, record, next, ..
-            } => match next {
-                Next::Retry { at, payload } => args.extend([
+            Outcome::Failed {
+                raw, record, then, ..
+            } => match then {
+                AfterFailure::Retry { at, payload } => args.extend([
                     b"R".to_vec(),
                     raw,
                     record.into_bytes(),
                     at.to_string().into_bytes(),
                     payload.into_bytes(),
                 ]),
-                Next::Dead { payload } => args.extend([
+                AfterFailure::Dead { payload } => args.extend([
                     b"D".to_vec(),
                     raw,
                     record.into_bytes(),
                     payload.into_bytes(),
                 ]),
             },
-            Msg::Dead { raw, record, .. } => args.extend([b"X".to_vec(), raw, record.into_bytes()]),
+            Outcome::Buried { raw, entry, .. } => {
+                args.extend([b"X".to_vec(), raw, entry.into_bytes()])
+            }
             // Each RPUSH goes to the front: the newest first, so the oldest ends first.
-            Msg::Requeue { raws, .. } => {
+            Outcome::GivenBack { raws, .. } => {
                 for raw in raws.into_iter().rev() {
                     args.extend([b"Q".to_vec(), raw]);
                 }
             }
-            Msg::Flush(_) => unreachable!("handled above"),
+            Outcome::Flush(_) => unreachable!("handled above"),
         }
     }
     (groups, flushes)
 }
 
 impl Group {
-    fn new(shared: &Shared, q: usize, now: f64) -> Group {
-        let k = &shared.keys;
-        let queue = &shared.queues[q];
+    fn new(state: &WorkerState, q: usize, now: f64) -> Group {
+        let k = &state.keys;
+        let queue = &state.queues[q];
         let bucket = (now as i64) / STAT_WINDOW_SECS;
         Group {
             keys: [
-                shared.processing_key(q).to_string(),
+                state.processing_key(q).to_string(),
                 k.queue(queue),
                 k.retry(queue),
                 k.dead(),

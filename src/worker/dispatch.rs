@@ -4,7 +4,7 @@
 //! them. A job is handed out only while its queue runs fewer than `limit` jobs, so the
 //! per-queue concurrency limit is exact: it is a counter under one mutex, not a hope.
 //! A fetcher asks for `capacity` first, so a process never holds more than
-//! `limit + prefetch` jobs of a queue (running plus buffered).
+//! `limit + prefetch` jobs of a queue (busy plus buffered).
 //!
 //! Waking: thread executors wait on a `Condvar` (without the GVL); the fiber executor
 //! waits on the read end of a socketpair (an IO its scheduler understands), to which a
@@ -17,11 +17,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::payload::Parsed;
+use crate::store::payload::Parsed;
 
-/// A job taken from Redis, owned by this process until it is acked or given back.
+/// A job this process is processing: taken from Redis (so in its processing list),
+/// buffered or busy, until it is acked or given back.
 #[derive(Debug)]
-pub struct Job {
+pub struct ProcessingJob {
     pub id: u64,
     pub queue: usize,
     pub raw: String,
@@ -30,7 +31,7 @@ pub struct Job {
 
 /// What an executor gets: plain data, converted to Ruby objects once the GVL is held.
 #[derive(Debug)]
-pub struct Handed {
+pub struct Taken {
     pub id: u64,
     pub queue: usize,
     pub class: String,
@@ -42,13 +43,13 @@ pub struct Handed {
 struct QueueState {
     limit: usize,
     prefetch: usize,
-    buffer: VecDeque<Job>,
-    running: usize,
+    buffer: VecDeque<ProcessingJob>,
+    busy: usize,
 }
 
 struct State {
     queues: Vec<QueueState>,
-    inflight: HashMap<u64, Job>,
+    busy_jobs: HashMap<u64, ProcessingJob>,
     next_id: u64,
     stopping: bool,
     quiet: bool,
@@ -81,10 +82,10 @@ impl Dispatcher {
                         limit,
                         prefetch,
                         buffer: VecDeque::new(),
-                        running: 0,
+                        busy: 0,
                     })
                     .collect(),
-                inflight: HashMap::new(),
+                busy_jobs: HashMap::new(),
                 next_id: 1,
                 stopping: false,
                 quiet: false,
@@ -106,7 +107,7 @@ impl Dispatcher {
     }
 
     /// The read end the fiber executor waits on.
-    pub fn wake_fd(&self) -> &UnixStream {
+    pub fn wake_socket(&self) -> &UnixStream {
         &self.wake_rx
     }
 
@@ -128,7 +129,7 @@ impl Dispatcher {
             return Some(0);
         }
         let qs = &st.queues[q];
-        Some((qs.limit + qs.prefetch).saturating_sub(qs.running + qs.buffer.len()))
+        Some((qs.limit + qs.prefetch).saturating_sub(qs.busy + qs.buffer.len()))
     }
 
     /// Waits until queue `q` has room; `None` once stopping.
@@ -154,13 +155,13 @@ impl Dispatcher {
 
     /// Adds fetched jobs to queue `q`'s buffer. Once stopping or quiet they are not
     /// buffered but returned, for the caller to give back to Redis.
-    pub fn push(&self, q: usize, jobs: Vec<(String, Parsed)>) -> Vec<Job> {
+    pub fn push(&self, q: usize, jobs: Vec<(String, Parsed)>) -> Vec<ProcessingJob> {
         let mut st = self.lock();
         let mut out = Vec::new();
         for (raw, parsed) in jobs {
             let id = st.next_id;
             st.next_id += 1;
-            let job = Job {
+            let job = ProcessingJob {
                 id,
                 queue: q,
                 raw,
@@ -177,7 +178,7 @@ impl Dispatcher {
         out
     }
 
-    fn take_locked(st: &mut State, max: usize) -> Vec<Handed> {
+    fn take_locked(st: &mut State, max: usize) -> Vec<Taken> {
         let mut out = Vec::new();
         if st.stopping || st.quiet {
             return out;
@@ -188,15 +189,15 @@ impl Dispatcher {
             let q = (start + i) % n;
             while out.len() < max {
                 let qs = &mut st.queues[q];
-                if qs.running >= qs.limit {
+                if qs.busy >= qs.limit {
                     break;
                 }
                 let Some(mut job) = qs.buffer.pop_front() else {
                     break;
                 };
-                qs.running += 1;
+                qs.busy += 1;
                 // The arguments move to Ruby; the in-flight job keeps its raw payload.
-                out.push(Handed {
+                out.push(Taken {
                     id: job.id,
                     queue: q,
                     class: job.parsed.class.clone(),
@@ -204,7 +205,7 @@ impl Dispatcher {
                     jid: job.parsed.jid.clone(),
                     retry_count: job.parsed.retry_count,
                 });
-                st.inflight.insert(job.id, job);
+                st.busy_jobs.insert(job.id, job);
             }
         }
         st.next_queue = (start + 1) % n.max(1);
@@ -213,7 +214,7 @@ impl Dispatcher {
 
     /// Takes up to `max` jobs that may start now, without waiting. When there are none,
     /// records that the fiber executor waits, so the next change writes a wake byte.
-    pub fn take(&self, max: usize) -> Vec<Handed> {
+    pub fn take(&self, max: usize) -> Vec<Taken> {
         let mut st = self.lock();
         let out = Self::take_locked(&mut st, max);
         if out.is_empty() && !st.stopping {
@@ -224,7 +225,7 @@ impl Dispatcher {
 
     /// Waits up to `timeout` for one job that may start (thread executor, without the
     /// GVL). Returns early with `None` when stopping or when `cancel` is set.
-    pub fn take_blocking(&self, timeout: Duration, cancel: &AtomicBool) -> Option<Handed> {
+    pub fn take_blocking(&self, timeout: Duration, cancel: &AtomicBool) -> Option<Taken> {
         let deadline = Instant::now() + timeout;
         let mut st = self.lock();
         loop {
@@ -269,14 +270,14 @@ impl Dispatcher {
     /// The stored payload of a job handed out and not yet finished (for server
     /// middleware, which sees every field, including ones client middleware added).
     pub fn payload(&self, id: u64) -> Option<String> {
-        self.lock().inflight.get(&id).map(|job| job.raw.clone())
+        self.lock().busy_jobs.get(&id).map(|job| job.raw.clone())
     }
 
     /// A handed-out job is over (acked, failed or to be given back): frees its slot.
-    pub fn finish(&self, id: u64) -> Option<Job> {
+    pub fn finish(&self, id: u64) -> Option<ProcessingJob> {
         let mut st = self.lock();
-        let job = st.inflight.remove(&id)?;
-        st.queues[job.queue].running -= 1;
+        let job = st.busy_jobs.remove(&id)?;
+        st.queues[job.queue].busy -= 1;
         self.space[job.queue].notify_one();
         self.cond.notify_all();
         self.wake(&mut st);
@@ -296,7 +297,7 @@ impl Dispatcher {
         self.stop_notify.notify_waiters();
     }
 
-    /// Quiet (TSTP): stop fetching and starting jobs, keep running what runs. The
+    /// Quiet (TSTP): stop fetching and starting jobs, let busy ones finish. The
     /// caller gives buffered jobs back (`drain_buffers`).
     pub fn quiet(&self) {
         let mut st = self.lock();
@@ -314,7 +315,7 @@ impl Dispatcher {
     }
 
     /// Takes every buffered, unstarted job out (at shutdown, to give back to Redis).
-    pub fn drain_buffers(&self) -> Vec<Job> {
+    pub fn drain_buffers(&self) -> Vec<ProcessingJob> {
         let mut st = self.lock();
         st.queues
             .iter_mut()
@@ -322,27 +323,27 @@ impl Dispatcher {
             .collect()
     }
 
-    /// Payloads of queue `q` this process holds (buffered or running).
-    pub fn held(&self, q: usize) -> std::collections::HashSet<Vec<u8>> {
+    /// Payloads of queue `q` this process is processing (buffered or busy).
+    pub fn processing_payloads(&self, q: usize) -> std::collections::HashSet<Vec<u8>> {
         let st = self.lock();
         st.queues[q]
             .buffer
             .iter()
-            .chain(st.inflight.values().filter(|j| j.queue == q))
+            .chain(st.busy_jobs.values().filter(|j| j.queue == q))
             .map(|j| j.raw.as_bytes().to_vec())
             .collect()
     }
 
-    /// Jobs running now, per queue.
-    pub fn running(&self) -> Vec<usize> {
-        self.lock().queues.iter().map(|q| q.running).collect()
+    /// Busy jobs (handed out, running), per queue.
+    pub fn busy(&self) -> Vec<usize> {
+        self.lock().queues.iter().map(|q| q.busy).collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payload::parse;
+    use crate::store::payload::parse;
 
     fn jobs(n: usize) -> Vec<(String, Parsed)> {
         (0..n)

@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::engine::{Shared, HEARTBEAT_TTL_SECS};
-use crate::outage::Outage;
-use crate::{payload, scripts};
+use super::heartbeat::HEARTBEAT_TTL_SECS;
+use super::state::WorkerState;
+use crate::runtime::outage::Outage;
+use crate::store::{payload, records, scripts};
 
 /// How often a worker tries to reap.
 pub const REAP_EVERY: Duration = Duration::from_secs(1);
@@ -28,7 +29,7 @@ pub const MAX_RECOVERIES: i64 = 3;
 /// How long a recovery count is kept: a job recovered again within a day is a suspect.
 const RECOVERY_COUNT_TTL_SECS: u64 = 86_400;
 
-pub async fn run(shared: Arc<Shared>) {
+pub async fn run(state: Arc<WorkerState>) {
     let mut outage = Outage::new("reaper".to_string());
     let mut conn = None;
     let mut quiet_until = Instant::now();
@@ -39,9 +40,9 @@ pub async fn run(shared: Arc<Shared>) {
         }
         let result = async {
             if conn.is_none() {
-                conn = Some(shared.client.get_multiplexed_async_connection().await?);
+                conn = Some(state.redis.get_multiplexed_async_connection().await?);
             }
-            reap(&shared, conn.as_mut().expect("connected above")).await
+            reap(&state, conn.as_mut().expect("connected above")).await
         }
         .await;
         match result {
@@ -56,13 +57,13 @@ pub async fn run(shared: Arc<Shared>) {
 }
 
 async fn reap(
-    shared: &Shared,
+    state: &WorkerState,
     c: &mut redis::aio::MultiplexedConnection,
 ) -> redis::RedisResult<()> {
-    let k = &shared.keys;
+    let k = &state.keys;
     let locked: Option<String> = redis::cmd("SET")
         .arg(k.reaper_lock())
-        .arg(&shared.identity)
+        .arg(&state.identity)
         .arg("NX")
         .arg("PX")
         .arg(REAP_EVERY.as_millis() as u64)
@@ -75,7 +76,7 @@ async fn reap(
         .arg(k.processes())
         .query_async(c)
         .await?;
-    for id in processes.iter().filter(|id| **id != shared.identity) {
+    for id in processes.iter().filter(|id| **id != state.identity) {
         let alive: bool = redis::cmd("EXISTS")
             .arg(k.process(id))
             .query_async(c)
@@ -99,7 +100,7 @@ async fn reap(
                 .query_async(c)
                 .await?;
             for raw in jobs {
-                match recover_one(shared, c, queue, &key, raw).await? {
+                match recover_one(state, c, queue, &key, raw).await? {
                     Recovered::Requeued => moved += 1,
                     Recovered::Buried => buried += 1,
                     Recovered::Gone => {}
@@ -135,13 +136,13 @@ enum Recovered {
 /// Requeues one job of a dead process, or buries it past `MAX_RECOVERIES`: one script,
 /// so the job is in exactly one place whatever happens to this connection.
 async fn recover_one(
-    shared: &Shared,
+    state: &WorkerState,
     c: &mut redis::aio::MultiplexedConnection,
     queue: &str,
     processing: &str,
     raw: Vec<u8>,
 ) -> redis::RedisResult<Recovered> {
-    let k = &shared.keys;
+    let k = &state.keys;
     // Bytes that are not UTF-8 have no jid to count by; the fetcher buries them.
     let parsed = std::str::from_utf8(&raw)
         .ok()
@@ -152,8 +153,7 @@ async fn recover_one(
                 "the worker running this job died {MAX_RECOVERIES} times while running it (killed, crashed or exited); moved to the dead set as a likely poison pill"
             );
             let now = payload::now();
-            let record =
-                payload::dead_record(&payload::fields(text), "FiberJob::WorkerLost", &reason, now);
+            let record = records::dead_entry(text, "FiberJob::WorkerLost", &reason, now);
             let outcome = scripts::RECOVER_COUNTED
                 .key(processing)
                 .key(k.queue(queue))

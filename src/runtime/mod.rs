@@ -1,9 +1,15 @@
-//! The process-wide tokio runtime and the client connections it owns.
+//! The process-wide tokio runtime and the client connections it owns; submodules
+//! `cancel` (unblock tokens), `outage` (log-once and backoff) and `log` (the tracing
+//! bridge to Ruby's logger).
 //!
 //! It records the pid it was built in. After `fork` the child has none of the parent's
 //! threads, so the first use in the child builds a new runtime and new connections; the
 //! parent's are leaked on purpose (dropping them would try to join threads that do not
 //! exist in the child).
+
+pub mod cancel;
+pub mod log;
+pub mod outage;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +19,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::error::{Error, Result};
 
-/// Two worker threads: these machines have two cores, and the runtime only does I/O.
+/// Two worker threads: the runtime only does I/O (fetching, acking, timers), which two
+/// threads keep up with at the measured rates (bench W1); more would compete with the
+/// Ruby threads that run jobs.
 const WORKER_THREADS: usize = 2;
 
 pub struct Runtime {
@@ -78,7 +86,7 @@ pub fn open(url: &str) -> Result<redis::Client> {
     redis::Client::open(url).map_err(|e| {
         Error::Config(format!(
             "redis_url {:?} is not a Redis URL ({e}); use e.g. redis://localhost:6379/0",
-            crate::mask_password(url)
+            mask_password(url)
         ))
     })
 }
@@ -86,7 +94,39 @@ pub fn open(url: &str) -> Result<redis::Client> {
 pub fn timed_out(url: &str, timeout: Duration) -> Error {
     Error::Connection(format!(
         "Redis at {} did not answer within {:.1}s; check that it is running (network_timeout sets this limit)",
-        crate::mask_password(url),
+        mask_password(url),
         timeout.as_secs_f64()
     ))
+}
+
+/// A Redis URL with its password replaced by `***`, for messages and logs.
+pub fn mask_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn masks_passwords() {
+        assert_eq!(
+            super::mask_password("redis://u:secret@h:1/0"),
+            "redis://u:***@h:1/0"
+        );
+        assert_eq!(super::mask_password("redis://secret@h"), "redis://***@h");
+        assert_eq!(super::mask_password("redis://h:6379"), "redis://h:6379");
+    }
 }

@@ -1,40 +1,18 @@
-//! What dashboards and operators read and change: per-queue metrics, the jobs in each
-//! queue and sorted set, live processes, and actions on single jobs by jid. Every Web UI
-//! page and the Prometheus endpoint go through these calls (through `FiberJob::Queue`),
-//! never through Redis commands of their own.
-//!
-//! Changes of one job are one Lua script (`scripts::JID_OP`), so a job clicked twice,
-//! or promoted by a scheduler at the same moment, moves exactly once.
+//! What dashboards read: per-queue metrics, totals, live processes and the jobs each
+//! is processing, throughput windows, Redis's INFO, and the Web UI's signing secret.
+//! Every Web UI page and the Prometheus endpoint go through these calls and the ones
+//! in `jobs.rs`, `dead.rs`, `cron.rs` (through `FiberJob::Queue`), never through Redis
+//! commands of their own.
 //!
 //! Reads are forgiving: what another program (or a corrupted restore) wrote under our
 //! keys — bytes that are not UTF-8, a counter that is not a number, a key of the wrong
 //! type — shows up as that row's bad data, never as an error for the whole page.
 
-use redis::{FromRedisValue, ParsingError, RedisResult, Value};
+use redis::{FromRedisValue, RedisResult, Value};
 
-use crate::cancel::Cancel;
-use crate::client::Client;
+use super::{Client, Lossy};
 use crate::error::Result;
-
-/// A Redis string read for display: bytes that are not UTF-8 show as U+FFFD instead
-/// of failing the read; numbers read as their text.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Lossy(pub String);
-
-impl FromRedisValue for Lossy {
-    fn from_redis_value(v: Value) -> std::result::Result<Self, ParsingError> {
-        match v {
-            Value::BulkString(bytes) => Ok(Lossy(String::from_utf8_lossy(&bytes).into_owned())),
-            other => String::from_redis_value(other).map(Lossy),
-        }
-    }
-}
-
-impl From<Lossy> for String {
-    fn from(l: Lossy) -> String {
-        l.0
-    }
-}
+use crate::runtime::cancel::Cancel;
 
 /// A count read leniently: missing, unreadable or refused (a key of the wrong type) is 0.
 fn count(r: Option<RedisResult<Value>>) -> u64 {
@@ -80,23 +58,6 @@ pub struct Totals {
     pub failed: u64,
     pub dead: u64,
     pub failure_records: u64,
-}
-
-/// The sorted sets of one queue that hold jobs waiting for a time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Waiting {
-    Scheduled,
-    Retry,
-}
-
-/// Where `find` saw a job.
-#[derive(Debug)]
-pub struct Found {
-    pub state: &'static str,
-    pub queue: String,
-    pub raw: String,
-    /// Run-at for scheduled and retry jobs.
-    pub score: Option<f64>,
 }
 
 impl Client {
@@ -205,7 +166,7 @@ impl Client {
     }
 
     /// Identities in the process set (live, or dead and not yet reaped).
-    fn process_ids(&self, cancel: &Cancel) -> Result<Vec<String>> {
+    pub(super) fn process_ids(&self, cancel: &Cancel) -> Result<Vec<String>> {
         let key = self.keys.processes();
         let ids: Vec<Lossy> = self.call(cancel, |mut c| {
             let key = key.clone();
@@ -250,7 +211,7 @@ impl Client {
 
     /// Payloads a process has taken from `queues` and not finished (running, or
     /// buffered by prefetch), oldest first, as (queue, payload).
-    pub fn taken(
+    pub fn processing_jobs(
         &self,
         cancel: &Cancel,
         identity: &str,
@@ -283,161 +244,11 @@ impl Client {
             .collect())
     }
 
-    /// Ready jobs of a queue, oldest first, `offset..offset+limit`.
-    pub fn queue_jobs(
-        &self,
-        cancel: &Cancel,
-        queue: &str,
-        offset: i64,
-        limit: i64,
-    ) -> Result<Vec<String>> {
-        // The oldest job is at the right end (LPUSH enqueues, the right end is taken).
-        let key = self.keys.queue(queue);
-        let jobs: Vec<Lossy> = self.call(cancel, |mut c| {
-            let key = key.clone();
-            async move {
-                redis::cmd("LRANGE")
-                    .arg(key)
-                    .arg(-offset - limit)
-                    .arg(-offset - 1)
-                    .query_async(&mut c)
-                    .await
-            }
-        })?;
-        Ok(jobs.into_iter().rev().map(String::from).collect())
-    }
-
-    /// Jobs of one queue's scheduled or retry set, soonest first, with run-at times.
-    pub fn waiting_jobs(
-        &self,
-        cancel: &Cancel,
-        set: Waiting,
-        queue: &str,
-        offset: i64,
-        limit: i64,
-    ) -> Result<Vec<(String, f64)>> {
-        let key = self.waiting_key(set, queue);
-        let jobs: Vec<(Lossy, f64)> = self.call(cancel, |mut c| {
-            let key = key.clone();
-            async move {
-                redis::cmd("ZRANGE")
-                    .arg(key)
-                    .arg(offset)
-                    .arg(offset + limit - 1)
-                    .arg("WITHSCORES")
-                    .query_async(&mut c)
-                    .await
-            }
-        })?;
-        Ok(jobs.into_iter().map(|(j, at)| (j.0, at)).collect())
-    }
-
-    fn waiting_key(&self, set: Waiting, queue: &str) -> String {
-        match set {
-            Waiting::Scheduled => self.keys.schedule(queue),
-            Waiting::Retry => self.keys.retry(queue),
-        }
-    }
-
-    /// Deletes the ready job `jid` from `queue`. Returns whether it was there.
-    pub fn delete_queued(&self, cancel: &Cancel, queue: &str, jid: &str) -> Result<bool> {
-        let key = self.keys.queue(queue);
-        Ok(self
-            .jid_op(cancel, &key, &key, "list", "delete", jid)?
-            .is_some())
-    }
-
-    /// Deletes a scheduled or retry job. Returns whether it was there.
-    pub fn delete_waiting(
-        &self,
-        cancel: &Cancel,
-        set: Waiting,
-        queue: &str,
-        jid: &str,
-    ) -> Result<bool> {
-        let key = self.waiting_key(set, queue);
-        Ok(self
-            .jid_op(cancel, &key, &key, "zset", "delete", jid)?
-            .is_some())
-    }
-
-    /// Moves a scheduled or retry job to the front of its queue (it runs next).
-    /// Returns whether it was there (a scheduler may have promoted it meanwhile).
-    pub fn run_waiting_now(
-        &self,
-        cancel: &Cancel,
-        set: Waiting,
-        queue: &str,
-        jid: &str,
-    ) -> Result<bool> {
-        let key = self.waiting_key(set, queue);
-        let qkey = self.keys.queue(queue);
-        Ok(self
-            .jid_op(cancel, &key, &qkey, "zset", "run", jid)?
-            .is_some())
-    }
-
-    /// Empties a queue's ready jobs. Returns how many were deleted.
-    pub fn clear_queue(&self, cancel: &Cancel, queue: &str) -> Result<u64> {
-        let key = self.keys.queue(queue);
-        self.call(cancel, |mut c| {
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            pipe.cmd("LLEN").arg(&key);
-            pipe.cmd("DEL").arg(&key).ignore();
-            async move {
-                let (n,): (u64,) = pipe.query_async(&mut c).await?;
-                Ok(n)
-            }
-        })
-    }
-
-    /// Looks for `jid` among the ready, scheduled, retry and taken jobs of `queues`,
-    /// then in the dead set.
-    pub fn find(&self, cancel: &Cancel, queues: &[String], jid: &str) -> Result<Option<Found>> {
-        let ids = self.process_ids(cancel)?;
-        for q in queues {
-            let places = [
-                ("enqueued", self.keys.queue(q), "list"),
-                ("scheduled", self.keys.schedule(q), "zset"),
-                ("retry", self.keys.retry(q), "zset"),
-            ];
-            let taken = ids
-                .iter()
-                .map(|id| ("busy", self.keys.processing(q, id), "list"));
-            for (state, key, kind) in places.into_iter().chain(taken) {
-                if let Some((raw, score)) = self.jid_op(cancel, &key, &key, kind, "find", jid)? {
-                    return Ok(Some(Found {
-                        state,
-                        queue: q.clone(),
-                        raw,
-                        score,
-                    }));
-                }
-            }
-        }
-        let dead = self.keys.dead();
-        Ok(self
-            .jid_op(cancel, &dead, &dead, "zset", "find", jid)?
-            .map(|(raw, _)| {
-                let queue = serde_json::from_str::<serde_json::Value>(&raw)
-                    .ok()
-                    .and_then(|v| v.get("queue").and_then(|q| q.as_str()).map(String::from))
-                    .unwrap_or_default();
-                Found {
-                    state: "dead",
-                    queue,
-                    raw,
-                    score: None,
-                }
-            }))
-    }
-
     /// Jobs processed and failed per 10-second window, for the last `windows` windows
     /// ending with the current one: (window start, epoch seconds; processed; failed).
     pub fn throughput(&self, cancel: &Cancel, windows: i64) -> Result<Vec<(i64, u64, u64)>> {
-        let step = crate::ack::STAT_WINDOW_SECS;
-        let last = (crate::payload::now() as i64) / step;
+        let step = crate::store::retention::STAT_WINDOW_SECS;
+        let last = (crate::store::payload::now() as i64) / step;
         let buckets: Vec<i64> = (last - windows + 1..=last).collect();
         if buckets.is_empty() {
             return Ok(Vec::new());
@@ -467,28 +278,6 @@ impl Client {
             .collect())
     }
 
-    /// Cron definitions workers registered: (class, JSON {class, cron, queue, time_zone}).
-    pub fn cron_defs(&self, cancel: &Cancel) -> Result<Vec<(String, String)>> {
-        let key = self.keys.cron();
-        let defs: RedisResult<Vec<(Lossy, Lossy)>> = self.call(cancel, |mut c| {
-            let key = key.clone();
-            async move {
-                let mut pipe = redis::pipe();
-                pipe.ignore_errors().cmd("HGETALL").arg(key);
-                let (defs,): (RedisResult<Vec<(Lossy, Lossy)>>,) = pipe.query_async(&mut c).await?;
-                Ok(defs)
-            }
-        })?;
-        // Not a hash: no definitions to show (the workers' own classes still list).
-        let mut defs: Vec<(String, String)> = defs
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k.0, v.0))
-            .collect();
-        defs.sort();
-        Ok(defs)
-    }
-
     /// `INFO` of the Redis server, as Redis prints it.
     pub fn redis_info(&self, cancel: &Cancel) -> Result<String> {
         self.call(cancel, |mut c| async move {
@@ -496,37 +285,19 @@ impl Client {
         })
     }
 
-    /// Runs `JID_OP` (see `scripts.rs`): (payload, run-at) of the job found, if any.
-    pub(crate) fn jid_op(
-        &self,
-        cancel: &Cancel,
-        key: &str,
-        dest: &str,
-        kind: &str,
-        action: &str,
-        jid: &str,
-    ) -> Result<Option<(String, Option<f64>)>> {
-        Ok(self
-            .jid_op_bytes(cancel, key, dest, kind, action, jid)?
-            .map(|(raw, score)| (String::from_utf8_lossy(&raw).into_owned(), score)))
-    }
-
-    /// `jid_op` with the payload's exact bytes (to act on the member afterwards).
-    pub(crate) fn jid_op_bytes(
-        &self,
-        cancel: &Cancel,
-        key: &str,
-        dest: &str,
-        kind: &str,
-        action: &str,
-        jid: &str,
-    ) -> Result<Option<(Vec<u8>, Option<f64>)>> {
-        let found: Option<(Vec<u8>, Lossy)> = self.call(cancel, |mut c| {
-            let mut inv = crate::scripts::JID_OP.prepare_invoke();
-            inv.key(key).key(dest).arg(jid).arg(kind).arg(action);
-            async move { inv.invoke_async(&mut c).await }
-        })?;
-        Ok(found.map(|(raw, score)| (raw, score.0.parse().ok())))
+    /// The Web UI's signing secret: `candidate` if none is stored yet, else the stored
+    /// one, so every web process signs with the same.
+    pub fn web_secret(&self, cancel: &Cancel, candidate: &str) -> Result<String> {
+        let key = self.keys.web_secret();
+        self.call(cancel, |mut c| {
+            let mut pipe = redis::pipe();
+            pipe.cmd("SET").arg(&key).arg(candidate).arg("NX").ignore();
+            pipe.cmd("GET").arg(&key);
+            async move {
+                let (secret,): (String,) = pipe.query_async(&mut c).await?;
+                Ok(secret)
+            }
+        })
     }
 }
 

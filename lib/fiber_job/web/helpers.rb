@@ -1,0 +1,99 @@
+# frozen_string_literal: true
+
+module FiberJob
+  class Web
+    # What views may call (they render with the action's binding): URLs under the
+    # mount point, the CSRF field, paging, and formatting of numbers, times and jobs.
+    # Every value a view prints goes through `h`.
+    module Helpers
+      def root
+        request.script_name.to_s
+      end
+
+      def url(path)
+        "#{root}#{path}"
+      end
+
+      def csrf_field
+        %(<input type="hidden" name="csrf" value="#{@token}">)
+      end
+
+      # The page asked for, 1 when the parameter is missing or not a number, at most
+      # MAX_PAGE (later pages would be empty).
+      def page
+        raw = request.GET["page"]
+        raw.is_a?(String) && raw.match?(/\A\d{1,12}\z/) ? raw.to_i.clamp(1, MAX_PAGE) : 1
+      end
+
+      def offset
+        (page - 1) * PER_PAGE
+      end
+
+      def number(n)
+        n.to_i.to_s.reverse.scan(/\d{1,3}/).join(",").reverse
+      end
+
+      def time(t)
+        return "—" unless t.is_a?(Numeric) || t.is_a?(Time)
+
+        t = Time.at(t) if t.is_a?(Numeric)
+        %(<time datetime="#{h(t.utc.iso8601)}" title="#{h(t.utc.iso8601)}">#{h(relative(t))}</time>)
+      rescue RangeError, ArgumentError, FloatDomainError
+        "—"
+      end
+
+      def relative(t)
+        diff = t.to_f - Time.now.to_f
+        words = duration(diff.abs)
+        diff.negative? ? "#{words} ago" : "in #{words}"
+      end
+
+      def duration(seconds)
+        case seconds
+        when 0...1 then "#{(seconds * 1000).round} ms"
+        when 1...60 then "#{seconds.round(1)} s"
+        when 60...3600 then "#{(seconds / 60).round} min"
+        when 3600...86_400 then "#{(seconds / 3600).round(1)} h"
+        else "#{(seconds / 86_400).round(1)} d"
+        end
+      end
+
+      def args(list)
+        h(JSON.generate(list || [])[0, 300])
+      end
+
+      def job_link(job)
+        jid = job["jid"].to_s
+        %(<a class="mono" href="#{h(url("/jobs/#{ERB::Util.url_encode(jid)}"))}">#{h(jid)}</a>)
+      end
+
+      def display_class(job)
+        job["wrapped"] ? "#{job["wrapped"]} (ActiveJob)" : job["class"].to_s
+      end
+
+      def pager(total)
+        pages = [(total.to_f / PER_PAGE).ceil, 1].max
+        return "" if pages == 1
+
+        base = request.path_info
+        links = []
+        links << %(<a href="#{h(url("#{base}?page=#{page - 1}"))}" rel="prev">← Newer</a>) if page > 1
+        links << %(<span>Page #{page} of #{pages}</span>)
+        links << %(<a href="#{h(url("#{base}?page=#{page + 1}"))}" rel="next">Older →</a>) if page < pages
+        %(<nav class="pager">#{links.join}</nav>)
+      end
+
+      def flash
+        msg = request.GET["notice"]
+        msg.is_a?(String) && !msg.empty? ? %(<p class="notice" role="status">#{h(msg[0, 200])}</p>) : ""
+      end
+
+      def render(view, status: 200, **locals)
+        locals.each { |k, v| instance_variable_set(:"@#{k}", v) }
+        @content = @web.template(view).result(binding)
+        @view = view
+        html(status, @web.template("layout").result(binding))
+      end
+    end
+  end
+end

@@ -1,0 +1,212 @@
+//! What any process (not only workers) does with Redis: enqueue and schedule (this
+//! file, with the direct path in `direct.rs`), and what dashboards read and change
+//! (`admin.rs`: metrics and processes; `jobs.rs`: jobs by queue and jid; `dead.rs`:
+//! the failed list and dead set; `cron.rs`: cron records). Calls go through the
+//! runtime's shared connection, so concurrent callers (threads of a web server) share
+//! pipelined round trips; a push made alone may take the direct path.
+//!
+//! Every call has a deadline (`network_timeout`): during an outage it retries the
+//! connection until then, then fails with `Error::Connection`. It never hangs.
+
+mod admin;
+mod cron;
+mod dead;
+mod direct;
+mod jobs;
+
+pub use self::cron::CronLast;
+pub use self::jobs::Waiting;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{FromRedisValue, ParsingError, Value};
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::runtime::cancel::Cancel;
+use crate::runtime::{self, Runtime};
+use crate::store::keys::Keys;
+
+/// Pause between attempts while Redis is unreachable, within the call's deadline.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+pub struct Client {
+    pub url: String,
+    pub keys: Keys,
+    pub timeout: Duration,
+}
+
+/// A Redis string read for display: bytes that are not UTF-8 show as U+FFFD instead
+/// of failing the read; numbers read as their text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Lossy(pub String);
+
+impl FromRedisValue for Lossy {
+    fn from_redis_value(v: Value) -> std::result::Result<Self, ParsingError> {
+        match v {
+            Value::BulkString(bytes) => Ok(Lossy(String::from_utf8_lossy(&bytes).into_owned())),
+            other => String::from_redis_value(other).map(Lossy),
+        }
+    }
+}
+
+impl From<Lossy> for String {
+    fn from(l: Lossy) -> String {
+        l.0
+    }
+}
+
+/// An enqueue Redis refused for want of memory says so, and that the job is not stored.
+fn not_stored(e: Error) -> Error {
+    match e {
+        Error::RedisFull(m) => Error::RedisFull(format!("the job was not stored: {m}")),
+        other => other,
+    }
+}
+
+/// Reads an enqueue's replies: the command at `job` (the one LPUSH or ZADD that writes
+/// the jobs) alone decides whether they were stored; an error of the others (the
+/// queue's name, the wake-up) is bookkeeping and only logged. So an enqueue raises
+/// exactly when its jobs were not stored. (A `MULTI` around them would cost a fifth of
+/// the rate of concurrent pushes.)
+fn stored(results: Vec<redis::RedisResult<redis::Value>>, job: usize) -> redis::RedisResult<()> {
+    let mut bookkeeping = None;
+    for (i, result) in results.into_iter().enumerate() {
+        match result {
+            Err(e) if i == job => return Err(e),
+            Err(e) => bookkeeping = Some(e),
+            Ok(_) => {}
+        }
+    }
+    if let Some(e) = bookkeeping {
+        tracing::warn!("a job was stored, but Redis refused FiberJob's bookkeeping: {e}");
+    }
+    Ok(())
+}
+
+impl Client {
+    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Client> {
+        runtime::open(url)?;
+        Ok(Client {
+            url: url.to_string(),
+            keys: Keys::new(prefix),
+            timeout,
+        })
+    }
+
+    /// Runs `op` on the shared connection, retrying connection failures until the
+    /// deadline. Blocks the calling thread (call it without the GVL).
+    pub fn call<T, F, Fut>(&self, cancel: &Cancel, op: F) -> Result<T>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let rt: Arc<Runtime> = runtime::get()?;
+        let work = async {
+            let deadline = Instant::now() + self.timeout;
+            loop {
+                let attempt = async {
+                    let conn = rt.client(&self.url, self.timeout).await?;
+                    op(conn).await.map_err(Error::from)
+                };
+                match tokio::time::timeout_at(deadline, attempt).await {
+                    Ok(Err(Error::Connection(m))) => {
+                        if Instant::now() + RETRY_PAUSE >= deadline {
+                            return Err(Error::Connection(m));
+                        }
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                    }
+                    Ok(result) => return result,
+                    Err(_) => return Err(runtime::timed_out(&self.url, self.timeout)),
+                }
+            }
+        };
+        rt.tokio
+            .block_on(cancel.run(work))
+            .unwrap_or_else(|| Err(Error::Other("interrupted while waiting for Redis".into())))
+    }
+
+    /// Adds payloads to the back of a queue (in order) and records the queue name.
+    /// Alone, on the calling thread's direct connection; with company, or when that
+    /// fails, on the shared one (see `direct.rs`).
+    pub fn push(&self, cancel: &Cancel, queue: &str, payloads: &[String]) -> Result<()> {
+        let qkey = self.keys.queue(queue);
+        let queues = self.keys.queues();
+        let flight = self::direct::Flight::start();
+        // A request `push_quick` wrote must be finished on its own connection.
+        if self::direct::pending() || self.direct_allowed(&flight) {
+            let pushed = self::direct::push(
+                &self.url,
+                self.timeout,
+                cancel,
+                &qkey,
+                &queues,
+                queue,
+                payloads,
+            );
+            match pushed {
+                Ok(()) => return Ok(()),
+                Err(_) if cancel.is_cancelled() => {
+                    return Err(Error::Other("interrupted while waiting for Redis".into()))
+                }
+                // Redis took the whole network_timeout: waiting again on the shared
+                // path would double the deadline.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                    ) =>
+                {
+                    return Err(runtime::timed_out(&self.url, self.timeout))
+                }
+                Err(_) => {} // refused or dropped: the shared path retries until the deadline
+            }
+        }
+        self.call(cancel, |mut c| {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            pipe.cmd("SADD").arg(&queues).arg(queue);
+            pipe.cmd("LPUSH").arg(&qkey).arg(payloads);
+            async move { stored(pipe.query_async(&mut c).await?, 1) }
+        })
+        .map_err(not_stored)
+    }
+
+    /// The direct push's first step, with the GVL held (see `direct.rs`). `Some`: done
+    /// (or refused); `None`: finish with `push`, without the GVL.
+    pub fn push_quick(&self, queue: &str, payloads: &[String]) -> Option<Result<()>> {
+        let flight = self::direct::Flight::start();
+        if !self.direct_allowed(&flight) {
+            return None;
+        }
+        let (qkey, queues) = (self.keys.queue(queue), self.keys.queues());
+        match self::direct::push_quick(&self.url, &qkey, &queues, queue, payloads)? {
+            Ok(()) => Some(Ok(())),
+            Err(_) => None, // `push` tries again, then the shared path
+        }
+    }
+
+    /// Alone, and on plain TCP: the direct connection may serve this push.
+    fn direct_allowed(&self, flight: &self::direct::Flight) -> bool {
+        flight.alone() && self.url.starts_with("redis://")
+    }
+
+    /// Stores a job to run at `at` (epoch seconds) and tells schedulers about it.
+    pub fn schedule(&self, cancel: &Cancel, queue: &str, at: f64, payload: &str) -> Result<()> {
+        let skey = self.keys.schedule(queue);
+        let queues = self.keys.queues();
+        let channel = self.keys.schedule_channel();
+        self.call(cancel, |mut c| {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            pipe.cmd("SADD").arg(&queues).arg(queue);
+            pipe.cmd("ZADD").arg(&skey).arg(at).arg(payload);
+            pipe.cmd("PUBLISH").arg(&channel).arg(queue);
+            async move { stored(pipe.query_async(&mut c).await?, 1) }
+        })
+        .map_err(not_stored)
+    }
+}

@@ -1,0 +1,10 @@
+//! The Redis data model: every key name (`keys`), every Lua script (`scripts`), the
+//! job payload format and the one builder of new payloads (`payload`), and how much of
+//! what is kept (`retention`). Plain Rust, no I/O.
+
+pub mod base64;
+pub mod keys;
+pub mod payload;
+pub mod records;
+pub mod retention;
+pub mod scripts;

@@ -1,0 +1,216 @@
+//! The job format: one JSON object with Sidekiq's field names (`class`, `args`, `jid`,
+//! `queue`, `created_at`, `enqueued_at`, `retry_count`, and on failure `error_class`,
+//! `error_message`, `failed_at`, `backtrace`).
+//!
+//! Payloads are parsed once, here, when a fetcher takes them from Redis. A payload that
+//! cannot be run is rejected with a reason that ends up in the dead set.
+
+use std::fmt::Write;
+
+use serde_json::{Map, Value};
+
+/// What a worker needs of a payload that parsed. The raw payload is kept by the caller;
+/// the other fields are read again (`fields`) only on the rare paths that change it.
+#[derive(Clone, Debug)]
+pub struct Parsed {
+    pub class: String,
+    pub args: Vec<Value>,
+    pub jid: String,
+    pub retry_count: u64,
+}
+
+/// Only the fields a worker reads; serde skips the rest without building values.
+#[derive(serde::Deserialize)]
+struct Head {
+    class: Option<Value>,
+    args: Option<Value>,
+    jid: Option<Value>,
+    retry_count: Option<Value>,
+}
+
+/// Parses a payload taken from a queue. `Err` holds the reason it cannot run.
+pub fn parse(raw: &str) -> Result<Parsed, String> {
+    // serde would also read a struct from a JSON array; a payload must be an object.
+    if !raw.trim_start().starts_with('{') {
+        return match serde_json::from_str::<Value>(raw) {
+            Ok(_) => Err("payload is not a JSON object".to_string()),
+            Err(e) => Err(format!("payload is not valid JSON: {e}")),
+        };
+    }
+    let head: Head =
+        serde_json::from_str(raw).map_err(|e| format!("payload is not valid JSON: {e}"))?;
+    let class = match head.class {
+        Some(Value::String(c)) if !c.is_empty() => c,
+        Some(_) => return Err("payload field 'class' is not a non-empty string".to_string()),
+        None => return Err("payload has no 'class' field".to_string()),
+    };
+    let args = match head.args {
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err("payload field 'args' is not an array".to_string()),
+        None => return Err("payload has no 'args' field".to_string()),
+    };
+    let jid = match head.jid {
+        Some(Value::String(j)) => j,
+        _ => String::new(),
+    };
+    let retry_count = head
+        .retry_count
+        .as_ref()
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Ok(Parsed {
+        class,
+        args,
+        jid,
+        retry_count,
+    })
+}
+
+/// A fresh job id: 24 hex characters, like the ones Ruby makes. Unique, not secret:
+/// it mixes the time, a counter and std's per-process random hasher keys.
+pub fn new_jid() -> String {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut parts = [0u64; 2];
+    for (i, part) in parts.iter_mut().enumerate() {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u128(nanos);
+        h.write_u64(n);
+        h.write_usize(i);
+        *part = h.finish();
+    }
+    format!("{:016x}{:08x}", parts[0], parts[1] as u32)
+}
+
+/// Builds new payloads, the one way every enqueue makes them (the Rust fast path, the
+/// Ruby path, cron ticks): `class`, `args`, `jid`, `queue`, `created_at`, `enqueued_at`,
+/// `retry_count` in that order, then any extra fields.
+pub struct Builder {
+    class: String,
+    queue: String,
+    now: f64,
+}
+
+impl Builder {
+    pub fn new(class: &str, queue: &str, now: f64) -> Builder {
+        Builder {
+            class: Value::from(class).to_string(),
+            queue: Value::from(queue).to_string(),
+            now,
+        }
+    }
+
+    /// One payload with `args` (the JSON text of the argument Array) and `extra` fields
+    /// (a core field among them is ignored). Returns (jid, payload).
+    pub fn payload(&self, args: &str, extra: &Map<String, Value>) -> (String, String) {
+        let jid = new_jid();
+        let mut p = String::with_capacity(128 + self.class.len() + args.len());
+        let _ = write!(
+            p,
+            r#"{{"class":{},"args":{args},"jid":"{jid}","queue":{},"created_at":{:?},"enqueued_at":{:?},"retry_count":0"#,
+            self.class, self.queue, self.now, self.now
+        );
+        for (k, v) in extra
+            .iter()
+            .filter(|(k, _)| !CORE_FIELDS.contains(&k.as_str()))
+        {
+            let _ = write!(p, ",{}:{v}", Value::from(k.as_str()));
+        }
+        p.push('}');
+        (jid, p)
+    }
+}
+
+/// The fields every new payload has, in order.
+pub const CORE_FIELDS: [&str; 7] = [
+    "class",
+    "args",
+    "jid",
+    "queue",
+    "created_at",
+    "enqueued_at",
+    "retry_count",
+];
+
+/// The payload a cron tick enqueues: no arguments, and the tick it is for.
+pub fn cron_payload(class: &str, queue: &str, tick: i64, now: f64) -> String {
+    let mut extra = Map::new();
+    extra.insert("cron_tick".into(), Value::from(tick));
+    Builder::new(class, queue, now).payload("[]", &extra).1
+}
+
+/// Seconds since the epoch, as Sidekiq stores times.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_good_payload() {
+        let p =
+            parse(r#"{"class":"EmailJob","args":[123,"hi"],"jid":"abc","retry_count":2}"#).unwrap();
+        assert_eq!(p.class, "EmailJob");
+        assert_eq!(p.args, vec![Value::from(123), Value::from("hi")]);
+        assert_eq!(p.jid, "abc");
+        assert_eq!(p.retry_count, 2);
+    }
+
+    #[test]
+    fn rejects_bad_payloads_with_a_reason() {
+        assert!(parse("not json").unwrap_err().contains("not valid JSON"));
+        assert!(parse("[1]").unwrap_err().contains("not a JSON object"));
+        assert!(parse(r#"["A",[1]]"#)
+            .unwrap_err()
+            .contains("not a JSON object"));
+        assert!(parse("[oops").unwrap_err().contains("not valid JSON"));
+        assert!(parse(r#"{"args":[]}"#).unwrap_err().contains("no 'class'"));
+        assert!(parse(r#"{"class":"A"}"#).unwrap_err().contains("no 'args'"));
+        assert!(parse(r#"{"class":"A","args":{}}"#)
+            .unwrap_err()
+            .contains("not an array"));
+        assert!(parse(r#"{"class":5,"args":[]}"#)
+            .unwrap_err()
+            .contains("'class'"));
+    }
+
+    #[test]
+    fn the_builder_writes_the_core_fields_in_order_then_the_extra_ones() {
+        let mut extra = Map::new();
+        extra.insert("wrapped".into(), Value::from("Mailer"));
+        extra.insert("jid".into(), Value::from("ignored"));
+        let (jid, p) = Builder::new("Email\"Job", "default", 2.5).payload("[1,\"a\"]", &extra);
+        let v: Map<String, Value> = serde_json::from_str(&p).unwrap();
+        let keys: Vec<&str> = v.keys().map(String::as_str).collect();
+        assert_eq!(keys[..7], CORE_FIELDS);
+        assert_eq!(keys[7..], ["wrapped"]);
+        assert_eq!(v["class"], Value::from("Email\"Job"));
+        assert_eq!(v["args"], serde_json::json!([1, "a"]));
+        assert_eq!(v["jid"], Value::from(jid));
+        assert_eq!(v["created_at"], Value::from(2.5));
+        assert_eq!(v["retry_count"], Value::from(0));
+        let cron: Value = serde_json::from_str(&cron_payload("C", "q", 60, 1.0)).unwrap();
+        assert_eq!(cron["cron_tick"], Value::from(60));
+        assert_eq!(cron["args"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn jids_are_24_hex_and_distinct() {
+        let a = new_jid();
+        assert_eq!(a.len(), 24);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, new_jid());
+    }
+}

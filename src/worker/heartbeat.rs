@@ -1,0 +1,127 @@
+//! The heartbeat: registers this worker process and proves it alive every
+//! `HEARTBEAT_EVERY`, with what dashboards show (queues, concurrency, busy, RSS). Its
+//! counterpart is the reaper (`reaper.rs`), which recovers the jobs of a process whose
+//! heartbeat expired. Beats come from tokio, so a job holding the GVL does not delay
+//! them, and they are a script Redis runs even when full (see `scripts.rs`), so a
+//! worker is not taken for dead while Redis is out of memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::state::WorkerState;
+use crate::runtime::outage::Outage;
+use crate::store::{payload, scripts};
+
+/// How often a worker refreshes its heartbeat.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// How long a heartbeat lives: five missed beats mean the process is gone, and its
+/// jobs are recovered by another worker (so recovery takes about this long).
+pub const HEARTBEAT_TTL_SECS: u64 = 5;
+
+/// Registers this process and keeps its heartbeat alive.
+pub async fn run(state: Arc<WorkerState>) {
+    let mut outage = Outage::new("heartbeat".to_string());
+    let started_at = payload::now();
+    let queues = serde_json::to_string(&state.queues).unwrap_or_default();
+    let concurrency = serde_json::to_string(&state.limits).unwrap_or_default();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let mut conn = None;
+    loop {
+        let busy: usize = state.dispatcher.busy().iter().sum();
+        let key = state.keys.process(&state.identity);
+        let mut beat = scripts::HEARTBEAT.prepare_invoke();
+        beat.key(&key)
+            .key(state.keys.processes())
+            .key(state.keys.queues())
+            .arg(HEARTBEAT_TTL_SECS)
+            .arg(&state.identity)
+            .arg(state.queues.len())
+            .arg(state.queues.as_slice())
+            .arg("identity")
+            .arg(&state.identity)
+            .arg("hostname")
+            .arg(&hostname)
+            .arg("pid")
+            .arg(std::process::id())
+            .arg("queues")
+            .arg(&queues)
+            .arg("concurrency")
+            .arg(&concurrency)
+            .arg("busy")
+            .arg(busy)
+            .arg("quiet")
+            .arg(if state.dispatcher.is_quiet() {
+                "true"
+            } else {
+                "false"
+            })
+            .arg("rss")
+            .arg(rss_kb())
+            .arg("started_at")
+            .arg(started_at)
+            .arg("beat")
+            .arg(payload::now());
+        let result = async {
+            if conn.is_none() {
+                conn = Some(state.redis.get_multiplexed_async_connection().await?);
+            }
+            beat.invoke_async::<()>(conn.as_mut().expect("connected above"))
+                .await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                outage.recovered();
+                if state.mark_registered() {
+                    if let Some(c) = conn.as_mut() {
+                        warn_if_evicting(c).await;
+                    }
+                }
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+            }
+            Err(e) => {
+                conn = None;
+                outage.failed(&e).await;
+            }
+        }
+    }
+}
+
+/// Logs, once per worker start, when Redis may evict keys to make room: with any
+/// `maxmemory-policy` but `noeviction`, a full Redis deletes keys — queued jobs,
+/// heartbeats — instead of refusing writes that FiberJob would retry or report.
+async fn warn_if_evicting(c: &mut redis::aio::MultiplexedConnection) {
+    let Ok(info) = redis::cmd("INFO")
+        .arg("memory")
+        .query_async::<String>(c)
+        .await
+    else {
+        return;
+    };
+    let policy = info
+        .lines()
+        .find_map(|l| l.strip_prefix("maxmemory_policy:"))
+        .map(str::trim);
+    if let Some(policy) = policy.filter(|p| *p != "noeviction") {
+        tracing::warn!(
+            "Redis has maxmemory-policy {policy}: when it is full it deletes keys, which may be queued \
+             jobs or worker heartbeats. Set maxmemory-policy noeviction (FiberJob then reports a full Redis \
+             instead of losing data)"
+        );
+    }
+}
+
+/// Resident set size of this process in KiB (Linux), 0 where unknown.
+pub fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}

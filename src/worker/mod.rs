@@ -1,0 +1,339 @@
+//! One worker process: its engine (this file), the state its tasks share
+//! (`state.rs`), and the tasks on the tokio runtime — a fetcher per queue (`fetch.rs`),
+//! the acker (`acker.rs`), the heartbeat (`heartbeat.rs`) and the reaper
+//! (`reaper.rs`), the scheduler (`scheduler.rs`), the cron ticker (`cron_ticker.rs`).
+//! Executors (Ruby) take jobs from the dispatcher (`dispatch.rs`) and report outcomes
+//! (`outcome.rs`) through the engine's methods; `ruby/worker.rs` calls nothing else.
+//!
+//! Lifecycle: `new` (plain values, no I/O) → `start` (spawns the tasks; never waits on
+//! Redis, so a worker starts while Redis is down) → executors `take` and report jobs →
+//! `request_stop` (from a signal: stops handing out and fetching, gives buffered jobs
+//! back at once) → `shutdown` (after the executors are done: waits for the fetchers,
+//! flushes outcomes, sweeps whatever is left in this process's processing lists back to
+//! the queues, unregisters).
+
+mod acker;
+pub mod cron_ticker;
+mod dispatch;
+mod fetch;
+mod heartbeat;
+mod outcome;
+mod reaper;
+mod scheduler;
+mod state;
+
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use self::cron_ticker::CronDef;
+use self::dispatch::Dispatcher;
+pub use self::dispatch::Taken;
+use self::outcome::{AfterFailure, Outcome};
+use self::state::WorkerState;
+use crate::error::{Error, Result};
+use crate::runtime::cancel::Cancel;
+use crate::runtime::{self, Runtime};
+use crate::store::keys::Keys;
+use crate::store::payload;
+use crate::store::records::{self, Failure};
+use crate::store::scripts;
+
+/// What a worker is: where Redis is, who it is, what it works.
+pub struct Settings {
+    pub redis_url: String,
+    pub prefix: String,
+    /// `network_timeout`.
+    pub timeout: Duration,
+    /// `host:pid:random`.
+    pub identity: String,
+    pub queues: Vec<QueueSettings>,
+}
+
+/// One queue a worker serves: at most `limit` of its jobs run at once, and the process
+/// holds at most `prefetch` more, fetched and not started.
+pub struct QueueSettings {
+    pub name: String,
+    pub limit: usize,
+    pub prefetch: usize,
+}
+
+pub struct Engine {
+    state: Arc<WorkerState>,
+    rt: Arc<Runtime>,
+    outcomes: Mutex<Option<mpsc::UnboundedReceiver<Outcome>>>,
+    fetchers: Mutex<Vec<JoinHandle<()>>>,
+    /// Heartbeat, scheduler, schedule listener, reaper, cron ticker: aborted at shutdown.
+    background: Mutex<Vec<JoinHandle<()>>>,
+    acker: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Engine {
+    pub fn new(settings: Settings) -> Result<Engine> {
+        if settings.queues.is_empty() {
+            return Err(Error::Config("a worker needs at least one queue".into()));
+        }
+        let redis = runtime::open(&settings.redis_url)?;
+        let rt = runtime::get()?;
+        let limits: Vec<(usize, usize)> = settings
+            .queues
+            .iter()
+            .map(|q| (q.limit, q.prefetch))
+            .collect();
+        let dispatcher = Dispatcher::new(&limits)
+            .map_err(|e| Error::Other(format!("cannot create the wake-up socket: {e}")))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = WorkerState::new(
+            Keys::new(&settings.prefix),
+            settings.identity,
+            settings
+                .queues
+                .into_iter()
+                .map(|q| (q.name, q.limit))
+                .collect(),
+            dispatcher,
+            redis,
+            settings.timeout,
+            tx,
+        );
+        Ok(Engine {
+            state: Arc::new(state),
+            rt,
+            outcomes: Mutex::new(Some(rx)),
+            fetchers: Mutex::new(Vec::new()),
+            background: Mutex::new(Vec::new()),
+            acker: Mutex::new(None),
+        })
+    }
+
+    /// Starts the tasks; `cron` lists the cron jobs this worker ticks for (times in
+    /// UTC when `utc`, else in the process's local time zone).
+    pub fn start(&self, cron: Vec<CronDef>, utc: bool) -> Result<()> {
+        let rx = lock(&self.outcomes)
+            .take()
+            .ok_or_else(|| Error::Other("this worker was already started".into()))?;
+        let h = self.rt.tokio.handle();
+        let state = &self.state;
+        *lock(&self.acker) = Some(h.spawn(acker::run(state.clone(), rx)));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let mut background = lock(&self.background);
+        background.push(h.spawn(heartbeat::run(state.clone())));
+        background.push(h.spawn(scheduler::run(state.clone(), wake.clone())));
+        background.push(h.spawn(scheduler::listen(state.clone(), wake)));
+        background.push(h.spawn(reaper::run(state.clone())));
+        if !cron.is_empty() {
+            background.push(h.spawn(cron_ticker::run(state.clone(), cron, utc)));
+        }
+        let mut fetchers = lock(&self.fetchers);
+        for q in 0..state.queues.len() {
+            fetchers.push(h.spawn(fetch::run(state.clone(), q)));
+        }
+        Ok(())
+    }
+
+    /// This process's name in Redis.
+    pub fn identity(&self) -> &str {
+        &self.state.identity
+    }
+
+    /// The name of queue number `q`.
+    pub fn queue_name(&self, q: usize) -> &str {
+        &self.state.queues[q]
+    }
+
+    // --- what executors call ------------------------------------------------------
+
+    /// Up to `max` jobs that may start now, without waiting (fiber executor). When there
+    /// are none, the next change writes a byte to `wake_socket`.
+    pub fn take(&self, max: usize) -> Vec<Taken> {
+        self.state.dispatcher.take(max)
+    }
+
+    /// Waits up to `timeout` for a job that may start (thread executor; call without the
+    /// GVL). `None` after the timeout, a stop, or `cancel`.
+    pub fn take_blocking(&self, timeout: Duration, cancel: &AtomicBool) -> Option<Taken> {
+        self.state.dispatcher.take_blocking(timeout, cancel)
+    }
+
+    /// Waits up to `timeout` for the worker to stop; true once it has.
+    pub fn wait_stopping(&self, timeout: Duration, cancel: &AtomicBool) -> bool {
+        self.state.dispatcher.wait_stopping(timeout, cancel)
+    }
+
+    /// Wakes every thread waiting in `take_blocking` or `wait_stopping` (unblock
+    /// functions call this after setting their flag).
+    pub fn interrupt(&self) {
+        self.state.dispatcher.interrupt()
+    }
+
+    /// The socket the fiber executor waits on when `take` found nothing.
+    pub fn wake_socket(&self) -> &UnixStream {
+        self.state.dispatcher.wake_socket()
+    }
+
+    /// The stored payload of a busy job (for server middleware).
+    pub fn payload(&self, id: u64) -> Option<String> {
+        self.state.dispatcher.payload(id)
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.state.dispatcher.is_stopping()
+    }
+
+    /// Stop handing out and fetching; give buffered, unstarted jobs back now. Safe to
+    /// call from a signal trap: it only takes a short lock and queues a message.
+    pub fn request_stop(&self) {
+        self.state.dispatcher.stop();
+        self.give_back_buffered();
+    }
+
+    /// Quiet (TSTP): no more fetching or starting; buffered jobs go back now.
+    pub fn quiet(&self) {
+        self.state.dispatcher.quiet();
+        self.give_back_buffered();
+    }
+
+    fn give_back_buffered(&self) {
+        let mut by_queue: Vec<Vec<Vec<u8>>> = vec![Vec::new(); self.state.queues.len()];
+        for job in self.state.dispatcher.drain_buffers() {
+            by_queue[job.queue].push(job.raw.into_bytes());
+        }
+        for (q, raws) in by_queue.into_iter().enumerate() {
+            if !raws.is_empty() {
+                self.state.report(Outcome::GivenBack { q, raws });
+            }
+        }
+    }
+
+    /// A job performed successfully.
+    pub fn ack(&self, id: u64) {
+        if let Some(job) = self.state.dispatcher.finish(id) {
+            self.state.report(Outcome::Acked {
+                q: job.queue,
+                raw: job.raw.into_bytes(),
+            });
+        }
+    }
+
+    /// Gives a busy job back to the front of its queue (interrupted, not at fault).
+    pub fn give_back(&self, id: u64) {
+        if let Some(job) = self.state.dispatcher.finish(id) {
+            self.state.report(Outcome::GivenBack {
+                q: job.queue,
+                raws: vec![job.raw.into_bytes()],
+            });
+        }
+    }
+
+    /// A job that must not run (not a job class): to the dead set.
+    pub fn bury(&self, id: u64, error_class: &str, reason: &str) {
+        if let Some(job) = self.state.dispatcher.finish(id) {
+            tracing::warn!(jid = %job.parsed.jid, "{reason}; moved to the dead set");
+            let entry = records::dead_entry(&job.raw, error_class, reason, payload::now());
+            self.state.report(Outcome::Buried {
+                q: job.queue,
+                raw: job.raw.into_bytes(),
+                entry,
+            });
+        }
+    }
+
+    /// A failed attempt. `retry_at` (epoch seconds) schedules a retry (to the front of
+    /// the queue when due if `priority`); `None` buries it.
+    pub fn fail(&self, id: u64, failure: Failure, retry_at: Option<f64>, priority: bool) {
+        let Some(job) = self.state.dispatcher.finish(id) else {
+            return;
+        };
+        let queue = &self.state.queues[job.queue];
+        let retry = retry_at.map(|_| priority);
+        let failed = records::failed(&job.raw, &failure, queue, retry);
+        let then = match retry_at {
+            Some(at) => AfterFailure::Retry {
+                at,
+                payload: failed.payload,
+            },
+            None => AfterFailure::Dead {
+                payload: failed.payload,
+            },
+        };
+        self.state.report(Outcome::Failed {
+            q: job.queue,
+            raw: job.raw.into_bytes(),
+            record: failed.record,
+            then,
+        });
+    }
+
+    /// Finishes a stopped worker (blocking; call without the GVL once no job runs).
+    pub fn shutdown(&self, cancel: &Cancel) -> Result<()> {
+        self.request_stop();
+        let state = self.state.clone();
+        let fetchers: Vec<_> = lock(&self.fetchers).drain(..).collect();
+        let background: Vec<_> = lock(&self.background).drain(..).collect();
+        let acker = lock(&self.acker).take();
+        let work = async move {
+            for f in fetchers {
+                let _ = f.await;
+            }
+            // Anything a fetcher delivered while stopping was given back by `push`;
+            // this catches a buffer filled between the stop and the fetcher's end.
+            let (tx, rx) = oneshot::channel();
+            state.report(Outcome::Flush(tx));
+            // Bounded: with Redis down, what is left stays in the processing list for
+            // another worker to recover.
+            let flushed = tokio::time::timeout(state.timeout * 2, rx).await.is_ok();
+            for h in background {
+                h.abort();
+            }
+            if let Some(h) = acker {
+                h.abort();
+            }
+            if !flushed {
+                return Err(Error::Connection(
+                    "Redis did not take this worker's last results before shutdown; its unacknowledged jobs stay in its processing list and are recovered by another worker".into(),
+                ));
+            }
+            sweep_and_unregister(&state).await
+        };
+        self.rt.tokio.block_on(cancel.run(work)).unwrap_or_else(|| {
+            Err(Error::Other(
+                "shutdown interrupted; unfinished jobs stay in this worker's processing list and are recovered by another worker".into(),
+            ))
+        })
+    }
+}
+
+/// Moves whatever is left in this process's processing lists back to the front of
+/// their queues, then removes the process's registration.
+async fn sweep_and_unregister(state: &WorkerState) -> Result<()> {
+    let mut conn = state.redis.get_multiplexed_async_connection().await?;
+    for (q, queue) in state.queues.iter().enumerate() {
+        let moved: i64 = scripts::SWEEP
+            .key(state.keys.queue(queue))
+            .key(state.processing_key(q))
+            .invoke_async(&mut conn)
+            .await?;
+        if moved > 0 {
+            tracing::info!("put {moved} unfinished job(s) back on queue {queue:?}");
+        }
+    }
+    redis::pipe()
+        .cmd("SREM")
+        .arg(state.keys.processes())
+        .arg(&state.identity)
+        .ignore()
+        .cmd("DEL")
+        .arg(state.keys.process(&state.identity))
+        .ignore()
+        .query_async::<()>(&mut conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,36 @@
+//! The outcome of one job this process took: what an executor's report becomes, on its
+//! way to the acker (`acker.rs`), which writes it to Redis. Payloads travel as bytes:
+//! a job is found in its processing list by its exact bytes.
+
+use tokio::sync::oneshot;
+
+/// Where a failed job goes.
+pub enum AfterFailure {
+    /// To its queue's retry set, due at `at` (epoch seconds).
+    Retry { at: f64, payload: String },
+    /// To the dead set: no retries left.
+    Dead { payload: String },
+}
+
+pub enum Outcome {
+    /// Performed successfully.
+    Acked { q: usize, raw: Vec<u8> },
+    /// Failed: recorded, then retried or buried.
+    Failed {
+        q: usize,
+        raw: Vec<u8>,
+        record: String,
+        then: AfterFailure,
+    },
+    /// Taken but not started (or interrupted at shutdown): back to the queue's front,
+    /// oldest first.
+    GivenBack { q: usize, raws: Vec<Vec<u8>> },
+    /// Cannot run at all (not a job payload, not a job class): to the dead set as `entry`.
+    Buried {
+        q: usize,
+        raw: Vec<u8>,
+        entry: String,
+    },
+    /// Answers once everything sent before it is in Redis.
+    Flush(oneshot::Sender<()>),
+}

@@ -1,0 +1,82 @@
+//! The state a worker's tasks share: its identity and queues, the dispatcher, the Redis
+//! client its tasks open connections from, and the channel to the acker. Tasks (fetch,
+//! acker, heartbeat, reaper, scheduler, cron ticker) depend on this module, never on
+//! the engine that spawns them.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use super::dispatch::Dispatcher;
+use super::outcome::Outcome;
+use crate::store::keys::Keys;
+
+pub struct WorkerState {
+    pub keys: Keys,
+    /// `host:pid:random`, this process's name in Redis.
+    pub identity: String,
+    /// Queue names, in the worker's order; tasks refer to a queue by its index.
+    pub queues: Vec<String>,
+    /// Each queue's concurrency.
+    pub limits: Vec<usize>,
+    pub dispatcher: Dispatcher,
+    /// Where every task opens its connections.
+    pub redis: redis::Client,
+    /// `network_timeout`: connect and reply deadlines.
+    pub timeout: Duration,
+    /// Each queue's processing list of this process.
+    processing: Vec<String>,
+    outcomes: mpsc::UnboundedSender<Outcome>,
+    /// Set once the first heartbeat registered this process: fetchers wait for it, so
+    /// no processing list exists that the reaper could not find.
+    registered: watch::Sender<bool>,
+}
+
+impl WorkerState {
+    pub fn new(
+        keys: Keys,
+        identity: String,
+        queues: Vec<(String, usize)>,
+        dispatcher: Dispatcher,
+        redis: redis::Client,
+        timeout: Duration,
+        outcomes: mpsc::UnboundedSender<Outcome>,
+    ) -> WorkerState {
+        WorkerState {
+            processing: queues
+                .iter()
+                .map(|(name, _)| keys.processing(name, &identity))
+                .collect(),
+            limits: queues.iter().map(|(_, limit)| *limit).collect(),
+            queues: queues.into_iter().map(|(name, _)| name).collect(),
+            keys,
+            identity,
+            dispatcher,
+            redis,
+            timeout,
+            outcomes,
+            registered: watch::channel(false).0,
+        }
+    }
+
+    /// Hands an outcome to the acker.
+    pub fn report(&self, outcome: Outcome) {
+        // Fails only after shutdown closed the acker; nothing is reported then.
+        let _ = self.outcomes.send(outcome);
+    }
+
+    /// Queue `q`'s processing list of this process.
+    pub fn processing_key(&self, q: usize) -> &str {
+        &self.processing[q]
+    }
+
+    /// Records that this process is registered; true the first time.
+    pub fn mark_registered(&self) -> bool {
+        !self.registered.send_replace(true)
+    }
+
+    pub async fn wait_registered(&self) {
+        let mut rx = self.registered.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+}
