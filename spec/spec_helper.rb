@@ -7,6 +7,7 @@ require_relative "support/redis_server"
 require_relative "support/helpers"
 require_relative "support/worker_processes"
 require_relative "support/ran"
+require_relative "support/native_worker"
 
 # One redis-server for the whole run, started here and stopped at exit. Specs that
 # need to kill or restart Redis start their own RedisServer.
@@ -16,6 +17,7 @@ at_exit { TEST_REDIS.cleanup }
 RSpec.configure do |config|
   config.include SpecHelpers
   config.include WorkerProcesses
+  config.include NativeWorker
   config.disable_monkey_patching!
   config.order = :defined
   config.example_status_persistence_file_path = "spec/examples.txt"

@@ -42,7 +42,7 @@ module FiberJob
     # the worker is stopping (FiberJob::Shutdown, Async::Stop), a signal, or `exit`.
     def self.interruption?(error)
       error.is_a?(SignalException) || error.is_a?(SystemExit) ||
-        (defined?(::Async::Stop) && error.is_a?(::Async::Stop))
+        (defined?(::Async::Stop) ? error.is_a?(::Async::Stop) : false)
     end
 
     # Jobs running now in this process: carrier (Fiber or Thread) → [context Hash,

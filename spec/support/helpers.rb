@@ -2,6 +2,8 @@
 
 require "rbconfig"
 require "timeout"
+require "fileutils"
+require "tmpdir"
 
 # Helpers shared by the specs: a raw Redis client for assertions, running a worker in
 # this process or as a real subprocess, and waiting with a bound.
@@ -41,6 +43,7 @@ module SpecHelpers
   # `body`) and starts it as a real process. Returns [pid, output file].
   def spawn_ruby(body, env: {})
     dir = Dir.mktmpdir("fiber_job-proc")
+    (@spawn_dirs ||= []) << dir # removed after the example (kill_spawned)
     script = File.join(dir, "main.rb")
     out = File.join(dir, "out.log")
     File.write(script, <<~RUBY)
@@ -85,5 +88,7 @@ module SpecHelpers
       end
     end
     @spawned = []
+    (@spawn_dirs || []).each { |dir| FileUtils.rm_rf(dir) }
+    @spawn_dirs = []
   end
 end

@@ -157,20 +157,7 @@ fn deliver(state: &WorkerState, q: usize, raws: Vec<Vec<u8>>) {
     }
     let mut good = Vec::with_capacity(raws.len());
     for raw in raws {
-        let parsed = match String::from_utf8(raw) {
-            Ok(text) => match payload::parse(&text) {
-                Ok(p) => Ok((text, p)),
-                Err(reason) => Err((reason, text.into_bytes())),
-            },
-            Err(e) => {
-                let reason = format!(
-                    "payload is not valid UTF-8 (invalid byte at offset {})",
-                    e.utf8_error().valid_up_to()
-                );
-                Err((reason, e.into_bytes()))
-            }
-        };
-        match parsed {
+        match read(raw) {
             Ok(job) => good.push(job),
             Err((reason, raw)) => {
                 tracing::warn!(queue = %state.queues[q], "{reason}; moved to the dead set");
@@ -186,5 +173,46 @@ fn deliver(state: &WorkerState, q: usize, raws: Vec<Vec<u8>>) {
             q,
             raws: back.into_iter().map(|j| j.raw.into_bytes()).collect(),
         });
+    }
+}
+
+/// A fetched payload as a job, or why it cannot run, with its exact bytes.
+fn read(raw: Vec<u8>) -> Result<(String, payload::Parsed), (String, Vec<u8>)> {
+    match String::from_utf8(raw) {
+        Ok(text) => match payload::parse(&text) {
+            Ok(p) => Ok((text, p)),
+            Err(reason) => Err((reason, text.into_bytes())),
+        },
+        Err(e) => {
+            let reason = format!(
+                "payload is not valid UTF-8 (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            );
+            Err((reason, e.into_bytes()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read;
+
+    #[test]
+    fn reads_jobs_and_keeps_the_bytes_of_what_cannot_run() {
+        let good = br#"{"class":"A","args":[1],"jid":"j"}"#.to_vec();
+        let (text, job) = read(good.clone()).unwrap();
+        assert_eq!((text.as_bytes(), job.class.as_str()), (&good[..], "A"));
+
+        let binary = b"{\"class\":\"A\",\"args\":[\"\xff\"]}".to_vec();
+        let (reason, raw) = read(binary.clone()).unwrap_err();
+        assert!(
+            reason.contains("not valid UTF-8 (invalid byte at offset 22)"),
+            "{reason}"
+        );
+        assert_eq!(raw, binary);
+
+        let (reason, raw) = read(b"[1]".to_vec()).unwrap_err();
+        assert!(reason.contains("not a JSON object"));
+        assert_eq!(raw, b"[1]");
     }
 }

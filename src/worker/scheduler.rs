@@ -61,8 +61,7 @@ pub async fn run(state: Arc<WorkerState>, wake: Arc<Notify>) {
         match result {
             Ok(next_due) => {
                 outage.recovered();
-                let wait = (next_due - payload::now()).max(0.0);
-                let wait = Duration::from_secs_f64(wait.min(MAX_SLEEP.as_secs_f64()));
+                let wait = sleep_for(next_due, payload::now());
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = wake.notified() => {}
@@ -104,5 +103,24 @@ pub async fn listen(state: Arc<WorkerState>, wake: Arc<Notify>) {
             }
             Err(e) => outage.failed(&e).await,
         }
+    }
+}
+
+/// How long the scheduler sleeps: until the earliest due job (`next_due`, epoch
+/// seconds; infinity when none), at most `MAX_SLEEP`.
+fn sleep_for(next_due: f64, now: f64) -> Duration {
+    Duration::from_secs_f64((next_due - now).clamp(0.0, MAX_SLEEP.as_secs_f64()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleeps_until_the_next_due_job_within_the_backstop() {
+        assert_eq!(sleep_for(100.25, 100.0), Duration::from_millis(250));
+        assert_eq!(sleep_for(99.0, 100.0), Duration::ZERO); // overdue: promote now
+        assert_eq!(sleep_for(f64::INFINITY, 100.0), MAX_SLEEP);
+        assert_eq!(sleep_for(1e12, 100.0), MAX_SLEEP);
     }
 }

@@ -1,0 +1,146 @@
+# frozen_string_literal: true
+
+class ProcOkJob < FiberJob::Job
+  def perform(*args) = Ran.record(*args)
+end
+
+class ProcFailJob < FiberJob::Job
+  def initialize = (super; @max_retries = 1)
+  def perform(*) = raise(ArgumentError, "bad input")
+end
+
+class ProcHookJob < ProcFailJob
+  def retry_delay(_) = raise(NotImplementedError, "a broken hook")
+end
+
+class ProcPriorityJob < ProcFailJob
+  def priority_retry? = true
+end
+
+class ProcInterruptedJob < FiberJob::Job
+  def perform = raise(FiberJob::Shutdown, "stopping")
+end
+
+class ProcLoadErrorJob < FiberJob::Job
+  def perform = require("fiber_job_spec_no_such_file")
+end
+
+class ProcMessageJob < FiberJob::Job
+  def initialize = (super; @max_retries = 0)
+
+  def perform
+    error = RuntimeError.new("x")
+    def error.message = raise("message is broken")
+    raise error
+  end
+end
+
+# The Processor against a real engine: what it reports for each kind of job, read back
+# from Redis.
+RSpec.describe FiberJob::Processor do
+  before { Ran.reset! }
+
+  let(:processor) do
+    ->(native) { described_class.new(native, Logger.new(File::NULL), timeout: ->(_s, &b) { b.call }) }
+  end
+
+  def run_one(native, &check)
+    tuple = take_one(native)
+    processor.call(native).run(tuple)
+    wait_for(message: "the outcome in Redis", &check)
+  end
+
+  def retries = redis.zrange("fiber_job:retry:{default}", 0, -1).map { |j| JSON.parse(j) }
+  def dead = redis.zrange("fiber_job:dead", 0, -1).map { |j| JSON.parse(j) }
+
+  it "acks a job that succeeds, with exactly its arguments" do
+    queue_raw("ProcOkJob", [1, "two", { "x" => [nil] }])
+    with_native_worker do |native|
+      run_one(native) { redis.get("fiber_job:stat:processed") == "1" }
+    end
+    expect(Ran.all).to eq([[1, "two", { "x" => [nil] }]])
+    expect(redis.llen("fiber_job:queue:{default}")).to eq(0)
+  end
+
+  it "retries a failure within max_retries, then buries it with its error" do
+    queue_raw("ProcFailJob", [1])
+    with_native_worker do |native|
+      run_one(native) { retries.size == 1 }
+      expect(retries.first).to include("retry_count" => 1, "error_class" => "ArgumentError", "error_message" => "bad input")
+      queue_raw("ProcFailJob", [2], retry_count: 1)
+      run_one(native) { dead.size == 1 }
+    end
+    expect(dead.first).to include("retry_count" => 2, "error" => "ArgumentError: bad input")
+    expect(FiberJob::Queue.failed_jobs.size).to eq(2)
+  end
+
+  it "falls back to the default backoff when retry_delay raises, and keeps priority retries" do
+    queue_raw("ProcHookJob")
+    queue_raw("ProcPriorityJob")
+    with_native_worker do |native|
+      run_one(native) { retries.size == 1 }
+      run_one(native) { retries.size == 2 }
+    end
+    expect(retries.map { |r| r["class"] }).to contain_exactly("ProcHookJob", "ProcPriorityJob")
+    expect(retries.find { |r| r["class"] == "ProcPriorityJob" }["retry_priority"]).to be(true)
+  end
+
+  it "treats a LoadError as the job's failure, and survives an exception whose message raises" do
+    queue_raw("ProcLoadErrorJob")
+    queue_raw("ProcMessageJob")
+    with_native_worker do |native|
+      run_one(native) { retries.size == 1 }
+      run_one(native) { dead.size == 1 }
+    end
+    expect(retries.first["error_class"]).to eq("LoadError")
+    expect(dead.first["error_message"]).to include("#message raised")
+  end
+
+  it "gives an interrupted job back to the front of its queue and lets the interruption through" do
+    queue_raw("ProcInterruptedJob")
+    with_native_worker do |native|
+      tuple = take_one(native)
+      expect { processor.call(native).run(tuple) }.to raise_error(FiberJob::Shutdown)
+      native._stop # else the engine fetches it again at once
+      wait_for { redis.llen("fiber_job:queue:{default}") == 1 }
+    end
+    expect(retries + dead).to be_empty
+  end
+
+  it "retries a class this process lacks, and buries a name that is no job class" do
+    queue_raw("ProcNotDefinedJob")
+    queue_raw("Kernel")
+    queue_raw("not a constant")
+    with_native_worker do |native|
+      run_one(native) { retries.size == 1 }
+      run_one(native) { dead.size == 1 }
+      run_one(native) { dead.size == 2 }
+    end
+    expect(retries.first).to include("class" => "ProcNotDefinedJob", "error_class" => "FiberJob::UnknownJobError")
+    expect(dead.map { |d| d["error_message"] }).to contain_exactly(/"Kernel" is not a FiberJob::Job subclass/, /not a Ruby constant name/)
+  end
+
+  describe ".job_class" do
+    it "finds only FiberJob::Job subclasses, by constant name" do
+      expect(described_class.job_class("ProcOkJob")).to eq([ProcOkJob])
+      expect(described_class.job_class("::ProcOkJob")).to eq([ProcOkJob])
+      expect(described_class.job_class("FiberJob::Job")).to eq([:not_a_job])
+      expect(described_class.job_class("File")).to eq([:not_a_job])
+      expect(described_class.job_class("system('x')")).to eq([:invalid])
+      expect(described_class.job_class(nil)).to eq([:invalid])
+      kind, error = described_class.job_class("NoSuchJobHere")
+      expect([kind, error.class]).to eq([:unknown, NameError])
+    end
+  end
+
+  describe ".interruption?" do
+    it "is true only for stops, signals and exit" do
+      expect(described_class.interruption?(FiberJob::Shutdown.new)).to be(true)
+      expect(described_class.interruption?(Interrupt.new)).to be(true)
+      expect(described_class.interruption?(SystemExit.new)).to be(true)
+      expect(described_class.interruption?(LoadError.new)).to be(false)
+      expect(described_class.interruption?(NoMemoryError.new)).to be(false)
+      expect(described_class.interruption?(SystemStackError.new)).to be(false)
+    end
+  end
+end
