@@ -10,7 +10,7 @@ module FiberJob
     #   processing: jobs workers have taken and not yet finished
     def stats(queue)
       m = metrics([queue_string(queue)]).values.first
-      { size: m[:size], scheduled: m[:scheduled] + m[:retries], processing: m[:busy] }
+      { size: m[:size], scheduled: m[:scheduled] + m[:retries], processing: m[:processing] }
     end
 
     # Failure records, newest first: 'class', 'args', 'jid', 'queue', 'error',
@@ -106,16 +106,18 @@ module FiberJob
     end
 
     # Counters and sizes per queue, kept in Redis by the engine:
-    #   { "default" => { processed:, failed:, size:, scheduled:, retries:, busy:,
-    #                    latency: seconds the oldest ready job has waited (0.0 if none) } }
+    #   { "default" => { processed:, failed:, size:, scheduled:, retries:, processing:,
+    #                    busy:, latency: seconds the oldest ready job has waited (0.0 if none) } }
+    # processing: jobs workers have taken and not finished (running, or fetched and
+    # waiting for a slot); busy: the ones running now (from the workers' heartbeats).
     # @param queues [Array, nil] which queues (default: every known queue)
     # @return [Hash{String => Hash}]
     def metrics(queues = nil)
       names = queues ? Array(queues).map(&:to_s) : self.names
       now = Time.now.to_f
-      FiberJob.admin._metrics(names).to_h do |name, processed, failed, size, scheduled, retries, busy, oldest|
+      FiberJob.admin._metrics(names).to_h do |name, processed, failed, size, scheduled, retries, processing, busy, oldest|
         [name, { processed: processed, failed: failed, size: size, scheduled: scheduled, retries: retries,
-                 busy: busy, latency: oldest ? [now - oldest, 0.0].max.round(3) : 0.0 }]
+                 processing: processing, busy: busy, latency: oldest ? [now - oldest, 0.0].max.round(3) : 0.0 }]
       end
     end
 
@@ -127,7 +129,8 @@ module FiberJob
       per_queue = metrics.values
       sum = ->(key) { per_queue.sum { |m| m[key] } }
       { processed: processed, failed: failed, dead: dead, failure_records: records,
-        enqueued: sum[:size], scheduled: sum[:scheduled], retries: sum[:retries], busy: sum[:busy],
+        enqueued: sum[:size], scheduled: sum[:scheduled], retries: sum[:retries], processing: sum[:processing],
+        busy: sum[:busy],
         processes: processes.size }
     end
 

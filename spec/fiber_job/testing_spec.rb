@@ -1,6 +1,8 @@
 # frozen_string_literal: true
 
 require "fiber_job/testing"
+# Requiring it switches to fake!; the rest of the suite talks to Redis.
+FiberJob::Testing.disable!
 
 class TestModeJob < FiberJob::Job
   def perform(x) = Ran.record(x)

@@ -45,7 +45,10 @@ pub struct QueueMetrics {
     pub size: u64,
     pub scheduled: u64,
     pub retries: u64,
-    /// Jobs workers have taken and not finished.
+    /// Jobs workers are processing: taken and not finished (running, or fetched and
+    /// waiting for a slot), from their processing lists.
+    pub processing: u64,
+    /// Jobs running now (each uses a worker slot), from the workers' heartbeats.
     pub busy: u64,
     /// `enqueued_at` of the oldest ready job (epoch seconds), if any.
     pub oldest_enqueued_at: Option<f64>,
@@ -106,21 +109,44 @@ impl Client {
                 Ok((ids, flat))
             }
         })?;
-        let busy: Vec<u64> = if ids.is_empty() {
-            Vec::new()
-        } else {
-            let lens: Vec<RedisResult<Value>> = self.call(cancel, |mut c| {
+        // Per process: its processing lists' lengths, then its heartbeat's queues and
+        // busy counts (a heartbeat without them, from an older FiberJob, counts its
+        // processing jobs as busy).
+        let mut processing = vec![0u64; queues.len()];
+        let mut busy = vec![0u64; queues.len()];
+        if !ids.is_empty() {
+            let replies: Vec<RedisResult<Value>> = self.call(cancel, |mut c| {
                 let mut pipe = redis::pipe();
                 pipe.ignore_errors();
-                for q in queues {
-                    for id in &ids {
+                for id in &ids {
+                    for q in queues {
                         pipe.cmd("LLEN").arg(k.processing(q, id));
                     }
+                    pipe.cmd("HMGET")
+                        .arg(k.process(id))
+                        .arg("queues")
+                        .arg("busy_by_queue");
                 }
                 async move { pipe.query_async(&mut c).await }
             })?;
-            lens.into_iter().map(|r| count(Some(r))).collect()
-        };
+            let mut replies = replies.into_iter();
+            for _ in &ids {
+                let lens: Vec<u64> = queues.iter().map(|_| count(replies.next())).collect();
+                let beat: (Option<Lossy>, Option<Lossy>) = replies
+                    .next()
+                    .and_then(|r| r.ok())
+                    .and_then(|v| redis::from_redis_value(v).ok())
+                    .unwrap_or((None, None));
+                let by_queue = busy_by_queue(beat);
+                for (i, q) in queues.iter().enumerate() {
+                    processing[i] += lens[i];
+                    busy[i] += match &by_queue {
+                        Some(map) => map.get(q.as_str()).copied().unwrap_or(0),
+                        None => lens[i],
+                    };
+                }
+            }
+        }
         let mut rows = rows.into_iter();
         Ok(queues
             .iter()
@@ -135,10 +161,8 @@ impl Client {
                     scheduled: count(next()),
                     retries: count(next()),
                     oldest_enqueued_at: text(next()).as_deref().and_then(enqueued_at),
-                    busy: busy
-                        .get(i * ids.len()..(i + 1) * ids.len())
-                        .map(|s| s.iter().sum())
-                        .unwrap_or(0),
+                    processing: processing[i],
+                    busy: busy[i],
                 }
             })
             .collect())
@@ -299,6 +323,16 @@ impl Client {
             }
         })
     }
+}
+
+/// A heartbeat's busy count per queue name, from its `queues` and `busy_by_queue`
+/// lists; `None` when it has no readable `busy_by_queue`.
+fn busy_by_queue(
+    beat: (Option<Lossy>, Option<Lossy>),
+) -> Option<std::collections::HashMap<String, u64>> {
+    let names: Vec<String> = serde_json::from_str(&beat.0?.0).ok()?;
+    let counts: Vec<u64> = serde_json::from_str(&beat.1?.0).ok()?;
+    Some(names.into_iter().zip(counts).collect())
 }
 
 fn enqueued_at(raw: &str) -> Option<f64> {

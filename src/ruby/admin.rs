@@ -13,7 +13,7 @@ use crate::client::{Client, CronLast, Waiting};
 #[magnus::wrap(class = "FiberJob::Native::Admin", free_immediately, size)]
 pub struct RbAdmin(Client);
 
-type MetricsRow = (String, u64, u64, u64, u64, u64, u64, Option<f64>);
+type MetricsRow = (String, u64, u64, u64, u64, u64, u64, u64, Option<f64>);
 /// [state, queue, payload, run_at or nil]
 type FoundRow = (String, String, String, Option<f64>);
 
@@ -39,7 +39,8 @@ impl RbAdmin {
         blocking(ruby, |c| rb_self.0.queue_names(c))
     }
 
-    /// [[name, processed, failed, size, scheduled, retries, busy, oldest_enqueued_at], …]
+    /// [[name, processed, failed, size, scheduled, retries, processing, busy,
+    /// oldest_enqueued_at], …]
     fn metrics(
         ruby: &Ruby,
         rb_self: &Self,
@@ -56,6 +57,7 @@ impl RbAdmin {
                     m.size,
                     m.scheduled,
                     m.retries,
+                    m.processing,
                     m.busy,
                     m.oldest_enqueued_at,
                 )

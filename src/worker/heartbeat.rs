@@ -29,7 +29,9 @@ pub async fn run(state: Arc<WorkerState>) {
         .unwrap_or_default();
     let mut conn = None;
     loop {
-        let busy: usize = state.dispatcher.busy().iter().sum();
+        let busy_by_queue = state.dispatcher.busy();
+        let busy: usize = busy_by_queue.iter().sum();
+        let busy_by_queue = serde_json::to_string(&busy_by_queue).unwrap_or_default();
         let key = state.keys.process(&state.identity);
         let mut beat = scripts::HEARTBEAT.prepare_invoke();
         beat.key(&key)
@@ -51,6 +53,8 @@ pub async fn run(state: Arc<WorkerState>) {
             .arg(&concurrency)
             .arg("busy")
             .arg(busy)
+            .arg("busy_by_queue")
+            .arg(&busy_by_queue)
             .arg("quiet")
             .arg(if state.dispatcher.is_quiet() {
                 "true"

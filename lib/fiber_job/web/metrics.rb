@@ -16,7 +16,8 @@ module FiberJob
         ["fiber_job_queue_latency_seconds", "gauge", "How long the oldest ready job has waited.", :latency],
         ["fiber_job_scheduled", "gauge", "Jobs scheduled with perform_in/perform_at.", :scheduled],
         ["fiber_job_retries", "gauge", "Failed jobs waiting for a retry.", :retries],
-        ["fiber_job_busy", "gauge", "Jobs taken by workers and not finished.", :busy]
+        ["fiber_job_processing", "gauge", "Jobs workers have taken and not finished (running, or fetched and waiting).", :processing],
+        ["fiber_job_busy", "gauge", "Jobs running now, each using a worker slot.", :busy]
       ].freeze
 
       module_function
