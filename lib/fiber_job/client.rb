@@ -70,7 +70,7 @@ module FiberJob
       def write(job_class, payloads, at)
         started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
         if sink
-          sink.deliver(job_class, payloads, at)
+          sink.receive(job_class, payloads, at)
         elsif at
           payloads.each { |p| FiberJob.client._schedule(p["queue"].to_s, at, JSON.generate(p)) }
         else

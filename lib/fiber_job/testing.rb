@@ -23,7 +23,7 @@ module FiberJob
         @jobs = Hash.new { |h, k| h[k] = [] }
       end
 
-      def deliver(_job_class, payloads, at)
+      def receive(_job_class, payloads, at)
         payloads.each do |payload|
           # A JSON round trip, so a test sees exactly what a worker would.
           payload = JSON.parse(JSON.generate(payload))

@@ -54,18 +54,18 @@ thread_local! {
 }
 
 /// Counts a push in flight for as long as it lives.
-pub struct Flight {
+pub struct InFlightPush {
     alone: bool,
 }
 
-impl Flight {
-    pub fn start() -> Flight {
+impl InFlightPush {
+    pub fn start() -> InFlightPush {
         let me = THREAD.with(|t| *t);
         let now = EPOCH.elapsed().as_micros() as u64;
         let last = LAST_THREAD.swap(me, Ordering::AcqRel);
         let last_at = LAST_AT.swap(now, Ordering::AcqRel);
         let company = last != me && last != 0 && now.saturating_sub(last_at) < SHARED_WINDOW_MICROS;
-        Flight {
+        InFlightPush {
             alone: IN_FLIGHT.fetch_add(1, Ordering::AcqRel) == 0 && !company,
         }
     }
@@ -76,7 +76,7 @@ impl Flight {
     }
 }
 
-impl Drop for Flight {
+impl Drop for InFlightPush {
     fn drop(&mut self) {
         IN_FLIGHT.fetch_sub(1, Ordering::AcqRel);
     }
@@ -409,13 +409,15 @@ mod tests {
 
     #[test]
     fn a_flight_is_alone_only_without_another_nor_another_thread_just_before() {
-        let a = Flight::start();
-        let b = Flight::start();
+        let a = InFlightPush::start();
+        let b = InFlightPush::start();
         assert!(!b.alone());
         drop(b);
         drop(a);
-        std::thread::spawn(|| drop(Flight::start())).join().unwrap();
-        assert!(!Flight::start().alone()); // another thread pushed a moment ago
-        assert!(Flight::start().alone());
+        std::thread::spawn(|| drop(InFlightPush::start()))
+            .join()
+            .unwrap();
+        assert!(!InFlightPush::start().alone()); // another thread pushed a moment ago
+        assert!(InFlightPush::start().alone());
     }
 }

@@ -109,7 +109,7 @@ impl Client {
             let deadline = Instant::now() + self.timeout;
             loop {
                 let attempt = async {
-                    let conn = rt.client(&self.url, self.timeout).await?;
+                    let conn = rt.shared_connection(&self.url, self.timeout).await?;
                     op(conn).await.map_err(Error::from)
                 };
                 match tokio::time::timeout_at(deadline, attempt).await {
@@ -135,9 +135,9 @@ impl Client {
     pub fn push(&self, cancel: &Cancel, queue: &str, payloads: &[String]) -> Result<()> {
         let qkey = self.keys.queue(queue);
         let queues = self.keys.queues();
-        let flight = self::direct::Flight::start();
+        let push = self::direct::InFlightPush::start();
         // A request `push_quick` wrote must be finished on its own connection.
-        if self::direct::pending() || self.direct_allowed(&flight) {
+        if self::direct::pending() || self.direct_allowed(&push) {
             let pushed = self::direct::push(
                 &self.url,
                 self.timeout,
@@ -178,8 +178,8 @@ impl Client {
     /// The direct push's first step, with the GVL held (see `direct.rs`). `Some`: done
     /// (or refused); `None`: finish with `push`, without the GVL.
     pub fn push_quick(&self, queue: &str, payloads: &[String]) -> Option<Result<()>> {
-        let flight = self::direct::Flight::start();
-        if !self.direct_allowed(&flight) {
+        let push = self::direct::InFlightPush::start();
+        if !self.direct_allowed(&push) {
             return None;
         }
         let (qkey, queues) = (self.keys.queue(queue), self.keys.queues());
@@ -190,8 +190,8 @@ impl Client {
     }
 
     /// Alone, and on plain TCP: the direct connection may serve this push.
-    fn direct_allowed(&self, flight: &self::direct::Flight) -> bool {
-        flight.alone() && self.url.starts_with("redis://")
+    fn direct_allowed(&self, push: &self::direct::InFlightPush) -> bool {
+        push.alone() && self.url.starts_with("redis://")
     }
 
     /// Stores a job to run at `at` (epoch seconds) and tells schedulers about it.

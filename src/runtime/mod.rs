@@ -62,7 +62,11 @@ pub fn get() -> Result<Arc<Runtime>> {
 impl Runtime {
     /// The shared, self-reconnecting connection for `url` (enqueues and admin calls).
     /// Concurrent callers share it, so their commands are pipelined on one socket.
-    pub async fn client(&self, url: &str, timeout: Duration) -> Result<ConnectionManager> {
+    pub async fn shared_connection(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<ConnectionManager> {
         let mut clients = self.clients.lock().await;
         if let Some(c) = clients.get(url) {
             return Ok(c.clone());

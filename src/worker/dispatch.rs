@@ -1,6 +1,6 @@
 //! The in-memory hand-off between tokio fetchers and Ruby executors.
 //!
-//! Fetchers `push` jobs they moved from Redis into a per-queue buffer; executors `take`
+//! Fetchers `buffer` jobs they moved from Redis, per queue; executors `take`
 //! them. A job is handed out only while its queue runs fewer than `limit` jobs, so the
 //! per-queue concurrency limit is exact: it is a counter under one mutex, not a hope.
 //! A fetcher asks for `capacity` first, so a process never holds more than
@@ -158,7 +158,7 @@ impl Dispatcher {
 
     /// Adds fetched jobs to queue `q`'s buffer. Once stopping or quiet they are not
     /// buffered but returned, for the caller to give back to Redis.
-    pub fn push(&self, q: usize, jobs: Vec<(String, Parsed)>) -> Vec<ProcessingJob> {
+    pub fn buffer(&self, q: usize, jobs: Vec<(String, Parsed)>) -> Vec<ProcessingJob> {
         let mut st = self.lock();
         let mut out = Vec::new();
         for (raw, parsed) in jobs {
@@ -362,7 +362,7 @@ mod tests {
     fn hands_out_no_more_than_the_limit() {
         let d = Dispatcher::new(&[(3, 0)]).unwrap();
         assert_eq!(d.capacity(0), Some(3));
-        d.push(0, jobs(5));
+        d.buffer(0, jobs(5));
         assert_eq!(d.capacity(0), Some(0));
         let taken = d.take(10);
         assert_eq!(taken.len(), 3);
@@ -376,8 +376,8 @@ mod tests {
     #[test]
     fn queues_are_served_round_robin() {
         let d = Dispatcher::new(&[(1, 0), (1, 0)]).unwrap();
-        d.push(0, jobs(1));
-        d.push(1, jobs(1));
+        d.buffer(0, jobs(1));
+        d.buffer(1, jobs(1));
         let taken = d.take(10);
         assert_eq!(
             taken.iter().map(|h| h.queue).collect::<Vec<_>>(),
@@ -388,11 +388,11 @@ mod tests {
     #[test]
     fn stop_returns_pushes_and_drains_buffers() {
         let d = Dispatcher::new(&[(1, 1)]).unwrap();
-        d.push(0, jobs(2));
+        d.buffer(0, jobs(2));
         d.stop();
         assert_eq!(d.capacity(0), None);
         assert!(d.take(1).is_empty());
-        assert_eq!(d.push(0, jobs(1)).len(), 1);
+        assert_eq!(d.buffer(0, jobs(1)).len(), 1);
         assert_eq!(d.drain_buffers().len(), 2);
     }
 
@@ -404,7 +404,7 @@ mod tests {
             d2.take_blocking(Duration::from_secs(5), &AtomicBool::new(false))
         });
         std::thread::sleep(Duration::from_millis(20));
-        d.push(0, jobs(1));
+        d.buffer(0, jobs(1));
         assert!(t.join().unwrap().is_some());
     }
 
@@ -413,7 +413,7 @@ mod tests {
         use std::io::Read;
         let d = Dispatcher::new(&[(1, 0)]).unwrap();
         let mut buf = [0u8; 8];
-        d.push(0, jobs(1));
+        d.buffer(0, jobs(1));
         assert!((&d.wake_rx).read(&mut buf).is_err(), "nobody waited yet");
         let taken = d.take(1);
         assert!(d.take(1).is_empty()); // now waiting

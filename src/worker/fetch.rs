@@ -61,7 +61,7 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
                 }
             }
         }
-        // Bytes, not Strings: a payload that is not UTF-8 must reach `deliver` (and the
+        // Bytes, not Strings: a payload that is not UTF-8 must reach `buffer` (and the
         // dead set), not fail the read and block the queue.
         let batch: redis::RedisResult<Vec<Vec<u8>>> = scripts::FETCH
             .key(&queue_key)
@@ -82,7 +82,7 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
         match batch {
             Ok(raws) => {
                 outage.recovered();
-                deliver(&state, q, raws);
+                buffer(&state, q, raws);
             }
             // Redis answered with an error (full, a key of the wrong type): the command
             // did not run, so nothing was taken and the connection is fine.
@@ -151,7 +151,7 @@ async fn connect(state: &WorkerState) -> redis::RedisResult<MultiplexedConnectio
 /// Parses what was fetched, buffers the good jobs and sends the rest where they belong:
 /// payloads that are not UTF-8 JSON job objects to the dead set (kept byte for byte),
 /// jobs fetched after a stop back to the queue.
-fn deliver(state: &WorkerState, q: usize, raws: Vec<Vec<u8>>) {
+fn buffer(state: &WorkerState, q: usize, raws: Vec<Vec<u8>>) {
     if raws.is_empty() {
         return;
     }
@@ -167,7 +167,7 @@ fn deliver(state: &WorkerState, q: usize, raws: Vec<Vec<u8>>) {
             }
         }
     }
-    let back = state.dispatcher.push(q, good);
+    let back = state.dispatcher.buffer(q, good);
     if !back.is_empty() {
         state.report(Outcome::GivenBack {
             q,

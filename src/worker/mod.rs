@@ -283,7 +283,7 @@ impl Engine {
             for f in fetchers {
                 let _ = f.await;
             }
-            // Anything a fetcher delivered while stopping was given back by `push`;
+            // Anything a fetcher delivered while stopping was given back by `buffer`;
             // this catches a buffer filled between the stop and the fetcher's end.
             let (tx, rx) = oneshot::channel();
             state.report(Outcome::Flush(tx));
