@@ -93,17 +93,21 @@ pub fn new_jid() -> String {
 /// Ruby path, cron ticks): `class`, `args`, `jid`, `queue`, `created_at`, `enqueued_at`,
 /// `retry_count` in that order, then any extra fields.
 pub struct Builder {
-    class: String,
-    queue: String,
-    now: f64,
+    /// `{"class":…,"args":` — the same for every payload of a batch.
+    head: String,
+    /// `,"queue":…,"created_at":…,"enqueued_at":…,"retry_count":0`.
+    tail: String,
 }
 
 impl Builder {
     pub fn new(class: &str, queue: &str, now: f64) -> Builder {
+        // Debug keeps a float's decimal point (1.0, 1e20): it reads back as a Float.
         Builder {
-            class: Value::from(class).to_string(),
-            queue: Value::from(queue).to_string(),
-            now,
+            head: format!(r#"{{"class":{},"args":"#, Value::from(class)),
+            tail: format!(
+                r#","queue":{},"created_at":{now:?},"enqueued_at":{now:?},"retry_count":0"#,
+                Value::from(queue)
+            ),
         }
     }
 
@@ -111,12 +115,13 @@ impl Builder {
     /// (a core field among them is ignored). Returns (jid, payload).
     pub fn payload(&self, args: &str, extra: &Map<String, Value>) -> (String, String) {
         let jid = new_jid();
-        let mut p = String::with_capacity(128 + self.class.len() + args.len());
-        let _ = write!(
-            p,
-            r#"{{"class":{},"args":{args},"jid":"{jid}","queue":{},"created_at":{:?},"enqueued_at":{:?},"retry_count":0"#,
-            self.class, self.queue, self.now, self.now
-        );
+        let mut p = String::with_capacity(self.head.len() + args.len() + self.tail.len() + 40);
+        p.push_str(&self.head);
+        p.push_str(args);
+        p.push_str(r#","jid":""#);
+        p.push_str(&jid);
+        p.push('"');
+        p.push_str(&self.tail);
         for (k, v) in extra
             .iter()
             .filter(|(k, _)| !CORE_FIELDS.contains(&k.as_str()))
