@@ -30,6 +30,7 @@ module FiberJob
     # @return [FiberJob::Configuration]
     def configure
       yield config # each setter validates its own value
+      config.check!
       @client = nil
       @admin = nil
       if @logger
@@ -83,14 +84,14 @@ module FiberJob
     # @api private
     def client
       fresh_after_fork
-      @client ||= Native::Client.new(config.redis_url, config.prefix, config.network_timeout.to_f)
+      @client ||= Native::Client.new(config.connection, config.prefix)
     end
 
     # The native admin (what FiberJob::Queue and the Web UI read and change) for the
     # current configuration and process. @api private
     def admin
       fresh_after_fork
-      @admin ||= Native::Admin.new(config.redis_url, config.prefix, config.network_timeout.to_f)
+      @admin ||= Native::Admin.new(config.connection, config.prefix)
     end
 
     private

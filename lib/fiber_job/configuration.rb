@@ -16,16 +16,27 @@ module FiberJob
 
     attr_reader :redis_url, :concurrency, :queues, :queue_concurrency, :log_level,
                 :executor, :shutdown_timeout, :network_timeout, :prefetch, :prefix,
-                :cron_time_zone, :log_format, :job_log_level
+                :cron_time_zone, :log_format, :job_log_level, :redis_tls, :redis_sentinels,
+                :redis_sentinel_master, :redis_username, :redis_password, :redis_db
 
     # Keys a YAML file (`fiber_job -C`, `config/fiber_job.yml`) may set.
     FILE_KEYS = %i[redis_url concurrency queues queue_concurrency log_level executor
                    shutdown_timeout network_timeout prefetch prefix cron_time_zone
-                   log_format job_log_level].freeze
+                   log_format job_log_level redis_tls redis_sentinels redis_sentinel_master
+                   redis_username redis_password redis_db].freeze
+    TLS_KEYS = %i[ca_file cert_file key_file verify_peer].freeze
     LOG_FORMATS = %i[text json].freeze
 
     def initialize
       self.redis_url = ENV.fetch("REDIS_URL", "redis://localhost:6379")
+      # Only an explicit redis_url (or REDIS_URL) conflicts with Sentinel settings.
+      @redis_url_given = ENV.key?("REDIS_URL")
+      @redis_tls = nil
+      @redis_sentinels = []
+      @redis_sentinel_master = nil
+      @redis_username = nil
+      @redis_password = nil
+      @redis_db = 0
       self.concurrency = 2
       self.queues = [:default]
       self.queue_concurrency = { default: 2 }
@@ -130,6 +141,97 @@ module FiberJob
         raise ConfigurationError, "redis_url #{url.inspect} must start with redis://, rediss:// or unix://"
       end
       @redis_url = url
+      @redis_url_given = true
+    end
+
+    # TLS for rediss:// (and a Sentinel's master): { ca_file:, cert_file:, key_file:,
+    # verify_peer: true }, all optional; nil uses the system's CAs.
+    def redis_tls=(value)
+      if value.nil?
+        @redis_tls = nil
+        return
+      end
+      raise ConfigurationError, "redis_tls must be a Hash like { ca_file: \"ca.pem\" }, got #{value.inspect}" unless value.is_a?(Hash)
+
+      tls = value.transform_keys(&:to_sym)
+      unknown = tls.keys - TLS_KEYS
+      raise ConfigurationError, "redis_tls: unknown key(s) #{unknown.join(", ")}; known: #{TLS_KEYS.join(", ")}" unless unknown.empty?
+
+      %i[ca_file cert_file key_file].each do |k|
+        next if tls[k].nil?
+        raise ConfigurationError, "redis_tls #{k}: #{tls[k].inspect} is not a file path" unless tls[k].is_a?(String)
+        raise ConfigurationError, "redis_tls #{k}: #{tls[k]} does not exist" unless File.file?(tls[k])
+      end
+      if tls.key?(:verify_peer) && ![true, false].include?(tls[:verify_peer])
+        raise ConfigurationError, "redis_tls verify_peer must be true or false, got #{tls[:verify_peer].inspect}"
+      end
+      if tls[:cert_file].nil? != tls[:key_file].nil?
+        raise ConfigurationError, "redis_tls: cert_file and key_file go together (mutual TLS needs both)"
+      end
+      @redis_tls = { verify_peer: true }.merge(tls)
+    end
+
+    # Sentinel URLs ("redis://[:password@]host:26379"); with them, FiberJob asks the
+    # sentinels for the master named redis_sentinel_master, also after a failover.
+    def redis_sentinels=(value)
+      list = Array(value).map(&:to_s)
+      list.each do |url|
+        unless url.match?(%r{\Arediss?://[^/\s]+\z}) || url.match?(%r{\Arediss?://[^/\s]+/\z})
+          raise ConfigurationError, "redis_sentinels: #{Native.mask_password(url).inspect} is not a sentinel URL like redis://10.0.0.1:26379"
+        end
+      end
+      @redis_sentinels = list
+    end
+
+    def redis_sentinel_master=(value)
+      name = value&.to_s
+      raise ConfigurationError, "redis_sentinel_master must be a name like \"mymaster\"" if name && (name.empty? || name.match?(/\s/))
+
+      @redis_sentinel_master = name
+    end
+
+    # The master's ACL user, password and database when connecting through Sentinel
+    # (a redis_url carries its own).
+    def redis_username=(value)
+      @redis_username = value&.to_s
+    end
+
+    def redis_password=(value)
+      @redis_password = value&.to_s
+    end
+
+    def redis_db=(value)
+      raise ConfigurationError, "redis_db must be an Integer >= 0, got #{value.inspect}" unless value.is_a?(Integer) && value >= 0
+
+      @redis_db = value
+    end
+
+    # Checks settings that only make sense together; FiberJob.configure calls it.
+    # @raise [FiberJob::ConfigurationError]
+    def check!
+      if @redis_sentinels.any? && @redis_url_given
+        raise ConfigurationError, "redis_url and redis_sentinels are both set: use redis_url for one Redis, " \
+                                  "or redis_sentinels with redis_sentinel_master for Sentinel (unset REDIS_URL too)"
+      end
+      if @redis_sentinels.any? && @redis_sentinel_master.nil?
+        raise ConfigurationError, "redis_sentinels is set but redis_sentinel_master is not: name the master the sentinels watch"
+      end
+      self
+    end
+
+    # Where Redis is, for the engine's native objects. @api private
+    def connection
+      { url: @redis_url, tls: @redis_tls, sentinels: @redis_sentinels, sentinel_master: @redis_sentinel_master,
+        username: @redis_username, password: @redis_password, db: @redis_db, network_timeout: @network_timeout.to_f }
+    end
+
+    # Where Redis is, password masked, for logs and the banner.
+    def redis_description
+      if @redis_sentinels.any?
+        "sentinel master #{@redis_sentinel_master.inspect} via #{@redis_sentinels.map { |u| Native.mask_password(u) }.join(", ")}"
+      else
+        Native.mask_password(@redis_url) + (@redis_tls ? " (TLS#{@redis_tls[:verify_peer] ? "" : ", peer not verified"})" : "")
+      end
     end
 
     def concurrency=(value)

@@ -215,13 +215,14 @@ module FiberJob
       end
     end
 
-    # Redis server facts for dashboards: version, memory, clients, uptime.
+    # Redis server facts for dashboards: where FiberJob is connected (a Sentinel
+    # master's current address; passwords masked), version, memory, clients, uptime.
     def redis_info
       info = FiberJob.admin._redis_info.each_line.to_h do |line|
         key, value = line.chomp.split(":", 2)
         [key, value]
       end
-      { version: info["redis_version"], used_memory: info["used_memory_human"],
+      { connected_to: FiberJob.admin._connected_to, version: info["redis_version"], used_memory: info["used_memory_human"],
         peak_memory: info["used_memory_peak_human"], connected_clients: info["connected_clients"].to_i,
         uptime_days: info["uptime_in_days"].to_i }
     end

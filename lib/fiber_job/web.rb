@@ -92,7 +92,7 @@ module FiberJob
       def serve(host: "127.0.0.1", port: 9292)
         require "webrick"
         handler = webrick_handler
-        FiberJob.logger.info("FiberJob Web UI on http://#{host}:#{port}/ (redis #{Native.mask_password(FiberJob.config.redis_url)})")
+        FiberJob.logger.info("FiberJob Web UI on http://#{host}:#{port}/ (redis #{FiberJob.config.redis_description})")
         handler.run(self, Host: host, Port: port, AccessLog: [],
                           Logger: WEBrick::Log.new($stderr, WEBrick::Log::WARN)) do |server|
           %w[INT TERM].each { |sig| trap(sig) { server.shutdown } }

@@ -40,8 +40,8 @@ module FiberJob
       config = FiberJob.config
       @limits = config.limits_for(@queues, all: @all, given: @given)
       @native = Native::Worker.new(
-        redis_url: config.redis_url, prefix: config.prefix, network_timeout: config.network_timeout.to_f,
-        identity: identity, queues: @queues.zip(@limits).map { |q, n| [q, n, config.prefetch] }
+        connection: config.check!.connection, prefix: config.prefix, identity: identity,
+        queues: @queues.zip(@limits).map { |q, n| [q, n, config.prefetch] }
       )
       previous = install_signal_handlers
       logs = LogBridge.new(FiberJob.logger).start
@@ -126,7 +126,7 @@ module FiberJob
       queues = @queues.zip(limits).map { |q, n| "#{q}=#{n}" }.join(", ")
       FiberJob.logger.info("FiberJob #{VERSION} worker #{@native._identity} started: queues #{queues} " \
                            "(concurrency #{limits.sum}), executor #{@executor_name}, " \
-                           "redis #{Native.mask_password(config.redis_url)}, shutdown_timeout #{config.shutdown_timeout}s")
+                           "redis #{config.redis_description}, shutdown_timeout #{config.shutdown_timeout}s")
     end
 
     def log_dump

@@ -7,7 +7,7 @@ module NativeWorker
   def with_native_worker(limit: 5, queue: "default")
     config = FiberJob.config
     native = FiberJob::Native::Worker.new(
-      redis_url: config.redis_url, prefix: config.prefix, network_timeout: 2.0,
+      connection: config.connection, prefix: config.prefix,
       identity: "spec:#{Process.pid}:#{rand(1 << 30)}", queues: [[queue, limit, 0]]
     )
     native._start([], true)

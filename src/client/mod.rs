@@ -21,12 +21,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, ParsingError, Value};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::runtime::cancel::Cancel;
+use crate::runtime::target::{Target, TargetSettings};
 use crate::runtime::{self, Runtime};
 use crate::store::keys::Keys;
 
@@ -34,7 +35,7 @@ use crate::store::keys::Keys;
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 pub struct Client {
-    pub url: String,
+    target: Target,
     pub keys: Keys,
     pub timeout: Duration,
 }
@@ -88,39 +89,56 @@ fn stored(results: Vec<redis::RedisResult<redis::Value>>, job: usize) -> redis::
 }
 
 impl Client {
-    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Client> {
-        runtime::open(url)?;
+    pub fn new(target: &TargetSettings, prefix: &str) -> Result<Client> {
         Ok(Client {
-            url: url.to_string(),
+            target: Target::new(target)?,
             keys: Keys::new(prefix),
-            timeout,
+            timeout: target.timeout,
         })
     }
 
-    /// Runs `op` on the shared connection, retrying connection failures until the
-    /// deadline. Blocks the calling thread (call it without the GVL).
+    /// Where this client is connected (the Sentinel master's address asked now).
+    pub fn where_now(&self, cancel: &Cancel) -> Result<String> {
+        let rt = runtime::get()?;
+        rt.tokio
+            .block_on(cancel.run(self.target.where_now()))
+            .ok_or_else(|| Error::Other("interrupted".into()))
+    }
+
+    /// Runs `op` on the shared connection, retrying connection problems (a dropped
+    /// connection, a failover's READONLY: each retry reconnects, and with Sentinel asks
+    /// for the master again) until the deadline. Blocks the calling thread (call it
+    /// without the GVL). At the deadline it reports the last problem it saw.
     pub fn call<T, F, Fut>(&self, cancel: &Cancel, op: F) -> Result<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let rt: Arc<Runtime> = runtime::get()?;
         let work = async {
             let deadline = Instant::now() + self.timeout;
+            let mut last: Option<Error> = None;
             loop {
                 let attempt = async {
-                    let conn = rt.shared_connection(&self.url, self.timeout).await?;
+                    let conn = self.target.shared_connection().await?;
                     op(conn).await.map_err(Error::from)
                 };
                 match tokio::time::timeout_at(deadline, attempt).await {
                     Ok(Err(Error::Connection(m))) => {
+                        self.target.forget_shared().await;
                         if Instant::now() + RETRY_PAUSE >= deadline {
                             return Err(Error::Connection(m));
                         }
+                        last = Some(Error::Connection(m));
                         tokio::time::sleep(RETRY_PAUSE).await;
                     }
                     Ok(result) => return result,
-                    Err(_) => return Err(runtime::timed_out(&self.url, self.timeout)),
+                    Err(_) => {
+                        self.target.forget_shared().await;
+                        return Err(last.unwrap_or_else(|| {
+                            runtime::timed_out(self.target.describe(), self.timeout)
+                        }));
+                    }
                 }
             }
         };
@@ -137,9 +155,13 @@ impl Client {
         let queues = self.keys.queues();
         let push = self::direct::InFlightPush::start();
         // A request `push_quick` wrote must be finished on its own connection.
-        if self::direct::pending() || self.direct_allowed(&push) {
+        let direct = self
+            .target
+            .plain_url()
+            .filter(|_| self::direct::pending() || push.alone());
+        if let Some(url) = direct {
             let pushed = self::direct::push(
-                &self.url,
+                url,
                 self.timeout,
                 cancel,
                 &qkey,
@@ -160,7 +182,7 @@ impl Client {
                         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
                     ) =>
                 {
-                    return Err(runtime::timed_out(&self.url, self.timeout))
+                    return Err(runtime::timed_out(self.target.describe(), self.timeout))
                 }
                 Err(_) => {} // refused or dropped: the shared path retries until the deadline
             }
@@ -179,19 +201,12 @@ impl Client {
     /// (or refused); `None`: finish with `push`, without the GVL.
     pub fn push_quick(&self, queue: &str, payloads: &[String]) -> Option<Result<()>> {
         let push = self::direct::InFlightPush::start();
-        if !self.direct_allowed(&push) {
-            return None;
-        }
+        let url = self.target.plain_url().filter(|_| push.alone())?;
         let (qkey, queues) = (self.keys.queue(queue), self.keys.queues());
-        match self::direct::push_quick(&self.url, &qkey, &queues, queue, payloads)? {
+        match self::direct::push_quick(url, &qkey, &queues, queue, payloads)? {
             Ok(()) => Some(Ok(())),
             Err(_) => None, // `push` tries again, then the shared path
         }
-    }
-
-    /// Alone, and on plain TCP: the direct connection may serve this push.
-    fn direct_allowed(&self, push: &self::direct::InFlightPush) -> bool {
-        push.alone() && self.url.starts_with("redis://")
     }
 
     /// Stores a job to run at `at` (epoch seconds) and tells schedulers about it.

@@ -2,9 +2,7 @@
 //! admin, jobs, dead and cron calls), for `FiberJob::Queue`, the Web UI and `/metrics`.
 //! Positional arguments, no defaults.
 
-use std::time::Duration;
-
-use magnus::{function, method, prelude::*, RArray, RModule, Ruby};
+use magnus::{function, method, prelude::*, RArray, RHash, RModule, Ruby};
 
 use super::error::to_ruby;
 use super::nogvl::blocking;
@@ -29,10 +27,17 @@ fn waiting(ruby: &Ruby, set: &str) -> Result<Waiting, magnus::Error> {
 }
 
 impl RbAdmin {
-    fn new(ruby: &Ruby, url: String, prefix: String, timeout: f64) -> Result<Self, magnus::Error> {
-        Client::new(&url, &prefix, Duration::from_secs_f64(timeout))
+    /// `connection`: `Configuration#connection` (see `connection.rs`).
+    fn new(ruby: &Ruby, connection: RHash, prefix: String) -> Result<Self, magnus::Error> {
+        let target = super::connection::target_settings(ruby, connection)?;
+        Client::new(&target, &prefix)
             .map(RbAdmin)
             .map_err(|e| to_ruby(ruby, e))
+    }
+
+    /// Where the admin is connected now (a Sentinel master's current address).
+    fn connected_to(ruby: &Ruby, rb_self: &Self) -> Result<String, magnus::Error> {
+        blocking(ruby, |c| rb_self.0.where_now(c))
     }
 
     fn queue_names(ruby: &Ruby, rb_self: &Self) -> Result<Vec<String>, magnus::Error> {
@@ -218,7 +223,8 @@ impl RbAdmin {
 
 pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     let class = native.define_class("Admin", ruby.class_object())?;
-    class.define_singleton_method("new", function!(RbAdmin::new, 3))?;
+    class.define_singleton_method("new", function!(RbAdmin::new, 2))?;
+    class.define_method("_connected_to", method!(RbAdmin::connected_to, 0))?;
     class.define_method("_failed", method!(RbAdmin::failed, 2))?;
     class.define_method("_dead", method!(RbAdmin::dead, 2))?;
     class.define_method("_retry_dead", method!(RbAdmin::retry_dead, 1))?;

@@ -1,9 +1,7 @@
 //! `FiberJob::Native::Client`: enqueue and schedule. Positional arguments, no
 //! defaults; `lib/fiber_job/client.rb` validates and adds keywords.
 
-use std::time::Duration;
-
-use magnus::{function, method, prelude::*, RArray, RModule, Ruby};
+use magnus::{function, method, prelude::*, RArray, RHash, RModule, Ruby};
 
 use super::error::to_ruby;
 use super::nogvl::blocking;
@@ -14,8 +12,10 @@ use crate::store::payload::{self, Builder};
 pub struct RbClient(Client);
 
 impl RbClient {
-    fn new(ruby: &Ruby, url: String, prefix: String, timeout: f64) -> Result<Self, magnus::Error> {
-        Client::new(&url, &prefix, Duration::from_secs_f64(timeout))
+    /// `connection`: `Configuration#connection` (see `connection.rs`).
+    fn new(ruby: &Ruby, connection: RHash, prefix: String) -> Result<Self, magnus::Error> {
+        let target = super::connection::target_settings(ruby, connection)?;
+        Client::new(&target, &prefix)
             .map(RbClient)
             .map_err(|e| to_ruby(ruby, e))
     }
@@ -90,7 +90,7 @@ impl RbClient {
 
 pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     let class = native.define_class("Client", ruby.class_object())?;
-    class.define_singleton_method("new", function!(RbClient::new, 3))?;
+    class.define_singleton_method("new", function!(RbClient::new, 2))?;
     class.define_method("_enqueue", method!(RbClient::enqueue, 3))?;
     class.define_method("_push", method!(RbClient::push, 2))?;
     class.define_method("_schedule", method!(RbClient::schedule, 3))?;

@@ -6,6 +6,7 @@
 
 mod admin;
 mod client;
+mod connection;
 mod convert;
 mod encode;
 mod error;

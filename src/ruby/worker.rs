@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use magnus::{function, method, prelude::*, IntoValue, RArray, RHash, RModule, Ruby, Value};
 
+use super::connection::{required, target_settings};
 use super::convert;
 use super::error::to_ruby;
 use super::nogvl::{blocking, without_gvl};
@@ -40,27 +41,16 @@ fn tuple(ruby: &Ruby, engine: &Engine, job: &Taken) -> Result<Value, magnus::Err
     Ok(t.into_value_with(ruby))
 }
 
-/// One setting of `Native::Worker.new`'s Hash, or an ArgumentError naming it.
-fn setting<T: magnus::TryConvert>(ruby: &Ruby, hash: RHash, key: &str) -> Result<T, magnus::Error> {
-    match hash.get(ruby.to_symbol(key)) {
-        Some(v) => T::try_convert(v),
-        None => Err(magnus::Error::new(
-            ruby.exception_arg_error(),
-            format!("Native::Worker.new: the settings lack :{key}"),
-        )),
-    }
-}
-
 impl RbWorker {
-    /// `settings`: { redis_url:, prefix:, network_timeout:, identity:,
+    /// `settings`: { connection: (see `connection.rs`), prefix:, identity:,
     /// queues: [[name, concurrency, prefetch], …] }, converted here once.
     fn new(ruby: &Ruby, settings: RHash) -> Result<Self, magnus::Error> {
-        let queues: Vec<(String, usize, usize)> = setting(ruby, settings, "queues")?;
+        let queues: Vec<(String, usize, usize)> = required(ruby, settings, "queues")?;
+        let connection: RHash = required(ruby, settings, "connection")?;
         let settings = Settings {
-            redis_url: setting(ruby, settings, "redis_url")?,
-            prefix: setting(ruby, settings, "prefix")?,
-            timeout: Duration::from_secs_f64(setting(ruby, settings, "network_timeout")?),
-            identity: setting(ruby, settings, "identity")?,
+            target: target_settings(ruby, connection)?,
+            prefix: required(ruby, settings, "prefix")?,
+            identity: required(ruby, settings, "identity")?,
             queues: queues
                 .into_iter()
                 .map(|(name, limit, prefetch)| QueueSettings {

@@ -1,6 +1,6 @@
-//! The process-wide tokio runtime and the client connections it owns; submodules
-//! `cancel` (unblock tokens), `outage` (log-once and backoff) and `log` (the tracing
-//! bridge to Ruby's logger).
+//! The process-wide tokio runtime; submodules `target` (where Redis is: the one place
+//! that builds connections), `cancel` (unblock tokens), `outage` (log-once and backoff)
+//! and `log` (the tracing bridge to Ruby's logger).
 //!
 //! It records the pid it was built in. After `fork` the child has none of the parent's
 //! threads, so the first use in the child builds a new runtime and new connections; the
@@ -10,12 +10,11 @@
 pub mod cancel;
 pub mod log;
 pub mod outage;
+pub mod target;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::error::{Error, Result};
 
@@ -27,7 +26,6 @@ const WORKER_THREADS: usize = 2;
 pub struct Runtime {
     pid: u32,
     pub tokio: tokio::runtime::Runtime,
-    clients: tokio::sync::Mutex<HashMap<String, ConnectionManager>>,
 }
 
 static RUNTIME: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
@@ -50,7 +48,6 @@ pub fn get() -> Result<Arc<Runtime>> {
     let rt = Arc::new(Runtime {
         pid,
         tokio,
-        clients: tokio::sync::Mutex::new(HashMap::new()),
     });
     if let Some(old) = slot.replace(rt.clone()) {
         // Built in the parent before a fork: its threads are gone here, never drop it.
@@ -59,46 +56,9 @@ pub fn get() -> Result<Arc<Runtime>> {
     Ok(rt)
 }
 
-impl Runtime {
-    /// The shared, self-reconnecting connection for `url` (enqueues and admin calls).
-    /// Concurrent callers share it, so their commands are pipelined on one socket.
-    pub async fn shared_connection(
-        &self,
-        url: &str,
-        timeout: Duration,
-    ) -> Result<ConnectionManager> {
-        let mut clients = self.clients.lock().await;
-        if let Some(c) = clients.get(url) {
-            return Ok(c.clone());
-        }
-        let client = open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            // Reconnection is retried by our callers within their own deadline.
-            .set_number_of_retries(1);
-        let manager =
-            tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config))
-                .await
-                .map_err(|_| timed_out(url, timeout))??;
-        clients.insert(url.to_string(), manager.clone());
-        Ok(manager)
-    }
-}
-
-pub fn open(url: &str) -> Result<redis::Client> {
-    redis::Client::open(url).map_err(|e| {
-        Error::Config(format!(
-            "redis_url {:?} is not a Redis URL ({e}); use e.g. redis://localhost:6379/0",
-            mask_password(url)
-        ))
-    })
-}
-
-pub fn timed_out(url: &str, timeout: Duration) -> Error {
+pub fn timed_out(target: &str, timeout: Duration) -> Error {
     Error::Connection(format!(
-        "Redis at {} did not answer within {:.1}s; check that it is running (network_timeout sets this limit)",
-        mask_password(url),
+        "Redis at {target} did not answer within {:.1}s; check that it is running (network_timeout sets this limit)",
         timeout.as_secs_f64()
     ))
 }

@@ -61,7 +61,7 @@ pub async fn run(state: Arc<WorkerState>, mut rx: mpsc::UnboundedReceiver<Outcom
         while !groups.is_empty() {
             let c = match conn.as_mut() {
                 Some(c) => c,
-                None => match state.redis.get_multiplexed_async_connection().await {
+                None => match state.redis.connect(None).await {
                     Ok(c) => conn.insert(c),
                     Err(e) => {
                         outage.failed(&e).await;

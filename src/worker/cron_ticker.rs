@@ -65,7 +65,7 @@ async fn fire(state: &WorkerState, def: &CronDef, tick: i64) {
     let payload = payload::cron_payload(&def.class, &def.queue, tick, payload::now());
     loop {
         let result: redis::RedisResult<i64> = async {
-            let mut c = state.redis.get_multiplexed_async_connection().await?;
+            let mut c = state.redis.connect(None).await?;
             let fired: i64 = scripts::CRON_FIRE
                 .key(state.keys.cron_tick(&def.queue, &def.class, tick))
                 .key(state.keys.queue(&def.queue))

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
 
 use super::outcome::Outcome;
 use super::state::WorkerState;
@@ -139,12 +138,9 @@ async fn reconcile(
 
 async fn connect(state: &WorkerState) -> redis::RedisResult<MultiplexedConnection> {
     // The blocking command must not trip the response timeout while it waits.
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(state.timeout))
-        .set_response_timeout(Some(Duration::from_secs(BLOCK_SECS) + state.timeout));
     state
         .redis
-        .get_multiplexed_async_connection_with_config(&config)
+        .connect(Some(Duration::from_secs(BLOCK_SECS) + state.timeout))
         .await
 }
 

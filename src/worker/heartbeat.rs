@@ -69,7 +69,7 @@ pub async fn run(state: Arc<WorkerState>) {
             .arg(payload::now());
         let result = async {
             if conn.is_none() {
-                conn = Some(state.redis.get_multiplexed_async_connection().await?);
+                conn = Some(state.redis.connect(None).await?);
             }
             beat.invoke_async::<()>(conn.as_mut().expect("connected above"))
                 .await

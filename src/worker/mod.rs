@@ -37,6 +37,7 @@ use self::outcome::{AfterFailure, Outcome};
 use self::state::WorkerState;
 use crate::error::{Error, Result};
 use crate::runtime::cancel::Cancel;
+use crate::runtime::target::{Target, TargetSettings};
 use crate::runtime::{self, Runtime};
 use crate::store::keys::Keys;
 use crate::store::payload;
@@ -45,10 +46,8 @@ use crate::store::scripts;
 
 /// What a worker is: where Redis is, who it is, what it works.
 pub struct Settings {
-    pub redis_url: String,
+    pub target: TargetSettings,
     pub prefix: String,
-    /// `network_timeout`.
-    pub timeout: Duration,
     /// `host:pid:random`.
     pub identity: String,
     pub queues: Vec<QueueSettings>,
@@ -81,7 +80,8 @@ impl Engine {
         if settings.queues.is_empty() {
             return Err(Error::Config("a worker needs at least one queue".into()));
         }
-        let redis = runtime::open(&settings.redis_url)?;
+        let redis = Target::new(&settings.target)?;
+        let timeout = settings.target.timeout;
         let rt = runtime::get()?;
         let limits: Vec<(usize, usize)> = settings
             .queues
@@ -101,7 +101,7 @@ impl Engine {
                 .collect(),
             dispatcher,
             redis,
-            settings.timeout,
+            timeout,
             tx,
         );
         Ok(Engine {
@@ -314,7 +314,7 @@ impl Engine {
 /// Moves whatever is left in this process's processing lists back to the front of
 /// their queues, then removes the process's registration.
 async fn sweep_and_unregister(state: &WorkerState) -> Result<()> {
-    let mut conn = state.redis.get_multiplexed_async_connection().await?;
+    let mut conn = state.redis.connect(None).await?;
     for (q, queue) in state.queues.iter().enumerate() {
         let moved: i64 = scripts::SWEEP
             .key(state.keys.queue(queue))

@@ -40,7 +40,7 @@ pub async fn run(state: Arc<WorkerState>) {
         }
         let result = async {
             if conn.is_none() {
-                conn = Some(state.redis.get_multiplexed_async_connection().await?);
+                conn = Some(state.redis.connect(None).await?);
             }
             reap(&state, conn.as_mut().expect("connected above")).await
         }

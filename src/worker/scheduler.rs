@@ -31,7 +31,7 @@ pub async fn run(state: Arc<WorkerState>, wake: Arc<Notify>) {
     loop {
         let result: redis::RedisResult<f64> = async {
             if conn.is_none() {
-                conn = Some(state.redis.get_multiplexed_async_connection().await?);
+                conn = Some(state.redis.connect(None).await?);
             }
             let c = conn.as_mut().expect("connected above");
             let mut next_due = f64::INFINITY;
@@ -82,7 +82,7 @@ pub async fn listen(state: Arc<WorkerState>, wake: Arc<Notify>) {
     let channel = state.keys.schedule_channel();
     loop {
         let subscribed = async {
-            let mut pubsub = state.redis.get_async_pubsub().await?;
+            let mut pubsub = state.redis.pubsub().await?;
             pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         }

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::dispatch::Dispatcher;
 use super::outcome::Outcome;
+use crate::runtime::target::Target;
 use crate::store::keys::Keys;
 
 pub struct WorkerState {
@@ -20,8 +21,8 @@ pub struct WorkerState {
     /// Each queue's concurrency.
     pub limits: Vec<usize>,
     pub dispatcher: Dispatcher,
-    /// Where every task opens its connections.
-    pub redis: redis::Client,
+    /// Where every task opens its connections (re-resolving a Sentinel master).
+    pub redis: Target,
     /// `network_timeout`: connect and reply deadlines.
     pub timeout: Duration,
     /// Each queue's processing list of this process.
@@ -38,7 +39,7 @@ impl WorkerState {
         identity: String,
         queues: Vec<(String, usize)>,
         dispatcher: Dispatcher,
-        redis: redis::Client,
+        redis: Target,
         timeout: Duration,
         outcomes: mpsc::UnboundedSender<Outcome>,
     ) -> WorkerState {
