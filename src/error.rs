@@ -125,10 +125,38 @@ fn explain(code: &str, e: &redis::RedisError) -> Error {
     }
 }
 
+/// What a TLS handshake failure means and what to do, from the error rustls reported.
+fn tls_problem(e: &redis::RedisError) -> Option<String> {
+    let text = e.to_string();
+    let why = if text.contains("UnknownIssuer") || text.contains("UnknownCA") {
+        "the server's certificate is signed by a CA FiberJob does not trust (unknown CA): give \
+         redis_tls ca_file: the CA's PEM file, or verify_peer: false for a provider's self-signed \
+         certificate"
+    } else if text.contains("not valid for name") || text.contains("NotValidForName") {
+        "the server's certificate is not for the host in redis_url (name mismatch): connect by a \
+         name or address the certificate lists"
+    } else if text.contains("CertificateRequired") {
+        "the server requires a client certificate (mutual TLS): give redis_tls cert_file: and key_file:"
+    } else if text.contains("speaks plain Redis, not TLS") {
+        "the server does not speak TLS (it answered in plain Redis): use redis:// instead of rediss://, \
+         or enable TLS on the server"
+    } else if text.contains("Connection reset by peer") {
+        "the server closed the connection at once: if it requires TLS, use rediss://"
+    } else if text.contains("invalid peer certificate") || text.contains("received fatal alert") {
+        "the TLS handshake failed"
+    } else {
+        return None;
+    };
+    Some(format!("cannot connect to Redis: {why} ({e})"))
+}
+
 impl From<redis::RedisError> for Error {
     fn from(e: redis::RedisError) -> Self {
         if e.kind() == redis::ErrorKind::AuthenticationFailed {
             return explain("WRONGPASS", &e);
+        }
+        if let Some(message) = tls_problem(&e) {
+            return Error::Connection(message);
         }
         let codes = server_codes(&e);
         if let Some(code) = codes.first() {

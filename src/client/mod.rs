@@ -160,15 +160,8 @@ impl Client {
             .plain_url()
             .filter(|_| self::direct::pending() || push.alone());
         if let Some(url) = direct {
-            let pushed = self::direct::push(
-                url,
-                self.timeout,
-                cancel,
-                &qkey,
-                &queues,
-                queue,
-                payloads,
-            );
+            let pushed =
+                self::direct::push(url, self.timeout, cancel, &qkey, &queues, queue, payloads);
             match pushed {
                 Ok(()) => return Ok(()),
                 Err(_) if cancel.is_cancelled() => {

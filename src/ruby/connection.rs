@@ -10,7 +10,11 @@ use magnus::{prelude::*, RHash, Ruby, TryConvert, Value};
 use crate::runtime::target::{TargetSettings, TlsSettings};
 
 /// The value under `key` (nil and missing alike give `None`).
-fn optional<T: TryConvert>(ruby: &Ruby, hash: RHash, key: &str) -> Result<Option<T>, magnus::Error> {
+fn optional<T: TryConvert>(
+    ruby: &Ruby,
+    hash: RHash,
+    key: &str,
+) -> Result<Option<T>, magnus::Error> {
     match hash.get(ruby.to_symbol(key)) {
         Some(v) if !v.is_nil() => T::try_convert(v).map(Some),
         _ => Ok(None),

@@ -15,7 +15,6 @@ pub mod target;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-
 use crate::error::{Error, Result};
 
 /// Two worker threads: the runtime only does I/O (fetching, acking, timers), which two
@@ -45,10 +44,7 @@ pub fn get() -> Result<Arc<Runtime>> {
         .enable_all()
         .build()
         .map_err(|e| Error::Other(format!("cannot start the tokio runtime: {e}")))?;
-    let rt = Arc::new(Runtime {
-        pid,
-        tokio,
-    });
+    let rt = Arc::new(Runtime { pid, tokio });
     if let Some(old) = slot.replace(rt.clone()) {
         // Built in the parent before a fork: its threads are gone here, never drop it.
         std::mem::forget(old);

@@ -84,7 +84,10 @@ impl Target {
         if url.starts_with("rediss://") && s.tls.as_ref().is_some_and(|t| !t.verify_peer) {
             url.push_str("#insecure");
         }
-        let info = url.as_str().into_connection_info().map_err(|e| bad_url(&s.url, e))?;
+        let info = url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| bad_url(&s.url, e))?;
         let tls_url = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
         let client = match certificates {
             Some(certs) if tls_url => redis::Client::build_with_tls(info, certs),
@@ -124,15 +127,25 @@ impl Target {
         &self,
         response_timeout: Option<Duration>,
     ) -> redis::RedisResult<MultiplexedConnection> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(response_timeout.unwrap_or(self.timeout)));
         let client = tokio::time::timeout(self.timeout, self.client())
             .await
             .map_err(|_| timeout_error("asking the sentinels for the master"))??;
-        client
+        // A TLS handshake gets half the time, so that when it times out there is time
+        // left to find out why (a server without TLS never answers one).
+        let tls = matches!(client.get_connection_info().addr(), ConnectionAddr::TcpTls { .. });
+        let connect_timeout = if tls { self.timeout / 2 } else { self.timeout };
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect_timeout))
+            .set_response_timeout(Some(response_timeout.unwrap_or(self.timeout)));
+        match client
             .get_multiplexed_async_connection_with_config(&config)
             .await
+        {
+            Err(e) if e.is_timeout() => {
+                Err(plain_instead_of_tls(client.get_connection_info(), e).await)
+            }
+            other => other,
+        }
     }
 
     /// The connection client calls share, connected on first use.
@@ -173,9 +186,40 @@ impl Target {
                     self.description,
                     address(c.get_connection_info().addr())
                 ),
-                Err(e) => format!("{} (master {master:?} not found now: {e})", self.description),
+                Err(e) => format!(
+                    "{} (master {master:?} not found now: {e})",
+                    self.description
+                ),
             },
         }
+    }
+}
+
+/// A TLS handshake that timed out may be talking to a server without TLS, which waits
+/// for a command and never answers the handshake. Ask it in plain text: if it answers
+/// as Redis does, say so; else keep the timeout.
+async fn plain_instead_of_tls(
+    info: &redis::ConnectionInfo,
+    e: redis::RedisError,
+) -> redis::RedisError {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ConnectionAddr::TcpTls { host, port, .. } = info.addr() else {
+        return e;
+    };
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect((host.as_str(), *port))
+            .await
+            .ok()?;
+        s.write_all(b"PING\r\n").await.ok()?;
+        let mut buf = [0u8; 16];
+        let n = s.read(&mut buf).await.ok()?;
+        Some(buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH"))
+    };
+    match tokio::time::timeout(Duration::from_millis(500), probe).await {
+        Ok(Some(true)) => redis::RedisError::from(std::io::Error::other(format!(
+            "{host}:{port} speaks plain Redis, not TLS"
+        ))),
+        _ => e,
     }
 }
 
