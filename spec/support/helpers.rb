@@ -1,6 +1,8 @@
 # frozen_string_literal: true
 
+require "openssl"
 require "rbconfig"
+require "uri"
 require "timeout"
 require "fileutils"
 require "tmpdir"
@@ -11,7 +13,33 @@ module SpecHelpers
   LIB = File.expand_path("../../lib", __dir__)
 
   def redis
-    @redis ||= Redis.new(url: FiberJob.config.redis_url)
+    @redis ||= raw_redis(FiberJob.config)
+  end
+
+  # A redis-rb client for the test's assertions, connected as `config` says: the URL
+  # (with its TLS files), or the Sentinel master.
+  def raw_redis(config)
+    tls = config.redis_tls
+    ssl = tls && { ca_file: tls[:ca_file], cert: tls[:cert_file] && OpenSSL::X509::Certificate.new(File.read(tls[:cert_file])),
+                   key: tls[:key_file] && OpenSSL::PKey.read(File.read(tls[:key_file])) }.compact
+    if config.redis_sentinels.any?
+      sentinels = config.redis_sentinels.map { |u| URI(u).then { |x| { host: x.host, port: x.port } } }
+      Redis.new(url: "redis://#{config.redis_sentinel_master}", sentinels: sentinels, role: :master)
+    elsif ssl
+      Redis.new(url: config.redis_url, ssl: true, ssl_params: ssl)
+    else
+      Redis.new(url: config.redis_url)
+    end
+  end
+
+  # Ruby source that configures a spawned process to reach Redis as this one does.
+  def connection_config_source
+    config = FiberJob.config
+    if config.redis_sentinels.any?
+      "c.redis_sentinels = #{config.redis_sentinels.inspect}; c.redis_sentinel_master = #{config.redis_sentinel_master.dump}"
+    else
+      "c.redis_url = #{config.redis_url.dump}; c.redis_tls = #{config.redis_tls.inspect}"
+    end + "; c.network_timeout = #{config.network_timeout}"
   end
 
   # Polls `block` until truthy or fails after `timeout` seconds (used only to wait
@@ -49,7 +77,7 @@ module SpecHelpers
     File.write(script, <<~RUBY)
       $stdout.sync = true
       require "fiber_job"
-      FiberJob.configure { |c| c.redis_url = #{FiberJob.config.redis_url.dump}; c.prefix = #{FiberJob.config.prefix.dump} }
+      FiberJob.configure { |c| #{connection_config_source}; c.prefix = #{FiberJob.config.prefix.dump} }
       #{body}
     RUBY
     pid = Process.spawn(env, RbConfig.ruby, "-I", LIB, script, out: out, err: [:child, :out], pgroup: true)

@@ -10,21 +10,30 @@ class RedisServer
   attr_reader :port, :dir
 
   # @param args [Array<String>] extra redis-server arguments (e.g. --requirepass)
-  def initialize(aof: false, args: [])
+  # @param tls [Hash, nil] { cert:, key:, ca:, auth_clients: false }: TLS only, no
+  #   plain port
+  def initialize(aof: false, args: [], tls: nil)
     @aof = aof
     @args = args
+    @tls = tls
     @dir = Dir.mktmpdir("fiber_job-redis")
     @port = free_port
     @pid = nil
   end
 
   def url(db = 0)
-    "redis://127.0.0.1:#{@port}/#{db}"
+    "#{@tls ? "rediss" : "redis"}://127.0.0.1:#{@port}/#{db}"
   end
 
   def start
-    args = ["redis-server", "--port", @port.to_s, "--bind", "127.0.0.1", "--dir", @dir,
+    args = ["redis-server", "--bind", "127.0.0.1", "--dir", @dir,
             "--save", "", "--daemonize", "no", "--logfile", File.join(@dir, "redis.log")]
+    args += if @tls
+              ["--port", "0", "--tls-port", @port.to_s, "--tls-cert-file", @tls[:cert], "--tls-key-file", @tls[:key],
+               "--tls-ca-cert-file", @tls[:ca], "--tls-auth-clients", @tls[:auth_clients] ? "yes" : "no"]
+            else
+              ["--port", @port.to_s]
+            end
     args += @aof ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]
     args += @args
     @pid = Process.spawn(*args, out: File::NULL, err: File::NULL)
@@ -88,6 +97,15 @@ class RedisServer
 
   def wait_until_up
     deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 10
+    # A TLS port cannot be pinged in plain text: wait for the server's word instead.
+    if @tls
+      log = File.join(@dir, "redis.log")
+      sleep 0.02 until (File.exist?(log) && File.read(log).include?("Ready to accept connections")) ||
+                       Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+      return if File.read(log).include?("Ready to accept connections")
+
+      raise "redis-server (TLS) on port #{@port} did not start: #{File.read(log)[-500..]}"
+    end
     loop do
       begin
         TCPSocket.open("127.0.0.1", @port) do |s|
