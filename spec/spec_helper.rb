@@ -9,6 +9,7 @@ require_relative "support/worker_processes"
 require_relative "support/ran"
 require_relative "support/native_worker"
 require_relative "support/certificates"
+require_relative "support/sentinel_group"
 
 # One redis-server for the whole run, started here and stopped at exit. Specs that
 # need to kill or restart Redis start their own RedisServer.

@@ -36,6 +36,11 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// How an enqueue that fewer replicas confirmed than `redis_wait_replicas` asks is
+/// told apart (an error of the client's making, never retried: that would store the
+/// job twice).
+pub const NOT_REPLICATED: &str = "not confirmed by enough replicas";
+
 /// Server error codes that mean "not now": Redis is loading its data, failing over, or
 /// a replica answers for a master that is gone. Waited out like an unreachable Redis.
 const TRANSIENT_CODES: [&str; 5] = [
@@ -64,6 +69,16 @@ pub fn server_codes(e: &redis::RedisError) -> Vec<String> {
     codes
 }
 
+/// Whether the sentinels named no reachable master: a failover in progress (or a wrong
+/// master name, which waiting does not fix but the message says).
+fn sentinel_found_no_master(e: &redis::RedisError) -> bool {
+    matches!(
+        e.kind(),
+        redis::ErrorKind::MasterNameNotFoundBySentinel
+            | redis::ErrorKind::NoValidReplicasFoundBySentinel
+    )
+}
+
 /// Whether `e` means Redis refused a write because it is over `maxmemory`.
 pub fn is_out_of_memory(e: &redis::RedisError) -> bool {
     server_codes(e).iter().any(|c| c == "OOM")
@@ -72,7 +87,8 @@ pub fn is_out_of_memory(e: &redis::RedisError) -> bool {
 /// Whether a Redis error is worth waiting out and retrying: Redis unreachable, or
 /// answering that it cannot serve yet (loading after a restart, failing over).
 pub fn is_connection_problem(e: &redis::RedisError) -> bool {
-    e.is_io_error()
+    sentinel_found_no_master(e)
+        || e.is_io_error()
         || e.is_connection_refusal()
         || e.is_timeout()
         || e.is_connection_dropped()
@@ -157,6 +173,19 @@ impl From<redis::RedisError> for Error {
         }
         if let Some(message) = tls_problem(&e) {
             return Error::Connection(message);
+        }
+        if e.to_string().contains(NOT_REPLICATED) {
+            return Error::Connection(format!(
+                "the job was stored on the master, but {} replica(s) confirmed it in time (redis_wait_replicas); \
+                 if the master fails now it may be lost: enqueue it again if it must not be (it may then run twice)",
+                e.detail().unwrap_or("not enough")
+            ));
+        }
+        if sentinel_found_no_master(&e) {
+            return Error::Connection(format!(
+                "the sentinels name no reachable master now — a failover in progress, or \
+                 redis_sentinel_master is not the name the sentinels monitor ({e})"
+            ));
         }
         let codes = server_codes(&e);
         if let Some(code) = codes.first() {

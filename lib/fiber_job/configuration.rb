@@ -17,13 +17,14 @@ module FiberJob
     attr_reader :redis_url, :concurrency, :queues, :queue_concurrency, :log_level,
                 :executor, :shutdown_timeout, :network_timeout, :prefetch, :prefix,
                 :cron_time_zone, :log_format, :job_log_level, :redis_tls, :redis_sentinels,
-                :redis_sentinel_master, :redis_username, :redis_password, :redis_db
+                :redis_sentinel_master, :redis_username, :redis_password, :redis_db,
+                :redis_wait_replicas
 
     # Keys a YAML file (`fiber_job -C`, `config/fiber_job.yml`) may set.
     FILE_KEYS = %i[redis_url concurrency queues queue_concurrency log_level executor
                    shutdown_timeout network_timeout prefetch prefix cron_time_zone
                    log_format job_log_level redis_tls redis_sentinels redis_sentinel_master
-                   redis_username redis_password redis_db].freeze
+                   redis_username redis_password redis_db redis_wait_replicas].freeze
     TLS_KEYS = %i[ca_file cert_file key_file verify_peer].freeze
     LOG_FORMATS = %i[text json].freeze
 
@@ -37,6 +38,8 @@ module FiberJob
       @redis_username = nil
       @redis_password = nil
       @redis_db = 0
+      # Replicas each enqueue waits for (WAIT) before it returns; 0: none.
+      @redis_wait_replicas = 0
       self.concurrency = 2
       self.queues = [:default]
       self.queue_concurrency = { default: 2 }
@@ -206,6 +209,18 @@ module FiberJob
       @redis_db = value
     end
 
+    # How many replicas must confirm each enqueue (Redis WAIT, within half of
+    # network_timeout) before perform_async returns: a failover then cannot lose an
+    # acknowledged job. Fewer confirmations raise ConnectionError (the job is stored on
+    # the master).
+    def redis_wait_replicas=(value)
+      unless value.is_a?(Integer) && value >= 0
+        raise ConfigurationError, "redis_wait_replicas must be an Integer >= 0, got #{value.inspect}"
+      end
+
+      @redis_wait_replicas = value
+    end
+
     # Checks settings that only make sense together; FiberJob.configure calls it.
     # @raise [FiberJob::ConfigurationError]
     def check!
@@ -222,7 +237,8 @@ module FiberJob
     # Where Redis is, for the engine's native objects. @api private
     def connection
       { url: @redis_url, tls: @redis_tls, sentinels: @redis_sentinels, sentinel_master: @redis_sentinel_master,
-        username: @redis_username, password: @redis_password, db: @redis_db, network_timeout: @network_timeout.to_f }
+        username: @redis_username, password: @redis_password, db: @redis_db, network_timeout: @network_timeout.to_f,
+        wait_replicas: @redis_wait_replicas }
     end
 
     # Where Redis is, password masked, for logs and the banner.

@@ -72,12 +72,29 @@ fn not_stored(e: Error) -> Error {
 /// the jobs) alone decides whether they were stored; an error of the others (the
 /// queue's name, the wake-up) is bookkeeping and only logged. So an enqueue raises
 /// exactly when its jobs were not stored. (A `MULTI` around them would cost a fifth of
-/// the rate of concurrent pushes.)
-fn stored(results: Vec<redis::RedisResult<redis::Value>>, job: usize) -> redis::RedisResult<()> {
+/// the rate of concurrent pushes.) With `wait`, the last reply is WAIT's: fewer
+/// replicas than asked for is an error — the jobs are stored, but not yet safe from a
+/// failover.
+fn stored(
+    results: Vec<redis::RedisResult<redis::Value>>,
+    job: usize,
+    wait: usize,
+) -> redis::RedisResult<()> {
     let mut bookkeeping = None;
+    let last = results.len().saturating_sub(1);
     for (i, result) in results.into_iter().enumerate() {
         match result {
             Err(e) if i == job => return Err(e),
+            Ok(redis::Value::Int(confirmed)) if wait > 0 && i == last => {
+                if (confirmed as usize) < wait {
+                    // Not a connection problem: sending again would store it twice.
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::Client,
+                        crate::error::NOT_REPLICATED,
+                        format!("{confirmed} of {wait}"),
+                    )));
+                }
+            }
             Err(e) => bookkeeping = Some(e),
             Ok(_) => {}
         }
@@ -185,7 +202,9 @@ impl Client {
             pipe.ignore_errors();
             pipe.cmd("SADD").arg(&queues).arg(queue);
             pipe.cmd("LPUSH").arg(&qkey).arg(payloads);
-            async move { stored(pipe.query_async(&mut c).await?, 1) }
+            self.wait(&mut pipe);
+            let wait = self.target.wait_replicas();
+            async move { stored(pipe.query_async(&mut c).await?, 1, wait) }
         })
         .map_err(not_stored)
     }
@@ -202,6 +221,17 @@ impl Client {
         }
     }
 
+    /// Adds `WAIT replicas timeout` when enqueues wait for replicas: half of
+    /// `network_timeout`, so the call's own deadline is not what ends it.
+    fn wait(&self, pipe: &mut redis::Pipeline) {
+        let replicas = self.target.wait_replicas();
+        if replicas > 0 {
+            pipe.cmd("WAIT")
+                .arg(replicas)
+                .arg((self.timeout.as_millis() / 2).max(1) as u64);
+        }
+    }
+
     /// Stores a job to run at `at` (epoch seconds) and tells schedulers about it.
     pub fn schedule(&self, cancel: &Cancel, queue: &str, at: f64, payload: &str) -> Result<()> {
         let skey = self.keys.schedule(queue);
@@ -213,7 +243,9 @@ impl Client {
             pipe.cmd("SADD").arg(&queues).arg(queue);
             pipe.cmd("ZADD").arg(&skey).arg(at).arg(payload);
             pipe.cmd("PUBLISH").arg(&channel).arg(queue);
-            async move { stored(pipe.query_async(&mut c).await?, 1) }
+            self.wait(&mut pipe);
+            let wait = self.target.wait_replicas();
+            async move { stored(pipe.query_async(&mut c).await?, 1, wait) }
         })
         .map_err(not_stored)
     }

@@ -53,5 +53,6 @@ pub fn target_settings(ruby: &Ruby, hash: RHash) -> Result<TargetSettings, magnu
         password: optional(ruby, hash, "password")?,
         db: optional(ruby, hash, "db")?.unwrap_or(0),
         timeout: Duration::from_secs_f64(required(ruby, hash, "network_timeout")?),
+        wait_replicas: optional(ruby, hash, "wait_replicas")?.unwrap_or(0),
     })
 }

@@ -10,7 +10,10 @@
 pub mod cancel;
 pub mod log;
 pub mod outage;
+pub mod sentinel;
+pub mod settings;
 pub mod target;
+pub mod tls;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -8,77 +8,79 @@
 //! `SentinelClient`), so a connection opened after a failover reaches the new master.
 //! Callers drop a connection on a connection problem — a demoted master answering
 //! READONLY counts as one (`error.rs`) — and the next connect re-resolves.
+//!
+//! A master that was failed over while alive (a manual failover, a partition) keeps
+//! taking writes until the sentinels reconfigure it, seconds later, and those writes are
+//! lost when it becomes a replica. So a watcher task subscribes to the sentinels'
+//! `+switch-master` and bumps the target's generation the moment the master changes;
+//! every connection (`Link`, the shared one) belongs to a generation and is remade when
+//! it is behind.
 
 use std::time::Duration;
 
 use redis::aio::{MultiplexedConnection, PubSub};
-use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, TlsMode};
+use redis::sentinel::SentinelClient;
+use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo};
 
 use super::mask_password;
+pub use super::settings::{TargetSettings, TlsSettings};
 use crate::error::{Error, Result};
-
-/// TLS for `rediss://` (and for a Sentinel's master): all optional.
-#[derive(Clone, Debug, Default)]
-pub struct TlsSettings {
-    /// PEM file of the CA that signed the server's certificate (default: the system's).
-    pub ca_file: Option<String>,
-    /// PEM files of a client certificate and its key, for mutual TLS.
-    pub cert_file: Option<String>,
-    pub key_file: Option<String>,
-    /// False accepts any certificate (providers with self-signed ones); logged once.
-    pub verify_peer: bool,
-}
-
-/// What `FiberJob::Configuration` says about the connection.
-#[derive(Clone, Debug, Default)]
-pub struct TargetSettings {
-    /// Ignored with sentinels.
-    pub url: String,
-    pub tls: Option<TlsSettings>,
-    /// Sentinel URLs (`redis://[:password@]host:26379`); empty without Sentinel.
-    pub sentinels: Vec<String>,
-    pub master: Option<String>,
-    /// The master's credentials and database (Sentinel only; a URL carries its own).
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub db: i64,
-    /// `network_timeout`: connect and reply deadlines.
-    pub timeout: Duration,
-}
 
 enum Kind {
     Url(redis::Client),
     Sentinel {
         client: tokio::sync::Mutex<SentinelClient>,
         master: String,
+        /// The sentinels themselves, for the watcher's subscription.
+        sentinels: Vec<redis::Client>,
+        /// The watcher task, started on first use (it needs the runtime).
+        watcher: std::sync::OnceLock<tokio::task::JoinHandle<()>>,
     },
 }
 
 pub struct Target {
     kind: Kind,
     /// The connection concurrent client calls share (pipelined on one socket), made on
-    /// first use and dropped on a connection problem (`forget_shared`).
-    shared: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// first use and dropped on a connection problem (`forget_shared`), with the
+    /// generation it was made in.
+    shared: tokio::sync::Mutex<Option<(MultiplexedConnection, u64)>>,
+    /// Bumped each time the Sentinel master changes; connections of an older one are
+    /// remade. Always 0 for a URL.
+    generation: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
     timeout: Duration,
     /// Where it is, password masked, for messages and the banner.
     description: String,
     /// A plain `redis://` URL over TCP, which the direct enqueue path may use.
     plain_url: Option<String>,
+    wait_replicas: usize,
 }
 
 impl Target {
     /// Checks the settings and reads the certificate files; no I/O to Redis.
     pub fn new(s: &TargetSettings) -> Result<Target> {
         let certificates = match &s.tls {
-            Some(tls) => Some(certificates(tls)?),
+            Some(tls) => Some(super::tls::certificates(tls)?),
             None => None,
         };
         if s.tls.as_ref().is_some_and(|t| !t.verify_peer) {
-            warn_once_unverified();
+            super::tls::warn_once_unverified();
         }
         if !s.sentinels.is_empty() {
-            return sentinel(s, certificates);
+            let sentinel = super::sentinel::build(s, certificates)?;
+            return Ok(Target {
+                kind: Kind::Sentinel {
+                    client: tokio::sync::Mutex::new(sentinel.client),
+                    master: sentinel.master,
+                    sentinels: sentinel.sentinels,
+                    watcher: std::sync::OnceLock::new(),
+                },
+                shared: tokio::sync::Mutex::new(None),
+                generation: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
+                timeout: s.timeout,
+                description: sentinel.description,
+                plain_url: None,
+                wait_replicas: s.wait_replicas,
+            });
         }
         let mut url = s.url.clone();
         if url.starts_with("rediss://") && s.tls.as_ref().is_some_and(|t| !t.verify_peer) {
@@ -97,9 +99,11 @@ impl Target {
         Ok(Target {
             kind: Kind::Url(client),
             shared: tokio::sync::Mutex::new(None),
+            generation: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
             timeout: s.timeout,
             description: mask_password(&s.url),
             plain_url: s.url.starts_with("redis://").then(|| s.url.clone()),
+            wait_replicas: s.wait_replicas,
         })
     }
 
@@ -107,9 +111,17 @@ impl Target {
         &self.description
     }
 
-    /// The URL of a plain-TCP target, which the direct enqueue path may use.
+    /// The URL of a plain-TCP target, which the direct enqueue path may use (not when
+    /// enqueues wait for replicas: that path writes one pipeline of its own).
     pub fn plain_url(&self) -> Option<&str> {
-        self.plain_url.as_deref()
+        self.plain_url
+            .as_deref()
+            .filter(|_| self.wait_replicas == 0)
+    }
+
+    /// Replicas each enqueue waits for.
+    pub fn wait_replicas(&self) -> usize {
+        self.wait_replicas
     }
 
     /// The client of the server to talk to now: the URL's, or the master the
@@ -117,8 +129,32 @@ impl Target {
     async fn client(&self) -> redis::RedisResult<redis::Client> {
         match &self.kind {
             Kind::Url(client) => Ok(client.clone()),
-            Kind::Sentinel { client, .. } => client.lock().await.async_get_client().await,
+            Kind::Sentinel {
+                client,
+                master,
+                sentinels,
+                watcher,
+            } => {
+                watcher.get_or_init(|| {
+                    tokio::spawn(super::sentinel::watch_switches(
+                        sentinels.clone(),
+                        master.clone(),
+                        self.generation.clone(),
+                    ))
+                });
+                client.lock().await.async_get_client().await
+            }
         }
+    }
+
+    /// The current generation (see the module doc).
+    pub fn generation(&self) -> u64 {
+        *self.generation.borrow()
+    }
+
+    /// Wakes when the Sentinel master changes (the schedule listener resubscribes).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// A multiplexed connection with `network_timeout` for connecting and replies, or
@@ -132,7 +168,10 @@ impl Target {
             .map_err(|_| timeout_error("asking the sentinels for the master"))??;
         // A TLS handshake gets half the time, so that when it times out there is time
         // left to find out why (a server without TLS never answers one).
-        let tls = matches!(client.get_connection_info().addr(), ConnectionAddr::TcpTls { .. });
+        let tls = matches!(
+            client.get_connection_info().addr(),
+            ConnectionAddr::TcpTls { .. }
+        );
         let connect_timeout = if tls { self.timeout / 2 } else { self.timeout };
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(connect_timeout))
@@ -142,7 +181,7 @@ impl Target {
             .await
         {
             Err(e) if e.is_timeout() => {
-                Err(plain_instead_of_tls(client.get_connection_info(), e).await)
+                Err(super::tls::plain_instead_of_tls(client.get_connection_info(), e).await)
             }
             other => other,
         }
@@ -151,11 +190,13 @@ impl Target {
     /// The connection client calls share, connected on first use.
     pub async fn shared_connection(&self) -> redis::RedisResult<MultiplexedConnection> {
         let mut slot = self.shared.lock().await;
-        if let Some(c) = slot.as_ref() {
+        let now = self.generation();
+        if let Some((c, generation)) = slot.as_ref().filter(|(_, g)| *g == now) {
+            let _ = generation;
             return Ok(c.clone());
         }
         let c = self.connect(None).await?;
-        *slot = Some(c.clone());
+        *slot = Some((c.clone(), now));
         Ok(c)
     }
 
@@ -195,31 +236,36 @@ impl Target {
     }
 }
 
-/// A TLS handshake that timed out may be talking to a server without TLS, which waits
-/// for a command and never answers the handshake. Ask it in plain text: if it answers
-/// as Redis does, say so; else keep the timeout.
-async fn plain_instead_of_tls(
-    info: &redis::ConnectionInfo,
-    e: redis::RedisError,
-) -> redis::RedisError {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let ConnectionAddr::TcpTls { host, port, .. } = info.addr() else {
-        return e;
-    };
-    let probe = async {
-        let mut s = tokio::net::TcpStream::connect((host.as_str(), *port))
-            .await
-            .ok()?;
-        s.write_all(b"PING\r\n").await.ok()?;
-        let mut buf = [0u8; 16];
-        let n = s.read(&mut buf).await.ok()?;
-        Some(buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH"))
-    };
-    match tokio::time::timeout(Duration::from_millis(500), probe).await {
-        Ok(Some(true)) => redis::RedisError::from(std::io::Error::other(format!(
-            "{host}:{port} speaks plain Redis, not TLS"
-        ))),
-        _ => e,
+/// A task's own connection: made on first use, remade after a connection problem
+/// (`reset`) and when the Sentinel master changed since it was made.
+pub struct Link {
+    conn: Option<(MultiplexedConnection, u64)>,
+    response_timeout: Option<Duration>,
+}
+
+impl Link {
+    /// `response_timeout`: for commands that may wait longer than `network_timeout`.
+    pub fn new(response_timeout: Option<Duration>) -> Link {
+        Link {
+            conn: None,
+            response_timeout,
+        }
+    }
+
+    pub async fn get(&mut self, target: &Target) -> redis::RedisResult<&mut MultiplexedConnection> {
+        let now = target.generation();
+        if self.conn.as_ref().is_some_and(|(_, g)| *g != now) {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            self.conn = Some((target.connect(self.response_timeout).await?, now));
+        }
+        Ok(&mut self.conn.as_mut().expect("connected above").0)
+    }
+
+    /// Forgets the connection after a connection problem.
+    pub fn reset(&mut self) {
+        self.conn = None;
     }
 }
 
@@ -230,130 +276,6 @@ fn address(addr: &ConnectionAddr) -> String {
         ConnectionAddr::Unix(path) => path.display().to_string(),
         other => format!("{other:?}"),
     }
-}
-
-fn sentinel(s: &TargetSettings, certificates: Option<redis::TlsCertificates>) -> Result<Target> {
-    let master = s
-        .master
-        .clone()
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| {
-            Error::Config(
-                "redis_sentinels is set but redis_sentinel_master is not: name the master the sentinels watch (e.g. \"mymaster\")"
-                    .into(),
-            )
-        })?;
-    let mut addrs = Vec::new();
-    let mut sentinel_password: Option<String> = None;
-    let mut sentinel_tls = false;
-    for url in &s.sentinels {
-        let info = url.as_str().into_connection_info().map_err(|e| {
-            Error::Config(format!(
-                "redis_sentinels: {:?} is not a Redis URL ({e}); use e.g. redis://10.0.0.1:26379",
-                mask_password(url)
-            ))
-        })?;
-        if let Some(pw) = info.redis_settings().password() {
-            if sentinel_password.as_deref().is_some_and(|p| p != pw) {
-                return Err(Error::Config(
-                    "redis_sentinels carry different passwords; FiberJob uses one password for every sentinel".into(),
-                ));
-            }
-            sentinel_password = Some(pw.to_string());
-        }
-        sentinel_tls |= matches!(info.addr(), ConnectionAddr::TcpTls { .. });
-        addrs.push(info.addr().clone());
-    }
-    let mut builder = SentinelClientBuilder::new(addrs, &master, SentinelServerType::Master)
-        .map_err(|e| Error::Config(format!("redis_sentinels: {e}")))?;
-    if let Some(pw) = &sentinel_password {
-        builder = builder.set_client_to_sentinel_password(pw);
-    }
-    if sentinel_tls {
-        builder = builder.set_client_to_sentinel_tls_mode(TlsMode::Secure);
-    }
-    if let Some(user) = &s.username {
-        builder = builder.set_client_to_redis_username(user);
-    }
-    if let Some(pw) = &s.password {
-        builder = builder.set_client_to_redis_password(pw);
-    }
-    if s.db != 0 {
-        builder = builder.set_client_to_redis_db(s.db);
-    }
-    if let Some(tls) = &s.tls {
-        let mode = if tls.verify_peer {
-            TlsMode::Secure
-        } else {
-            TlsMode::Insecure
-        };
-        builder = builder.set_client_to_redis_tls_mode(mode);
-        if let Some(certs) = certificates {
-            builder = builder.set_client_to_redis_certificates(certs);
-        }
-    }
-    let client = builder
-        .build()
-        .map_err(|e| Error::Config(format!("redis_sentinels: {e}")))?;
-    Ok(Target {
-        kind: Kind::Sentinel {
-            client: tokio::sync::Mutex::new(client),
-            master: master.clone(),
-        },
-        shared: tokio::sync::Mutex::new(None),
-        timeout: s.timeout,
-        description: format!(
-            "sentinel master {master:?} via {}",
-            s.sentinels
-                .iter()
-                .map(|u| mask_password(u))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        plain_url: None,
-    })
-}
-
-/// Reads the PEM files the TLS settings name; a missing or unreadable one is a
-/// configuration error now, not a handshake failure later.
-fn certificates(tls: &TlsSettings) -> Result<redis::TlsCertificates> {
-    let read = |option: &str, path: &str| {
-        std::fs::read(path).map_err(|e| {
-            Error::Config(format!(
-                "redis_tls {option}: cannot read {path:?} ({e}); give the path of a PEM file"
-            ))
-        })
-    };
-    let root_cert = tls
-        .ca_file
-        .as_deref()
-        .map(|p| read("ca_file", p))
-        .transpose()?;
-    let client_tls = match (&tls.cert_file, &tls.key_file) {
-        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
-            client_cert: read("cert_file", cert)?,
-            client_key: read("key_file", key)?,
-        }),
-        (None, None) => None,
-        _ => {
-            return Err(Error::Config(
-                "redis_tls: cert_file and key_file go together (mutual TLS needs both)".into(),
-            ))
-        }
-    };
-    Ok(redis::TlsCertificates {
-        client_tls,
-        root_cert,
-    })
-}
-
-fn warn_once_unverified() {
-    static WARNED: std::sync::Once = std::sync::Once::new();
-    WARNED.call_once(|| {
-        tracing::warn!(
-            "redis_tls verify_peer: false — the Redis server's certificate is not checked, so the connection is encrypted but not authenticated"
-        )
-    });
 }
 
 fn bad_url(url: &str, e: impl std::fmt::Display) -> Error {
@@ -368,4 +290,14 @@ fn timeout_error(doing: &str) -> redis::RedisError {
         std::io::ErrorKind::TimedOut,
         format!("timed out {doing}"),
     ))
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Kind::Sentinel { watcher, .. } = &self.kind {
+            if let Some(h) = watcher.get() {
+                h.abort();
+            }
+        }
+    }
 }

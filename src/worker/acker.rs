@@ -34,6 +34,7 @@ use super::outcome::{AfterFailure, Outcome};
 use super::state::WorkerState;
 use crate::error::is_connection_problem;
 use crate::runtime::outage::Outage;
+use crate::runtime::target::Link;
 use crate::store::retention::{
     DEAD_CAP, DEAD_MAX_AGE_SECS, FAILED_CAP, STAT_WINDOW_SECS, STAT_WINDOW_TTL_SECS,
 };
@@ -50,7 +51,7 @@ const REFUSED_MAX_DELAY: Duration = Duration::from_secs(5);
 
 pub async fn run(state: Arc<WorkerState>, mut rx: mpsc::UnboundedReceiver<Outcome>) {
     let mut msgs = Vec::with_capacity(BATCH);
-    let mut conn: Option<MultiplexedConnection> = None;
+    let mut link = Link::new(None);
     let mut outage = Outage::new("acker".to_string());
     loop {
         if rx.recv_many(&mut msgs, BATCH).await == 0 {
@@ -59,15 +60,12 @@ pub async fn run(state: Arc<WorkerState>, mut rx: mpsc::UnboundedReceiver<Outcom
         let (mut groups, flushes) = build(&state, msgs.drain(..));
         let mut refusals = 0u32;
         while !groups.is_empty() {
-            let c = match conn.as_mut() {
-                Some(c) => c,
-                None => match state.redis.connect(None).await {
-                    Ok(c) => conn.insert(c),
-                    Err(e) => {
-                        outage.failed(&e).await;
-                        continue;
-                    }
-                },
+            let c = match link.get(&state.redis).await {
+                Ok(c) => c,
+                Err(e) => {
+                    outage.failed(&e).await;
+                    continue;
+                }
             };
             match send(c, &mut groups).await {
                 Ok(None) => outage.recovered(),
@@ -83,7 +81,7 @@ pub async fn run(state: Arc<WorkerState>, mut rx: mpsc::UnboundedReceiver<Outcom
                     tokio::time::sleep(pause.min(REFUSED_MAX_DELAY)).await;
                 }
                 Err(e) => {
-                    conn = None;
+                    link.reset();
                     outage.failed(&e).await;
                 }
             }

@@ -15,6 +15,7 @@ use super::outcome::Outcome;
 use super::state::WorkerState;
 use crate::error::is_connection_problem;
 use crate::runtime::outage::Outage;
+use crate::runtime::target::Link;
 use crate::store::scripts;
 use crate::store::{payload, records};
 
@@ -29,7 +30,8 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
     let queue = state.queues[q].clone();
     let queue_key = state.keys.queue(&queue);
     let processing_key = state.keys.processing(&queue, &state.identity);
-    let mut conn: Option<MultiplexedConnection> = None;
+    // The blocking command must not trip the response timeout while it waits.
+    let mut link = Link::new(Some(Duration::from_secs(BLOCK_SECS) + state.timeout));
     let mut outage = Outage::new(format!("fetcher for queue {queue:?}"));
     // After a failed fetch the command may have run with its reply lost: the job is
     // then in our processing list but not in memory. Reconcile before fetching again.
@@ -39,22 +41,19 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
         _ = state.dispatcher.stopped() => return,
     }
     while let Some(cap) = state.dispatcher.wait_capacity(q).await {
-        let c = match conn.as_mut() {
-            Some(c) => c,
-            None => match connect(&state).await {
-                Ok(c) => conn.insert(c),
-                Err(e) => {
-                    outage.failed(&e).await;
-                    continue;
-                }
-            },
+        let c = match link.get(&state.redis).await {
+            Ok(c) => c,
+            Err(e) => {
+                outage.failed(&e).await;
+                continue;
+            }
         };
         if reconcile_first {
             match reconcile(&state, q, &queue_key, &processing_key, c).await {
                 Ok(true) => reconcile_first = false,
                 Ok(false) => continue, // the acker could not flush yet: try again
                 Err(e) => {
-                    conn = None;
+                    link.reset();
                     outage.failed(&e).await;
                     continue;
                 }
@@ -87,7 +86,7 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
             // did not run, so nothing was taken and the connection is fine.
             Err(e) if !is_connection_problem(&e) => outage.refused(&e).await,
             Err(e) => {
-                conn = None;
+                link.reset();
                 reconcile_first = true;
                 outage.failed(&e).await;
             }
@@ -134,14 +133,6 @@ async fn reconcile(
         );
     }
     Ok(true)
-}
-
-async fn connect(state: &WorkerState) -> redis::RedisResult<MultiplexedConnection> {
-    // The blocking command must not trip the response timeout while it waits.
-    state
-        .redis
-        .connect(Some(Duration::from_secs(BLOCK_SECS) + state.timeout))
-        .await
 }
 
 /// Parses what was fetched, buffers the good jobs and sends the rest where they belong:

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::state::WorkerState;
 use crate::runtime::outage::Outage;
+use crate::runtime::target::Link;
 use crate::store::{payload, scripts};
 
 /// How often a worker refreshes its heartbeat.
@@ -27,7 +28,7 @@ pub async fn run(state: Arc<WorkerState>) {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
-    let mut conn = None;
+    let mut link = Link::new(None);
     loop {
         let busy_by_queue = state.dispatcher.busy();
         let busy: usize = busy_by_queue.iter().sum();
@@ -67,26 +68,19 @@ pub async fn run(state: Arc<WorkerState>) {
             .arg(started_at)
             .arg("beat")
             .arg(payload::now());
-        let result = async {
-            if conn.is_none() {
-                conn = Some(state.redis.connect(None).await?);
-            }
-            beat.invoke_async::<()>(conn.as_mut().expect("connected above"))
-                .await
-        }
-        .await;
+        let result = async { beat.invoke_async::<()>(link.get(&state.redis).await?).await }.await;
         match result {
             Ok(()) => {
                 outage.recovered();
                 if state.mark_registered() {
-                    if let Some(c) = conn.as_mut() {
+                    if let Ok(c) = link.get(&state.redis).await {
                         warn_if_evicting(c).await;
                     }
                 }
                 tokio::time::sleep(HEARTBEAT_EVERY).await;
             }
             Err(e) => {
-                conn = None;
+                link.reset();
                 outage.failed(&e).await;
             }
         }

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::heartbeat::HEARTBEAT_TTL_SECS;
 use super::state::WorkerState;
 use crate::runtime::outage::Outage;
+use crate::runtime::target::Link;
 use crate::store::{payload, records, scripts};
 
 /// How often a worker tries to reap.
@@ -31,24 +32,18 @@ const RECOVERY_COUNT_TTL_SECS: u64 = 86_400;
 
 pub async fn run(state: Arc<WorkerState>) {
     let mut outage = Outage::new("reaper".to_string());
-    let mut conn = None;
+    let mut link = Link::new(None);
     let mut quiet_until = Instant::now();
     loop {
         tokio::time::sleep(REAP_EVERY).await;
         if Instant::now() < quiet_until {
             continue;
         }
-        let result = async {
-            if conn.is_none() {
-                conn = Some(state.redis.connect(None).await?);
-            }
-            reap(&state, conn.as_mut().expect("connected above")).await
-        }
-        .await;
+        let result = async { reap(&state, link.get(&state.redis).await?).await }.await;
         match result {
             Ok(()) => outage.recovered(),
             Err(e) => {
-                conn = None;
+                link.reset();
                 outage.failed(&e).await;
                 quiet_until = Instant::now() + Duration::from_secs(HEARTBEAT_TTL_SECS + 1);
             }

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 use super::state::WorkerState;
 use crate::runtime::outage::Outage;
+use crate::runtime::target::Link;
 use crate::store::payload;
 use crate::store::scripts;
 
@@ -27,13 +28,10 @@ const PROMOTE_BATCH: usize = 1000;
 
 pub async fn run(state: Arc<WorkerState>, wake: Arc<Notify>) {
     let mut outage = Outage::new("scheduler".to_string());
-    let mut conn = None;
+    let mut link = Link::new(None);
     loop {
         let result: redis::RedisResult<f64> = async {
-            if conn.is_none() {
-                conn = Some(state.redis.connect(None).await?);
-            }
-            let c = conn.as_mut().expect("connected above");
+            let c = link.get(&state.redis).await?;
             let mut next_due = f64::INFINITY;
             for queue in &state.queues {
                 loop {
@@ -68,7 +66,7 @@ pub async fn run(state: Arc<WorkerState>, wake: Arc<Notify>) {
                 }
             }
             Err(e) => {
-                conn = None;
+                link.reset();
                 outage.failed(&e).await;
             }
         }
@@ -76,11 +74,14 @@ pub async fn run(state: Arc<WorkerState>, wake: Arc<Notify>) {
 }
 
 /// Listens on the `scheduled` channel and wakes the scheduler for each message about
-/// one of this worker's queues (and once after every (re)connect, to re-read).
+/// one of this worker's queues (and once after every (re)connect, to re-read). When the
+/// Sentinel master changes it subscribes again, on the new master.
 pub async fn listen(state: Arc<WorkerState>, wake: Arc<Notify>) {
     let mut outage = Outage::new("schedule listener".to_string());
     let channel = state.keys.schedule_channel();
+    let mut changes = state.redis.changes();
     loop {
+        changes.borrow_and_update();
         let subscribed = async {
             let mut pubsub = state.redis.pubsub().await?;
             pubsub.subscribe(&channel).await?;
@@ -92,14 +93,23 @@ pub async fn listen(state: Arc<WorkerState>, wake: Arc<Notify>) {
                 outage.recovered();
                 wake.notify_one();
                 let mut messages = pubsub.into_on_message();
-                while let Some(msg) = messages.next().await {
-                    let queue: String = msg.get_payload().unwrap_or_default();
-                    if state.queues.contains(&queue) {
-                        wake.notify_one();
+                let switched = loop {
+                    tokio::select! {
+                        msg = messages.next() => match msg {
+                            Some(msg) => {
+                                let queue: String = msg.get_payload().unwrap_or_default();
+                                if state.queues.contains(&queue) {
+                                    wake.notify_one();
+                                }
+                            }
+                            None => break false, // the connection dropped
+                        },
+                        _ = changes.changed() => break true, // a new master: subscribe there
                     }
+                };
+                if !switched {
+                    outage.failed(&"subscription closed").await;
                 }
-                // The stream ended: the connection dropped. Reconnect.
-                outage.failed(&"subscription closed").await;
             }
             Err(e) => outage.failed(&e).await,
         }

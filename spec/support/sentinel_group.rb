@@ -1,0 +1,108 @@
+# frozen_string_literal: true
+
+require "socket"
+require "tmpdir"
+require "fileutils"
+
+# One master, one replica and three sentinels of the test's own (`redis-server
+# --sentinel`), with a short down-after so a failover takes seconds.
+class SentinelGroup
+  MASTER = "fjmaster"
+
+  attr_reader :master, :replica, :sentinel_ports
+
+  def initialize(down_after_ms: 1000)
+    @dir = Dir.mktmpdir("fiber_job-sentinel")
+    @down_after_ms = down_after_ms
+    @master = RedisServer.new
+    @replica = nil
+    @sentinel_ports = Array.new(3) { RedisServer.free_port }
+    @sentinel_pids = []
+  end
+
+  def start
+    @master.start
+    @replica = RedisServer.new(args: ["--replicaof", "127.0.0.1", @master.port.to_s]).start
+    @sentinel_ports.each_with_index do |port, i|
+      conf = File.join(@dir, "sentinel-#{i}.conf")
+      File.write(conf, <<~CONF)
+        port #{port}
+        bind 127.0.0.1
+        dir #{@dir}
+        logfile #{File.join(@dir, "sentinel-#{i}.log")}
+        sentinel monitor #{MASTER} 127.0.0.1 #{@master.port} 2
+        sentinel down-after-milliseconds #{MASTER} #{@down_after_ms}
+        sentinel failover-timeout #{MASTER} 5000
+        sentinel parallel-syncs #{MASTER} 1
+      CONF
+      @sentinel_pids << Process.spawn("redis-server", conf, "--sentinel", out: File::NULL, err: File::NULL)
+    end
+    wait_until_ready
+    self
+  end
+
+  def sentinel_urls
+    @sentinel_ports.map { |p| "redis://127.0.0.1:#{p}" }
+  end
+
+  # The master's port as the sentinels see it now.
+  def master_port
+    ask(@sentinel_ports.first, "SENTINEL", "get-master-addr-by-name", MASTER)&.last.to_i
+  end
+
+  def cleanup
+    @sentinel_pids.each do |pid|
+      Process.kill("KILL", pid)
+      Process.wait(pid)
+    rescue Errno::ESRCH, Errno::ECHILD
+      nil
+    end
+    [@master, @replica].compact.each(&:cleanup)
+    FileUtils.rm_rf(@dir)
+  end
+
+  # Sends one command in RESP to a port; returns the reply (Array, String or nil).
+  def ask(port, *args)
+    Socket.tcp("127.0.0.1", port, connect_timeout: 1) do |s|
+      s.write("*#{args.size}\r\n" + args.map { |a| "$#{a.to_s.bytesize}\r\n#{a}\r\n" }.join)
+      read_reply(s)
+    end
+  rescue SystemCallError, IOError
+    nil
+  end
+
+  private
+
+  def read_reply(io)
+    line = io.gets("\r\n")&.chomp("\r\n")
+    return nil if line.nil?
+
+    case line[0]
+    when "*" then line[1..].to_i.negative? ? nil : Array.new(line[1..].to_i) { read_reply(io) }
+    when "$" then line[1..].to_i.negative? ? nil : io.read(line[1..].to_i + 2).chomp("\r\n")
+    when ":" then line[1..].to_i
+    else line[1..]
+    end
+  end
+
+  # Every sentinel knows the master, the replica and the two other sentinels, and the
+  # replica is in sync: a failover can happen.
+  def wait_until_ready
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 30
+    until ready?
+      raise "sentinels did not get ready" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+      sleep 0.1
+    end
+  end
+
+  def ready?
+    @sentinel_ports.all? do |port|
+      master = ask(port, "SENTINEL", "master", MASTER)
+      next false unless master.is_a?(Array)
+
+      info = master.each_slice(2).to_h
+      info["num-slaves"].to_i == 1 && info["num-other-sentinels"].to_i == 2
+    end && @replica && ask(@replica.port, "INFO", "replication").to_s.include?("master_link_status:up")
+  end
+end
