@@ -10,7 +10,11 @@ n = Integer(n)
 
 if system_name == "fiber_job"
   require "fiber_job"
-  FiberJob.configure { |c| c.redis_url = ENV.fetch("REDIS_URL") }
+  FiberJob.configure do |c|
+    c.redis_url = ENV.fetch("REDIS_URL")
+    c.redis_tls = { ca_file: ENV["TLS_CA"] } if ENV["TLS_CA"]
+    c.redis_wait_replicas = Integer(ENV.fetch("WAIT_REPLICAS", "0"))
+  end
   class FiberBench < FiberJob::Job; end
   one = ->(arg) { FiberBench.perform_async(arg) }
   bulk = ->(args) { FiberBench.perform_bulk(args.map { |a| [a] }) }
