@@ -9,7 +9,7 @@ RSpec.describe FiberJob::Configuration do
     ENV.delete("FIBER_JOB_LOG_LEVEL")
     example.run
   ensure
-    ENV.update(saved)
+    %w[REDIS_URL FIBER_JOB_LOG_LEVEL].each { |k| saved.key?(k) ? ENV[k] = saved[k] : ENV.delete(k) }
   end
 
   it "has the README's defaults" do
