@@ -10,11 +10,18 @@ require_relative "support/ran"
 require_relative "support/native_worker"
 require_relative "support/certificates"
 require_relative "support/sentinel_group"
+require_relative "support/cluster_group"
 
 # One redis-server for the whole run, started here and stopped at exit. Specs that
 # need to kill or restart Redis start their own RedisServer.
 TEST_REDIS = RedisServer.new.start
 at_exit { TEST_REDIS.cleanup }
+
+# With FIBER_JOB_TEST_CLUSTER=1 (bin/test's cluster pass) the specs run against a
+# 3-master Redis Cluster of their own instead: FiberJob is configured with its seed
+# nodes and `redis` in specs is a cluster client.
+TEST_CLUSTER = (ClusterGroup.new(masters: 3).start if ENV["FIBER_JOB_TEST_CLUSTER"])
+at_exit { TEST_CLUSTER&.cleanup }
 
 RSpec.configure do |config|
   config.include SpecHelpers
@@ -26,9 +33,14 @@ RSpec.configure do |config|
 
   config.before do
     FiberJob.reset!
-    FiberJob.config.redis_url = TEST_REDIS.url
     FiberJob.logger = Logger.new(File::NULL) unless ENV["FIBER_JOB_SPEC_LOG"]
-    Redis.new(url: TEST_REDIS.url).flushdb
+    if TEST_CLUSTER
+      FiberJob.config.redis_cluster = TEST_CLUSTER.seed_urls
+      TEST_CLUSTER.flush
+    else
+      FiberJob.config.redis_url = TEST_REDIS.url
+      Redis.new(url: TEST_REDIS.url).flushdb
+    end
   end
 
   config.after do

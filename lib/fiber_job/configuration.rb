@@ -18,13 +18,13 @@ module FiberJob
                 :executor, :shutdown_timeout, :network_timeout, :prefetch, :prefix,
                 :cron_time_zone, :log_format, :job_log_level, :redis_tls, :redis_sentinels,
                 :redis_sentinel_master, :redis_username, :redis_password, :redis_db,
-                :redis_wait_replicas
+                :redis_wait_replicas, :redis_cluster
 
     # Keys a YAML file (`fiber_job -C`, `config/fiber_job.yml`) may set.
     FILE_KEYS = %i[redis_url concurrency queues queue_concurrency log_level executor
                    shutdown_timeout network_timeout prefetch prefix cron_time_zone
                    log_format job_log_level redis_tls redis_sentinels redis_sentinel_master
-                   redis_username redis_password redis_db redis_wait_replicas].freeze
+                   redis_username redis_password redis_db redis_wait_replicas redis_cluster].freeze
     TLS_KEYS = %i[ca_file cert_file key_file verify_peer].freeze
     LOG_FORMATS = %i[text json].freeze
 
@@ -35,6 +35,7 @@ module FiberJob
       @redis_tls = nil
       @redis_sentinels = []
       @redis_sentinel_master = nil
+      @redis_cluster = []
       @redis_username = nil
       @redis_password = nil
       @redis_db = 0
@@ -186,6 +187,20 @@ module FiberJob
       @redis_sentinels = list
     end
 
+    # Seed nodes of a Redis Cluster ("redis://[:password@]host:7000", rediss:// for
+    # TLS): FiberJob learns the other nodes and the slots from them, and follows slots
+    # as they move.
+    def redis_cluster=(value)
+      list = Array(value).map(&:to_s)
+      list.each do |url|
+        unless url.match?(%r{\Arediss?://[^/\s]+/?\z})
+          raise ConfigurationError, "redis_cluster: #{Native.mask_password(url).inspect} is not a Cluster node URL like redis://10.0.0.1:7000 " \
+                                    "(a Cluster has only database 0)"
+        end
+      end
+      @redis_cluster = list
+    end
+
     def redis_sentinel_master=(value)
       name = value&.to_s
       raise ConfigurationError, "redis_sentinel_master must be a name like \"mymaster\"" if name && (name.empty? || name.match?(/\s/))
@@ -193,8 +208,8 @@ module FiberJob
       @redis_sentinel_master = name
     end
 
-    # The master's ACL user, password and database when connecting through Sentinel
-    # (a redis_url carries its own).
+    # The master's ACL user, password and database when connecting through Sentinel,
+    # or the nodes' user and password of a Cluster (a redis_url carries its own).
     def redis_username=(value)
       @redis_username = value&.to_s
     end
@@ -228,6 +243,13 @@ module FiberJob
         raise ConfigurationError, "redis_url and redis_sentinels are both set: use redis_url for one Redis, " \
                                   "or redis_sentinels with redis_sentinel_master for Sentinel (unset REDIS_URL too)"
       end
+      if @redis_cluster.any? && (@redis_url_given || @redis_sentinels.any?)
+        raise ConfigurationError, "redis_cluster is set together with #{@redis_sentinels.any? ? "redis_sentinels" : "redis_url"}: " \
+                                  "a Cluster is reached through its nodes alone (unset REDIS_URL too)"
+      end
+      if @redis_cluster.any? && @redis_db != 0
+        raise ConfigurationError, "a Redis Cluster has only database 0; remove redis_db"
+      end
       if @redis_sentinels.any? && @redis_sentinel_master.nil?
         raise ConfigurationError, "redis_sentinels is set but redis_sentinel_master is not: name the master the sentinels watch"
       end
@@ -237,13 +259,15 @@ module FiberJob
     # Where Redis is, for the engine's native objects. @api private
     def connection
       { url: @redis_url, tls: @redis_tls, sentinels: @redis_sentinels, sentinel_master: @redis_sentinel_master,
-        username: @redis_username, password: @redis_password, db: @redis_db, network_timeout: @network_timeout.to_f,
+        cluster: @redis_cluster, username: @redis_username, password: @redis_password, db: @redis_db, network_timeout: @network_timeout.to_f,
         wait_replicas: @redis_wait_replicas }
     end
 
     # Where Redis is, password masked, for logs and the banner.
     def redis_description
-      if @redis_sentinels.any?
+      if @redis_cluster.any?
+        "Redis Cluster via #{@redis_cluster.map { |u| Native.mask_password(u) }.join(", ")}"
+      elsif @redis_sentinels.any?
         "sentinel master #{@redis_sentinel_master.inspect} via #{@redis_sentinels.map { |u| Native.mask_password(u) }.join(", ")}"
       else
         Native.mask_password(@redis_url) + (@redis_tls ? " (TLS#{@redis_tls[:verify_peer] ? "" : ", peer not verified"})" : "")

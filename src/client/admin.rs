@@ -176,16 +176,15 @@ impl Client {
             pipe.ignore_errors();
             pipe.cmd("GET").arg(k.stat("processed"));
             pipe.cmd("GET").arg(k.stat("failed"));
-            pipe.cmd("ZCARD").arg(k.dead());
-            pipe.cmd("LLEN").arg(k.failed());
             async move { pipe.query_async(&mut c).await }
         })?;
+        let (dead, failure_records) = self.dead_and_failed_counts(cancel)?;
         let mut values = values.into_iter();
         Ok(Totals {
             processed: count(values.next()),
             failed: count(values.next()),
-            dead: count(values.next()),
-            failure_records: count(values.next()),
+            dead,
+            failure_records,
         })
     }
 
@@ -278,26 +277,20 @@ impl Client {
             return Ok(Vec::new());
         }
         let k = &self.keys;
-        let (processed, failed): (Vec<Option<u64>>, Vec<Option<u64>>) =
-            self.call(cancel, |mut c| {
-                let mut pipe = redis::pipe();
-                pipe.cmd("MGET").arg(
-                    buckets
-                        .iter()
-                        .map(|b| k.stat_window("processed", *b))
-                        .collect::<Vec<_>>(),
-                );
-                pipe.cmd("MGET").arg(
-                    buckets
-                        .iter()
-                        .map(|b| k.stat_window("failed", *b))
-                        .collect::<Vec<_>>(),
-                );
-                async move { pipe.query_async(&mut c).await }
-            })?;
+        // One GET per window (each key is in a slot of its own in a Cluster).
+        let counts: Vec<Option<u64>> = self.call(cancel, |mut c| {
+            let mut pipe = redis::pipe();
+            for name in ["processed", "failed"] {
+                for b in &buckets {
+                    pipe.cmd("GET").arg(k.stat_window(name, *b));
+                }
+            }
+            async move { pipe.query_async(&mut c).await }
+        })?;
+        let (processed, failed) = counts.split_at(buckets.len());
         Ok(buckets
             .iter()
-            .zip(processed.into_iter().zip(failed))
+            .zip(processed.iter().zip(failed))
             .map(|(b, (p, f))| (b * step, p.unwrap_or(0), f.unwrap_or(0)))
             .collect())
     }

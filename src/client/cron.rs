@@ -28,23 +28,39 @@ impl Client {
     }
 
     /// Last fired tick per cron class, as stored (epoch seconds, unless something else
-    /// wrote there), and why it could not be read at all (a key of the wrong type).
+    /// wrote there), and why some could not be read (a key of the wrong type). Each
+    /// queue keeps its classes' ticks; the queues are the registered definitions'.
     pub fn cron_last(&self, cancel: &Cancel) -> Result<CronLast> {
-        let key = self.keys.cron_last();
-        let read: redis::RedisResult<Vec<(Lossy, Lossy)>> = self.call(cancel, |mut c| {
-            let key = key.clone();
-            async move {
-                let mut pipe = redis::pipe();
-                pipe.ignore_errors().cmd("HGETALL").arg(key);
-                let (read,): (redis::RedisResult<Vec<(Lossy, Lossy)>>,) =
-                    pipe.query_async(&mut c).await?;
-                Ok(read)
+        let mut queues: Vec<String> = self
+            .cron_defs(cancel)?
+            .iter()
+            .map(|(_, def)| {
+                serde_json::from_str::<serde_json::Value>(def)
+                    .ok()
+                    .and_then(|v| v.get("queue").and_then(|q| q.as_str()).map(String::from))
+                    .unwrap_or_else(|| "default".to_string())
+            })
+            .collect();
+        queues.sort();
+        queues.dedup();
+        let keys: Vec<String> = queues.iter().map(|q| self.keys.cron_last(q)).collect();
+        let reads: Vec<RedisResult<Vec<(Lossy, Lossy)>>> = self.call(cancel, |mut c| {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for key in &keys {
+                pipe.cmd("HGETALL").arg(key);
             }
+            async move { pipe.query_async(&mut c).await }
         })?;
-        Ok(match read {
-            Ok(pairs) => (pairs.into_iter().map(|(k, v)| (k.0, v.0)).collect(), None),
-            Err(e) => (Vec::new(), Some(format!("{key} is not a hash ({e})"))),
-        })
+        let mut last = Vec::new();
+        let mut problems = Vec::new();
+        for (key, read) in keys.iter().zip(reads) {
+            match read {
+                Ok(pairs) => last.extend(pairs.into_iter().map(|(k, v)| (k.0, v.0))),
+                Err(e) => problems.push(format!("{key} is not a hash ({e})")),
+            }
+        }
+        Ok((last, (!problems.is_empty()).then(|| problems.join("; "))))
     }
 
     /// Cron definitions workers registered: (class, JSON {class, cron, queue, time_zone}).

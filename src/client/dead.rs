@@ -1,5 +1,14 @@
-//! The failed list and the dead set: reading them, and retrying or deleting dead jobs
-//! (one by jid with the atomic `JID_OP` script, or all).
+//! The failure records and the dead sets: reading them, and retrying or deleting dead
+//! jobs (one by jid with the atomic `JID_OP` script, or all).
+//!
+//! Each queue has its own (in the queue's Cluster slot, next to the jobs the outcome
+//! script moves there); what dashboards show is every queue's, merged newest first.
+//! A page `start..=stop` reads the first `stop + 1` entries of each queue, so deep
+//! pages of many queues cost more: an admin read, not a worker path.
+
+use std::cmp::Ordering;
+
+use redis::{RedisResult, Value};
 
 use super::{Client, Lossy};
 use crate::error::Result;
@@ -7,104 +16,206 @@ use crate::runtime::cancel::Cancel;
 use crate::store::{payload, records, scripts};
 
 impl Client {
-    /// Failure records, newest first, `start..=stop` (Redis LRANGE indexes).
+    /// Failure records of every queue, newest first, `start..=stop` (LRANGE-style
+    /// indexes, not negative).
     pub fn failed(&self, cancel: &Cancel, start: i64, stop: i64) -> Result<Vec<String>> {
-        self.range(cancel, "LRANGE", self.keys.failed(), start, stop)
-    }
-
-    /// Dead-set entries, newest first, `start..=stop`.
-    pub fn dead(&self, cancel: &Cancel, start: i64, stop: i64) -> Result<Vec<String>> {
-        self.range(cancel, "ZREVRANGE", self.keys.dead(), start, stop)
-    }
-
-    /// `LRANGE`/`ZREVRANGE`-style read of `key`, `start..=stop`, for display.
-    fn range(
-        &self,
-        cancel: &Cancel,
-        command: &str,
-        key: String,
-        start: i64,
-        stop: i64,
-    ) -> Result<Vec<String>> {
-        let entries: Vec<Lossy> = self.call(cancel, |mut c| {
-            let mut cmd = redis::cmd(command);
-            cmd.arg(&key).arg(start).arg(stop);
-            async move { cmd.query_async(&mut c).await }
+        let keys = self.per_queue(cancel, |q| self.keys.failed(q))?;
+        let lists: Vec<RedisResult<Vec<Lossy>>> = self.call(cancel, |mut c| {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for key in &keys {
+                pipe.cmd("LRANGE").arg(key).arg(0).arg(stop.max(0));
+            }
+            async move { pipe.query_async(&mut c).await }
         })?;
-        Ok(entries.into_iter().map(String::from).collect())
+        // A record without a readable time sorts as oldest.
+        let entries = lists.into_iter().flat_map(|l| l.unwrap_or_default()).map(|e| {
+            let at = serde_json::from_str::<serde_json::Value>(&e.0)
+                .ok()
+                .and_then(|v| v.get("failed_at").and_then(|t| t.as_f64()))
+                .unwrap_or(f64::MIN);
+            (e.0, at)
+        });
+        Ok(newest_first(entries, start, stop))
     }
 
-    /// Dead-set members, exactly as stored: the one whose jid is `jid` (found by the
-    /// `JID_OP` script, not by reading the set here), or every member when `None`.
-    fn dead_members(&self, cancel: &Cancel, jid: Option<&str>) -> Result<Vec<Vec<u8>>> {
-        let dead = self.keys.dead();
-        match jid {
-            Some(jid) => Ok(self
-                .jid_op_bytes(cancel, &dead, &dead, "zset", "find", jid)?
-                .map(|(raw, _)| raw)
-                .into_iter()
-                .collect()),
-            None => self.call(cancel, |mut c| {
-                let dead = dead.clone();
-                async move {
-                    redis::cmd("ZRANGE")
-                        .arg(dead)
-                        .arg(0)
-                        .arg(-1)
-                        .query_async(&mut c)
-                        .await
+    /// Dead-set entries of every queue, newest first, `start..=stop`.
+    pub fn dead(&self, cancel: &Cancel, start: i64, stop: i64) -> Result<Vec<String>> {
+        let keys = self.per_queue(cancel, |q| self.keys.dead(q))?;
+        let sets: Vec<RedisResult<Vec<(Lossy, f64)>>> = self.call(cancel, |mut c| {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for key in &keys {
+                pipe.cmd("ZREVRANGE")
+                    .arg(key)
+                    .arg(0)
+                    .arg(stop.max(0))
+                    .arg("WITHSCORES");
+            }
+            async move { pipe.query_async(&mut c).await }
+        })?;
+        let entries = sets
+            .into_iter()
+            .flat_map(|s| s.unwrap_or_default())
+            .map(|(e, at)| (e.0, at));
+        Ok(newest_first(entries, start, stop))
+    }
+
+    /// Sizes of every queue's dead set and failure records: (dead, records).
+    pub(super) fn dead_and_failed_counts(&self, cancel: &Cancel) -> Result<(u64, u64)> {
+        let queues = self.queue_names(cancel)?;
+        let counts: Vec<RedisResult<Value>> = self.call(cancel, |mut c| {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for q in &queues {
+                pipe.cmd("ZCARD").arg(self.keys.dead(q));
+                pipe.cmd("LLEN").arg(self.keys.failed(q));
+            }
+            async move { pipe.query_async(&mut c).await }
+        })?;
+        let n = |v: &RedisResult<Value>| match v {
+            Ok(Value::Int(n)) => *n as u64,
+            _ => 0,
+        };
+        Ok(counts
+            .chunks(2)
+            .fold((0, 0), |(d, f), pair| (d + n(&pair[0]), f + n(&pair[1]))))
+    }
+
+    /// `key_of` each known queue.
+    fn per_queue(&self, cancel: &Cancel, key_of: impl Fn(&str) -> String) -> Result<Vec<String>> {
+        Ok(self
+            .queue_names(cancel)?
+            .iter()
+            .map(|q| key_of(q))
+            .collect())
+    }
+
+    /// Dead-set members as stored, with their dead set: the one whose jid is `jid`
+    /// (found by the `JID_OP` script, not by reading the sets here), or every member
+    /// when `None`.
+    fn dead_members(&self, cancel: &Cancel, jid: Option<&str>) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut found = Vec::new();
+        for key in self.per_queue(cancel, |q| self.keys.dead(q))? {
+            match jid {
+                Some(jid) => {
+                    if let Some((raw, _)) = self.jid_op_bytes(cancel, &key, &key, "zset", "find", jid)? {
+                        found.push((key, raw));
+                        break;
+                    }
                 }
-            }),
+                None => {
+                    let members: Vec<Vec<u8>> = self.call(cancel, |mut c| {
+                        let key = key.clone();
+                        async move {
+                            redis::cmd("ZRANGE")
+                                .arg(key)
+                                .arg(0)
+                                .arg(-1)
+                                .query_async(&mut c)
+                                .await
+                        }
+                    })?;
+                    found.extend(members.into_iter().map(|m| (key.clone(), m)));
+                }
+            }
         }
+        Ok(found)
     }
 
     /// Moves dead jobs (one jid, or all) back to their queues with a fresh retry
     /// count. Returns how many moved; each moves once even under concurrent calls.
     pub fn retry_dead(&self, cancel: &Cancel, jid: Option<&str>) -> Result<usize> {
         let mut moved = 0;
-        for member in self.dead_members(cancel, jid)? {
+        for (dead, member) in self.dead_members(cancel, jid)? {
             let entry = String::from_utf8_lossy(&member);
             let Some((queue, job)) = records::revived(&entry, payload::now()) else {
                 continue;
             };
-            let dead = self.keys.dead();
-            let qkey = self.keys.queue(&queue);
+            let queue_key = self.keys.queue(&queue);
+            // The job's own queue is normally the dead set's; one that names another
+            // queue (edited by hand) cannot move in one script in a Cluster.
+            if self.keys.dead(&queue) != dead {
+                tracing::warn!("dead job {entry} names queue {queue:?} but is in {dead}; left there");
+                continue;
+            }
             let queues = self.keys.queues();
             let n: i64 = self.call(cancel, |mut c| {
                 let mut inv = scripts::DEAD_RETRY.prepare_invoke();
-                inv.key(&dead)
-                    .key(&qkey)
-                    .key(&queues)
-                    .arg(&member)
-                    .arg(&job)
-                    .arg(&queue);
-                async move { inv.invoke_async(&mut c).await }
+                inv.key(&dead).key(&queue_key).arg(&member).arg(&job);
+                let mut register = redis::cmd("SADD");
+                register.arg(&queues).arg(&queue);
+                async move {
+                    let n: i64 = inv.invoke_async(&mut c).await?;
+                    if n > 0 {
+                        register.query_async::<()>(&mut c).await?;
+                    }
+                    Ok(n)
+                }
             })?;
             moved += n as usize;
         }
         Ok(moved)
     }
 
-    /// Deletes dead jobs (one jid, or all, in one atomic step). Returns how many.
+    /// Deletes dead jobs (one jid, or all, each queue's in one atomic step). Returns
+    /// how many.
     pub fn delete_dead(&self, cancel: &Cancel, jid: Option<&str>) -> Result<usize> {
-        let key = self.keys.dead();
-        match jid {
-            Some(jid) => Ok(self
-                .jid_op(cancel, &key, &key, "zset", "delete", jid)?
-                .map_or(0, |_| 1)),
-            None => self.call(cancel, |mut c| {
-                let mut pipe = redis::pipe();
-                pipe.atomic()
-                    .cmd("ZCARD")
-                    .arg(&key)
-                    .cmd("DEL")
-                    .arg(&key)
-                    .ignore();
-                async move {
-                    let (n,): (usize,) = pipe.query_async(&mut c).await?;
-                    Ok(n)
+        let mut deleted = 0;
+        for key in self.per_queue(cancel, |q| self.keys.dead(q))? {
+            match jid {
+                Some(jid) => {
+                    if self.jid_op(cancel, &key, &key, "zset", "delete", jid)?.is_some() {
+                        return Ok(1);
+                    }
                 }
-            }),
+                None => {
+                    deleted += self.call(cancel, |mut c| {
+                        let mut pipe = redis::pipe();
+                        pipe.atomic()
+                            .cmd("ZCARD")
+                            .arg(&key)
+                            .cmd("DEL")
+                            .arg(&key)
+                            .ignore();
+                        async move {
+                            let (n,): (usize,) = pipe.query_async(&mut c).await?;
+                            Ok(n)
+                        }
+                    })?;
+                }
+            }
         }
+        Ok(deleted)
+    }
+}
+
+/// Entries `start..=stop` of `entries` sorted newest first by their time.
+fn newest_first(entries: impl Iterator<Item = (String, f64)>, start: i64, stop: i64) -> Vec<String> {
+    let mut entries: Vec<(String, f64)> = entries.collect();
+    // Stable: one queue's entries with equal times keep their stored order.
+    entries.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(Ordering::Equal));
+    let start = start.max(0) as usize;
+    let stop = (stop.max(-1) + 1) as usize;
+    entries
+        .into_iter()
+        .skip(start)
+        .take(stop.saturating_sub(start))
+        .map(|(e, _)| e)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_merge_the_queues_newest_first() {
+        let entries = [("a1", 1.0), ("a3", 3.0), ("b2", 2.0), ("b4", 4.0)]
+            .into_iter()
+            .map(|(e, t)| (e.to_string(), t));
+        assert_eq!(newest_first(entries.clone(), 0, 1), ["b4", "a3"]);
+        assert_eq!(newest_first(entries.clone(), 2, 9), ["b2", "a1"]);
+        assert!(newest_first(entries, 4, 9).is_empty());
     }
 }

@@ -135,7 +135,7 @@ impl Client {
     }
 
     /// Looks for `jid` among the ready, scheduled, retry and processing jobs of
-    /// `queues`, then in the dead set.
+    /// `queues`, then in their dead sets.
     pub fn find(&self, cancel: &Cancel, queues: &[String], jid: &str) -> Result<Option<Found>> {
         let ids = self.process_ids(cancel)?;
         for q in queues {
@@ -158,21 +158,18 @@ impl Client {
                 }
             }
         }
-        let dead = self.keys.dead();
-        Ok(self
-            .jid_op(cancel, &dead, &dead, "zset", "find", jid)?
-            .map(|(raw, _)| {
-                let queue = serde_json::from_str::<serde_json::Value>(&raw)
-                    .ok()
-                    .and_then(|v| v.get("queue").and_then(|q| q.as_str()).map(String::from))
-                    .unwrap_or_default();
-                Found {
+        for q in queues {
+            let dead = self.keys.dead(q);
+            if let Some((raw, _)) = self.jid_op(cancel, &dead, &dead, "zset", "find", jid)? {
+                return Ok(Some(Found {
                     state: "dead",
-                    queue,
+                    queue: q.clone(),
                     raw,
                     score: None,
-                }
-            }))
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// Runs `JID_OP` (see `scripts.rs`): (payload, run-at) of the job found, if any.

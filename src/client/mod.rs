@@ -21,12 +21,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, ParsingError, Value};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::runtime::cancel::Cancel;
+use crate::runtime::conn::Conn;
 use crate::runtime::target::{Target, TargetSettings};
 use crate::runtime::{self, Runtime};
 use crate::store::keys::Keys;
@@ -128,7 +128,7 @@ impl Client {
     /// without the GVL). At the deadline it reports the last problem it saw.
     pub fn call<T, F, Fut>(&self, cancel: &Cancel, op: F) -> Result<T>
     where
-        F: Fn(MultiplexedConnection) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let rt: Arc<Runtime> = runtime::get()?;

@@ -1,6 +1,6 @@
 //! The connection settings Ruby gives every native object (`Configuration#connection`),
 //! converted once into `TargetSettings`: { url:, tls: nil | { ca_file:, cert_file:,
-//! key_file:, verify_peer: }, sentinels: [...], sentinel_master:, username:,
+//! key_file:, verify_peer: }, sentinels: [...], sentinel_master:, cluster: [...], username:,
 //! password:, db:, network_timeout: }.
 
 use std::time::Duration;
@@ -48,6 +48,7 @@ pub fn target_settings(ruby: &Ruby, hash: RHash) -> Result<TargetSettings, magnu
         url: optional(ruby, hash, "url")?.unwrap_or_default(),
         tls,
         sentinels: optional(ruby, hash, "sentinels")?.unwrap_or_default(),
+        cluster: optional(ruby, hash, "cluster")?.unwrap_or_default(),
         master: optional(ruby, hash, "sentinel_master")?,
         username: optional(ruby, hash, "username")?,
         password: optional(ruby, hash, "password")?,

@@ -8,6 +8,8 @@
 //! exist in the child).
 
 pub mod cancel;
+pub mod cluster;
+pub mod conn;
 pub mod log;
 pub mod outage;
 pub mod sentinel;

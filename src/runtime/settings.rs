@@ -18,13 +18,16 @@ pub struct TlsSettings {
 /// What `FiberJob::Configuration` says about the connection.
 #[derive(Clone, Debug, Default)]
 pub struct TargetSettings {
-    /// Ignored with sentinels.
+    /// Ignored with sentinels or a Cluster.
     pub url: String,
+    /// Seed node URLs of a Redis Cluster; empty without one.
+    pub cluster: Vec<String>,
     pub tls: Option<TlsSettings>,
     /// Sentinel URLs (`redis://[:password@]host:26379`); empty without Sentinel.
     pub sentinels: Vec<String>,
     pub master: Option<String>,
-    /// The master's credentials and database (Sentinel only; a URL carries its own).
+    /// The master's (or the Cluster nodes') credentials and database (Sentinel and
+    /// Cluster; a URL carries its own).
     pub username: Option<String>,
     pub password: Option<String>,
     pub db: i64,

@@ -2,8 +2,9 @@
 //! engine opens — the shared one of clients, each fetcher's blocking one, the acker's,
 //! the heartbeat's, the pub/sub listener, the reaper's, cron's.
 //!
-//! A target is a URL (`redis://`, `rediss://` with `TlsSettings`, `unix://`) or a
-//! Sentinel service: then each connect asks the sentinels for the current master
+//! A target is a URL (`redis://`, `rediss://` with `TlsSettings`, `unix://`), a Redis
+//! Cluster (seed node URLs: the redis crate's Cluster connection finds the rest and
+//! follows slots as they move, see `conn.rs`), or a Sentinel service: then each connect asks the sentinels for the current master
 //! (`SENTINEL get-master-addr-by-name`, then `ROLE` on it, by the redis crate's
 //! `SentinelClient`), so a connection opened after a failover reaches the new master.
 //! Callers drop a connection on a connection problem — a demoted master answering
@@ -18,16 +19,23 @@
 
 use std::time::Duration;
 
-use redis::aio::{MultiplexedConnection, PubSub};
+use redis::aio::PubSub;
+use redis::cluster::{ClusterClient, ClusterConfig};
 use redis::sentinel::SentinelClient;
 use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo};
 
+use super::conn::Conn;
 use super::mask_password;
 pub use super::settings::{TargetSettings, TlsSettings};
 use crate::error::{Error, Result};
 
 enum Kind {
     Url(redis::Client),
+    Cluster {
+        client: ClusterClient,
+        /// The seed nodes, for pub/sub (a Cluster passes messages to every node).
+        seeds: Vec<redis::Client>,
+    },
     Sentinel {
         client: tokio::sync::Mutex<SentinelClient>,
         master: String,
@@ -43,7 +51,7 @@ pub struct Target {
     /// The connection concurrent client calls share (pipelined on one socket), made on
     /// first use and dropped on a connection problem (`forget_shared`), with the
     /// generation it was made in.
-    shared: tokio::sync::Mutex<Option<(MultiplexedConnection, u64)>>,
+    shared: tokio::sync::Mutex<Option<(Conn, u64)>>,
     /// Bumped each time the Sentinel master changes; connections of an older one are
     /// remade. Always 0 for a URL.
     generation: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
@@ -64,6 +72,21 @@ impl Target {
         };
         if s.tls.as_ref().is_some_and(|t| !t.verify_peer) {
             super::tls::warn_once_unverified();
+        }
+        if !s.cluster.is_empty() {
+            let cluster = super::cluster::build(s, certificates)?;
+            return Ok(Target {
+                kind: Kind::Cluster {
+                    client: cluster.client,
+                    seeds: cluster.seeds,
+                },
+                shared: tokio::sync::Mutex::new(None),
+                generation: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
+                timeout: s.timeout,
+                description: cluster.description,
+                plain_url: None,
+                wait_replicas: s.wait_replicas,
+            });
         }
         if !s.sentinels.is_empty() {
             let sentinel = super::sentinel::build(s, certificates)?;
@@ -111,6 +134,10 @@ impl Target {
         &self.description
     }
 
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.kind, Kind::Cluster { .. })
+    }
+
     /// The URL of a plain-TCP target, which the direct enqueue path may use (not when
     /// enqueues wait for replicas: that path writes one pipeline of its own).
     pub fn plain_url(&self) -> Option<&str> {
@@ -129,6 +156,7 @@ impl Target {
     async fn client(&self) -> redis::RedisResult<redis::Client> {
         match &self.kind {
             Kind::Url(client) => Ok(client.clone()),
+            Kind::Cluster { .. } => unreachable!("a Cluster connects by `connect_cluster`"),
             Kind::Sentinel {
                 client,
                 master,
@@ -159,10 +187,18 @@ impl Target {
 
     /// A multiplexed connection with `network_timeout` for connecting and replies, or
     /// `response_timeout` when a command may wait longer (a blocking fetch).
-    pub async fn connect(
-        &self,
-        response_timeout: Option<Duration>,
-    ) -> redis::RedisResult<MultiplexedConnection> {
+    pub async fn connect(&self, response_timeout: Option<Duration>) -> redis::RedisResult<Conn> {
+        if let Kind::Cluster { client, .. } = &self.kind {
+            let config = ClusterConfig::new()
+                .set_connection_timeout(self.timeout)
+                .set_response_timeout(response_timeout.unwrap_or(self.timeout));
+            let connecting = client.get_async_connection_with_config(config);
+            // Connecting asks a seed for the slots, then connects to every master.
+            return match tokio::time::timeout(self.timeout * 2, connecting).await {
+                Ok(c) => c.map(Conn::Cluster),
+                Err(_) => Err(timeout_error("connecting to the Redis Cluster")),
+            };
+        }
         let client = tokio::time::timeout(self.timeout, self.client())
             .await
             .map_err(|_| timeout_error("asking the sentinels for the master"))??;
@@ -183,12 +219,12 @@ impl Target {
             Err(e) if e.is_timeout() => {
                 Err(super::tls::plain_instead_of_tls(client.get_connection_info(), e).await)
             }
-            other => other,
+            other => other.map(Conn::Single),
         }
     }
 
     /// The connection client calls share, connected on first use.
-    pub async fn shared_connection(&self) -> redis::RedisResult<MultiplexedConnection> {
+    pub async fn shared_connection(&self) -> redis::RedisResult<Conn> {
         let mut slot = self.shared.lock().await;
         let now = self.generation();
         if let Some((c, generation)) = slot.as_ref().filter(|(_, g)| *g == now) {
@@ -206,8 +242,20 @@ impl Target {
         *self.shared.lock().await = None;
     }
 
-    /// A pub/sub connection (the schedule listener).
+    /// A pub/sub connection (the schedule listener). In a Cluster, to the first seed
+    /// node that answers: every node delivers every message.
     pub async fn pubsub(&self) -> redis::RedisResult<PubSub> {
+        if let Kind::Cluster { seeds, .. } = &self.kind {
+            let mut last = None;
+            for seed in seeds {
+                match tokio::time::timeout(self.timeout, seed.get_async_pubsub()).await {
+                    Ok(Ok(pubsub)) => return Ok(pubsub),
+                    Ok(Err(e)) => last = Some(e),
+                    Err(_) => last = Some(timeout_error("opening a pub/sub connection")),
+                }
+            }
+            return Err(last.unwrap_or_else(|| timeout_error("finding a Cluster node")));
+        }
         let client = tokio::time::timeout(self.timeout, self.client())
             .await
             .map_err(|_| timeout_error("asking the sentinels for the master"))??;
@@ -220,7 +268,7 @@ impl Target {
     /// the Sentinel service and its current master's address.
     pub async fn where_now(&self) -> String {
         match &self.kind {
-            Kind::Url(_) => self.description.clone(),
+            Kind::Url(_) | Kind::Cluster { .. } => self.description.clone(),
             Kind::Sentinel { master, .. } => match self.client().await {
                 Ok(c) => format!(
                     "{} (master {master:?} now at {})",
@@ -239,7 +287,7 @@ impl Target {
 /// A task's own connection: made on first use, remade after a connection problem
 /// (`reset`) and when the Sentinel master changed since it was made.
 pub struct Link {
-    conn: Option<(MultiplexedConnection, u64)>,
+    conn: Option<(Conn, u64)>,
     response_timeout: Option<Duration>,
 }
 
@@ -252,7 +300,7 @@ impl Link {
         }
     }
 
-    pub async fn get(&mut self, target: &Target) -> redis::RedisResult<&mut MultiplexedConnection> {
+    pub async fn get(&mut self, target: &Target) -> redis::RedisResult<&mut Conn> {
         let now = target.generation();
         if self.conn.as_ref().is_some_and(|(_, g)| *g != now) {
             self.conn = None;

@@ -1,7 +1,12 @@
 //! Every Redis key FiberJob uses, built in one place from a configurable prefix.
 //!
 //! Keys that one Lua script touches together carry the queue name as a Redis Cluster
-//! hash tag (`{default}`), so a script's keys always live in one slot.
+//! hash tag (`{default}`), so a script's keys always live in one slot: everything of
+//! a queue — its list, sets, processing lists, dead set, failure records, counters,
+//! cron ticks — is in the queue's slot. The few process-wide keys (`queues`,
+//! `processes`, `process:<id>`, the total counters and throughput windows, `cron`,
+//! the reaper lock, the web secret) are only ever touched by single-key commands, so
+//! they may live anywhere. docs/ARCHITECTURE.md lists each key with its slot.
 
 /// Builds key names for one prefix (default `fiber_job`).
 #[derive(Clone, Debug)]
@@ -14,6 +19,10 @@ impl Keys {
         Keys {
             prefix: prefix.to_string(),
         }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// Ready jobs of a queue: LPUSH to enqueue, taken from the right (FIFO).
@@ -51,14 +60,29 @@ impl Keys {
         format!("{}:process:{}", self.prefix, identity)
     }
 
-    /// Capped list of failure records, newest first.
-    pub fn failed(&self) -> String {
+    /// A queue's capped list of failure records, newest first.
+    pub fn failed(&self, queue: &str) -> String {
+        format!("{}:failed:{{{}}}", self.prefix, queue)
+    }
+
+    /// A queue's dead set: jobs that exhausted their retries or could not be run,
+    /// score = died at.
+    pub fn dead(&self, queue: &str) -> String {
+        format!("{}:dead:{{{}}}", self.prefix, queue)
+    }
+
+    /// The process-wide failed list and dead set of versions before 0.2, which a
+    /// worker moves into the per-queue ones once (`scripts::MIGRATE_LEGACY`).
+    pub fn legacy_failed(&self) -> String {
         format!("{}:failed", self.prefix)
     }
 
-    /// Dead set: jobs that exhausted their retries or could not be run, score = died at.
-    pub fn dead(&self) -> String {
+    pub fn legacy_dead(&self) -> String {
         format!("{}:dead", self.prefix)
+    }
+
+    pub fn legacy_cron_last(&self) -> String {
+        format!("{}:cron:last", self.prefix)
     }
 
     /// Pub/sub channel that tells schedulers a job was scheduled (payload: the queue).
@@ -86,9 +110,9 @@ impl Keys {
         format!("{}:cron", self.prefix)
     }
 
-    /// Last tick each cron class fired (hash: class name → epoch seconds).
-    pub fn cron_last(&self) -> String {
-        format!("{}:cron:last", self.prefix)
+    /// Last tick each cron class of a queue fired (hash: class name → epoch seconds).
+    pub fn cron_last(&self, queue: &str) -> String {
+        format!("{}:cron:last:{{{}}}", self.prefix, queue)
     }
 
     /// The lock that makes one cron tick run once across processes (tagged with the

@@ -74,7 +74,8 @@ return {moved, s[2] or '', r[2] or ''}"#,
 
 /// Fire one cron tick at most once across processes: the tick's lock is taken with
 /// SET NX, and only its taker enqueues and records the tick as the class's last.
-/// KEYS: tick lock, queue, cron last. ARGV: lock TTL, payload, class, tick.
+/// KEYS (the queue's slot): tick lock, queue, the queue's cron last. ARGV: lock TTL,
+/// payload, class, tick.
 pub static CRON_FIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -87,15 +88,13 @@ return 0",
     )
 });
 
-/// Move one dead-set member back to a queue, once even if two people click at once,
-/// and record the queue's name. KEYS: dead, queue, queues. ARGV: member, payload to
-/// enqueue, queue name.
+/// Move one member of a queue's dead set back to the queue, once even if two people
+/// click at once. KEYS (the queue's slot): dead, queue. ARGV: member, payload.
 pub static DEAD_RETRY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
   redis.call('LPUSH', KEYS[2], ARGV[2])
-  redis.call('SADD', KEYS[3], ARGV[3])
   return 1
 end
 return 0",
@@ -140,7 +139,7 @@ return 1",
 const OUTCOMES_LUA: &str = r"
 local width = {A = 2, Q = 2, X = 3, D = 4, R = 5}
 local kinds = {}
-local i = 8
+local i = 7
 while i <= #ARGV do
   local w = width[ARGV[i]]
   if not w then return redis.error_reply('ERR unknown outcome ' .. tostring(ARGV[i])) end
@@ -164,7 +163,7 @@ local bad = (kinds.Q and expect(2, 'list'))
 if bad then return redis.error_reply(bad) end
 
 local processed, failed, dead, retried = 0, 0, false, false
-i = 8
+i = 7
 while i <= #ARGV do
   local op, raw = ARGV[i], ARGV[i + 1]
   local mine = redis.call('LREM', KEYS[1], -1, raw) > 0
@@ -196,56 +195,90 @@ if dead then
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[4]))
   redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -(tonumber(ARGV[3]) + 1))
 end
-if retried then redis.call('PUBLISH', ARGV[6], ARGV[7]) end
+if retried then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
 -- Counters are bookkeeping: a corrupted one must not hold the jobs back.
 local problems = 0
-local function bump(key, n, ttl)
+local function bump(key, n)
   if n == 0 then return end
   local r = redis.pcall('INCRBY', key, n)
-  if type(r) == 'table' and r.err then
-    problems = problems + 1
-  elseif ttl and r == n then
-    -- A window just created: it expires (each window is written only by this script).
-    redis.call('EXPIRE', key, ttl)
-  end
+  if type(r) == 'table' and r.err then problems = problems + 1 end
 end
 bump(KEYS[6], processed)
-bump(KEYS[8], processed)
-bump(KEYS[10], processed, ARGV[5])
 bump(KEYS[7], failed)
-bump(KEYS[9], failed)
-bump(KEYS[11], failed, ARGV[5])
 return {processed, failed, problems}";
 
-/// Records a batch of one queue's job outcomes (see `ack.rs`): acks, failures (with a
+/// Records a batch of one queue's job outcomes (see `acker.rs`): acks, failures (with a
 /// retry or to the dead set), burials of jobs that cannot run, and give-backs to the
 /// queue's front. Each outcome applies only if its job is still in this process's
 /// processing list, which the script's first write (LREM) checks: a batch sent twice
 /// (its reply lost) applies once, and a job a reaper already gave back is not also
 /// recorded. Key types are checked before any write, so the script never stops halfway.
-/// KEYS: 1 processing, 2 queue, 3 retry, 4 dead, 5 failed, 6 stat processed, 7 stat
-/// failed, 8 stat processed of the queue, 9 stat failed of the queue, 10 processed
-/// window, 11 failed window. ARGV: 1 now, 2 failure records kept, 3 dead-set cap,
-/// 4 dead-set max age, 5 window TTL, 6 schedule channel, 7 queue name, then outcomes:
-/// `A raw` (ack), `R raw record at payload` (retry), `D raw record payload` (dead after
-/// a failure), `X raw entry` (dead, cannot run), `Q raw` (give back). Returns
-/// {processed, failed, counters that could not be updated}.
+/// Every key is the queue's (one Cluster slot); the process-wide totals are the
+/// caller's to add. KEYS: 1 processing, 2 queue, 3 retry, 4 dead, 5 failed, 6 the
+/// queue's processed counter, 7 its failed counter. ARGV: 1 now, 2 failure records
+/// kept, 3 dead-set cap, 4 dead-set max age, 5 schedule channel, 6 queue name, then
+/// outcomes: `A raw` (ack), `R raw record at payload` (retry), `D raw record payload`
+/// (dead after a failure), `X raw entry` (dead, cannot run), `Q raw` (give back).
+/// Returns {processed, failed, counters that could not be updated}.
 pub static OUTCOMES: LazyLock<Script> = LazyLock::new(|| Script::new(OUTCOMES_LUA));
 
-/// A worker's heartbeat. Its first write (EXPIRE) is one Redis allows over maxmemory,
-/// so a worker keeps beating, and is not reaped as dead, while Redis is full.
-/// KEYS: process hash, processes set, queues set. ARGV: TTL, identity, number of
-/// queue names N, N names, then field/value pairs of the hash.
+/// A worker's heartbeat hash. Its first write (EXPIRE) is one Redis allows over
+/// maxmemory, so a worker keeps beating, and is not reaped as dead, while Redis is
+/// full. (Its registration in the process set is a command of its own: another slot.)
+/// KEYS: process hash. ARGV: TTL, then field/value pairs.
 pub static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('SADD', KEYS[2], ARGV[2])
-local n = tonumber(ARGV[3])
-for i = 4, 3 + n do redis.call('SADD', KEYS[3], ARGV[i]) end
-for i = 4 + n, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1",
+    )
+});
+
+/// Moves the process-wide failed list, dead set and last cron ticks of versions
+/// before 0.2 into the per-queue keys, by each entry's `queue` (a cron class's queue is
+/// in its definition; default `default`), keeping order, then deletes them. Runs only
+/// on a single Redis (a Cluster never had them), where one script may touch any key.
+/// KEYS: legacy failed, legacy dead, legacy cron last, cron definitions. ARGV: prefix.
+/// Returns the number of entries moved.
+pub static MIGRATE_LEGACY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local prefix, moved = ARGV[1], 0
+local function queue_of(json)
+  local ok, v = pcall(cjson.decode, json or '')
+  if ok and type(v) == 'table' and type(v['queue']) == 'string' and v['queue'] ~= '' then return v['queue'] end
+  return 'default'
+end
+local function typed(k, want) return redis.call('TYPE', k)['ok'] == want end
+if typed(KEYS[1], 'list') then
+  local failed = redis.call('LRANGE', KEYS[1], 0, -1)
+  for i = #failed, 1, -1 do
+    redis.call('LPUSH', prefix .. ':failed:{' .. queue_of(failed[i]) .. '}', failed[i])
+    moved = moved + 1
+  end
+  redis.call('DEL', KEYS[1])
+end
+if typed(KEYS[2], 'zset') then
+  local dead = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+  for i = 1, #dead, 2 do
+    redis.call('ZADD', prefix .. ':dead:{' .. queue_of(dead[i]) .. '}', dead[i + 1], dead[i])
+    moved = moved + 1
+  end
+  redis.call('DEL', KEYS[2])
+end
+if typed(KEYS[3], 'hash') then
+  local last = redis.call('HGETALL', KEYS[3])
+  local defs = typed(KEYS[4], 'hash')
+  for i = 1, #last, 2 do
+    local def = defs and redis.call('HGET', KEYS[4], last[i]) or false
+    redis.call('HSET', prefix .. ':cron:last:{' .. queue_of(def) .. '}', last[i], last[i + 1])
+    moved = moved + 1
+  end
+  redis.call('DEL', KEYS[3])
+end
+return moved"#,
     )
 });
 

@@ -27,12 +27,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::outcome::{AfterFailure, Outcome};
 use super::state::WorkerState;
 use crate::error::is_connection_problem;
+use crate::runtime::conn::Conn;
 use crate::runtime::outage::Outage;
 use crate::runtime::target::Link;
 use crate::store::retention::{
@@ -97,29 +97,57 @@ pub async fn run(state: Arc<WorkerState>, mut rx: mpsc::UnboundedReceiver<Outcom
 
 /// One queue's outcomes of a batch.
 struct Group {
-    /// `OUTCOMES`'s keys (the transaction uses some of them).
-    keys: [String; 11],
+    /// `OUTCOMES`'s keys, all in the queue's Cluster slot.
+    keys: [String; 7],
     /// `OUTCOMES`'s arguments before the outcomes.
-    fixed: [String; 7],
+    fixed: [String; 6],
     /// Payloads of the acked jobs (an ack changes only its own job, so acks may go
     /// first whatever their order among other outcomes).
     acks: Vec<Vec<u8>>,
     /// The other outcomes, as `OUTCOMES` takes them; with none, the group is sent as
     /// plain commands instead of the script.
     others: Vec<Vec<u8>>,
-    /// Acks not yet counted in each counter (total, queue's, window's), for the plain
-    /// form.
-    uncounted: [usize; 3],
+    /// The counters the group adds to (see `Counter`), each in a slot of its own.
+    counters: [String; 5],
+    /// What is not yet added to each counter.
+    uncounted: [usize; 5],
 }
+
+/// The counters of `Group::counters`, by index. The queue's processed counter is in
+/// the queue's slot, so the script adds to it itself; the process-wide ones are
+/// plain `INCRBY`s next to the script, by what the group's outcomes should add (a
+/// job a reaper already gave back is still counted: bookkeeping, not a decision).
+#[derive(Clone, Copy)]
+enum Counter {
+    Processed = 0,
+    QueueProcessed = 1,
+    ProcessedWindow = 2,
+    Failed = 3,
+    FailedWindow = 4,
+}
+
+impl Counter {
+    fn is_window(self) -> bool {
+        matches!(self, Counter::ProcessedWindow | Counter::FailedWindow)
+    }
+}
+
+const COUNTERS: [Counter; 5] = [
+    Counter::Processed,
+    Counter::QueueProcessed,
+    Counter::ProcessedWindow,
+    Counter::Failed,
+    Counter::FailedWindow,
+];
 
 /// What one reply of a group's commands answers.
 enum Reply {
-    /// The whole group (the script).
+    /// The script (every outcome but the process-wide counts).
     Script,
     /// The `LREM` of `acks[i]`.
     Ack(usize),
-    /// The `INCRBY` of counter `k`.
-    Count(usize),
+    /// The `INCRBY` of a counter.
+    Count(Counter),
     /// An `EXPIRE` (of a window that already counts; nothing to keep).
     Expire,
 }
@@ -148,25 +176,32 @@ fn build(
         match msg {
             Outcome::Acked { raw, .. } => {
                 group.acks.push(raw);
-                group.uncounted.iter_mut().for_each(|n| *n += 1);
+                group.count(&[
+                    Counter::Processed,
+                    Counter::QueueProcessed,
+                    Counter::ProcessedWindow,
+                ]);
             }
             Outcome::Failed {
                 raw, record, then, ..
-            } => match then {
-                AfterFailure::Retry { at, payload } => args.extend([
-                    b"R".to_vec(),
-                    raw,
-                    record.into_bytes(),
-                    at.to_string().into_bytes(),
-                    payload.into_bytes(),
-                ]),
-                AfterFailure::Dead { payload } => args.extend([
-                    b"D".to_vec(),
-                    raw,
-                    record.into_bytes(),
-                    payload.into_bytes(),
-                ]),
-            },
+            } => {
+                match then {
+                    AfterFailure::Retry { at, payload } => args.extend([
+                        b"R".to_vec(),
+                        raw,
+                        record.into_bytes(),
+                        at.to_string().into_bytes(),
+                        payload.into_bytes(),
+                    ]),
+                    AfterFailure::Dead { payload } => args.extend([
+                        b"D".to_vec(),
+                        raw,
+                        record.into_bytes(),
+                        payload.into_bytes(),
+                    ]),
+                }
+                group.count(&[Counter::Failed, Counter::FailedWindow]);
+            }
             Outcome::Buried { raw, entry, .. } => {
                 args.extend([b"X".to_vec(), raw, entry.into_bytes()])
             }
@@ -192,33 +227,43 @@ impl Group {
                 state.processing_key(q).to_string(),
                 k.queue(queue),
                 k.retry(queue),
-                k.dead(),
-                k.failed(),
-                k.stat("processed"),
-                k.stat("failed"),
+                k.dead(queue),
+                k.failed(queue),
                 k.stat_queue("processed", queue),
                 k.stat_queue("failed", queue),
-                k.stat_window("processed", bucket),
-                k.stat_window("failed", bucket),
             ],
             fixed: [
                 now.to_string(),
                 FAILED_CAP.to_string(),
                 DEAD_CAP.to_string(),
                 DEAD_MAX_AGE_SECS.to_string(),
-                STAT_WINDOW_TTL_SECS.to_string(),
                 k.schedule_channel(),
                 queue.clone(),
             ],
             acks: Vec::new(),
             others: Vec::new(),
-            uncounted: [0; 3],
+            counters: [
+                k.stat("processed"),
+                k.stat_queue("processed", queue),
+                k.stat_window("processed", bucket),
+                k.stat("failed"),
+                k.stat_window("failed", bucket),
+            ],
+            uncounted: [0; 5],
+        }
+    }
+
+    fn count(&mut self, counters: &[Counter]) {
+        for c in counters {
+            self.uncounted[*c as usize] += 1;
         }
     }
 
     /// Adds the group's commands to `pipe`; returns what each of their replies answers.
     fn add_to(&self, pipe: &mut redis::Pipeline) -> Vec<Reply> {
-        if !self.others.is_empty() {
+        let mut replies = Vec::with_capacity(self.acks.len() + 6);
+        let scripted = !self.others.is_empty();
+        if scripted {
             let mut cmd = redis::cmd("EVALSHA");
             cmd.arg(scripts::OUTCOMES.get_hash())
                 .arg(self.keys.len())
@@ -229,23 +274,24 @@ impl Group {
             }
             cmd.arg(&self.others);
             pipe.add_command(cmd);
-            return vec![Reply::Script];
-        }
-        let [processing, _, _, _, _, total, _, per_queue, _, window, _] = &self.keys;
-        let mut replies = Vec::with_capacity(self.acks.len() + 4);
-        for (i, raw) in self.acks.iter().enumerate() {
-            pipe.cmd("LREM").arg(processing).arg(-1).arg(raw);
-            replies.push(Reply::Ack(i));
-        }
-        for (k, key) in [total, per_queue, window].into_iter().enumerate() {
-            if self.uncounted[k] > 0 {
-                pipe.cmd("INCRBY").arg(key).arg(self.uncounted[k]);
-                replies.push(Reply::Count(k));
+            replies.push(Reply::Script);
+        } else {
+            for (i, raw) in self.acks.iter().enumerate() {
+                pipe.cmd("LREM").arg(&self.keys[0]).arg(-1).arg(raw);
+                replies.push(Reply::Ack(i));
             }
         }
-        if self.uncounted[2] > 0 {
-            pipe.cmd("EXPIRE").arg(window).arg(STAT_WINDOW_TTL_SECS);
-            replies.push(Reply::Expire);
+        for counter in COUNTERS {
+            let (key, n) = (&self.counters[counter as usize], self.uncounted[counter as usize]);
+            if n == 0 || (scripted && matches!(counter, Counter::QueueProcessed)) {
+                continue;
+            }
+            pipe.cmd("INCRBY").arg(key).arg(n);
+            replies.push(Reply::Count(counter));
+            if counter.is_window() {
+                pipe.cmd("EXPIRE").arg(key).arg(STAT_WINDOW_TTL_SECS);
+                replies.push(Reply::Expire);
+            }
         }
         replies
     }
@@ -269,18 +315,17 @@ impl Group {
                             "{problems} FiberJob counter(s) in Redis are not integers and were not updated"
                         );
                     }
-                    // The script counted its acks itself.
-                    self.acks.clear();
+                    // The script counted the queue's processed jobs itself.
+                    done.iter_mut().for_each(|d| *d = true);
                     self.others.clear();
-                    self.uncounted = [0; 3];
-                    return None;
+                    self.uncounted[Counter::QueueProcessed as usize] = 0;
                 }
                 (Reply::Ack(i), Ok(_)) => done[i] = true,
-                (Reply::Count(k), Ok(_)) => self.uncounted[k] = 0,
-                (Reply::Count(_), Err(e)) if matches!(e.code(), Some("ERR" | "WRONGTYPE")) => {
+                (Reply::Count(c), Ok(_)) => self.uncounted[c as usize] = 0,
+                (Reply::Count(c), Err(e)) if matches!(e.code(), Some("ERR" | "WRONGTYPE")) => {
                     // Not a number (another program wrote it): counting is bookkeeping.
                     tracing::warn!("a FiberJob counter in Redis was not updated: {e}");
-                    self.uncounted = [0; 3];
+                    self.uncounted[c as usize] = 0;
                 }
                 (Reply::Expire, _) => {}
                 (_, Err(e)) => {
@@ -294,7 +339,7 @@ impl Group {
     }
 
     fn is_done(&self) -> bool {
-        self.acks.is_empty() && self.others.is_empty() && self.uncounted == [0; 3]
+        self.acks.is_empty() && self.others.is_empty() && self.uncounted == [0; 5]
     }
 }
 
@@ -303,7 +348,7 @@ impl Group {
 /// connection failed (they all stay; a group whose reply was lost is harmless to send
 /// again).
 async fn send(
-    c: &mut MultiplexedConnection,
+    c: &mut Conn,
     groups: &mut BTreeMap<usize, Group>,
 ) -> redis::RedisResult<Option<String>> {
     // A second round only after loading the script (Redis restarted or flushed it).
@@ -356,7 +401,8 @@ mod tests {
             fixed: std::array::from_fn(|i| format!("a{i}")),
             acks: acks.iter().map(|a| a.as_bytes().to_vec()).collect(),
             others: others.iter().map(|a| a.as_bytes().to_vec()).collect(),
-            uncounted: [acks.len(); 3],
+            counters: std::array::from_fn(|i| format!("c{i}")),
+            uncounted: [acks.len(), acks.len(), acks.len(), 0, 0],
         }
     }
 
@@ -378,7 +424,16 @@ mod tests {
         assert_eq!(g.add_to(&mut pipe).len(), 2 + 3 + 1); // LREM ×2, INCRBY ×3, EXPIRE
         assert_eq!(pipe.len(), 6);
         let g = group(&["j1"], &["R", "j2", "rec", "1.0", "p"]);
-        assert!(matches!(send_plan(&g)[..], [Reply::Script]));
+        // The script adds to the queue's counter; the process-wide ones are beside it.
+        assert!(matches!(
+            send_plan(&g)[..],
+            [
+                Reply::Script,
+                Reply::Count(Counter::Processed),
+                Reply::Count(Counter::ProcessedWindow),
+                Reply::Expire
+            ]
+        ));
     }
 
     #[test]
@@ -398,7 +453,7 @@ mod tests {
         let refused = g.applied(plan, replies.into_iter());
         assert!(refused.is_some_and(|e| e.code() == Some("OOM")));
         assert!(g.acks.is_empty());
-        assert_eq!(g.uncounted, [2, 2, 2]);
+        assert_eq!(g.uncounted, [2, 2, 2, 0, 0]);
         assert!(!g.is_done());
         // Next time: only the counts, by the acks not yet counted.
         let plan = send_plan(&g);
@@ -417,7 +472,9 @@ mod tests {
             redis::Value::Int(0),
             redis::Value::Int(0),
         ]);
-        assert!(g.applied(plan, vec![Ok(reply)].into_iter()).is_none());
+        let counted = || Ok(redis::Value::Int(1));
+        let replies = vec![Ok(reply), counted(), counted(), counted()];
+        assert!(g.applied(plan, replies.into_iter()).is_none());
         assert!(g.is_done(), "nothing is left to count twice");
     }
 

@@ -69,7 +69,7 @@ async fn fire(state: &WorkerState, def: &CronDef, tick: i64) {
             let fired: i64 = scripts::CRON_FIRE
                 .key(state.keys.cron_tick(&def.queue, &def.class, tick))
                 .key(state.keys.queue(&def.queue))
-                .key(state.keys.cron_last())
+                .key(state.keys.cron_last(&def.queue))
                 .arg(TICK_LOCK_SECS)
                 .arg(&payload)
                 .arg(&def.class)

@@ -9,11 +9,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
-
 use super::outcome::Outcome;
 use super::state::WorkerState;
 use crate::error::is_connection_problem;
+use crate::runtime::conn::Conn;
 use crate::runtime::outage::Outage;
 use crate::runtime::target::Link;
 use crate::store::scripts;
@@ -103,7 +102,7 @@ async fn reconcile(
     q: usize,
     queue_key: &str,
     processing_key: &str,
-    c: &mut MultiplexedConnection,
+    c: &mut Conn,
 ) -> redis::RedisResult<bool> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     state.report(Outcome::Flush(tx));

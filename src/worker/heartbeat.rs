@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::state::WorkerState;
 use crate::runtime::outage::Outage;
+use crate::runtime::conn::Conn;
 use crate::runtime::target::Link;
 use crate::store::{payload, scripts};
 
@@ -36,12 +37,7 @@ pub async fn run(state: Arc<WorkerState>) {
         let key = state.keys.process(&state.identity);
         let mut beat = scripts::HEARTBEAT.prepare_invoke();
         beat.key(&key)
-            .key(state.keys.processes())
-            .key(state.keys.queues())
             .arg(HEARTBEAT_TTL_SECS)
-            .arg(&state.identity)
-            .arg(state.queues.len())
-            .arg(state.queues.as_slice())
             .arg("identity")
             .arg(&state.identity)
             .arg("hostname")
@@ -68,7 +64,12 @@ pub async fn run(state: Arc<WorkerState>) {
             .arg(started_at)
             .arg("beat")
             .arg(payload::now());
-        let result = async { beat.invoke_async::<()>(link.get(&state.redis).await?).await }.await;
+        let result = async {
+            let c = link.get(&state.redis).await?;
+            beat.invoke_async::<()>(c).await?;
+            register(&state, c).await
+        }
+        .await;
         match result {
             Ok(()) => {
                 outage.recovered();
@@ -87,10 +88,27 @@ pub async fn run(state: Arc<WorkerState>) {
     }
 }
 
+/// Adds this process to the process set and its queues to the queue set, on every
+/// beat (a reaper that took the process for dead, after a long pause, removed it).
+/// These keys live in other Cluster slots than the heartbeat hash, so they are
+/// commands of their own; Redis refuses them while full, which matters only before
+/// the first registration: later the beat alone keeps the process alive.
+async fn register(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("SADD").arg(state.keys.processes()).arg(&state.identity);
+    for q in &state.queues {
+        pipe.cmd("SADD").arg(state.keys.queues()).arg(q).ignore();
+    }
+    match pipe.query_async::<()>(c).await {
+        Err(e) if state.is_registered() && e.code() == Some("OOM") => Ok(()),
+        other => other,
+    }
+}
+
 /// Logs, once per worker start, when Redis may evict keys to make room: with any
 /// `maxmemory-policy` but `noeviction`, a full Redis deletes keys — queued jobs,
 /// heartbeats — instead of refusing writes that FiberJob would retry or report.
-async fn warn_if_evicting(c: &mut redis::aio::MultiplexedConnection) {
+async fn warn_if_evicting(c: &mut Conn) {
     let Ok(info) = redis::cmd("INFO")
         .arg("memory")
         .query_async::<String>(c)

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::heartbeat::HEARTBEAT_TTL_SECS;
 use super::state::WorkerState;
+use crate::runtime::conn::Conn;
 use crate::runtime::outage::Outage;
 use crate::runtime::target::Link;
 use crate::store::{payload, records, scripts};
@@ -34,12 +35,21 @@ pub async fn run(state: Arc<WorkerState>) {
     let mut outage = Outage::new("reaper".to_string());
     let mut link = Link::new(None);
     let mut quiet_until = Instant::now();
+    let mut migrated = state.redis.is_cluster();
     loop {
         tokio::time::sleep(REAP_EVERY).await;
         if Instant::now() < quiet_until {
             continue;
         }
-        let result = async { reap(&state, link.get(&state.redis).await?).await }.await;
+        let result = async {
+            let c = link.get(&state.redis).await?;
+            if !migrated {
+                migrate_legacy(&state, c).await?;
+                migrated = true;
+            }
+            reap(&state, c).await
+        }
+        .await;
         match result {
             Ok(()) => outage.recovered(),
             Err(e) => {
@@ -51,10 +61,25 @@ pub async fn run(state: Arc<WorkerState>) {
     }
 }
 
-async fn reap(
-    state: &WorkerState,
-    c: &mut redis::aio::MultiplexedConnection,
-) -> redis::RedisResult<()> {
+/// Moves the process-wide dead set, failure records and cron ticks an older version
+/// left into the per-queue keys (`MIGRATE_LEGACY`), once per worker start.
+async fn migrate_legacy(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> {
+    let k = &state.keys;
+    let moved: i64 = scripts::MIGRATE_LEGACY
+        .key(k.legacy_failed())
+        .key(k.legacy_dead())
+        .key(k.legacy_cron_last())
+        .key(k.cron())
+        .arg(k.prefix())
+        .invoke_async(c)
+        .await?;
+    if moved > 0 {
+        tracing::info!("moved {moved} dead job(s), failure record(s) and cron tick(s) of an older FiberJob into per-queue keys");
+    }
+    Ok(())
+}
+
+async fn reap(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> {
     let k = &state.keys;
     let locked: Option<String> = redis::cmd("SET")
         .arg(k.reaper_lock())
@@ -132,7 +157,7 @@ enum Recovered {
 /// so the job is in exactly one place whatever happens to this connection.
 async fn recover_one(
     state: &WorkerState,
-    c: &mut redis::aio::MultiplexedConnection,
+    c: &mut Conn,
     queue: &str,
     processing: &str,
     raw: Vec<u8>,
@@ -152,7 +177,7 @@ async fn recover_one(
             let outcome = scripts::RECOVER_COUNTED
                 .key(processing)
                 .key(k.queue(queue))
-                .key(k.dead())
+                .key(k.dead(queue))
                 .key(k.recoveries(queue, &p.jid))
                 .arg(&raw)
                 .arg(MAX_RECOVERIES)

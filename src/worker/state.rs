@@ -76,6 +76,10 @@ impl WorkerState {
         !self.registered.send_replace(true)
     }
 
+    pub fn is_registered(&self) -> bool {
+        *self.registered.borrow()
+    }
+
     pub async fn wait_registered(&self) {
         let mut rx = self.registered.subscribe();
         let _ = rx.wait_for(|r| *r).await;

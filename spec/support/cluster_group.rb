@@ -1,0 +1,163 @@
+# frozen_string_literal: true
+
+require "socket"
+
+# A Redis Cluster of the test's own: `masters` redis-servers with --cluster-enabled
+# (each with `replicas` replicas), joined by `redis-cli --cluster create`. Each node's
+# bus port is chosen free too (--cluster-port), so clusters never collide.
+class ClusterGroup
+  attr_reader :nodes
+
+  def initialize(masters: 3, replicas: 0, node_timeout_ms: 1000)
+    @masters = masters
+    @replicas = replicas
+    @node_timeout_ms = node_timeout_ms
+    @nodes = []
+  end
+
+  def start
+    (@masters * (1 + @replicas)).times do
+      @nodes << RedisServer.new(args: ["--cluster-enabled", "yes", "--cluster-port", RedisServer.free_port.to_s,
+                                       "--cluster-node-timeout", @node_timeout_ms.to_s,
+                                       "--cluster-require-full-coverage", "no"]).start
+    end
+    out = IO.popen(["redis-cli", "--cluster", "create", *@nodes.map { |n| "127.0.0.1:#{n.port}" },
+                    "--cluster-replicas", @replicas.to_s, "--cluster-yes"], err: %i[child out], &:read)
+    raise "redis-cli --cluster create failed:\n#{out}" unless $?.success?
+
+    wait_until_ok
+    self
+  rescue StandardError
+    cleanup
+    raise
+  end
+
+  def urls
+    @nodes.map { |n| "redis://127.0.0.1:#{n.port}" }
+  end
+
+  # Seed URLs to configure FiberJob with: the masters (the client finds the rest).
+  def seed_urls
+    urls.first(@masters)
+  end
+
+  def cleanup
+    @nodes.each(&:cleanup)
+    @nodes = []
+  end
+
+  # Empties every master (replicas follow).
+  def flush
+    masters.each { |port| ask(port, "FLUSHALL") }
+  end
+
+  # Ports of the current masters.
+  def masters
+    slots.map { |s| s[:port] }.uniq
+  end
+
+  # [{ from:, to:, port:, id: }] from CLUSTER SLOTS.
+  def slots
+    reply = @nodes.each do |n|
+      r = ask(n.port, "CLUSTER", "SLOTS")
+      break r if r.is_a?(Array) && !r.empty?
+    end
+    raise "no node answers CLUSTER SLOTS" unless reply.is_a?(Array)
+
+    reply.map { |from, to, master| { from: from, to: to, port: master[1].to_i, id: master[2] } }
+  end
+
+  def slot_of(key)
+    ask(@nodes.first.port, "CLUSTER", "KEYSLOT", key)
+  end
+
+  # Port of the master that serves `key`'s slot now.
+  def port_of(key)
+    slot = slot_of(key)
+    slots.find { |s| (s[:from]..s[:to]).cover?(slot) }[:port]
+  end
+
+  # `count` queue names (from `candidates`) whose `{name}` tags live on different
+  # masters, in order of the masters.
+  def queues_on_different_masters(count, prefix: "q")
+    found = {}
+    (0..10_000).each do |i|
+      name = "#{prefix}#{i}"
+      found[port_of("{#{name}}")] ||= name
+      return found.values.first(count) if found.size >= count
+    end
+    raise "could not find #{count} queues on different masters"
+  end
+
+  def node_id(port)
+    ask(port, "CLUSTER", "MYID")
+  end
+
+  # Moves one slot from its master to the master on `to_port` the way
+  # `redis-cli --cluster reshard` does: IMPORTING/MIGRATING, MIGRATE the keys in
+  # batches while clients follow ASK, then SETSLOT NODE on both.
+  def migrate_slot(slot, to_port, batch: 10)
+    from_port = slots.find { |s| (s[:from]..s[:to]).cover?(slot) }[:port]
+    return if from_port == to_port
+
+    from_id = node_id(from_port)
+    to_id = node_id(to_port)
+    ask(to_port, "CLUSTER", "SETSLOT", slot, "IMPORTING", from_id)
+    ask(from_port, "CLUSTER", "SETSLOT", slot, "MIGRATING", to_id)
+    loop do
+      keys = ask(from_port, "CLUSTER", "GETKEYSINSLOT", slot, batch)
+      break if keys.nil? || keys.empty?
+
+      reply = ask(from_port, "MIGRATE", "127.0.0.1", to_port, "", 0, 5000, "KEYS", *keys)
+      raise "MIGRATE failed: #{reply.inspect}" if reply.is_a?(String) && reply.start_with?("ERR", "IOERR", "BUSYKEY")
+    end
+    [to_port, from_port].each { |p| ask(p, "CLUSTER", "SETSLOT", slot, "NODE", to_id) }
+    masters.each { |p| ask(p, "CLUSTER", "SETSLOT", slot, "NODE", to_id) unless [to_port, from_port].include?(p) }
+  end
+
+  def server(port)
+    @nodes.find { |n| n.port == port }
+  end
+
+  # Sends one command in RESP to a port; returns the reply.
+  def ask(port, *args)
+    Socket.tcp("127.0.0.1", port, connect_timeout: 1) do |s|
+      s.write("*#{args.size}\r\n" + args.map { |a| "$#{a.to_s.bytesize}\r\n#{a}\r\n" }.join)
+      read_reply(s)
+    end
+  rescue SystemCallError, IOError
+    nil
+  end
+
+  private
+
+  def read_reply(io)
+    line = io.gets("\r\n")&.chomp("\r\n")
+    return nil if line.nil?
+
+    case line[0]
+    when "*" then line[1..].to_i.negative? ? nil : Array.new(line[1..].to_i) { read_reply(io) }
+    when "$" then line[1..].to_i.negative? ? nil : io.read(line[1..].to_i + 2).chomp("\r\n")
+    when ":" then line[1..].to_i
+    else line[1..]
+    end
+  end
+
+  def wait_until_ok
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 30
+    until @nodes.all? { |n| ask(n.port, "CLUSTER", "INFO").to_s.include?("cluster_state:ok") } && replicas_synced?
+      raise "the cluster did not become ok" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+      sleep 0.1
+    end
+  end
+
+  def replicas_synced?
+    return true if @replicas.zero?
+
+    @nodes.all? do |n|
+      info = ask(n.port, "INFO", "replication").to_s
+      info.include?("role:master") || info.include?("master_link_status:up")
+    end
+  end
+end

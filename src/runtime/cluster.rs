@@ -1,0 +1,99 @@
+//! Redis Cluster: checking the seed nodes and building the redis crate's Cluster
+//! client, which asks a seed for the slot map and connects to each master itself.
+
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::{ConnectionAddr, IntoConnectionInfo, TlsMode};
+
+use super::mask_password;
+use super::settings::TargetSettings;
+use crate::error::{Error, Result};
+
+/// A Cluster as `Target` needs it.
+pub struct Cluster {
+    pub client: ClusterClient,
+    /// A plain client per seed, for pub/sub.
+    pub seeds: Vec<redis::Client>,
+    pub description: String,
+}
+
+/// Checks the seed URLs (one scheme, one password, database 0) and builds the client.
+pub fn build(s: &TargetSettings, certificates: Option<redis::TlsCertificates>) -> Result<Cluster> {
+    let mut infos = Vec::new();
+    let mut password: Option<String> = None;
+    let mut tls: Option<bool> = None;
+    for url in &s.cluster {
+        let info = url.as_str().into_connection_info().map_err(|e| {
+            Error::Config(format!(
+                "redis_cluster: {:?} is not a Redis URL ({e}); use e.g. redis://10.0.0.1:7000",
+                mask_password(url)
+            ))
+        })?;
+        let is_tls = match info.addr() {
+            ConnectionAddr::Tcp(..) => false,
+            ConnectionAddr::TcpTls { .. } => true,
+            _ => {
+                return Err(Error::Config(format!(
+                    "redis_cluster: {:?} is not a TCP address; Cluster nodes are reached by host and port",
+                    mask_password(url)
+                )))
+            }
+        };
+        if tls.is_some_and(|t| t != is_tls) {
+            return Err(Error::Config(
+                "redis_cluster mixes redis:// and rediss:// nodes; a Cluster uses TLS on every node or on none".into(),
+            ));
+        }
+        tls = Some(is_tls);
+        if info.redis_settings().db() != 0 || s.db != 0 {
+            return Err(Error::Config(
+                "a Redis Cluster has only database 0; remove the /db from the redis_cluster URLs and redis_db".into(),
+            ));
+        }
+        if let Some(pw) = info.redis_settings().password() {
+            if password.as_deref().is_some_and(|p| p != pw) {
+                return Err(Error::Config(
+                    "redis_cluster URLs carry different passwords; every node of a Cluster takes the same one".into(),
+                ));
+            }
+            password = Some(pw.to_string());
+        }
+        infos.push(info);
+    }
+    let seeds = infos
+        .iter()
+        .filter_map(|info| redis::Client::open(info.clone()).ok())
+        .collect();
+    let mut builder = ClusterClientBuilder::new(infos);
+    if let Some(pw) = s.password.as_ref().or(password.as_ref()) {
+        builder = builder.password(pw);
+    }
+    if let Some(user) = &s.username {
+        builder = builder.username(user);
+    }
+    if tls == Some(true) {
+        let verify = s.tls.as_ref().is_none_or(|t| t.verify_peer);
+        builder = builder.tls(if verify {
+            TlsMode::Secure
+        } else {
+            TlsMode::Insecure
+        });
+        if let Some(certs) = certificates {
+            builder = builder.certs(certs);
+        }
+    }
+    let client = builder
+        .build()
+        .map_err(|e| Error::Config(format!("redis_cluster: {e}")))?;
+    Ok(Cluster {
+        client,
+        seeds,
+        description: format!(
+            "Redis Cluster via {}",
+            s.cluster
+                .iter()
+                .map(|u| mask_password(u))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
+}
