@@ -55,7 +55,8 @@ module FiberJob
         Worker options:
         #{worker_parser({}).summarize.join}
         Signals: TERM/INT stop gracefully, TSTP stops fetching (quiet), TTIN logs
-        the backtrace of every running job.
+        the backtrace of every running job. With -P N the parent passes each of
+        them on to every worker process and restarts a worker process that dies.
       TEXT
     end
 
@@ -71,6 +72,7 @@ module FiberJob
         o.on("-t", "--timeout SECONDS", Float, "shutdown timeout: how long running jobs get after TERM") { |v| opts[:timeout] = v }
         o.on("-e", "--environment ENV", "app environment (sets RAILS_ENV, RACK_ENV, APP_ENV)") { |v| opts[:environment] = v }
         o.on("-x", "--executor NAME", "fiber (default) or thread") { |v| opts[:executor] = v }
+        o.on("-P", "--processes N", Integer, "fork N worker processes from one loaded app (swarm)") { |v| opts[:processes] = v }
         o.on("-v", "--verbose", "log at debug level") { opts[:verbose] = true }
         o.on("-j", "--json", "log one JSON object per line") { opts[:json] = true }
       end
@@ -87,11 +89,27 @@ module FiberJob
         raise UsageError, "-c must be a positive number of jobs, got #{opts[:concurrency]}"
       end
 
+      if opts[:processes] && !opts[:processes].positive?
+        raise UsageError, "-P must be a positive number of processes, got #{opts[:processes]}"
+      end
+
       # -q's NAME:N win over -c, which wins over the configuration's concurrency.
-      worker = FiberJob::Worker.new(queues: opts[:queues] || FiberJob.config.queues, concurrency: opts[:concurrency],
-                                    executor: opts[:executor])
-      worker.start
+      build = lambda do
+        FiberJob::Worker.new(queues: opts[:queues] || FiberJob.config.queues, concurrency: opts[:concurrency],
+                             executor: opts[:executor])
+      end
+      return swarm(opts[:processes], build) if opts[:processes]
+
+      build.call.start
       0
+    end
+
+    # -P N: the app is loaded once, here; the swarm forks the workers.
+    def swarm(count, build)
+      require_relative "swarm"
+      FiberJob.config.check!
+      build.call # validates queues and concurrency before anything is forked
+      FiberJob::Swarm.new(count, logger: FiberJob.logger, &build).run
     end
 
     def web(argv)

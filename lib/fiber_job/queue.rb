@@ -21,7 +21,8 @@ module FiberJob
     end
 
     # Jobs that will not run again (retries exhausted, or unrunnable), newest first;
-    # the failure fields plus 'died_at'. The 10,000 newest of the last 180 days are kept.
+    # the failure fields plus 'died_at'. Each queue keeps its 10,000 newest of the last
+    # 180 days (the dead set is per queue, under the queue's hash tag).
     # @return [Array<Hash>]
     def dead_jobs(limit: 100, offset: 0)
       FiberJob.admin._dead(offset, offset + limit - 1).map { |json| JSON.parse(json) }
@@ -38,8 +39,8 @@ module FiberJob
       FiberJob.admin._delete_dead(jid_string(jid)).positive?
     end
 
-    # Puts every dead job back on its queue (the 10,000 newest of the last 180 days
-    # are kept: Native::DEAD_CAP, Native::DEAD_MAX_AGE_DAYS). @return [Integer] how many moved
+    # Puts every dead job back on its queue (each queue keeps its 10,000 newest of
+    # the last 180 days: Native::DEAD_CAP, Native::DEAD_MAX_AGE_DAYS). @return [Integer] how many moved
     def retry_all_dead
       FiberJob.admin._retry_dead(nil)
     end

@@ -29,7 +29,7 @@ module FiberJob
   class Web
     PER_PAGE = 25
     # Highest page number a link can ask for; beyond it pages are empty anyway (a
-    # dead set holds at most 10,000 jobs = 400 pages).
+    # queue's dead set holds at most 10,000 jobs = 400 pages).
     MAX_PAGE = 1_000_000
     # Longest query string and form body the UI ever sends, with room to spare.
     MAX_QUERY_BYTES = 4096

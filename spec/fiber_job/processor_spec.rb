@@ -51,7 +51,7 @@ RSpec.describe FiberJob::Processor do
   end
 
   def retries = redis.zrange("fiber_job:retry:{default}", 0, -1).map { |j| JSON.parse(j) }
-  def dead = redis.zrange("fiber_job:dead", 0, -1).map { |j| JSON.parse(j) }
+  def dead = redis.zrange("fiber_job:dead:{default}", 0, -1).map { |j| JSON.parse(j) }
 
   it "acks a job that succeeds, with exactly its arguments" do
     queue_raw("ProcOkJob", [1, "two", { "x" => [nil] }])

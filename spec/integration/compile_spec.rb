@@ -19,7 +19,7 @@ RSpec.describe "rake compile under a running worker" do
     expect(File.stat(so).ino).not_to eq(before) # a new file, not the old one overwritten
     expect(Dir[File.join(root, "lib", "fiber_job", "*.tmp")]).to be_empty
 
-    redis.lpush("fiber_job:queue:{default}", Array.new(50) { |i| JSON.generate("class" => "CompileJob", "args" => [i]) })
+    raw_push("default", Array.new(50) { |i| JSON.generate("class" => "CompileJob", "args" => [i]) })
     wait_for(timeout: 15, message: "jobs after the rebuild") { records.size == 50 }
     Process.kill("TERM", pid)
     expect(wait_process(pid).exitstatus).to eq(0)

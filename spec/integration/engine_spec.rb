@@ -89,11 +89,11 @@ RSpec.describe "the engine, end to end" do
       end
 
       it "sends a payload naming a class that is not a job to the dead set, and keeps working" do
-        redis.lpush("fiber_job:queue:{default}", JSON.generate("class" => "Kernel", "args" => [], "jid" => "k1"))
-        redis.lpush("fiber_job:queue:{default}", "{not json")
+        raw_push("default", JSON.generate("class" => "Kernel", "args" => [], "jid" => "k1"))
+        raw_push("default", "{not json")
         EmailJob.perform_async(1, "after")
-        with_worker { wait_for { Ran.calls.size == 1 && redis.zcard("fiber_job:dead") == 2 } }
-        reasons = redis.zrange("fiber_job:dead", 0, -1).map { |j| JSON.parse(j)["error"] }
+        with_worker { wait_for { Ran.calls.size == 1 && redis.zcard("fiber_job:dead:{default}") == 2 } }
+        reasons = redis.zrange("fiber_job:dead:{default}", 0, -1).map { |j| JSON.parse(j)["error"] }
         expect(reasons).to contain_exactly(/"Kernel" is not a FiberJob::Job subclass/, /not valid JSON/)
       end
     end

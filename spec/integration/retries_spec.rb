@@ -134,7 +134,7 @@ RSpec.describe "retries, the dead set and timeouts" do
       with_worker do
         wait_for(timeout: 30, message: "every job settled") do
           done = Ran.calls.count { |c| c.first == :done }
-          dead = redis.zcard("fiber_job:dead")
+          dead = redis.zcard("fiber_job:dead:{default}")
           done + dead >= 200 && FiberJob::Queue.stats(:default)[:processing].zero?
         end
         QueuedJob.perform_async(999)
@@ -152,7 +152,7 @@ RSpec.describe "retries, the dead set and timeouts" do
     def bury(n)
       n.times.map do |i|
         jid = "dead#{i}"
-        redis.zadd("fiber_job:dead", Time.now.to_f + i,
+        redis.zadd("fiber_job:dead:{default}", Time.now.to_f + i,
                    JSON.generate("class" => "QueuedJob", "args" => [i], "jid" => jid, "queue" => "default",
                                  "retry_count" => 4, "error" => "RuntimeError: x", "died_at" => Time.now.to_f))
         jid
@@ -182,7 +182,7 @@ RSpec.describe "retries, the dead set and timeouts" do
     end
 
     it "caps the dead set and trims it by age" do
-      redis.zadd("fiber_job:dead", Time.now.to_f - (200 * 86_400), JSON.generate("class" => "Old", "args" => [], "jid" => "old"))
+      redis.zadd("fiber_job:dead:{default}", Time.now.to_f - (200 * 86_400), JSON.generate("class" => "Old", "args" => [], "jid" => "old"))
       TimeoutJob.perform_async
       with_worker { wait_for(timeout: 10) { FiberJob::Queue.dead_jobs.any? { |d| d["class"] == "TimeoutJob" } } }
       expect(FiberJob::Queue.dead_jobs.map { |d| d["jid"] }).not_to include("old")

@@ -21,12 +21,12 @@ RSpec.describe "bad data in a queue" do
     }
     good = Array.new(200) { |i| JSON.generate("class" => "GoodJob", "args" => [i], "jid" => "g#{i}", "queue" => "default") }
     mixed = good.each_slice(20).zip(bad.values).flat_map { |g, b| [*g, b] }
-    redis.lpush("fiber_job:queue:{default}", mixed.reverse)
+    raw_push("default", mixed.reverse)
     (pid, log), = start_workers(1, jobs)
     # A class this worker lacks is retried (a rolling deploy); the rest is buried.
     buried = bad.size - 1
     wait_for(timeout: 20) do
-      records.size >= 200 && redis.zcard("fiber_job:dead") == buried && redis.zcard("fiber_job:retry:{default}") == 1
+      records.size >= 200 && redis.zcard("fiber_job:dead:{default}") == buried && redis.zcard("fiber_job:retry:{default}") == 1
     end
     expect(Process.kill(0, pid)).to eq(1) # still alive
     Process.kill("TERM", pid)
@@ -57,7 +57,7 @@ RSpec.describe "a payload that is not UTF-8" do
     RUBY
     binary = "{\"class\":\"Utf8Job\",\"args\":[\"caf\xE9\"],\"jid\":\"bin1\"}".b
     good = Array.new(8) { |i| JSON.generate("class" => "Utf8Job", "args" => [i], "jid" => "u#{i}") }
-    redis.lpush("fiber_job:queue:{default}", [binary, *good].reverse) # the binary one is taken first
+    raw_push("default", [binary, *good].reverse) # the binary one is taken first
     workers = start_workers(1, jobs)
     wait_for(timeout: 15, message: "the jobs behind it") { records.size >= 8 }
     expect(stop_workers(workers).map(&:exitstatus)).to eq([0])
@@ -107,9 +107,9 @@ RSpec.describe "exceptions outside StandardError" do
       bad = %w[RaisesNotImplemented RaisesLoadError OverflowsTheStack NoPerformJob FiberJob::CronJob]
       payloads = bad.map { |c| JSON.generate("class" => c, "args" => [1], "jid" => "bad-#{c}", "queue" => "default") }
       payloads += Array.new(60) { |i| JSON.generate("class" => "InnocentJob", "args" => [i], "jid" => "in#{i}", "queue" => "default") }
-      redis.lpush("fiber_job:queue:{default}", payloads.shuffle(random: Random.new(7)))
+      raw_push("default", payloads.shuffle(random: Random.new(7)))
       workers = start_workers(1, JOBS_RAISING, config: "c.executor = :#{executor}; c.queue_concurrency = { default: 2 }")
-      wait_for(timeout: 30, message: "every job done") { records.size >= 60 && redis.zcard("fiber_job:dead") >= bad.size }
+      wait_for(timeout: 30, message: "every job done") { records.size >= 60 && redis.zcard("fiber_job:dead:{default}") >= bad.size }
       expect(Process.kill(0, workers[0][0])).to eq(1) # alive
       expect(stop_workers(workers).map(&:exitstatus)).to eq([0])
 
@@ -135,7 +135,7 @@ RSpec.describe "exceptions outside StandardError" do
           def perform(i) = (sleep 0.3; Record.add(i))
         end
       RUBY
-      redis.lpush("fiber_job:queue:{default}", [JSON.generate("class" => "SlowInnocentJob", "args" => [1], "jid" => "s1"),
+      raw_push("default", [JSON.generate("class" => "SlowInnocentJob", "args" => [1], "jid" => "s1"),
                                                 JSON.generate("class" => "ExitsJob", "args" => [], "jid" => "x1")])
       (pid, log), = start_workers(1, jobs, config: "c.executor = :#{executor}; c.queue_concurrency = { default: 2 }")
       status = wait_process(pid, timeout: 20)
@@ -144,7 +144,7 @@ RSpec.describe "exceptions outside StandardError" do
       expect(records).to include("exit", "1") # the innocent job finished during the graceful stop
       queued = redis.lrange("fiber_job:queue:{default}", 0, -1).map { |j| JSON.parse(j)["jid"] }
       expect(queued).to eq(["x1"]) # given back, not lost, and not counted as a crash
-      expect(redis.zcard("fiber_job:dead")).to eq(0)
+      expect(redis.zcard("fiber_job:dead:{default}")).to eq(0)
       expect(redis.keys("fiber_job:processing:*")).to be_empty
     end
   end
@@ -155,20 +155,20 @@ RSpec.describe "a rolling deploy" do
     old_code = "class OldJob < FiberJob::Job; def perform(i) = Record.add(\"old-\#{i}\"); end"
     new_code = "#{old_code}\nclass NewJob < FiberJob::Job; def perform(i) = Record.add(\"new-\#{i}\"); end"
     old = start_workers(1, old_code)
-    redis.lpush("fiber_job:queue:{default}", JSON.generate("class" => "NewJob", "args" => [7], "jid" => "nj1", "queue" => "default",
+    raw_push("default", JSON.generate("class" => "NewJob", "args" => [7], "jid" => "nj1", "queue" => "default",
                                                            "retry_count" => 0))
     wait_for(timeout: 15, message: "the retry") { redis.zcard("fiber_job:retry:{default}") == 1 }
     entry, at = redis.zrange("fiber_job:retry:{default}", 0, -1, with_scores: true).first
     expect(JSON.parse(entry)).to include("retry_count" => 1, "error_class" => "FiberJob::UnknownJobError")
     expect(JSON.parse(entry)["error_message"]).to include("NewJob", "rolling deploy")
     expect(at).to be > Time.now.to_f + 5 # backoff, not a busy loop
-    expect(redis.zcard("fiber_job:dead")).to eq(0)
+    expect(redis.zcard("fiber_job:dead:{default}")).to eq(0)
     expect(stop_workers(old).map(&:exitstatus)).to eq([0])
 
     fresh = start_workers(1, new_code)
     expect(FiberJob::Queue.run_now(:retry, "default", "nj1")).to be(true) # as if the backoff had passed
     wait_for(timeout: 15, message: "the new worker ran it") { records.include?("new-7") }
     expect(stop_workers(fresh).map(&:exitstatus)).to eq([0])
-    expect(redis.zcard("fiber_job:dead")).to eq(0)
+    expect(redis.zcard("fiber_job:dead:{default}")).to eq(0)
   end
 end

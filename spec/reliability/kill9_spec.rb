@@ -15,7 +15,7 @@ RSpec.describe "a worker killed with kill -9 mid-run" do
       JSON.generate("class" => "ShortJob", "args" => [i], "jid" => format("k9%022d", i), "queue" => "default",
                     "retry_count" => 0)
     end
-    payloads.each_slice(1000) { |slice| redis.lpush("fiber_job:queue:{default}", slice) }
+    payloads.each_slice(1000) { |slice| raw_push("default", slice) }
   end
 
   it "loses nothing: another worker recovers its jobs within seconds and completes every one" do
@@ -53,11 +53,11 @@ RSpec.describe "a worker killed with kill -9 mid-run" do
         def perform(i) = Record.add("fine-\#{i}")
       end
     RUBY
-    redis.lpush("fiber_job:queue:{default}", JSON.generate("class" => "PoisonJob", "args" => [], "jid" => "poison1",
+    raw_push("default", JSON.generate("class" => "PoisonJob", "args" => [], "jid" => "poison1",
                                                          "queue" => "default"))
     deaths = 0
     6.times do
-      break if redis.zcard("fiber_job:dead").positive?
+      break if redis.zcard("fiber_job:dead:{default}").positive?
 
       pid, = start_workers(1, jobs).first
       begin

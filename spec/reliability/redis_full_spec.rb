@@ -70,13 +70,13 @@ RSpec.describe "Redis out of memory" do
     workers.each { |_, log| expect(File.read(log)).to include("out of memory") }
     room!
     wait_for(timeout: 60, message: "every job done") do
-      ok.call >= 1000 && @raw.zcard("fiber_job:dead") >= 1000
+      ok.call >= 1000 && @raw.zcard("fiber_job:dead:{default}") >= 1000
     end
     expect(stop_workers(workers).map(&:exitstatus)).to eq([0, 0])
     workers.each { |_, log| expect(File.read(log)).not_to include("stopped beating") }
 
     ran_ok = File.readlines(File.join(@dir, "ok")).map(&:to_i)
-    dead = @raw.zrange("fiber_job:dead", 0, -1).map { |j| JSON.parse(j) }
+    dead = @raw.zrange("fiber_job:dead:{default}", 0, -1).map { |j| JSON.parse(j) }
     failing_runs = File.readlines(File.join(@dir, "fail")).map(&:to_i)
     puts format("\n    Redis full mid-run: %d ok jobs ran (%d distinct), %d failing jobs dead after %d runs; processed=%s failed=%s",
                 ran_ok.size, ran_ok.uniq.size, dead.size, failing_runs.size,

@@ -22,7 +22,7 @@ RSpec.describe "Redis restarting mid-run (AOF, appendfsync always)" do
     payloads = Array.new(3000) do |i|
       JSON.generate("class" => "SteadyJob", "args" => [i], "jid" => format("rr%022d", i), "queue" => "default")
     end
-    payloads.each_slice(1000) { |s| redis.lpush("fiber_job:queue:{default}", s) }
+    payloads.each_slice(1000) { |s| raw_push("default", s) }
     workers = start_workers(1, jobs, config: "c.network_timeout = 1; c.queue_concurrency = { default: 10 }")
     wait_for(timeout: 30) { redis.llen("fiber_job:queue:{record}") >= 500 }
 

@@ -18,7 +18,7 @@ RSpec.describe "graceful shutdown" do
     payloads = Array.new(count) do |i|
       JSON.generate("class" => "LongJob", "args" => [i, seconds], "jid" => "long#{i}", "queue" => "default")
     end
-    redis.lpush("fiber_job:queue:{default}", payloads)
+    raw_push("default", payloads)
   end
 
   %w[fiber thread].each do |executor|
@@ -64,7 +64,7 @@ RSpec.describe "graceful shutdown" do
     wait_for { records.include?("start-0") }
     Process.kill("TSTP", pid)
     sleep 0.2
-    redis.lpush("fiber_job:queue:{default}", JSON.generate("class" => "LongJob", "args" => [1, 0], "jid" => "late", "queue" => "default"))
+    raw_push("default", JSON.generate("class" => "LongJob", "args" => [1, 0], "jid" => "late", "queue" => "default"))
     wait_for { records.include?("done-0") }
     sleep 1.5 # a fetching worker would have taken the new job by now
     expect(records).not_to include("start-1")

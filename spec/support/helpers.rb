@@ -60,6 +60,13 @@ module SpecHelpers
     end
   end
 
+  # Pushes payloads onto a queue's list the way another program would, and publishes
+  # the wake-up idle fetchers wait for (the protocol in docs/ARCHITECTURE.md).
+  def raw_push(queue, payloads, client: redis)
+    client.lpush("#{FiberJob.config.prefix}:queue:{#{queue}}", payloads)
+    client.publish("#{FiberJob.config.prefix}:ready", queue.to_s)
+  end
+
   # Runs a worker on a thread of this process until the block returns.
   def with_worker(**options)
     worker = FiberJob::Worker.new(**options)

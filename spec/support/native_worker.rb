@@ -26,7 +26,7 @@ module NativeWorker
   def queue_raw(klass, args = [], queue: "default", **fields)
     payload = { "class" => klass, "args" => args, "jid" => SecureRandom.hex(12), "queue" => queue,
                 "retry_count" => 0 }.merge(fields.transform_keys(&:to_s))
-    redis.lpush("fiber_job:queue:{#{queue}}", JSON.generate(payload))
+    raw_push(queue, JSON.generate(payload))
     payload["jid"]
   end
 end

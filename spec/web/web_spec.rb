@@ -189,7 +189,7 @@ RSpec.describe FiberJob::Web do
     redis.sadd?("fiber_job:processes", "odd:2:y")
     redis.hset("fiber_job:process:odd:2:y", "identity", "odd:2:y", "queues", "5", "concurrency", "[\"x\"]",
                "started_at", "soon", "busy", "many")
-    redis.hset("fiber_job:cron:last", "WebCronJob", "yesterday")
+    redis.hset("fiber_job:cron:last:{default}", "WebCronJob", "yesterday")
     started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
     get "/busy"
     expect(last_response.status).to eq(200)
@@ -199,8 +199,8 @@ RSpec.describe FiberJob::Web do
     get "/cron"
     expect(last_response.status).to eq(200)
     expect(last_response.body).to include("WebCronJob", "bad data", "not an epoch time")
-    redis.del("fiber_job:cron:last")
-    redis.set("fiber_job:cron:last", "a string, not a hash")
+    redis.del("fiber_job:cron:last:{default}")
+    redis.set("fiber_job:cron:last:{default}", "a string, not a hash")
     get "/cron"
     expect(last_response.status).to eq(200)
     expect(last_response.body).to include("WebCronJob", "bad data", "is not a hash")

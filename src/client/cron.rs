@@ -44,6 +44,9 @@ impl Client {
         queues.sort();
         queues.dedup();
         let keys: Vec<String> = queues.iter().map(|q| self.keys.cron_last(q)).collect();
+        if keys.is_empty() {
+            return Ok(CronLast::default());
+        }
         let reads: Vec<RedisResult<Vec<(Lossy, Lossy)>>> = self.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();

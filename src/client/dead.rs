@@ -20,6 +20,9 @@ impl Client {
     /// indexes, not negative).
     pub fn failed(&self, cancel: &Cancel, start: i64, stop: i64) -> Result<Vec<String>> {
         let keys = self.per_queue(cancel, |q| self.keys.failed(q))?;
+        if keys.is_empty() {
+            return Ok(Vec::new()); // (an empty pipeline is an error)
+        }
         let lists: Vec<RedisResult<Vec<Lossy>>> = self.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
@@ -42,6 +45,9 @@ impl Client {
     /// Dead-set entries of every queue, newest first, `start..=stop`.
     pub fn dead(&self, cancel: &Cancel, start: i64, stop: i64) -> Result<Vec<String>> {
         let keys = self.per_queue(cancel, |q| self.keys.dead(q))?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let sets: Vec<RedisResult<Vec<(Lossy, f64)>>> = self.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
@@ -64,6 +70,9 @@ impl Client {
     /// Sizes of every queue's dead set and failure records: (dead, records).
     pub(super) fn dead_and_failed_counts(&self, cancel: &Cancel) -> Result<(u64, u64)> {
         let queues = self.queue_names(cancel)?;
+        if queues.is_empty() {
+            return Ok((0, 0));
+        }
         let counts: Vec<RedisResult<Value>> = self.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();

@@ -116,11 +116,13 @@ fn request(qkey: &str, queues_key: &str, queue: &str, payloads: &[String]) -> Ve
     buf
 }
 
-/// Whether the jobs were stored: the LPUSH's reply says. `Err`: they were not; the
-/// shared path tries again and reports Redis's answer as the right error.
-fn outcome(replies: &[Reply]) -> io::Result<()> {
+/// Whether the jobs were stored: the LPUSH's reply says. `Ok(true)`: stored, and they
+/// are all the queue holds (it was empty: idle fetchers need a wake-up). `Err`: they
+/// were not; the shared path tries again and reports Redis's answer as the right error.
+fn outcome(replies: &[Reply], pushed: usize) -> io::Result<bool> {
     match &replies[1] {
-        Reply::Ok => Ok(()),
+        Reply::Int(len) => Ok(*len == pushed as i64),
+        Reply::Ok => Ok(false),
         Reply::Error(_) => Err(io::Error::other("Redis refused the push")),
     }
 }
@@ -134,7 +136,7 @@ pub fn push_quick(
     queues_key: &str,
     queue: &str,
     payloads: &[String],
-) -> Option<io::Result<()>> {
+) -> Option<io::Result<bool>> {
     CONN.with(|cell| {
         let mut slot = cell.borrow_mut();
         // Replies a previous request never had read: start over.
@@ -169,7 +171,7 @@ pub fn push_quick(
         }
         let replies = buffered_replies(&mut conn.reader, REPLIES)?;
         conn.pending = false;
-        Some(outcome(&replies))
+        Some(outcome(&replies, payloads.len()))
     })
 }
 
@@ -184,7 +186,7 @@ pub fn push(
     queues_key: &str,
     queue: &str,
     payloads: &[String],
-) -> io::Result<()> {
+) -> io::Result<bool> {
     CONN.with(|cell| {
         let mut slot = cell.borrow_mut();
         forget_stale(&mut slot, url, false);
@@ -208,8 +210,8 @@ pub fn push(
             conn.reader.get_ref().set_read_timeout(Some(SPIN))?;
             Ok(replies)
         })();
-        match result.and_then(|replies| outcome(&replies)) {
-            Ok(()) => Ok(()),
+        match result.and_then(|replies| outcome(&replies, payloads.len())) {
+            Ok(empty_before) => Ok(empty_before),
             Err(e) => {
                 *slot = None;
                 Err(e)
@@ -250,7 +252,8 @@ fn simple_reply(input: &mut &[u8]) -> Option<Reply> {
     let line = std::str::from_utf8(&input[..end]).ok()?;
     *input = &input[end + 2..];
     Some(match line.as_bytes().first()? {
-        b'+' | b':' => Reply::Ok,
+        b'+' => Reply::Ok,
+        b':' => Reply::Int(line[1..].parse().ok()?),
         b'-' => Reply::Error(line[1..].to_string()),
         _ => return None,
     })
@@ -325,6 +328,7 @@ fn read_replies(conn: &mut Direct, cancel: &Cancel, count: usize) -> io::Result<
 #[derive(Debug, PartialEq)]
 enum Reply {
     Ok,
+    Int(i64),
     Error(String),
 }
 
@@ -350,7 +354,8 @@ fn read_reply(r: &mut impl BufRead) -> io::Result<Reply> {
     let line = line.trim_end_matches(['\r', '\n']);
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "bad length");
     match line.as_bytes().first() {
-        Some(b'+') | Some(b':') => Ok(Reply::Ok),
+        Some(b'+') => Ok(Reply::Ok),
+        Some(b':') => Ok(Reply::Int(line[1..].parse().map_err(|_| bad())?)),
         Some(b'-') => Ok(Reply::Error(line[1..].to_string())),
         Some(b'$') => {
             let len: i64 = line[1..].parse().map_err(|_| bad())?;
@@ -381,7 +386,7 @@ mod tests {
     #[test]
     fn reads_replies() {
         let mut input: &[u8] = b":3\r\n+OK\r\n-ERR wrong type\r\n$3\r\nabc\r\n$-1\r\n";
-        assert_eq!(read_reply(&mut input).unwrap(), Reply::Ok);
+        assert_eq!(read_reply(&mut input).unwrap(), Reply::Int(3));
         assert_eq!(read_reply(&mut input).unwrap(), Reply::Ok);
         assert_eq!(
             read_reply(&mut input).unwrap(),
@@ -398,13 +403,14 @@ mod tests {
         let replies: Vec<Reply> = (0..REPLIES)
             .map(|_| simple_reply(&mut input).unwrap())
             .collect();
-        assert!(outcome(&replies).is_ok());
+        assert!(!outcome(&replies, 2).unwrap()); // 3 jobs after pushing 2: not empty before
+        assert!(outcome(&replies, 3).unwrap()); // the queue was empty: wake fetchers
         assert!(input.is_empty());
         let full = [
             Reply::Error("OOM command not allowed".into()),
             Reply::Error("OOM command not allowed".into()),
         ];
-        assert!(outcome(&full).is_err());
+        assert!(outcome(&full, 1).is_err());
     }
 
     #[test]

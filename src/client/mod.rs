@@ -75,16 +75,19 @@ fn not_stored(e: Error) -> Error {
 /// the rate of concurrent pushes.) With `wait`, the last reply is WAIT's: fewer
 /// replicas than asked for is an error — the jobs are stored, but not yet safe from a
 /// failover.
+/// `Ok` holds the job command's reply when it is a number (LPUSH: the list's length).
 fn stored(
     results: Vec<redis::RedisResult<redis::Value>>,
     job: usize,
     wait: usize,
-) -> redis::RedisResult<()> {
+) -> redis::RedisResult<Option<i64>> {
     let mut bookkeeping = None;
+    let mut reply = None;
     let last = results.len().saturating_sub(1);
     for (i, result) in results.into_iter().enumerate() {
         match result {
             Err(e) if i == job => return Err(e),
+            Ok(redis::Value::Int(n)) if i == job => reply = Some(n),
             Ok(redis::Value::Int(confirmed)) if wait > 0 && i == last => {
                 if (confirmed as usize) < wait {
                     // Not a connection problem: sending again would store it twice.
@@ -102,7 +105,7 @@ fn stored(
     if let Some(e) = bookkeeping {
         tracing::warn!("a job was stored, but Redis refused FiberJob's bookkeeping: {e}");
     }
-    Ok(())
+    Ok(reply)
 }
 
 impl Client {
@@ -166,8 +169,9 @@ impl Client {
 
     /// Adds payloads to the back of a queue (in order) and records the queue name.
     /// Alone, on the calling thread's direct connection; with company, or when that
-    /// fails, on the shared one (see `direct.rs`).
-    pub fn push(&self, cancel: &Cancel, queue: &str, payloads: &[String]) -> Result<()> {
+    /// fails, on the shared one (see `direct.rs`). Returns whether the queue was empty
+    /// before: then idle fetchers wait for a `wake`.
+    pub fn push(&self, cancel: &Cancel, queue: &str, payloads: &[String]) -> Result<bool> {
         let qkey = self.keys.queue(queue);
         let queues = self.keys.queues();
         let push = self::direct::InFlightPush::start();
@@ -180,7 +184,7 @@ impl Client {
             let pushed =
                 self::direct::push(url, self.timeout, cancel, &qkey, &queues, queue, payloads);
             match pushed {
-                Ok(()) => return Ok(()),
+                Ok(empty_before) => return Ok(empty_before),
                 Err(_) if cancel.is_cancelled() => {
                     return Err(Error::Other("interrupted while waiting for Redis".into()))
                 }
@@ -204,19 +208,38 @@ impl Client {
             pipe.cmd("LPUSH").arg(&qkey).arg(payloads);
             self.wait(&mut pipe);
             let wait = self.target.wait_replicas();
-            async move { stored(pipe.query_async(&mut c).await?, 1, wait) }
+            let pushed = payloads.len() as i64;
+            async move {
+                let length = stored(pipe.query_async(&mut c).await?, 1, wait)?;
+                Ok(length == Some(pushed))
+            }
         })
         .map_err(not_stored)
     }
 
+    /// Tells idle fetchers that `queue` has jobs (see `Keys::ready_channel`): after a
+    /// push that found the queue empty. The jobs are stored already, so a failure is
+    /// only logged; fetchers find the jobs at their next backstop poll.
+    pub fn wake(&self, cancel: &Cancel, queue: &str) {
+        let channel = self.keys.ready_channel();
+        let published = self.call(cancel, |mut c| {
+            let mut cmd = redis::cmd("PUBLISH");
+            cmd.arg(&channel).arg(queue);
+            async move { cmd.query_async::<i64>(&mut c).await }
+        });
+        if let Err(e) = published {
+            tracing::debug!("could not wake the fetchers of queue {queue:?}: {e}");
+        }
+    }
+
     /// The direct push's first step, with the GVL held (see `direct.rs`). `Some`: done
     /// (or refused); `None`: finish with `push`, without the GVL.
-    pub fn push_quick(&self, queue: &str, payloads: &[String]) -> Option<Result<()>> {
+    pub fn push_quick(&self, queue: &str, payloads: &[String]) -> Option<Result<bool>> {
         let push = self::direct::InFlightPush::start();
         let url = self.target.plain_url().filter(|_| push.alone())?;
         let (qkey, queues) = (self.keys.queue(queue), self.keys.queues());
         match self::direct::push_quick(url, &qkey, &queues, queue, payloads)? {
-            Ok(()) => Some(Ok(())),
+            Ok(empty_before) => Some(Ok(empty_before)),
             Err(_) => None, // `push` tries again, then the shared path
         }
     }
@@ -245,7 +268,7 @@ impl Client {
             pipe.cmd("PUBLISH").arg(&channel).arg(queue);
             self.wait(&mut pipe);
             let wait = self.target.wait_replicas();
-            async move { stored(pipe.query_async(&mut c).await?, 1, wait) }
+            async move { stored(pipe.query_async(&mut c).await?, 1, wait).map(drop) }
         })
         .map_err(not_stored)
     }

@@ -71,10 +71,17 @@ impl RbClient {
         queue: &str,
         payloads: &[String],
     ) -> Result<(), magnus::Error> {
-        if let Some(done) = self.0.push_quick(queue, payloads) {
-            return done.map_err(|e| to_ruby(ruby, e));
+        let empty_before = match self.0.push_quick(queue, payloads) {
+            Some(done) => done.map_err(|e| to_ruby(ruby, e))?,
+            None => blocking(ruby, |c| self.0.push(c, queue, payloads))?,
+        };
+        if empty_before {
+            blocking(ruby, |c| {
+                self.0.wake(c, queue);
+                Ok(())
+            })?;
         }
-        blocking(ruby, |c| self.0.push(c, queue, payloads))
+        Ok(())
     }
 
     fn schedule(

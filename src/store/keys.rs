@@ -90,6 +90,13 @@ impl Keys {
         format!("{}:scheduled", self.prefix)
     }
 
+    /// Pub/sub channel that wakes idle fetchers (payload: the queue). Published when a
+    /// queue's list goes from empty to not empty: by the client after an enqueue, and by
+    /// the scripts that move jobs into a queue (`WAKE_LUA` derives the same name).
+    pub fn ready_channel(&self) -> String {
+        format!("{}:ready", self.prefix)
+    }
+
     /// Counters: `stat:processed`, `stat:failed`, and per queue `stat:processed:{q}`.
     pub fn stat(&self, name: &str) -> String {
         format!("{}:stat:{}", self.prefix, name)
@@ -136,6 +143,19 @@ impl Keys {
         format!("{}:recoveries:{{{}}}:{}", self.prefix, queue, jid)
     }
 }
+
+/// A Lua function for the scripts that move jobs into a queue: `wake(queue key, n)`
+/// publishes the queue's name on the ready channel when the `n` jobs just pushed are
+/// all the list holds (it was empty, so fetchers may be idle). The channel and the
+/// name are read back from the queue key's format above (`prefix:queue:{name}`).
+pub const WAKE_LUA: &str = r"
+local function wake(qkey, n)
+  if n > 0 and redis.call('LLEN', qkey) == n then
+    local prefix, name = string.match(qkey, '^(.*):queue:{(.*)}$')
+    if prefix then redis.call('PUBLISH', prefix .. ':ready', name) end
+  end
+end
+";
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,14 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use super::keys::WAKE_LUA;
+
+/// A script that may move jobs into a queue: `wake` (see `keys::WAKE_LUA`) is defined
+/// before its body.
+fn waking(body: &str) -> Script {
+    Script::new(&format!("{WAKE_LUA}{body}"))
+}
+
 /// Reliable batch fetch: move up to ARGV[1] jobs from the queue's front into this
 /// process's processing list, oldest first. KEYS: queue, processing.
 pub static FETCH: LazyLock<Script> = LazyLock::new(|| {
@@ -30,7 +38,7 @@ return out",
 /// Move everything left in a processing list back to the front of its queue, oldest
 /// at the very front. KEYS: queue, processing. Returns how many moved.
 pub static SWEEP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    waking(
         r"
 local n = 0
 while true do
@@ -39,6 +47,7 @@ while true do
   redis.call('RPUSH', KEYS[1], v)
   n = n + 1
 end
+wake(KEYS[1], n)
 return n",
     )
 });
@@ -50,7 +59,7 @@ return n",
 /// score or '', next retry score or ''}. Payloads are moved verbatim (no re-encoding,
 /// which could change numbers in the arguments).
 pub static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    waking(
         r#"
 local moved = 0
 for k = 1, 2 do
@@ -66,6 +75,7 @@ for k = 1, 2 do
     moved = moved + 1
   end
 end
+wake(KEYS[3], moved)
 local s = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local r = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 return {moved, s[2] or '', r[2] or ''}"#,
@@ -77,11 +87,12 @@ return {moved, s[2] or '', r[2] or ''}"#,
 /// KEYS (the queue's slot): tick lock, queue, the queue's cron last. ARGV: lock TTL,
 /// payload, class, tick.
 pub static CRON_FIRE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    waking(
         r"
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
   redis.call('LPUSH', KEYS[2], ARGV[2])
   redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+  wake(KEYS[2], 1)
   return 1
 end
 return 0",
@@ -91,10 +102,11 @@ return 0",
 /// Move one member of a queue's dead set back to the queue, once even if two people
 /// click at once. KEYS (the queue's slot): dead, queue. ARGV: member, payload.
 pub static DEAD_RETRY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    waking(
         r"
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
   redis.call('LPUSH', KEYS[2], ARGV[2])
+  wake(KEYS[2], 1)
   return 1
 end
 return 0",
@@ -105,10 +117,11 @@ return 0",
 /// processing list (its owner finished it meanwhile). KEYS: processing, queue.
 /// ARGV: payload. Returns 1 if moved.
 pub static RECOVER: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    waking(
         r"
 if redis.call('LREM', KEYS[1], -1, ARGV[1]) > 0 then
   redis.call('RPUSH', KEYS[2], ARGV[1])
+  wake(KEYS[2], 1)
   return 1
 end
 return 0",
@@ -121,7 +134,7 @@ return 0",
 /// KEYS: processing, queue, dead, recovery counter. ARGV: payload, most recoveries,
 /// counter TTL, now, dead-set entry. Returns 0 gone, 1 requeued, 2 buried.
 pub static RECOVER_COUNTED: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    waking(
         r"
 if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end
 local n = redis.call('INCR', KEYS[4])
@@ -132,6 +145,7 @@ if n >= tonumber(ARGV[2]) then
 end
 redis.call('EXPIRE', KEYS[4], ARGV[3])
 redis.call('RPUSH', KEYS[2], ARGV[1])
+wake(KEYS[2], 1)
 return 1",
     )
 });
@@ -162,7 +176,7 @@ local bad = (kinds.Q and expect(2, 'list'))
   or (kinds.X and expect(4, 'zset'))
 if bad then return redis.error_reply(bad) end
 
-local processed, failed, dead, retried = 0, 0, false, false
+local processed, failed, dead, retried, back = 0, 0, false, false, 0
 i = 7
 while i <= #ARGV do
   local op, raw = ARGV[i], ARGV[i + 1]
@@ -185,6 +199,7 @@ while i <= #ARGV do
       dead = true
     elseif op == 'Q' then
       redis.call('RPUSH', KEYS[2], raw)
+      back = back + 1
     end
   end
   i = i + width[op]
@@ -196,6 +211,7 @@ if dead then
   redis.call('ZREMRANGEBYRANK', KEYS[4], 0, -(tonumber(ARGV[3]) + 1))
 end
 if retried then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
+wake(KEYS[2], back)
 -- Counters are bookkeeping: a corrupted one must not hold the jobs back.
 local problems = 0
 local function bump(key, n)
@@ -220,7 +236,7 @@ return {processed, failed, problems}";
 /// outcomes: `A raw` (ack), `R raw record at payload` (retry), `D raw record payload`
 /// (dead after a failure), `X raw entry` (dead, cannot run), `Q raw` (give back).
 /// Returns {processed, failed, counters that could not be updated}.
-pub static OUTCOMES: LazyLock<Script> = LazyLock::new(|| Script::new(OUTCOMES_LUA));
+pub static OUTCOMES: LazyLock<Script> = LazyLock::new(|| waking(OUTCOMES_LUA));
 
 /// A worker's heartbeat hash. Its first write (EXPIRE) is one Redis allows over
 /// maxmemory, so a worker keeps beating, and is not reaped as dead, while Redis is
@@ -288,7 +304,7 @@ return moved"#,
 /// 'run'). ARGV: jid, 'list' or 'zset', 'find' | 'delete' | 'run'. Returns
 /// {payload, score or ''}, or nil when no job has that jid.
 pub static JID_OP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    waking(
         r#"
 local jid, kind, action = ARGV[1], ARGV[2], ARGV[3]
 local start = 0
@@ -308,7 +324,10 @@ while true do
         if kind == 'zset' then score = redis.call('ZSCORE', KEYS[1], v) end
         if action ~= 'find' then
           if kind == 'list' then redis.call('LREM', KEYS[1], 1, v) else redis.call('ZREM', KEYS[1], v) end
-          if action == 'run' then redis.call('RPUSH', KEYS[2], v) end
+          if action == 'run' then
+            redis.call('RPUSH', KEYS[2], v)
+            wake(KEYS[2], 1)
+          end
         end
         return {v, score}
       end

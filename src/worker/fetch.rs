@@ -2,9 +2,14 @@
 //!
 //! Lifecycle: wait until the queue has room in this process; take up to that many
 //! jobs in one Lua call (reliable: each lands in this process's processing list
-//! atomically); when the queue is empty, block in BRPOPLPUSH on the fetcher's own
-//! connection for at most `BLOCK_SECS`, so a stop is seen within that time and no
-//! other Redis traffic waits behind the blocking command. Ends when the worker stops.
+//! atomically); when the queue is empty, wait for a wake-up on the ready channel (an
+//! enqueue or a script that found the queue empty publishes one; see
+//! `Keys::ready_channel`), or a backstop poll at the latest, then fetch again. The
+//! backstop starts at one second and doubles while the queue stays empty, up to
+//! `IDLE_BACKSTOP`; a fetch that finds jobs resets it. No
+//! fetcher blocks in Redis: every fetcher of the process shares one multiplexed
+//! connection, and an idle worker costs Redis its heartbeat and one pub/sub
+//! connection, whatever the number of queues. Ends when the worker stops.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,13 +19,15 @@ use super::state::WorkerState;
 use crate::error::is_connection_problem;
 use crate::runtime::conn::Conn;
 use crate::runtime::outage::Outage;
-use crate::runtime::target::Link;
 use crate::store::scripts;
 use crate::store::{payload, records};
 
-/// Longest a blocking fetch waits: bounds how late a stop is seen. Whole seconds,
-/// because Redis 5.0 takes only those.
-pub const BLOCK_SECS: u64 = 1;
+/// Longest an idle fetcher waits for a wake-up before it looks at its queue anyway:
+/// what a lost wake-up (a program pushing to the list without publishing) can cost in
+/// latency on a queue idle for a while. While the listener is not subscribed, idle
+/// fetchers poll every second instead.
+pub const IDLE_BACKSTOP: Duration = Duration::from_secs(30);
+const FIRST_BACKSTOP: Duration = Duration::from_secs(1);
 
 /// Most jobs one fetch call moves: bounds the script's run time inside Redis.
 const MAX_BATCH: usize = 500;
@@ -29,18 +36,17 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
     let queue = state.queues[q].clone();
     let queue_key = state.keys.queue(&queue);
     let processing_key = state.keys.processing(&queue, &state.identity);
-    // The blocking command must not trip the response timeout while it waits.
-    let mut link = Link::new(Some(Duration::from_secs(BLOCK_SECS) + state.timeout));
     let mut outage = Outage::new(format!("fetcher for queue {queue:?}"));
     // After a failed fetch the command may have run with its reply lost: the job is
     // then in our processing list but not in memory. Reconcile before fetching again.
     let mut reconcile_first = false;
+    let mut backstop = FIRST_BACKSTOP;
     tokio::select! {
         _ = state.wait_registered() => {}
         _ = state.dispatcher.stopped() => return,
     }
     while let Some(cap) = state.dispatcher.wait_capacity(q).await {
-        let c = match link.get(&state.redis).await {
+        let mut c = match state.redis.shared_connection().await {
             Ok(c) => c,
             Err(e) => {
                 outage.failed(&e).await;
@@ -48,11 +54,11 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
             }
         };
         if reconcile_first {
-            match reconcile(&state, q, &queue_key, &processing_key, c).await {
+            match reconcile(&state, q, &queue_key, &processing_key, &mut c).await {
                 Ok(true) => reconcile_first = false,
                 Ok(false) => continue, // the acker could not flush yet: try again
                 Err(e) => {
-                    link.reset();
+                    state.redis.forget_shared().await;
                     outage.failed(&e).await;
                     continue;
                 }
@@ -64,20 +70,19 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
             .key(&queue_key)
             .key(&processing_key)
             .arg(cap.min(MAX_BATCH))
-            .invoke_async(c)
+            .invoke_async(&mut c)
             .await;
-        let batch = match batch {
-            Ok(b) if b.is_empty() => redis::cmd("BRPOPLPUSH")
-                .arg(&queue_key)
-                .arg(&processing_key)
-                .arg(BLOCK_SECS)
-                .query_async::<Option<Vec<u8>>>(c)
-                .await
-                .map(|one| one.into_iter().collect()),
-            other => other,
-        };
         match batch {
+            Ok(raws) if raws.is_empty() => {
+                outage.recovered();
+                tokio::select! {
+                    _ = state.idle(q, backstop) => {}
+                    _ = state.dispatcher.stopped() => {}
+                }
+                backstop = (backstop * 2).min(IDLE_BACKSTOP);
+            }
             Ok(raws) => {
+                backstop = FIRST_BACKSTOP;
                 outage.recovered();
                 buffer(&state, q, raws);
             }
@@ -85,7 +90,7 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
             // did not run, so nothing was taken and the connection is fine.
             Err(e) if !is_connection_problem(&e) => outage.refused(&e).await,
             Err(e) => {
-                link.reset();
+                state.redis.forget_shared().await;
                 reconcile_first = true;
                 outage.failed(&e).await;
             }

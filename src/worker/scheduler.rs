@@ -73,18 +73,21 @@ pub async fn run(state: Arc<WorkerState>, wake: Arc<Notify>) {
     }
 }
 
-/// Listens on the `scheduled` channel and wakes the scheduler for each message about
-/// one of this worker's queues (and once after every (re)connect, to re-read). When the
-/// Sentinel master changes it subscribes again, on the new master.
+/// Listens on the `scheduled` and `ready` channels: wakes the scheduler for a job
+/// scheduled on one of this worker's queues, and a queue's idle fetcher when its queue
+/// got jobs. After every (re)subscribe everything is woken once, to re-read; while
+/// unsubscribed, fetchers poll. When the Sentinel master changes it subscribes again,
+/// on the new master. One connection per process, whatever the number of queues.
 pub async fn listen(state: Arc<WorkerState>, wake: Arc<Notify>) {
     let mut outage = Outage::new("schedule listener".to_string());
-    let channel = state.keys.schedule_channel();
+    let scheduled = state.keys.schedule_channel();
+    let ready = state.keys.ready_channel();
     let mut changes = state.redis.changes();
     loop {
         changes.borrow_and_update();
         let subscribed = async {
             let mut pubsub = state.redis.pubsub().await?;
-            pubsub.subscribe(&channel).await?;
+            pubsub.subscribe(&[&scheduled, &ready]).await?;
             Ok::<_, redis::RedisError>(pubsub)
         }
         .await;
@@ -92,14 +95,19 @@ pub async fn listen(state: Arc<WorkerState>, wake: Arc<Notify>) {
             Ok(pubsub) => {
                 outage.recovered();
                 wake.notify_one();
+                state.set_listening(true);
                 let mut messages = pubsub.into_on_message();
                 let switched = loop {
                     tokio::select! {
                         msg = messages.next() => match msg {
                             Some(msg) => {
                                 let queue: String = msg.get_payload().unwrap_or_default();
-                                if state.queues.contains(&queue) {
-                                    wake.notify_one();
+                                if let Some(q) = state.queues.iter().position(|n| *n == queue) {
+                                    if msg.get_channel_name() == ready {
+                                        state.wake(q);
+                                    } else {
+                                        wake.notify_one();
+                                    }
                                 }
                             }
                             None => break false, // the connection dropped
@@ -107,6 +115,7 @@ pub async fn listen(state: Arc<WorkerState>, wake: Arc<Notify>) {
                         _ = changes.changed() => break true, // a new master: subscribe there
                     }
                 };
+                state.set_listening(false);
                 if !switched {
                     outage.failed(&"subscription closed").await;
                 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::dispatch::Dispatcher;
 use super::outcome::Outcome;
@@ -31,6 +31,11 @@ pub struct WorkerState {
     /// Set once the first heartbeat registered this process: fetchers wait for it, so
     /// no processing list exists that the reaper could not find.
     registered: watch::Sender<bool>,
+    /// Per queue: wakes its idle fetcher (a message on the ready channel).
+    ready: Vec<Notify>,
+    /// Whether the listener is subscribed to the ready channel; without it idle
+    /// fetchers poll every second.
+    listening: watch::Sender<bool>,
 }
 
 impl WorkerState {
@@ -43,6 +48,7 @@ impl WorkerState {
         timeout: Duration,
         outcomes: mpsc::UnboundedSender<Outcome>,
     ) -> WorkerState {
+        let count = queues.len();
         WorkerState {
             processing: queues
                 .iter()
@@ -57,6 +63,8 @@ impl WorkerState {
             timeout,
             outcomes,
             registered: watch::channel(false).0,
+            ready: (0..count).map(|_| Notify::new()).collect(),
+            listening: watch::channel(false).0,
         }
     }
 
@@ -78,6 +86,34 @@ impl WorkerState {
 
     pub fn is_registered(&self) -> bool {
         *self.registered.borrow()
+    }
+
+    /// Wakes queue `q`'s fetcher if it is idle (or makes its next idle wait return).
+    pub fn wake(&self, q: usize) {
+        self.ready[q].notify_one();
+    }
+
+    /// Wakes every idle fetcher: after the listener (re)subscribed or lost its
+    /// subscription, each looks at its queue again.
+    pub fn wake_all(&self) {
+        self.ready.iter().for_each(Notify::notify_one);
+    }
+
+    /// Waits until queue `q` may have jobs: a wake-up, or `backstop` at the latest —
+    /// one second while the listener is not subscribed.
+    pub async fn idle(&self, q: usize, backstop: Duration) {
+        let wait = if *self.listening.borrow() {
+            backstop
+        } else {
+            Duration::from_secs(1)
+        };
+        let _ = tokio::time::timeout(wait, self.ready[q].notified()).await;
+    }
+
+    /// Records whether the ready channel is subscribed, and wakes every fetcher.
+    pub fn set_listening(&self, on: bool) {
+        self.listening.send_replace(on);
+        self.wake_all();
     }
 
     pub async fn wait_registered(&self) {
