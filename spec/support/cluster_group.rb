@@ -68,7 +68,11 @@ class ClusterGroup
   end
 
   def slot_of(key)
-    ask(@nodes.first.port, "CLUSTER", "KEYSLOT", key)
+    @nodes.each do |n|
+      slot = ask(n.port, "CLUSTER", "KEYSLOT", key)
+      return slot if slot.is_a?(Integer)
+    end
+    raise "no node answers CLUSTER KEYSLOT"
   end
 
   # Port of the master that serves `key`'s slot now.
