@@ -150,6 +150,7 @@ RSpec.describe "retries, the dead set and timeouts" do
 
   describe "dead set operations" do
     def bury(n)
+      redis.sadd?("fiber_job:queues", "default") # known queues are where the dead sets are read
       n.times.map do |i|
         jid = "dead#{i}"
         redis.zadd("fiber_job:dead:{default}", Time.now.to_f + i,

@@ -297,8 +297,20 @@ impl Client {
 
     /// `INFO` of the Redis server, as Redis prints it.
     pub fn redis_info(&self, cancel: &Cancel) -> Result<String> {
-        self.call(cancel, |mut c| async move {
+        let reply: Value = self.call(cancel, |mut c| async move {
             redis::cmd("INFO").query_async(&mut c).await
+        })?;
+        Ok(match reply {
+            // A Cluster answers per master: one summary over them.
+            Value::Map(nodes) => cluster_info(
+                nodes
+                    .into_iter()
+                    .filter_map(|(_, info)| redis::from_redis_value::<String>(info).ok())
+                    .collect(),
+            ),
+            other => redis::from_redis_value::<Lossy>(other)
+                .map(String::from)
+                .unwrap_or_default(),
         })
     }
 
@@ -316,6 +328,33 @@ impl Client {
             }
         })
     }
+}
+
+/// INFO lines for a Cluster's masters together: the lowest version and uptime, the
+/// sums of memory and clients.
+fn cluster_info(infos: Vec<String>) -> String {
+    let field = |info: &str, key: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(str::to_string))
+    };
+    let sum = |key: &str| -> u64 {
+        infos.iter().filter_map(|i| field(i, key)?.trim().parse::<u64>().ok()).sum()
+    };
+    let mib = |bytes: u64| format!("{:.2}M", bytes as f64 / 1_048_576.0);
+    let version = infos.iter().filter_map(|i| field(i, "redis_version")).min().unwrap_or_default();
+    let uptime = infos
+        .iter()
+        .filter_map(|i| field(i, "uptime_in_days")?.trim().parse::<u64>().ok())
+        .min()
+        .unwrap_or(0);
+    format!(
+        "redis_version:{version}\r\nused_memory_human:{}\r\nused_memory_peak_human:{}\r\n\
+         connected_clients:{}\r\nuptime_in_days:{uptime}\r\ncluster_masters:{}\r\n",
+        mib(sum("used_memory")),
+        mib(sum("used_memory_peak")),
+        sum("connected_clients"),
+        infos.len()
+    )
 }
 
 /// A heartbeat's busy count per queue name, from its `queues` and `busy_by_queue`

@@ -11,8 +11,10 @@
 //! back in the caller's order. Per key, not per slot: during a slot's migration the
 //! old node answers ASK for each key it no longer has, and the crate sends the whole
 //! pipeline again to the new node — with one key per pipeline none of it had run.
-//! A command without a key (PUBLISH, WAIT) goes with the command before it, to the
-//! node that command went to: WAIT then counts the replicas of that write.
+//! WAIT goes with the command before it, to the node that command went to, so it
+//! counts the replicas of that write. PUBLISH (no key; every node delivers it) is sent
+//! on its own once the rest has been answered: a subscriber woken by it finds the
+//! write it announces.
 //! A transaction (`MULTI`) is sent as it is: FiberJob's touch one slot.
 
 use futures_util::future::join_all;
@@ -43,8 +45,8 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => {
-                let parts = split_by_key(pipeline);
-                if pipeline.is_transaction() || parts.len() < 2 {
+                let (parts, publishes) = split_by_key(pipeline);
+                if pipeline.is_transaction() || (parts.len() < 2 && publishes.is_empty()) {
                     return c.req_packed_commands(pipeline, offset, count);
                 }
                 let c = c.clone();
@@ -59,6 +61,10 @@ impl ConnectionLike for Conn {
                         for (at, value) in positions.iter().zip(reply?) {
                             ordered[*at] = Some(value);
                         }
+                    }
+                    let mut c = c;
+                    for (at, cmd) in publishes {
+                        ordered[at] = Some(c.req_packed_command(cmd).await?);
                     }
                     Ok(ordered
                         .into_iter()
@@ -96,13 +102,21 @@ fn key_of(cmd: &Cmd) -> Option<&[u8]> {
     }
 }
 
-/// The pipeline's commands grouped by key, in first-seen order, each group with the
-/// positions of its commands in the pipeline.
-fn split_by_key(pipeline: &Pipeline) -> Vec<(Vec<usize>, Pipeline)> {
+/// A pipeline split for a Cluster: its keyed commands grouped by key, in first-seen
+/// order, each group with the positions of its commands; and its PUBLISHes, to send
+/// after them.
+type Split<'a> = (Vec<(Vec<usize>, Pipeline)>, Vec<(usize, &'a Cmd)>);
+
+fn split_by_key(pipeline: &Pipeline) -> Split<'_> {
     let mut parts: Vec<(Vec<usize>, Pipeline)> = Vec::new();
+    let mut publishes = Vec::new();
     let mut part_of: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
     let mut last: Option<usize> = None;
     for (at, cmd) in pipeline.cmd_iter().enumerate() {
+        if is_publish(cmd) {
+            publishes.push((at, cmd));
+            continue;
+        }
         let part = match key_of(cmd) {
             Some(key) => *part_of.entry(key).or_insert_with(|| {
                 parts.push((Vec::new(), redis::pipe()));
@@ -120,7 +134,11 @@ fn split_by_key(pipeline: &Pipeline) -> Vec<(Vec<usize>, Pipeline)> {
         parts[part].1.add_command(cmd.clone());
         last = Some(part);
     }
-    parts
+    (parts, publishes)
+}
+
+fn is_publish(cmd: &Cmd) -> bool {
+    matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"PUBLISH"))
 }
 
 #[cfg(test)]
@@ -128,18 +146,20 @@ mod tests {
     use super::*;
 
     fn positions(pipe: &Pipeline) -> Vec<Vec<usize>> {
-        split_by_key(pipe).into_iter().map(|(p, _)| p).collect()
+        split_by_key(pipe).0.into_iter().map(|(p, _)| p).collect()
     }
 
     #[test]
-    fn a_pipeline_splits_by_key_and_keyless_commands_follow_the_one_before() {
+    fn a_pipeline_splits_by_key_wait_follows_the_write_and_publish_goes_last() {
         let mut pipe = redis::pipe();
         pipe.cmd("SADD").arg("queues").arg("q");
         pipe.cmd("ZADD").arg("schedule:{q}").arg(1).arg("job");
         pipe.cmd("PUBLISH").arg("channel").arg("q");
         pipe.cmd("WAIT").arg(1).arg(100);
         pipe.cmd("SADD").arg("queues").arg("r");
-        assert_eq!(positions(&pipe), vec![vec![0, 4], vec![1, 2, 3]]);
+        assert_eq!(positions(&pipe), vec![vec![0, 4], vec![1, 3]]);
+        let publishes: Vec<usize> = split_by_key(&pipe).1.iter().map(|(at, _)| *at).collect();
+        assert_eq!(publishes, vec![2]);
     }
 
     #[test]
