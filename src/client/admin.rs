@@ -338,10 +338,17 @@ fn cluster_info(infos: Vec<String>) -> String {
             .find_map(|l| l.strip_prefix(key)?.strip_prefix(':').map(str::to_string))
     };
     let sum = |key: &str| -> u64 {
-        infos.iter().filter_map(|i| field(i, key)?.trim().parse::<u64>().ok()).sum()
+        infos
+            .iter()
+            .filter_map(|i| field(i, key)?.trim().parse::<u64>().ok())
+            .sum()
     };
     let mib = |bytes: u64| format!("{:.2}M", bytes as f64 / 1_048_576.0);
-    let version = infos.iter().filter_map(|i| field(i, "redis_version")).min().unwrap_or_default();
+    let version = infos
+        .iter()
+        .filter_map(|i| field(i, "redis_version"))
+        .min()
+        .unwrap_or_default();
     let uptime = infos
         .iter()
         .filter_map(|i| field(i, "uptime_in_days")?.trim().parse::<u64>().ok())

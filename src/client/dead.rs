@@ -32,13 +32,16 @@ impl Client {
             async move { pipe.query_async(&mut c).await }
         })?;
         // A record without a readable time sorts as oldest.
-        let entries = lists.into_iter().flat_map(|l| l.unwrap_or_default()).map(|e| {
-            let at = serde_json::from_str::<serde_json::Value>(&e.0)
-                .ok()
-                .and_then(|v| v.get("failed_at").and_then(|t| t.as_f64()))
-                .unwrap_or(f64::MIN);
-            (e.0, at)
-        });
+        let entries = lists
+            .into_iter()
+            .flat_map(|l| l.unwrap_or_default())
+            .map(|e| {
+                let at = serde_json::from_str::<serde_json::Value>(&e.0)
+                    .ok()
+                    .and_then(|v| v.get("failed_at").and_then(|t| t.as_f64()))
+                    .unwrap_or(f64::MIN);
+                (e.0, at)
+            });
         Ok(newest_first(entries, start, stop))
     }
 
@@ -108,7 +111,9 @@ impl Client {
         for key in self.per_queue(cancel, |q| self.keys.dead(q))? {
             match jid {
                 Some(jid) => {
-                    if let Some((raw, _)) = self.jid_op_bytes(cancel, &key, &key, "zset", "find", jid)? {
+                    if let Some((raw, _)) =
+                        self.jid_op_bytes(cancel, &key, &key, "zset", "find", jid)?
+                    {
                         found.push((key, raw));
                         break;
                     }
@@ -145,7 +150,9 @@ impl Client {
             // The job's own queue is normally the dead set's; one that names another
             // queue (edited by hand) cannot move in one script in a Cluster.
             if self.keys.dead(&queue) != dead {
-                tracing::warn!("dead job {entry} names queue {queue:?} but is in {dead}; left there");
+                tracing::warn!(
+                    "dead job {entry} names queue {queue:?} but is in {dead}; left there"
+                );
                 continue;
             }
             let queues = self.keys.queues();
@@ -174,7 +181,10 @@ impl Client {
         for key in self.per_queue(cancel, |q| self.keys.dead(q))? {
             match jid {
                 Some(jid) => {
-                    if self.jid_op(cancel, &key, &key, "zset", "delete", jid)?.is_some() {
+                    if self
+                        .jid_op(cancel, &key, &key, "zset", "delete", jid)?
+                        .is_some()
+                    {
                         return Ok(1);
                     }
                 }
@@ -200,7 +210,11 @@ impl Client {
 }
 
 /// Entries `start..=stop` of `entries` sorted newest first by their time.
-fn newest_first(entries: impl Iterator<Item = (String, f64)>, start: i64, stop: i64) -> Vec<String> {
+fn newest_first(
+    entries: impl Iterator<Item = (String, f64)>,
+    start: i64,
+    stop: i64,
+) -> Vec<String> {
     let mut entries: Vec<(String, f64)> = entries.collect();
     // Stable: one queue's entries with equal times keep their stored order.
     entries.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(Ordering::Equal));

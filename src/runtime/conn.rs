@@ -96,8 +96,8 @@ fn key_of(cmd: &Cmd) -> Option<&[u8]> {
             let keys = args.next()?;
             (keys != b"0").then(|| args.next()).flatten()
         }
-        b"PUBLISH" | b"WAIT" | b"PING" | b"INFO" | b"SCRIPT" | b"ROLE" | b"CLUSTER"
-        | b"CONFIG" | b"CLIENT" | b"DBSIZE" | b"TIME" => None,
+        b"PUBLISH" | b"WAIT" | b"PING" | b"INFO" | b"SCRIPT" | b"ROLE" | b"CLUSTER" | b"CONFIG"
+        | b"CLIENT" | b"DBSIZE" | b"TIME" => None,
         _ => args.next(),
     }
 }
@@ -165,7 +165,11 @@ mod tests {
     #[test]
     fn a_script_is_routed_by_its_first_key() {
         let mut pipe = redis::pipe();
-        pipe.cmd("EVALSHA").arg("abc").arg(2).arg("processing:{q}:w").arg("queue:{q}");
+        pipe.cmd("EVALSHA")
+            .arg("abc")
+            .arg(2)
+            .arg("processing:{q}:w")
+            .arg("queue:{q}");
         pipe.cmd("LREM").arg("processing:{q}:w").arg(-1).arg("job");
         pipe.cmd("EVALSHA").arg("abc").arg(0).arg("x");
         assert_eq!(positions(&pipe), vec![vec![0, 1, 2]]);

@@ -282,7 +282,10 @@ impl Group {
             }
         }
         for counter in COUNTERS {
-            let (key, n) = (&self.counters[counter as usize], self.uncounted[counter as usize]);
+            let (key, n) = (
+                &self.counters[counter as usize],
+                self.uncounted[counter as usize],
+            );
             if n == 0 || (scripted && matches!(counter, Counter::QueueProcessed)) {
                 continue;
             }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::state::WorkerState;
-use crate::runtime::outage::Outage;
 use crate::runtime::conn::Conn;
+use crate::runtime::outage::Outage;
 use crate::runtime::target::Link;
 use crate::store::{payload, scripts};
 
@@ -95,10 +95,14 @@ pub async fn run(state: Arc<WorkerState>) {
 /// the first registration: later the beat alone keeps the process alive.
 async fn register(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> {
     let mut pipe = redis::pipe();
-    pipe.cmd("SADD").arg(state.keys.processes()).arg(&state.identity);
-    for q in &state.queues {
-        pipe.cmd("SADD").arg(state.keys.queues()).arg(q).ignore();
-    }
+    pipe.cmd("SADD")
+        .arg(state.keys.processes())
+        .arg(&state.identity);
+    // One command for every queue: its cost must not grow with them.
+    pipe.cmd("SADD")
+        .arg(state.keys.queues())
+        .arg(&state.queues)
+        .ignore();
     match pipe.query_async::<()>(c).await {
         Err(e) if state.is_registered() && e.code() == Some("OOM") => Ok(()),
         other => other,

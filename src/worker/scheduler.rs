@@ -3,10 +3,13 @@
 //!
 //! It sleeps until the earliest due job of its queues, not on a fixed interval. Jobs
 //! scheduled meanwhile (by any process) publish on the `scheduled` channel; a
-//! subscriber task wakes the scheduler, which re-reads the earliest due time. A
-//! backstop wake-up every `MAX_SLEEP` covers a message lost while pub/sub reconnects.
-//! Promotion is one Lua script per queue (see `scripts::PROMOTE`), so with many worker
-//! processes each job is promoted exactly once.
+//! subscriber task marks their queue and wakes the scheduler, which promotes and
+//! re-reads only the queues that were marked or are due. Every queue is looked at
+//! again after each (re)subscribe and, as a backstop for a lost message, every
+//! `FULL_PASS` (every `MAX_SLEEP` while unsubscribed): so an idle worker's cost does
+//! not grow with its queues. Promotion is one Lua script per queue (see
+//! `scripts::PROMOTE`), so with many worker processes each job is promoted exactly
+//! once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +23,10 @@ use crate::runtime::target::Link;
 use crate::store::payload;
 use crate::store::scripts;
 
-/// Longest sleep without a wake-up: only a backstop for a lost pub/sub message.
+/// Longest sleep without a wake-up.
 const MAX_SLEEP: Duration = Duration::from_secs(5);
+/// How often every queue is looked at while the listener is subscribed.
+const FULL_PASS: Duration = Duration::from_secs(60);
 /// Most jobs one promotion call moves per key; a full batch is followed at once by
 /// another, so a backlog drains without blocking Redis for long.
 const PROMOTE_BATCH: usize = 1000;
@@ -29,11 +34,27 @@ const PROMOTE_BATCH: usize = 1000;
 pub async fn run(state: Arc<WorkerState>, wake: Arc<Notify>) {
     let mut outage = Outage::new("scheduler".to_string());
     let mut link = Link::new(None);
+    // Per queue: its earliest scheduled job or retry (infinity: none).
+    let mut due = vec![f64::NEG_INFINITY; state.queues.len()];
+    let mut last_full = tokio::time::Instant::now();
     loop {
+        let full_every = if state.is_listening() {
+            FULL_PASS
+        } else {
+            MAX_SLEEP
+        };
+        let full = last_full.elapsed() >= full_every;
+        if full {
+            last_full = tokio::time::Instant::now();
+        }
         let result: redis::RedisResult<f64> = async {
             let c = link.get(&state.redis).await?;
-            let mut next_due = f64::INFINITY;
-            for queue in &state.queues {
+            let now = payload::now();
+            for (q, queue) in state.queues.iter().enumerate() {
+                if !(full || state.take_scheduled_mark(q) || due[q] <= now) {
+                    continue;
+                }
+                due[q] = f64::INFINITY;
                 loop {
                     let (moved, s, r): (usize, String, String) = scripts::PROMOTE
                         .key(state.keys.schedule(queue))
@@ -45,7 +66,7 @@ pub async fn run(state: Arc<WorkerState>, wake: Arc<Notify>) {
                         .await?;
                     for score in [s, r] {
                         if let Ok(at) = score.parse::<f64>() {
-                            next_due = next_due.min(at);
+                            due[q] = due[q].min(at);
                         }
                     }
                     if moved < PROMOTE_BATCH {
@@ -53,7 +74,7 @@ pub async fn run(state: Arc<WorkerState>, wake: Arc<Notify>) {
                     }
                 }
             }
-            Ok(next_due)
+            Ok(due.iter().copied().fold(f64::INFINITY, f64::min))
         }
         .await;
         match result {
@@ -67,6 +88,7 @@ pub async fn run(state: Arc<WorkerState>, wake: Arc<Notify>) {
             }
             Err(e) => {
                 link.reset();
+                due.fill(f64::NEG_INFINITY); // look at every queue again
                 outage.failed(&e).await;
             }
         }
@@ -94,8 +116,8 @@ pub async fn listen(state: Arc<WorkerState>, wake: Arc<Notify>) {
         match subscribed {
             Ok(pubsub) => {
                 outage.recovered();
+                state.set_listening(true); // (marks every queue for the scheduler too)
                 wake.notify_one();
-                state.set_listening(true);
                 let mut messages = pubsub.into_on_message();
                 let switched = loop {
                     tokio::select! {
@@ -106,6 +128,7 @@ pub async fn listen(state: Arc<WorkerState>, wake: Arc<Notify>) {
                                     if msg.get_channel_name() == ready {
                                         state.wake(q);
                                     } else {
+                                        state.mark_scheduled(q);
                                         wake.notify_one();
                                     }
                                 }

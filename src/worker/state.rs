@@ -3,6 +3,7 @@
 //! acker, heartbeat, reaper, scheduler, cron ticker) depend on this module, never on
 //! the engine that spawns them.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify};
@@ -36,6 +37,8 @@ pub struct WorkerState {
     /// Whether the listener is subscribed to the ready channel; without it idle
     /// fetchers poll every second.
     listening: watch::Sender<bool>,
+    /// Per queue: a job was scheduled or a retry was set since the scheduler looked.
+    scheduled: Vec<AtomicBool>,
 }
 
 impl WorkerState {
@@ -65,6 +68,7 @@ impl WorkerState {
             registered: watch::channel(false).0,
             ready: (0..count).map(|_| Notify::new()).collect(),
             listening: watch::channel(false).0,
+            scheduled: (0..count).map(|_| AtomicBool::new(true)).collect(),
         }
     }
 
@@ -110,10 +114,28 @@ impl WorkerState {
         let _ = tokio::time::timeout(wait, self.ready[q].notified()).await;
     }
 
-    /// Records whether the ready channel is subscribed, and wakes every fetcher.
+    /// Records whether the channels are subscribed, wakes every fetcher and marks
+    /// every queue for the scheduler: messages may have been missed.
     pub fn set_listening(&self, on: bool) {
         self.listening.send_replace(on);
+        self.scheduled
+            .iter()
+            .for_each(|m| m.store(true, Ordering::Release));
         self.wake_all();
+    }
+
+    pub fn is_listening(&self) -> bool {
+        *self.listening.borrow()
+    }
+
+    /// Marks queue `q` for the scheduler's next pass.
+    pub fn mark_scheduled(&self, q: usize) {
+        self.scheduled[q].store(true, Ordering::Release);
+    }
+
+    /// Whether queue `q` was marked, clearing the mark.
+    pub fn take_scheduled_mark(&self, q: usize) -> bool {
+        self.scheduled[q].swap(false, Ordering::AcqRel)
     }
 
     pub async fn wait_registered(&self) {
