@@ -264,8 +264,11 @@ pub static MIGRATE_LEGACY: LazyLock<Script> = LazyLock::new(|| {
 local prefix, moved = ARGV[1], 0
 local function queue_of(json)
   local ok, v = pcall(cjson.decode, json or '')
-  if ok and type(v) == 'table' and type(v['queue']) == 'string' and v['queue'] ~= '' then return v['queue'] end
-  return 'default'
+  local q = 'default'
+  if ok and type(v) == 'table' and type(v['queue']) == 'string' and v['queue'] ~= '' then q = v['queue'] end
+  -- the per-queue keys are read for the known queues: make sure this one is known
+  redis.call('SADD', prefix .. ':queues', q)
+  return q
 end
 local function typed(k, want) return redis.call('TYPE', k)['ok'] == want end
 if typed(KEYS[1], 'list') then

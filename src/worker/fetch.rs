@@ -2,14 +2,18 @@
 //!
 //! Lifecycle: wait until the queue has room in this process; take up to that many
 //! jobs in one Lua call (reliable: each lands in this process's processing list
-//! atomically); when the queue is empty, wait for a wake-up on the ready channel (an
-//! enqueue or a script that found the queue empty publishes one; see
-//! `Keys::ready_channel`), or a backstop poll at the latest, then fetch again. The
-//! backstop starts at one second and doubles while the queue stays empty, up to
-//! `IDLE_BACKSTOP`; a fetch that finds jobs resets it. No
-//! fetcher blocks in Redis: every fetcher of the process shares one multiplexed
-//! connection, and an idle worker costs Redis its heartbeat and one pub/sub
-//! connection, whatever the number of queues. Ends when the worker stops.
+//! atomically), on the connection every fetcher of the process shares. When the queue
+//! is empty, it waits in one of two ways:
+//! - **hot** (jobs were found in the last `HOT_FOR`): blocks in `BRPOPLPUSH` for up to
+//!   `BLOCK_SECS` on a connection of its own, so a job enqueued now is taken the
+//!   instant Redis stores it (pickup latency, W4);
+//! - **cold**: gives that connection back and waits for a wake-up on the ready channel
+//!   (an enqueue or a script that found the queue empty publishes one; see
+//!   `Keys::ready_channel`), or a backstop poll at the latest — one second, doubling
+//!   while the queue stays empty up to `IDLE_BACKSTOP`.
+//! So a busy queue is served as fast as Redis allows, and an idle worker costs Redis
+//! its heartbeat and one pub/sub connection, whatever the number of its queues (W10).
+//! Ends when the worker stops.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +23,7 @@ use super::state::WorkerState;
 use crate::error::is_connection_problem;
 use crate::runtime::conn::Conn;
 use crate::runtime::outage::Outage;
+use crate::runtime::target::Link;
 use crate::store::scripts;
 use crate::store::{payload, records};
 
@@ -28,6 +33,11 @@ use crate::store::{payload, records};
 /// fetchers poll every second instead.
 pub const IDLE_BACKSTOP: Duration = Duration::from_secs(30);
 const FIRST_BACKSTOP: Duration = Duration::from_secs(1);
+/// How long after its last jobs a queue stays hot (blocking fetch).
+const HOT_FOR: Duration = Duration::from_secs(10);
+/// Longest a hot fetcher blocks in Redis: bounds how late a stop is seen. Whole
+/// seconds, because Redis 5.0 takes only those.
+pub const BLOCK_SECS: u64 = 1;
 
 /// Most jobs one fetch call moves: bounds the script's run time inside Redis.
 const MAX_BATCH: usize = 500;
@@ -41,6 +51,10 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
     // then in our processing list but not in memory. Reconcile before fetching again.
     let mut reconcile_first = false;
     let mut backstop = FIRST_BACKSTOP;
+    let mut last_found: Option<tokio::time::Instant> = None;
+    // The hot fetcher's own connection: the blocking command must not hold up the
+    // shared one, nor trip the response timeout while it waits.
+    let mut blocking = Link::new(Some(Duration::from_secs(BLOCK_SECS) + state.timeout));
     tokio::select! {
         _ = state.wait_registered() => {}
         _ = state.dispatcher.stopped() => return,
@@ -72,9 +86,28 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
             .arg(cap.min(MAX_BATCH))
             .invoke_async(&mut c)
             .await;
+        let hot = last_found.is_some_and(|at| at.elapsed() < HOT_FOR);
+        let (batch, on_shared) = match batch {
+            Ok(b) if b.is_empty() && hot => match blocking.get(&state.redis).await {
+                Ok(bc) => (
+                    redis::cmd("BRPOPLPUSH")
+                        .arg(&queue_key)
+                        .arg(&processing_key)
+                        .arg(BLOCK_SECS)
+                        .query_async::<Option<Vec<u8>>>(bc)
+                        .await
+                        .map(|one| one.into_iter().collect()),
+                    false,
+                ),
+                Err(e) => (Err(e), false),
+            },
+            other => (other, true),
+        };
         match batch {
+            Ok(raws) if raws.is_empty() && hot => outage.recovered(), // fetch again
             Ok(raws) if raws.is_empty() => {
                 outage.recovered();
+                blocking.reset(); // cold: no connection held for this queue
                 tokio::select! {
                     _ = state.idle(q, backstop) => {}
                     _ = state.dispatcher.stopped() => {}
@@ -83,6 +116,7 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
             }
             Ok(raws) => {
                 backstop = FIRST_BACKSTOP;
+                last_found = Some(tokio::time::Instant::now());
                 outage.recovered();
                 buffer(&state, q, raws);
             }
@@ -90,7 +124,11 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
             // did not run, so nothing was taken and the connection is fine.
             Err(e) if !is_connection_problem(&e) => outage.refused(&e).await,
             Err(e) => {
-                state.redis.forget_shared().await;
+                if on_shared {
+                    state.redis.forget_shared().await;
+                } else {
+                    blocking.reset();
+                }
                 reconcile_first = true;
                 outage.failed(&e).await;
             }
