@@ -1,0 +1,102 @@
+//! Tests of `acker.rs`: the two forms of a group and what each reply means.
+
+use super::*;
+
+fn group(acks: &[&str], others: &[&str]) -> Group {
+    Group {
+        keys: std::array::from_fn(|i| format!("k{i}")),
+        fixed: std::array::from_fn(|i| format!("a{i}")),
+        acks: acks.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        others: others.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        counters: std::array::from_fn(|i| format!("c{i}")),
+        uncounted: [acks.len(), acks.len(), acks.len(), 0, 0],
+    }
+}
+
+fn server_error(line: &str) -> redis::RedisError {
+    match redis::parse_redis_value(format!("-{line}\r\n").as_bytes()).unwrap() {
+        redis::Value::ServerError(e) => e.into(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn send_plan(g: &Group) -> Vec<Reply> {
+    g.add_to(&mut redis::pipe())
+}
+
+#[test]
+fn acks_are_plain_commands_and_the_script_takes_the_rest() {
+    let g = group(&["j1", "j2"], &[]);
+    let mut pipe = redis::pipe();
+    assert_eq!(g.add_to(&mut pipe).len(), 2 + 3 + 1); // LREM ×2, INCRBY ×3, EXPIRE
+    assert_eq!(pipe.len(), 6);
+    let g = group(&["j1"], &["R", "j2", "rec", "1.0", "p"]);
+    // The script adds to the queue's counter; the process-wide ones are beside it.
+    assert!(matches!(
+        send_plan(&g)[..],
+        [
+            Reply::Script,
+            Reply::Count(Counter::Processed),
+            Reply::Count(Counter::ProcessedWindow),
+            Reply::Expire
+        ]
+    ));
+}
+
+#[test]
+fn what_redis_refused_is_kept_and_what_it_took_is_not_sent_again() {
+    let mut g = group(&["j1", "j2"], &[]);
+    let plan = send_plan(&g);
+    let oom = || Err(server_error("OOM command not allowed"));
+    // Full Redis: the LREMs apply, the counts do not.
+    let replies = vec![
+        Ok(redis::Value::Int(1)),
+        Ok(redis::Value::Int(1)),
+        oom(),
+        oom(),
+        oom(),
+        oom(),
+    ];
+    let refused = g.applied(plan, replies.into_iter());
+    assert!(refused.is_some_and(|e| e.code() == Some("OOM")));
+    assert!(g.acks.is_empty());
+    assert_eq!(g.uncounted, [2, 2, 2, 0, 0]);
+    assert!(!g.is_done());
+    // Next time: only the counts, by the acks not yet counted.
+    let plan = send_plan(&g);
+    assert_eq!(plan.len(), 4);
+    let ok = vec![Ok(redis::Value::Int(2)); 4];
+    assert!(g.applied(plan, ok.into_iter()).is_none());
+    assert!(g.is_done());
+}
+
+#[test]
+fn a_script_group_counts_its_acks_itself() {
+    let mut g = group(&["j1"], &["X", "j2", "entry"]);
+    let plan = send_plan(&g);
+    let reply = redis::Value::Array(vec![
+        redis::Value::Int(1),
+        redis::Value::Int(0),
+        redis::Value::Int(0),
+    ]);
+    let counted = || Ok(redis::Value::Int(1));
+    let replies = vec![Ok(reply), counted(), counted(), counted()];
+    assert!(g.applied(plan, replies.into_iter()).is_none());
+    assert!(g.is_done(), "nothing is left to count twice");
+}
+
+#[test]
+fn a_counter_another_program_broke_does_not_hold_acks_back() {
+    let mut g = group(&["j1"], &[]);
+    let plan = send_plan(&g);
+    let not_int = || Err(server_error("ERR value is not an integer or out of range"));
+    let replies = vec![
+        Ok(redis::Value::Int(1)),
+        not_int(),
+        not_int(),
+        not_int(),
+        Ok(redis::Value::Int(1)),
+    ];
+    assert!(g.applied(plan, replies.into_iter()).is_none());
+    assert!(g.is_done());
+}
