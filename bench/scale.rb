@@ -68,18 +68,18 @@ def wait_registered(redis, system, processes)
   Timeout.timeout(60) { sleep 0.05 until redis.scard(key) >= processes }
 end
 
-# W10: one idle worker with 200 queues (Sidekiq at its default 10 threads).
+# W10: one idle worker with 200 queues (Sidekiq at its default 10 threads), one round.
 def idle_cost(system, url, redis)
   redis.flushdb
   queues = Array.new(200) { |i| "q#{i}" }
   before_clients = redis.info("clients")["connected_clients"].to_i
   pid = start_worker(system, url, queues, sidekiq_threads: 10)
   wait_registered(redis, system, 1)
-  sleep 35 # settle into waiting (FiberJob's idle backstop grows to 30 s)
+  sleep 65 # settle into waiting (FiberJob's idle backstop grows to 60 s)
   clients = redis.info("clients")["connected_clients"].to_i - before_clients
   c0 = redis.info("stats")["total_commands_processed"].to_i
   t0 = mono
-  sleep 30
+  sleep 60 # one whole backstop period
   c1 = redis.info("stats")["total_commands_processed"].to_i
   per_s = (c1 - c0 - 1) / (mono - t0) # less our own INFO
   stop(pid)
@@ -103,6 +103,7 @@ def throughput(system, target, redis, queues, processes)
   wait_registered(redis, system, processes)
   sleep 0.5
   per_queue = JOBS / queues.size
+  cpu0 = redis_cpu(target)
   t0 = mono
   queues.each do |q|
     per_queue.times.each_slice(1000) do |slice|
@@ -122,8 +123,19 @@ def throughput(system, target, redis, queues, processes)
     end
   end
   rate = total / (mono - t0)
+  cpu = redis_cpu(target) - cpu0
   pids.each { |pid| stop(pid) }
-  rate
+  [rate, cpu * 1e6 / total]
+end
+
+# Seconds of CPU the Redis server(s) used so far (user + sys; a Cluster's masters summed).
+def redis_cpu(target)
+  Array(target).sum do |url|
+    r = Redis.new(url: url)
+    info = r.info("cpu")
+    r.close
+    info["used_cpu_user"].to_f + info["used_cpu_sys"].to_f
+  end
 end
 
 selected = ARGV.empty? ? %w[W10 W11] : ARGV.map(&:upcase)
@@ -136,7 +148,8 @@ puts "scale benchmarks: FiberJob #{FiberJob::VERSION} vs Sidekiq #{Sidekiq::VERS
 
 if selected.include?("W10")
   results = { fiber_job: [], sidekiq: [] }
-  ROUNDS.times { %i[fiber_job sidekiq].each { |s| results[s] << idle_cost(s, url, redis) } }
+  # One round: an idle worker's counts barely vary, and a round takes two minutes.
+  %i[fiber_job sidekiq].each { |s| results[s] << idle_cost(s, url, redis) }
   fj, sk = results.values_at(:fiber_job, :sidekiq)
   puts format("W10 idle worker, 200 queues: FiberJob %d connections, %.1f commands/s; Sidekiq %d connections, %.1f commands/s",
               median(fj.map { |r| r[:clients] }), median(fj.map { |r| r[:commands_per_s] }),
@@ -165,10 +178,15 @@ if selected.include?("W11")
       flush_cluster.call
       fc << throughput(:fiber_job, cluster.seed_urls, cluster_redis, queues, processes)
     end
+    rates = ->(rs) { rs.map(&:first) }
+    cost = ->(rs) { median(rs.map(&:last)) }
+    f, k, c = rates.call(fj), rates.call(sk), rates.call(fc)
     puts format("W11 %d process(es), %d no-op jobs on 3 queues, concurrency %d each: one Redis FiberJob %d jobs/s " \
-                "[%d..%d], Sidekiq %d jobs/s [%d..%d] (%.1f×); 3-master Cluster FiberJob %d jobs/s [%d..%d]",
-                processes, JOBS, CONC_PER_QUEUE, median(fj), fj.min, fj.max, median(sk), sk.min, sk.max,
-                median(fj) / median(sk), median(fc), fc.min, fc.max)
+                "[%d..%d], Sidekiq %d jobs/s [%d..%d] (%.1f×); 3-master Cluster FiberJob %d jobs/s [%d..%d]; " \
+                "Redis CPU per job (enqueue + run): FiberJob %.2f µs, Sidekiq %.2f µs, FiberJob on the Cluster %.2f µs " \
+                "(all masters)",
+                processes, JOBS, CONC_PER_QUEUE, median(f), f.min, f.max, median(k), k.min, k.max,
+                median(f) / median(k), median(c), c.min, c.max, cost.call(fj), cost.call(sk), cost.call(fc))
     $stdout.flush
   end
 end

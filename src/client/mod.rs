@@ -38,7 +38,14 @@ pub struct Client {
     target: Target,
     pub keys: Keys,
     pub timeout: Duration,
+    /// When this client last woke each queue's fetchers (see `should_wake`).
+    woken: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
 }
+
+/// A client wakes a queue's fetchers at most this often: a fetcher that took a job
+/// since the last wake-up stays hot — blocking in Redis, needing no wake-up — for
+/// longer (`worker::fetch::HOT_FOR`).
+const WAKE_EVERY: Duration = Duration::from_secs(1);
 
 /// A Redis string read for display: bytes that are not UTF-8 show as U+FFFD instead
 /// of failing the read; numbers read as their text.
@@ -114,6 +121,7 @@ impl Client {
             target: Target::new(target)?,
             keys: Keys::new(prefix),
             timeout: target.timeout,
+            woken: Default::default(),
         })
     }
 
@@ -215,6 +223,26 @@ impl Client {
             }
         })
         .map_err(not_stored)
+    }
+
+    /// Whether a push that found `queue` empty should `wake` its fetchers: not when this
+    /// client did less than `WAKE_EVERY` ago. The job pushed then was taken since (the
+    /// queue was empty again), so some fetcher is still hot and takes this one.
+    pub fn should_wake(&self, queue: &str) -> bool {
+        let mut woken = self.woken.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if let Some(at) = woken.get_mut(queue) {
+            if now.duration_since(*at) < WAKE_EVERY {
+                return false;
+            }
+            *at = now;
+            return true;
+        }
+        if woken.len() >= 10_000 {
+            woken.clear(); // a bound for apps that make up queue names
+        }
+        woken.insert(queue.to_string(), now);
+        true
     }
 
     /// Tells idle fetchers that `queue` has jobs (see `Keys::ready_channel`): after a

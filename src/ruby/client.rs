@@ -75,7 +75,7 @@ impl RbClient {
             Some(done) => done.map_err(|e| to_ruby(ruby, e))?,
             None => blocking(ruby, |c| self.0.push(c, queue, payloads))?,
         };
-        if empty_before {
+        if empty_before && self.0.should_wake(queue) {
             blocking(ruby, |c| {
                 self.0.wake(c, queue);
                 Ok(())

@@ -246,7 +246,7 @@ pub static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 redis.call('EXPIRE', KEYS[1], ARGV[1])
-for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2)) -- every pair in one command (Redis 4.0+)
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 return 1",
     )

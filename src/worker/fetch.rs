@@ -31,10 +31,11 @@ use crate::store::{payload, records};
 /// what a lost wake-up (a program pushing to the list without publishing) can cost in
 /// latency on a queue idle for a while. While the listener is not subscribed, idle
 /// fetchers poll every second instead.
-pub const IDLE_BACKSTOP: Duration = Duration::from_secs(30);
+pub const IDLE_BACKSTOP: Duration = Duration::from_secs(60);
 const FIRST_BACKSTOP: Duration = Duration::from_secs(1);
-/// How long after its last jobs a queue stays hot (blocking fetch).
-const HOT_FOR: Duration = Duration::from_secs(10);
+/// How long after its last jobs a queue stays hot (blocking fetch). Longer than the
+/// clients' `WAKE_EVERY`, which relies on it.
+pub const HOT_FOR: Duration = Duration::from_secs(10);
 /// Longest a hot fetcher blocks in Redis: bounds how late a stop is seen. Whole
 /// seconds, because Redis 5.0 takes only those.
 pub const BLOCK_SECS: u64 = 1;

@@ -25,8 +25,10 @@ use crate::store::scripts;
 
 /// Longest sleep without a wake-up.
 const MAX_SLEEP: Duration = Duration::from_secs(5);
-/// How often every queue is looked at while the listener is subscribed.
-const FULL_PASS: Duration = Duration::from_secs(60);
+/// How often every queue is looked at while the listener is subscribed: a backstop
+/// for a message lost on a live subscription, which TCP makes rare (a reconnect marks
+/// every queue anyway).
+const FULL_PASS: Duration = Duration::from_secs(300);
 /// Most jobs one promotion call moves per key; a full batch is followed at once by
 /// another, so a backlog drains without blocking Redis for long.
 const PROMOTE_BATCH: usize = 1000;
