@@ -11,6 +11,7 @@
 //!   (an enqueue or a script that found the queue empty publishes one; see
 //!   `Keys::ready_channel`), or a backstop poll at the latest — one second, doubling
 //!   while the queue stays empty up to `IDLE_BACKSTOP`.
+//!
 //! So a busy queue is served as fast as Redis allows, and an idle worker costs Redis
 //! its heartbeat and one pub/sub connection, whatever the number of its queues (W10).
 //! Ends when the worker stops.
