@@ -56,6 +56,26 @@ RSpec.describe FiberJob::Configuration do
     end
   end
 
+  it "takes Redis Cluster seeds, masks their passwords, and refuses what a Cluster cannot be" do
+    config.redis_cluster = ["redis://:s3cret@10.0.0.1:7000", "redis://:s3cret@10.0.0.2:7000"]
+    expect(config.redis_description).to eq("Redis Cluster via redis://:***@10.0.0.1:7000, redis://:***@10.0.0.2:7000")
+    expect(config.check!.connection).to include(cluster: ["redis://:s3cret@10.0.0.1:7000", "redis://:s3cret@10.0.0.2:7000"])
+    expect { config.redis_cluster = ["redis://10.0.0.1:7000/2"] }
+      .to raise_error(FiberJob::ConfigurationError, %r{redis_cluster: "redis://10.0.0.1:7000/2" is not a Cluster node URL})
+
+    with_db = described_class.new.tap { |c| c.redis_cluster = ["redis://10.0.0.1:7000"] }
+    with_db.redis_db = 1
+    expect { with_db.check! }.to raise_error(FiberJob::ConfigurationError, /a Redis Cluster has only database 0/)
+
+    with_url = described_class.new.tap { |c| c.redis_cluster = ["redis://10.0.0.1:7000"] }
+    with_url.redis_url = "redis://10.0.0.9:6379"
+    expect { with_url.check! }.to raise_error(FiberJob::ConfigurationError, /redis_cluster is set together with redis_url/)
+
+    mixed = described_class.new.tap { |c| c.redis_cluster = ["redis://10.0.0.1:7000", "rediss://10.0.0.2:7000"] }
+    expect { FiberJob::Native::Client.new(mixed.connection, "fiber_job") }
+      .to raise_error(FiberJob::ConfigurationError, /mixes redis:\/\/ and rediss:\/\/ nodes/)
+  end
+
   it "rejects an unparsable URL" do
     expect { config.redis_url = "redis://a b" }.to raise_error(FiberJob::ConfigurationError, /redis_url "redis:\/\/a b" is not a URL/)
   end
