@@ -142,6 +142,40 @@ RSpec.describe "Redis Cluster" do
     end
   end
 
+  context "with 3 masters speaking only TLS and requiring a password" do
+    before do
+      @pki = Certificates.new
+      cert, key = @pki.pair("server")
+      client_cert, client_key = @pki.pair("client")
+      tls = { cert: cert, key: key, ca: @pki.ca_file, client_cert: client_cert, client_key: client_key }
+      @cluster = ClusterGroup.new(masters: 3, password: "cluster-s3cret", tls: tls).start
+      FiberJob.reset!
+      FiberJob.configure do |c|
+        c.redis_cluster = @cluster.seed_urls
+        c.redis_tls = { ca_file: @pki.ca_file }
+        c.network_timeout = 2
+      end
+    end
+
+    after { @pki&.cleanup }
+
+    it "enqueues, schedules and works jobs on every master, and never shows the password" do
+      queues = @cluster.queues_on_different_masters(3)
+      stub_const("TlsClusterJob", Class.new(FiberJob::Job) do
+        def perform(tag) = FiberJob.client._push("record", [tag])
+      end)
+      queues.each { |q| FiberJob::Client.push_bulk(TlsClusterJob, [["#{q}-a"], ["#{q}-b"]], queue: q) }
+      FiberJob::Client.schedule(TlsClusterJob, Time.now.to_f + 1, ["later"], queue: queues[1])
+      with_worker(queues: queues, concurrency: 2) do
+        wait_for(timeout: 15, message: "every job") { records.size == 7 }
+      end
+      expect(records).to contain_exactly(*queues.flat_map { |q| ["#{q}-a", "#{q}-b"] }, "later")
+      expect(FiberJob::Queue.metrics(queues).values.map { |m| m[:processed] }).to eq([2, 3, 2])
+      expect(FiberJob.config.redis_description).to include("rediss://:***@127.0.0.1")
+      expect(FiberJob.config.redis_description).not_to include("cluster-s3cret")
+    end
+  end
+
   context "with 3 masters and a replica each", :slow do
     before do
       @cluster = ClusterGroup.new(masters: 3, replicas: 1).start

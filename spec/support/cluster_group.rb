@@ -1,27 +1,37 @@
 # frozen_string_literal: true
 
 require "socket"
+require "openssl"
 
 # A Redis Cluster of the test's own: `masters` redis-servers with --cluster-enabled
 # (each with `replicas` replicas), joined by `redis-cli --cluster create`. Each node's
-# bus port is chosen free too (--cluster-port), so clusters never collide.
+# bus port is chosen free too (--cluster-port), so clusters never collide. With
+# `password:` every node requires it; with `tls:` ({ cert:, key:, ca:, client_cert:,
+# client_key: }) nodes speak only TLS, to clients and on the cluster bus.
 class ClusterGroup
   attr_reader :nodes
 
-  def initialize(masters: 3, replicas: 0, node_timeout_ms: 1000)
+  def initialize(masters: 3, replicas: 0, node_timeout_ms: 1000, password: nil, tls: nil)
     @masters = masters
     @replicas = replicas
     @node_timeout_ms = node_timeout_ms
+    @password = password
+    @tls = tls
     @nodes = []
   end
 
   def start
     (@masters * (1 + @replicas)).times do
-      @nodes << RedisServer.new(args: ["--cluster-enabled", "yes", "--cluster-port", RedisServer.free_port.to_s,
-                                       "--cluster-node-timeout", @node_timeout_ms.to_s,
-                                       "--cluster-require-full-coverage", "no"]).start
+      args = ["--cluster-enabled", "yes", "--cluster-port", RedisServer.free_port.to_s,
+              "--cluster-node-timeout", @node_timeout_ms.to_s, "--cluster-require-full-coverage", "no"]
+      args += ["--requirepass", @password, "--masterauth", @password] if @password
+      if @tls # nodes connect to each other as TLS clients, with a client certificate
+        args += ["--tls-cluster", "yes", "--tls-replication", "yes",
+                 "--tls-client-cert-file", @tls.fetch(:client_cert), "--tls-client-key-file", @tls.fetch(:client_key)]
+      end
+      @nodes << RedisServer.new(args: args, tls: @tls).start
     end
-    out = IO.popen(["redis-cli", "--cluster", "create", *@nodes.map { |n| "127.0.0.1:#{n.port}" },
+    out = IO.popen(["redis-cli", *cli_options, "--cluster", "create", *@nodes.map { |n| "127.0.0.1:#{n.port}" },
                     "--cluster-replicas", @replicas.to_s, "--cluster-yes"], err: %i[child out], &:read)
     raise "redis-cli --cluster create failed:\n#{out}" unless $?.success?
 
@@ -33,7 +43,8 @@ class ClusterGroup
   end
 
   def urls
-    @nodes.map { |n| "redis://127.0.0.1:#{n.port}" }
+    auth = @password ? ":#{@password}@" : ""
+    @nodes.map { |n| "#{@tls ? "rediss" : "redis"}://#{auth}127.0.0.1:#{n.port}" }
   end
 
   # Seed URLs to configure FiberJob with: the masters (the client finds the rest).
@@ -123,17 +134,41 @@ class ClusterGroup
     @nodes.find { |n| n.port == port }
   end
 
-  # Sends one command in RESP to a port; returns the reply.
+  # Sends one command in RESP to a port (authenticated, over TLS when the nodes
+  # speak it); returns the reply.
   def ask(port, *args)
-    Socket.tcp("127.0.0.1", port, connect_timeout: 1) do |s|
-      s.write("*#{args.size}\r\n" + args.map { |a| "$#{a.to_s.bytesize}\r\n#{a}\r\n" }.join)
-      read_reply(s)
+    Socket.tcp("127.0.0.1", port, connect_timeout: 1) do |tcp|
+      io = @tls ? tls_socket(tcp) : tcp
+      if @password
+        io.write(resp(["AUTH", @password]))
+        read_reply(io)
+      end
+      io.write(resp(args))
+      read_reply(io)
     end
-  rescue SystemCallError, IOError
+  rescue SystemCallError, IOError, OpenSSL::SSL::SSLError
     nil
   end
 
   private
+
+  def resp(args) = "*#{args.size}\r\n" + args.map { |a| "$#{a.to_s.bytesize}\r\n#{a}\r\n" }.join
+
+  def tls_socket(tcp)
+    context = OpenSSL::SSL::SSLContext.new
+    context.verify_mode = OpenSSL::SSL::VERIFY_NONE
+    OpenSSL::SSL::SSLSocket.new(tcp, context).tap do |ssl|
+      ssl.sync_close = true
+      ssl.connect
+    end
+  end
+
+  def cli_options
+    options = []
+    options += ["-a", @password, "--no-auth-warning"] if @password
+    options += ["--tls", "--cacert", @tls[:ca]] if @tls
+    options
+  end
 
   def read_reply(io)
     line = io.gets("\r\n")&.chomp("\r\n")

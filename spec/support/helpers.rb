@@ -23,7 +23,7 @@ module SpecHelpers
     ssl = tls && { ca_file: tls[:ca_file], cert: tls[:cert_file] && OpenSSL::X509::Certificate.new(File.read(tls[:cert_file])),
                    key: tls[:key_file] && OpenSSL::PKey.read(File.read(tls[:key_file])) }.compact
     if config.redis_cluster.any?
-      Redis.new(cluster: config.redis_cluster)
+      ssl ? Redis.new(cluster: config.redis_cluster, ssl: true, ssl_params: ssl) : Redis.new(cluster: config.redis_cluster)
     elsif config.redis_sentinels.any?
       sentinels = config.redis_sentinels.map { |u| URI(u).then { |x| { host: x.host, port: x.port } } }
       Redis.new(url: "redis://#{config.redis_sentinel_master}", sentinels: sentinels, role: :master)
@@ -38,7 +38,7 @@ module SpecHelpers
   def connection_config_source
     config = FiberJob.config
     if config.redis_cluster.any?
-      "c.redis_cluster = #{config.redis_cluster.inspect}"
+      "c.redis_cluster = #{config.redis_cluster.inspect}; c.redis_tls = #{config.redis_tls.inspect}"
     elsif config.redis_sentinels.any?
       "c.redis_sentinels = #{config.redis_sentinels.inspect}; c.redis_sentinel_master = #{config.redis_sentinel_master.dump}"
     else
