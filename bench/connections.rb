@@ -2,9 +2,9 @@
 
 # Connection benchmarks, FiberJob only (the question is what a connection option costs
 # FiberJob, not how it compares to Sidekiq), each pair in one run, rounds interleaved:
-#   W8  W1 (100,000 no-op jobs, concurrency 10) over TLS vs plain TCP, prefetch 100 and 0
-#   W9  50,000 × perform_async from one thread with a replica: redis_wait_replicas 0 vs 1
-# Usage: ruby bench/connections.rb [W8] [W9]  (ROUNDS=3); bench/run W8 W9 calls it.
+#   C1  W1 (100,000 no-op jobs, concurrency 10) over TLS vs plain TCP, prefetch 100 and 0
+#   C2  50,000 × perform_async from one thread with a replica: redis_wait_replicas 0 vs 1
+# Usage: ruby bench/connections.rb [C1] [C2]  (ROUNDS=3); bench/run C1 C2 calls it.
 require "json"
 require "open3"
 require "socket"
@@ -102,12 +102,12 @@ def report(id, title, a_name, a, b_name, b)
   $stdout.flush
 end
 
-selected = ARGV.empty? ? %w[W8 W9] : ARGV.map(&:upcase)
+selected = ARGV.empty? ? %w[C1 C2] : ARGV.map(&:upcase)
 plain_port = free_port
 redis_server("--port", plain_port.to_s, log: "plain.log")
 plain = "redis://127.0.0.1:#{plain_port}/0"
 
-if selected.include?("W8")
+if selected.include?("C1")
   certificates
   tls_port = free_port
   redis_server("--port", "0", "--tls-port", tls_port.to_s, "--tls-cert-file", File.join(DIR, "s.pem"),
@@ -122,11 +122,11 @@ if selected.include?("W8")
       tcp_runs << w1_round(plain, prefetch)
       tls_runs << w1_round(tls, prefetch, tls_ca: ca)
     end
-    report("W8", "W1 over TLS vs plain TCP (prefetch #{prefetch})", "TCP", tcp_runs, "TLS", tls_runs)
+    report("C1", "W1 over TLS vs plain TCP (prefetch #{prefetch})", "TCP", tcp_runs, "TLS", tls_runs)
   end
 end
 
-if selected.include?("W9")
+if selected.include?("C2")
   replica_port = free_port
   redis_server("--port", replica_port.to_s, "--replicaof", "127.0.0.1", plain_port.to_s, log: "replica.log")
   sleep 0.1 until IO.popen(["redis-cli", "-p", replica_port.to_s, "info", "replication"], &:read).include?("master_link_status:up")
@@ -136,5 +136,5 @@ if selected.include?("W9")
     without << enqueue_round(plain, 0)
     with << enqueue_round(plain, 1)
   end
-  report("W9", "perform_async ×50,000, one thread, one replica", "wait 0", without, "wait 1", with)
+  report("C2", "perform_async ×50,000, one thread, one replica", "wait 0", without, "wait 1", with)
 end

@@ -1,10 +1,13 @@
 # frozen_string_literal: true
 
+require "net/http"
+
 # The job body shared by the FiberJob and Sidekiq benchmark workers, so both run the
 # same code. Counts performs; at the N-th writes the result (JSON) through `writer`.
 # Times are measured inside the worker: the first perform's start to the N-th's end.
 module Tally
-  MODE = ENV.fetch("MODE", "noop")   # noop | sleep | latency
+  MODE = ENV.fetch("MODE", "noop")   # noop | sleep | latency | http
+  HTTP_URL = ENV["HTTP_URL"]
   N = Integer(ENV.fetch("N"))
   SLEEP = ENV.fetch("SLEEP", "0").to_f
   RSS_MARK = Integer(ENV.fetch("RSS_MARK", "0")) # record RSS after this many jobs
@@ -23,6 +26,7 @@ module Tally
       sample = nil
       case MODE
       when "sleep" then sleep SLEEP
+      when "http" then Net::HTTP.get_response(URI(HTTP_URL)).value
       when "latency" then sample = (Process.clock_gettime(Process::CLOCK_REALTIME) - arg.to_f) * 1000.0
       end
       count = @lock.synchronize do
