@@ -18,6 +18,14 @@ class FiberBench < FiberJob::Job
   def perform(arg) = Tally.perform(arg)
 end
 
+if ENV["AJ"] == "1" # W9: the same body as an ActiveJob job, through FiberJob's adapter
+  require "fiber_job/active_job"
+  ActiveJob::Base.logger = Logger.new(nil)
+  class AJBench < ActiveJob::Base
+    def perform(arg) = Tally.perform(arg)
+  end
+end
+
 Tally.writer = ->(json) { FiberJob.client._push("bench_result", [json]) }
 worker = FiberJob::Worker.new
 Tally.on_done = -> { worker.stop }

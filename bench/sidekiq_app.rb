@@ -16,4 +16,13 @@ class SidekiqBench
   def perform(arg) = Tally.perform(arg)
 end
 
+if ENV["AJ"] == "1" # W9: the same body as an ActiveJob job, through Sidekiq's adapter
+  require "active_job"
+  ActiveJob::Base.queue_adapter = :sidekiq
+  ActiveJob::Base.logger = Logger.new(nil)
+  class AJBench < ActiveJob::Base
+    def perform(arg) = Tally.perform(arg)
+  end
+end
+
 Tally.writer = ->(json) { Sidekiq.redis { |r| r.lpush("bench_result", json) } }
