@@ -76,6 +76,17 @@ RSpec.describe "fiber_job -P (swarm)" do
     expect(redis.llen("fiber_job:queue:{default}")).to eq(1) # the quiet workers left it for the next ones
   end
 
+  it "stops cleanly on Ctrl-C in a terminal (INT to the whole process group): each worker gets one signal" do
+    parent = start_swarm(2)
+    children = child_pids
+    Process.kill("INT", -parent) # what a terminal does: the foreground process group
+    expect(wait_process(parent, timeout: 30).exitstatus).to eq(0)
+    expect(children.none? { |pid| alive?(pid) }).to be(true)
+    log_text = File.read(log)
+    expect(log_text.scan(/worker \d \(pid \d+\) exited with status 0/).size).to eq(2)
+    expect(log_text).not_to include("shutdown interrupted")
+  end
+
   it "stops its workers when the parent is killed with -9" do
     parent = start_swarm(2)
     children = child_pids
