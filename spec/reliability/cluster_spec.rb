@@ -23,7 +23,7 @@ RSpec.describe "Redis Cluster" do
     FileUtils.rm_rf(@dir)
   end
 
-  def lines(pattern) = Dir[File.join(@dir, pattern)].flat_map { |f| File.readlines(f).map(&:split) }
+  def lines(pattern) = lines_in(@dir, pattern)
 
   RUN_JOB = <<~RUBY
     class ClusterJob < FiberJob::Job
@@ -33,25 +33,9 @@ RSpec.describe "Redis Cluster" do
 
   # A producer process: enqueues `total` ClusterJobs on `queue` at about `rate` a
   # second, writing each acknowledged one down; retries what raised.
-  def start_producer(total, queue:, rate: 400)
-    spawn_ruby(<<~RUBY, env: { "RUNS" => @dir })
-      #{RUN_JOB}
-      acked = File.open(File.join(#{@dir.dump}, "acked"), "a").tap { |f| f.sync = true }
-      errors = Hash.new(0)
-      #{total}.times do |i|
-        begin
-          FiberJob::Client.push(ClusterJob, [i], queue: #{queue.dump})
-          acked.puts(i)
-        rescue FiberJob::Error => e
-          errors[e.class] += 1
-          warn "enqueue failed: \#{e.class}: \#{e.message}" if errors[e.class] == 1
-          sleep 0.05
-          retry
-        end
-        sleep #{1.0 / rate}
-      end
-      puts "producer done: errors \#{errors}"
-    RUBY
+  def start_cluster_producer(total, queue:, rate: 400)
+    start_producer(total, dir: @dir, prelude: RUN_JOB, enqueue: "FiberJob::Client.push(ClusterJob, [i], queue: #{queue.dump})",
+                   pause: 1.0 / rate, env: { "RUNS" => @dir })
   end
 
   def start_cluster_workers(count, queue)
@@ -117,7 +101,7 @@ RSpec.describe "Redis Cluster" do
     it "follows MOVED and ASK while a busy queue's slot migrates to another master, losing nothing" do
       queue = @cluster.queues_on_different_masters(1).first
       workers = start_cluster_workers(2, queue)
-      producer, producer_log = start_producer(3000, queue: queue)
+      producer, producer_log = start_cluster_producer(3000, queue: queue)
       wait_for(timeout: 30, message: "jobs flowing") { lines("ran-*").size >= 300 }
       slot = @cluster.slot_of("{#{queue}}")
       from = @cluster.port_of("{#{queue}}")
@@ -185,7 +169,7 @@ RSpec.describe "Redis Cluster" do
     it "recovers when the master of a busy queue is killed; reports time to recover and what was lost" do
       queue = @cluster.queues_on_different_masters(1).first
       workers = start_cluster_workers(2, queue)
-      producer, producer_log = start_producer(3000, queue: queue)
+      producer, producer_log = start_cluster_producer(3000, queue: queue)
       wait_for(timeout: 30, message: "jobs flowing") { lines("ran-*").size >= 300 }
       victim = @cluster.port_of("{#{queue}}")
       killed_at = Time.now.to_f

@@ -23,7 +23,7 @@ RSpec.describe "Redis Sentinel", :slow do
     FileUtils.rm_rf(@dir)
   end
 
-  def lines(pattern) = Dir[File.join(@dir, pattern)].flat_map { |f| File.readlines(f).map(&:split) }
+  def lines(pattern) = lines_in(@dir, pattern)
 
   it "follows a failover after the master is killed: work resumes, and nothing acknowledged is lost" do
     total = 2000
@@ -33,24 +33,8 @@ RSpec.describe "Redis Sentinel", :slow do
       end
     RUBY
     workers = start_workers(2, jobs, config: "c.queue_concurrency = { default: 5 }")
-    producer, producer_log = spawn_ruby(<<~RUBY)
-      class SentinelJob < FiberJob::Job; end
-      acked = File.open(File.join(#{@dir.dump}, "acked"), "a").tap { |f| f.sync = true }
-      errors = Hash.new(0)
-      #{total}.times do |i|
-        begin
-          SentinelJob.perform_async(i)
-          acked.puts(i)
-        rescue FiberJob::Error => e
-          errors[e.class] += 1
-          warn "enqueue failed: \#{e.class}: \#{e.message}" if errors[e.class] == 1
-          sleep 0.05
-          retry
-        end
-        sleep 0.0025
-      end
-      puts "producer done: errors \#{errors}"
-    RUBY
+    producer, producer_log = start_producer(total, dir: @dir, prelude: "class SentinelJob < FiberJob::Job; end",
+                                                   enqueue: "SentinelJob.perform_async(i)", pause: 0.0025)
     wait_for(timeout: 30, message: "jobs flowing") { lines("ran-*").size >= 400 }
     old_port = @group.master_port
     killed_at = Time.now.to_f

@@ -1,7 +1,6 @@
 # frozen_string_literal: true
 
-require "socket"
-require "openssl"
+require_relative "resp"
 
 # A Redis Cluster of the test's own: `masters` redis-servers with --cluster-enabled
 # (each with `replicas` replicas), joined by `redis-cli --cluster create`. Each node's
@@ -136,50 +135,15 @@ class ClusterGroup
 
   # Sends one command in RESP to a port (authenticated, over TLS when the nodes
   # speak it); returns the reply.
-  def ask(port, *args)
-    Socket.tcp("127.0.0.1", port, connect_timeout: 1) do |tcp|
-      io = @tls ? tls_socket(tcp) : tcp
-      if @password
-        io.write(resp(["AUTH", @password]))
-        read_reply(io)
-      end
-      io.write(resp(args))
-      read_reply(io)
-    end
-  rescue SystemCallError, IOError, OpenSSL::SSL::SSLError
-    nil
-  end
+  def ask(port, *args) = Resp.ask(port, *args, password: @password, tls: !@tls.nil?)
 
   private
-
-  def resp(args) = "*#{args.size}\r\n" + args.map { |a| "$#{a.to_s.bytesize}\r\n#{a}\r\n" }.join
-
-  def tls_socket(tcp)
-    context = OpenSSL::SSL::SSLContext.new
-    context.verify_mode = OpenSSL::SSL::VERIFY_NONE
-    OpenSSL::SSL::SSLSocket.new(tcp, context).tap do |ssl|
-      ssl.sync_close = true
-      ssl.connect
-    end
-  end
 
   def cli_options
     options = []
     options += ["-a", @password, "--no-auth-warning"] if @password
     options += ["--tls", "--cacert", @tls[:ca]] if @tls
     options
-  end
-
-  def read_reply(io)
-    line = io.gets("\r\n")&.chomp("\r\n")
-    return nil if line.nil?
-
-    case line[0]
-    when "*" then line[1..].to_i.negative? ? nil : Array.new(line[1..].to_i) { read_reply(io) }
-    when "$" then line[1..].to_i.negative? ? nil : io.read(line[1..].to_i + 2).chomp("\r\n")
-    when ":" then line[1..].to_i
-    else line[1..]
-    end
   end
 
   def wait_until_ok

@@ -1,6 +1,6 @@
 # frozen_string_literal: true
 
-require "socket"
+require_relative "resp"
 require "tmpdir"
 require "fileutils"
 
@@ -62,28 +62,9 @@ class SentinelGroup
   end
 
   # Sends one command in RESP to a port; returns the reply (Array, String or nil).
-  def ask(port, *args)
-    Socket.tcp("127.0.0.1", port, connect_timeout: 1) do |s|
-      s.write("*#{args.size}\r\n" + args.map { |a| "$#{a.to_s.bytesize}\r\n#{a}\r\n" }.join)
-      read_reply(s)
-    end
-  rescue SystemCallError, IOError
-    nil
-  end
+  def ask(port, *args) = Resp.ask(port, *args)
 
   private
-
-  def read_reply(io)
-    line = io.gets("\r\n")&.chomp("\r\n")
-    return nil if line.nil?
-
-    case line[0]
-    when "*" then line[1..].to_i.negative? ? nil : Array.new(line[1..].to_i) { read_reply(io) }
-    when "$" then line[1..].to_i.negative? ? nil : io.read(line[1..].to_i + 2).chomp("\r\n")
-    when ":" then line[1..].to_i
-    else line[1..]
-    end
-  end
 
   # Every sentinel knows the master, the replica and the two other sentinels, and the
   # replica is in sync: a failover can happen.

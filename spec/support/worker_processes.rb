@@ -23,6 +23,35 @@ module WorkerProcesses
     end
   end
 
+  # A producer process for failover specs: runs `enqueue` (Ruby source using `i`) for
+  # i in 0...total, writes each acknowledged i to `dir`/acked, and retries what raised
+  # (printing the first error of each class); `prelude` defines the job class.
+  # Returns [pid, output file], whose last line is "producer done: errors {…}".
+  def start_producer(total, dir:, enqueue:, prelude:, pause:, env: {})
+    spawn_ruby(<<~RUBY, env: env)
+      #{prelude}
+      acked = File.open(File.join(#{dir.dump}, "acked"), "a").tap { |f| f.sync = true }
+      errors = Hash.new(0)
+      #{total}.times do |i|
+        begin
+          #{enqueue}
+          acked.puts(i)
+        rescue FiberJob::Error => e
+          errors[e.class] += 1
+          warn "enqueue failed: \#{e.class}: \#{e.message}" if errors[e.class] == 1
+          sleep 0.05
+          retry
+        end
+        sleep #{pause}
+      end
+      puts "producer done: errors \#{errors}"
+    RUBY
+  end
+
+  # Whitespace-split lines of the files matching `pattern` in `dir` (what producers and
+  # jobs wrote down).
+  def lines_in(dir, pattern) = Dir[File.join(dir, pattern)].flat_map { |f| File.readlines(f).map(&:split) }
+
   def stop_workers(workers, timeout: 30)
     workers.each { |pid, _| Process.kill("TERM", pid) }
     workers.map { |pid, _| wait_process(pid, timeout: timeout) }

@@ -2,7 +2,7 @@
 //! client, which asks a seed for the slot map and connects to each master itself.
 
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
-use redis::{ConnectionAddr, IntoConnectionInfo, TlsMode};
+use redis::{ConnectionAddr, IntoConnectionInfo};
 
 use super::mask_password;
 use super::settings::TargetSettings;
@@ -71,12 +71,9 @@ pub fn build(s: &TargetSettings, certificates: Option<redis::TlsCertificates>) -
         builder = builder.username(user);
     }
     if tls == Some(true) {
-        let verify = s.tls.as_ref().is_none_or(|t| t.verify_peer);
-        builder = builder.tls(if verify {
-            TlsMode::Secure
-        } else {
-            TlsMode::Insecure
-        });
+        builder = builder.tls(super::tls::mode(
+            s.tls.as_ref().is_none_or(|t| t.verify_peer),
+        ));
         if let Some(certs) = certificates {
             builder = builder.certs(certs);
         }

@@ -109,12 +109,7 @@ pub fn build(s: &TargetSettings, certificates: Option<redis::TlsCertificates>) -
         builder = builder.set_client_to_redis_db(s.db);
     }
     if let Some(tls) = &s.tls {
-        let mode = if tls.verify_peer {
-            TlsMode::Secure
-        } else {
-            TlsMode::Insecure
-        };
-        builder = builder.set_client_to_redis_tls_mode(mode);
+        builder = builder.set_client_to_redis_tls_mode(super::tls::mode(tls.verify_peer));
         if let Some(certs) = certificates {
             builder = builder.set_client_to_redis_certificates(certs);
         }

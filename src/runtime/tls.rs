@@ -69,6 +69,15 @@ pub fn certificates(tls: &TlsSettings) -> Result<redis::TlsCertificates> {
     })
 }
 
+/// The redis crate's TLS mode for `verify_peer`.
+pub fn mode(verify_peer: bool) -> redis::TlsMode {
+    if verify_peer {
+        redis::TlsMode::Secure
+    } else {
+        redis::TlsMode::Insecure
+    }
+}
+
 pub fn warn_once_unverified() {
     static WARNED: std::sync::Once = std::sync::Once::new();
     WARNED.call_once(|| {
