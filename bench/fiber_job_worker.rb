@@ -9,7 +9,7 @@ FiberJob.configure do |c|
   c.redis_url = ENV.fetch("REDIS_URL")
   c.redis_tls = { ca_file: ENV["TLS_CA"] } if ENV["TLS_CA"]
   c.queue_concurrency = { default: Integer(ENV.fetch("CONC")) }
-  c.prefetch = Integer(ENV.fetch("PREFETCH", "0"))
+  c.prefetch = ENV.fetch("PREFETCH", "auto") == "auto" ? :auto : Integer(ENV.fetch("PREFETCH"))
   c.executor = ENV.fetch("EXECUTOR", "fiber").to_sym
   c.log_level = :warn
 end

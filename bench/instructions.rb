@@ -6,7 +6,7 @@
 # shutdown cancelled out. Split by where the instructions run: Ruby (libruby), the
 # engine (fiber_job.so) and the rest (libc, the kernel interface, ...). Unlike jobs/s,
 # it does not move with machine noise.
-# Usage: ruby bench/instructions.rb  (N=20000; PREFETCH="0 100")
+# Usage: ruby bench/instructions.rb  (N=20000; PREFETCH="auto 0 100")
 require "json"
 require "tmpdir"
 require "fileutils"
@@ -53,11 +53,11 @@ def run(n, prefetch, redis, url, dir)
 end
 
 puts "instructions per no-op job, one FiberJob worker, concurrency 10 (callgrind, #{2 * N} − #{N} jobs)"
-ENV.fetch("PREFETCH", "0 100").split.map(&:to_i).each do |prefetch|
+ENV.fetch("PREFETCH", "auto 0 100").split.each do |prefetch|
   small = run(N, prefetch, redis, url, dir)
   large = run(2 * N, prefetch, redis, url, dir)
   per = %w[ruby fiber_job other].to_h { |k| [k, (large[k] - small[k]).to_f / N] }
-  puts format("prefetch %-3d  total %8.0f   Ruby %8.0f   engine (fiber_job.so) %7.0f   other %7.0f",
+  puts format("prefetch %-4s  total %8.0f   Ruby %8.0f   engine (fiber_job.so) %7.0f   other %7.0f",
               prefetch, per.values.sum, per["ruby"], per["fiber_job"], per["other"])
   $stdout.flush
 end

@@ -50,8 +50,9 @@ module FiberJob
       self.shutdown_timeout = 25
       # Seconds a Redis call may take before it fails with ConnectionError.
       self.network_timeout = 5
-      # Extra jobs a worker may hold per queue beyond its concurrency (0: none).
-      self.prefetch = 0
+      # Extra jobs a worker may hold per queue beyond its concurrency: :auto (about
+      # what it finishes in 5 ms, by the jobs' measured run time), or a fixed Integer.
+      self.prefetch = :auto
       self.prefix = "fiber_job"
       # Cron expressions are read in the process's local time, like crontab (or :utc).
       self.cron_time_zone = :local
@@ -349,8 +350,8 @@ module FiberJob
     end
 
     def prefetch=(value)
-      unless value.is_a?(Integer) && value >= 0
-        raise ConfigurationError, "prefetch must be an Integer >= 0, got #{value.inspect}"
+      unless value == :auto || (value.is_a?(Integer) && value >= 0)
+        raise ConfigurationError, "prefetch must be :auto or an Integer >= 0, got #{value.inspect}"
       end
       @prefetch = value
     end

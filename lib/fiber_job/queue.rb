@@ -7,7 +7,8 @@ module FiberJob
     module_function
 
     # @return [Hash] size: ready jobs, scheduled: scheduled jobs and pending retries,
-    #   processing: jobs workers have taken and not yet finished
+    #   processing: jobs running now (from the workers' heartbeats, at most a second old;
+    #   prefetched jobs waiting for a slot are not counted: see `metrics`' held)
     def stats(queue)
       m = metrics([queue_string(queue)]).values.first
       { size: m[:size], scheduled: m[:scheduled] + m[:retries], processing: m[:processing] }
@@ -108,17 +109,20 @@ module FiberJob
 
     # Counters and sizes per queue, kept in Redis by the engine:
     #   { "default" => { processed:, failed:, size:, scheduled:, retries:, processing:,
-    #                    busy:, latency: seconds the oldest ready job has waited (0.0 if none) } }
-    # processing: jobs workers have taken and not finished (running, or fetched and
-    # waiting for a slot); busy: the ones running now (from the workers' heartbeats).
+    #                    held:, busy:, latency: seconds the oldest ready job has waited (0.0 if none) } }
+    # processing: jobs running now, each in a worker slot (from the workers' heartbeats,
+    # at most a second old); busy: the same (its older name); held: jobs workers have
+    # taken and not finished — running, or prefetched and waiting for a slot (from their
+    # processing lists, exact).
     # @param queues [Array, nil] which queues (default: every known queue)
     # @return [Hash{String => Hash}]
     def metrics(queues = nil)
       names = queues ? Array(queues).map(&:to_s) : self.names
       now = Time.now.to_f
-      FiberJob.admin._metrics(names).to_h do |name, processed, failed, size, scheduled, retries, processing, busy, oldest|
+      FiberJob.admin._metrics(names).to_h do |name, processed, failed, size, scheduled, retries, held, running, oldest|
         [name, { processed: processed, failed: failed, size: size, scheduled: scheduled, retries: retries,
-                 processing: processing, busy: busy, latency: oldest ? [now - oldest, 0.0].max.round(3) : 0.0 }]
+                 processing: running, held: held, busy: running,
+                 latency: oldest ? [now - oldest, 0.0].max.round(3) : 0.0 }]
       end
     end
 
@@ -131,7 +135,7 @@ module FiberJob
       sum = ->(key) { per_queue.sum { |m| m[key] } }
       { processed: processed, failed: failed, dead: dead, failure_records: records,
         enqueued: sum[:size], scheduled: sum[:scheduled], retries: sum[:retries], processing: sum[:processing],
-        busy: sum[:busy],
+        held: sum[:held], busy: sum[:busy],
         processes: processes.size }
     end
 

@@ -41,7 +41,7 @@ module FiberJob
       @limits = config.limits_for(@queues, all: @all, given: @given)
       @native = Native::Worker.new(
         connection: config.check!.connection, prefix: config.prefix, identity: identity,
-        queues: @queues.zip(@limits).map { |q, n| [q, n, config.prefetch] }
+        queues: @queues.zip(@limits).map { |q, n| [q, n, config.prefetch == :auto ? nil : config.prefetch] }
       )
       previous = install_signal_handlers
       logs = LogBridge.new(FiberJob.logger).start

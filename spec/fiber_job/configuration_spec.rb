@@ -20,6 +20,7 @@ RSpec.describe FiberJob::Configuration do
     expect(config.log_level).to eq(:info)
     expect(config.executor).to eq(:fiber)
     expect(config.shutdown_timeout).to eq(25)
+    expect(config.prefetch).to eq(:auto)
   end
 
   it "reads REDIS_URL and FIBER_JOB_LOG_LEVEL" do
@@ -48,7 +49,8 @@ RSpec.describe FiberJob::Configuration do
     redis_url: ["http://x", %r{redis_url "http://x" must start with redis://}],
     queues: [[], /queues must list at least one queue/],
     queue_concurrency: [{ default: 0 }, /queue_concurrency\[:default\] must be a positive Integer/],
-    executor: [:process, /executor :process is not one of :fiber, :thread/]
+    executor: [:process, /executor :process is not one of :fiber, :thread/],
+    prefetch: [:lots, /prefetch must be :auto or an Integer >= 0, got :lots/]
   }.each do |option, (value, message)|
     it "rejects a bad #{option} with a ConfigurationError naming it" do
       expect { FiberJob.configure { |c| c.public_send(:"#{option}=", value) } }

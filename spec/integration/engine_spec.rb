@@ -113,6 +113,35 @@ RSpec.describe "the engine, end to end" do
     lists = redis.keys("fiber_job:processing:{default}:*")
     expect(lists.size).to eq(1)
     expect(JSON.parse(redis.lindex(lists.first, 0))).to include("class" => "NapJob", "args" => [30])
-    expect(FiberJob::Queue.stats(:default)).to include(size: 0, processing: 1)
+    expect(FiberJob::Queue.metrics(["default"])["default"]).to include(size: 0, held: 1)
+  end
+
+  it "counts running jobs as processing, and prefetched ones only as held" do
+    FiberJob.config.queue_concurrency = { default: 2 }
+    FiberJob.config.prefetch = 5
+    FiberJob.config.shutdown_timeout = 5
+    7.times { SlowJob.perform_async(2.5) }
+    with_worker do
+      wait_for(message: "2 running, 7 held") do
+        m = FiberJob::Queue.metrics(["default"])["default"]
+        m[:processing] == 2 && m[:held] == 7 && m[:size].zero?
+      end
+      expect(FiberJob::Queue.stats(:default)).to include(processing: 2, size: 0)
+      expect(FiberJob::Queue.totals).to include(processing: 2, held: 7, busy: 2)
+    end
+    expect(FiberJob::Queue.stats(:default)).to include(processing: 0, size: 5)
+  end
+
+  it "prefetches no long jobs by default (:auto): a process holds only what it runs" do
+    FiberJob.config.queue_concurrency = { default: 2 }
+    6.times { SlowJob.perform_async(0.6) }
+    held = []
+    with_worker do
+      until Ran.calls.size == 6
+        held << FiberJob::Queue.metrics(["default"])["default"][:held]
+        sleep 0.05
+      end
+    end
+    expect(held.max).to eq(2)
   end
 end

@@ -135,7 +135,7 @@ RSpec.describe "retries, the dead set and timeouts" do
         wait_for(timeout: 30, message: "every job settled") do
           done = Ran.calls.count { |c| c.first == :done }
           dead = redis.zcard("fiber_job:dead:{default}")
-          done + dead >= 200 && FiberJob::Queue.stats(:default)[:processing].zero?
+          done + dead >= 200 && FiberJob::Queue.metrics(["default"])["default"][:held].zero?
         end
         QueuedJob.perform_async(999)
         wait_for { Ran.calls.include?([:queued, 999]) }

@@ -13,7 +13,7 @@ RSpec.describe "three worker processes in normal operation" do
     workers = start_workers(3, jobs, config: "c.queue_concurrency = { default: 10 }")
     wait_for { redis.scard("fiber_job:processes") == 3 }
     payloads.each_slice(1000) { |s| raw_push("default", s) }
-    wait_for(timeout: 120) { redis.llen("fiber_job:queue:{record}") >= 10_000 && FiberJob::Queue.stats(:default)[:processing].zero? }
+    wait_for(timeout: 120) { redis.llen("fiber_job:queue:{record}") >= 10_000 && FiberJob::Queue.metrics(["default"])["default"][:held].zero? }
     sleep 0.5
     expect(stop_workers(workers).map(&:exitstatus)).to eq([0, 0, 0])
     ran = records.map(&:to_i)

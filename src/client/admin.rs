@@ -45,11 +45,11 @@ pub struct QueueMetrics {
     pub size: u64,
     pub scheduled: u64,
     pub retries: u64,
-    /// Jobs workers are processing: taken and not finished (running, or fetched and
-    /// waiting for a slot), from their processing lists.
-    pub processing: u64,
+    /// Jobs workers hold: taken and not finished (running, or prefetched and waiting
+    /// for a slot), from their processing lists.
+    pub held: u64,
     /// Jobs running now (each uses a worker slot), from the workers' heartbeats.
-    pub busy: u64,
+    pub running: u64,
     /// `enqueued_at` of the oldest ready job (epoch seconds), if any.
     pub oldest_enqueued_at: Option<f64>,
 }
@@ -111,9 +111,9 @@ impl Client {
         })?;
         // Per process: its processing lists' lengths, then its heartbeat's queues and
         // busy counts (a heartbeat without them, from an older FiberJob, counts its
-        // processing jobs as busy).
-        let mut processing = vec![0u64; queues.len()];
-        let mut busy = vec![0u64; queues.len()];
+        // held jobs as running).
+        let mut held = vec![0u64; queues.len()];
+        let mut running = vec![0u64; queues.len()];
         if !ids.is_empty() {
             let replies: Vec<RedisResult<Value>> = self.call(cancel, |mut c| {
                 let mut pipe = redis::pipe();
@@ -139,8 +139,8 @@ impl Client {
                     .unwrap_or((None, None));
                 let by_queue = busy_by_queue(beat);
                 for (i, q) in queues.iter().enumerate() {
-                    processing[i] += lens[i];
-                    busy[i] += match &by_queue {
+                    held[i] += lens[i];
+                    running[i] += match &by_queue {
                         Some(map) => map.get(q.as_str()).copied().unwrap_or(0),
                         None => lens[i],
                     };
@@ -161,8 +161,8 @@ impl Client {
                     scheduled: count(next()),
                     retries: count(next()),
                     oldest_enqueued_at: text(next()).as_deref().and_then(enqueued_at),
-                    processing: processing[i],
-                    busy: busy[i],
+                    held: held[i],
+                    running: running[i],
                 }
             })
             .collect())

@@ -62,8 +62,8 @@ impl RbAdmin {
                     m.size,
                     m.scheduled,
                     m.retries,
-                    m.processing,
-                    m.busy,
+                    m.held,
+                    m.running,
                     m.oldest_enqueued_at,
                 )
             })

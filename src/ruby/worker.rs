@@ -21,7 +21,7 @@ use crate::runtime::cancel::Cancel;
 use crate::store::payload;
 use crate::store::records::Failure;
 use crate::worker::cron_ticker::CronDef;
-use crate::worker::{Engine, QueueSettings, Settings, Taken};
+use crate::worker::{Engine, Prefetch, QueueSettings, Settings, Taken};
 
 #[magnus::wrap(class = "FiberJob::Native::Worker", free_immediately, size)]
 pub struct RbWorker(Engine);
@@ -43,9 +43,9 @@ fn tuple(ruby: &Ruby, engine: &Engine, job: &Taken) -> Result<Value, magnus::Err
 
 impl RbWorker {
     /// `settings`: { connection: (see `connection.rs`), prefix:, identity:,
-    /// queues: [[name, concurrency, prefetch], …] }, converted here once.
+    /// queues: [[name, concurrency, prefetch or nil for auto], …] }, converted here once.
     fn new(ruby: &Ruby, settings: RHash) -> Result<Self, magnus::Error> {
-        let queues: Vec<(String, usize, usize)> = required(ruby, settings, "queues")?;
+        let queues: Vec<(String, usize, Option<usize>)> = required(ruby, settings, "queues")?;
         let connection: RHash = required(ruby, settings, "connection")?;
         let settings = Settings {
             target: target_settings(ruby, connection)?,
@@ -56,7 +56,7 @@ impl RbWorker {
                 .map(|(name, limit, prefetch)| QueueSettings {
                     name,
                     limit,
-                    prefetch,
+                    prefetch: prefetch.map_or(Prefetch::Auto, Prefetch::Fixed),
                 })
                 .collect(),
         };

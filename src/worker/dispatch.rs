@@ -4,7 +4,8 @@
 //! them. A job is handed out only while its queue runs fewer than `limit` jobs, so the
 //! per-queue concurrency limit is exact: it is a counter under one mutex, not a hope.
 //! A fetcher asks for `capacity` first, so a process never holds more than
-//! `limit + prefetch` jobs of a queue (busy plus buffered).
+//! `limit + prefetch` jobs of a queue (busy plus buffered); `prefetch.rs` says how
+//! deep the default (`Auto`) goes.
 //!
 //! Waking: thread executors wait on a `Condvar` (without the GVL); the fiber executor
 //! waits on the read end of a socketpair (an IO its scheduler understands), to which a
@@ -20,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::prefetch::{Depth, Prefetch};
 use crate::store::payload::Parsed;
 
 /// A job this process is processing: taken from Redis (so in its processing list),
@@ -30,6 +32,8 @@ pub struct ProcessingJob {
     pub queue: usize,
     pub raw: String,
     pub parsed: Parsed,
+    /// When it was handed out (None while buffered).
+    pub started: Option<Instant>,
 }
 
 /// What an executor gets: plain data, converted to Ruby objects once the GVL is held.
@@ -45,7 +49,7 @@ pub struct Taken {
 
 struct QueueState {
     limit: usize,
-    prefetch: usize,
+    prefetch: Depth,
     buffer: VecDeque<ProcessingJob>,
     busy: usize,
 }
@@ -73,7 +77,7 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// `queues` holds (limit, prefetch) per queue, in the worker's queue order.
-    pub fn new(queues: &[(usize, usize)]) -> std::io::Result<Self> {
+    pub fn new(queues: &[(usize, Prefetch)]) -> std::io::Result<Self> {
         let (wake_tx, wake_rx) = UnixStream::pair()?;
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
@@ -83,7 +87,7 @@ impl Dispatcher {
                     .iter()
                     .map(|&(limit, prefetch)| QueueState {
                         limit,
-                        prefetch,
+                        prefetch: Depth::new(prefetch),
                         buffer: VecDeque::new(),
                         busy: 0,
                     })
@@ -132,7 +136,7 @@ impl Dispatcher {
             return Some(0);
         }
         let qs = &st.queues[q];
-        Some((qs.limit + qs.prefetch).saturating_sub(qs.busy + qs.buffer.len()))
+        Some((qs.limit + qs.prefetch.extra(qs.limit)).saturating_sub(qs.busy + qs.buffer.len()))
     }
 
     /// Waits until queue `q` has room; `None` once stopping.
@@ -169,6 +173,7 @@ impl Dispatcher {
                 queue: q,
                 raw,
                 parsed,
+                started: None,
             };
             if st.stopping || st.quiet {
                 out.push(job);
@@ -199,6 +204,7 @@ impl Dispatcher {
                     break;
                 };
                 qs.busy += 1;
+                job.started = Some(Instant::now());
                 // The arguments move to Ruby; the in-flight job keeps its raw payload.
                 out.push(Taken {
                     id: job.id,
@@ -280,7 +286,11 @@ impl Dispatcher {
     pub fn finish(&self, id: u64) -> Option<ProcessingJob> {
         let mut st = self.lock();
         let job = st.busy_jobs.remove(&id)?;
-        st.queues[job.queue].busy -= 1;
+        let qs = &mut st.queues[job.queue];
+        qs.busy -= 1;
+        if let Some(at) = job.started {
+            qs.prefetch.finished(at.elapsed());
+        }
         self.space[job.queue].notify_one();
         self.cond.notify_all();
         self.wake(&mut st);
@@ -360,7 +370,7 @@ mod tests {
 
     #[test]
     fn hands_out_no_more_than_the_limit() {
-        let d = Dispatcher::new(&[(3, 0)]).unwrap();
+        let d = Dispatcher::new(&[(3, Prefetch::Fixed(0))]).unwrap();
         assert_eq!(d.capacity(0), Some(3));
         d.buffer(0, jobs(5));
         assert_eq!(d.capacity(0), Some(0));
@@ -375,7 +385,7 @@ mod tests {
 
     #[test]
     fn queues_are_served_round_robin() {
-        let d = Dispatcher::new(&[(1, 0), (1, 0)]).unwrap();
+        let d = Dispatcher::new(&[(1, Prefetch::Fixed(0)), (1, Prefetch::Fixed(0))]).unwrap();
         d.buffer(0, jobs(1));
         d.buffer(1, jobs(1));
         let taken = d.take(10);
@@ -387,7 +397,7 @@ mod tests {
 
     #[test]
     fn stop_returns_pushes_and_drains_buffers() {
-        let d = Dispatcher::new(&[(1, 1)]).unwrap();
+        let d = Dispatcher::new(&[(1, Prefetch::Fixed(1))]).unwrap();
         d.buffer(0, jobs(2));
         d.stop();
         assert_eq!(d.capacity(0), None);
@@ -398,7 +408,7 @@ mod tests {
 
     #[test]
     fn take_blocking_wakes_on_push_from_another_thread() {
-        let d = std::sync::Arc::new(Dispatcher::new(&[(1, 0)]).unwrap());
+        let d = std::sync::Arc::new(Dispatcher::new(&[(1, Prefetch::Fixed(0))]).unwrap());
         let d2 = d.clone();
         let t = std::thread::spawn(move || {
             d2.take_blocking(Duration::from_secs(5), &AtomicBool::new(false))
@@ -411,7 +421,7 @@ mod tests {
     #[test]
     fn wake_byte_is_written_only_when_waiting() {
         use std::io::Read;
-        let d = Dispatcher::new(&[(1, 0)]).unwrap();
+        let d = Dispatcher::new(&[(1, Prefetch::Fixed(0))]).unwrap();
         let mut buf = [0u8; 8];
         d.buffer(0, jobs(1));
         assert!((&d.wake_rx).read(&mut buf).is_err(), "nobody waited yet");

@@ -18,9 +18,12 @@ mod dispatch;
 mod fetch;
 mod heartbeat;
 mod outcome;
+mod prefetch;
 mod reaper;
 mod scheduler;
 mod state;
+
+pub use prefetch::Prefetch;
 
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::AtomicBool;
@@ -58,7 +61,7 @@ pub struct Settings {
 pub struct QueueSettings {
     pub name: String,
     pub limit: usize,
-    pub prefetch: usize,
+    pub prefetch: Prefetch,
 }
 
 pub struct Engine {
@@ -83,7 +86,7 @@ impl Engine {
         let redis = Target::new(&settings.target)?;
         let timeout = settings.target.timeout;
         let rt = runtime::get()?;
-        let limits: Vec<(usize, usize)> = settings
+        let limits: Vec<(usize, Prefetch)> = settings
             .queues
             .iter()
             .map(|q| (q.limit, q.prefetch))

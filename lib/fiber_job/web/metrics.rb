@@ -16,8 +16,9 @@ module FiberJob
         ["fiber_job_queue_latency_seconds", "gauge", "How long the oldest ready job has waited.", :latency],
         ["fiber_job_scheduled", "gauge", "Jobs scheduled with perform_in/perform_at.", :scheduled],
         ["fiber_job_retries", "gauge", "Failed jobs waiting for a retry.", :retries],
-        ["fiber_job_processing", "gauge", "Jobs workers have taken and not finished (running, or fetched and waiting).", :processing],
-        ["fiber_job_busy", "gauge", "Jobs running now, each using a worker slot.", :busy]
+        ["fiber_job_processing", "gauge", "Jobs running now, each using a worker slot.", :processing],
+        ["fiber_job_held", "gauge", "Jobs workers have taken and not finished (running, or prefetched and waiting).", :held],
+        ["fiber_job_busy", "gauge", "Jobs running now (the same as fiber_job_processing; kept for dashboards).", :busy]
       ].freeze
 
       module_function

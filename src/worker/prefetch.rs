@@ -1,0 +1,111 @@
+//! How many jobs of a queue a process may hold beyond the ones it runs.
+//!
+//! Prefetching hides the fetch round trip: a slot that frees finds a job in memory
+//! instead of waiting on Redis, which is most of the throughput for short jobs (W1).
+//! Its cost is that a held job waits for a slot of *this* process while another
+//! process may be idle. So the default (`Auto`) holds about what this process finishes
+//! in `HORIZON`, measured: `limit × HORIZON / average run time` (Little's law), capped.
+//! Short jobs get a deep buffer, jobs of a second or more get none (a held job would
+//! wait longer than a fetch costs), and a queue's first jobs get none until some have
+//! finished. A held job so waits about `HORIZON` longer than it would in Redis, at most.
+
+use std::time::Duration;
+
+/// About how long a prefetched job waits in a process's buffer.
+pub const HORIZON: Duration = Duration::from_millis(5);
+/// `Auto` holds at most this many times the queue's concurrency...
+pub const MAX_PER_SLOT: usize = 10;
+/// ...and never more than this many jobs.
+pub const MAX_HELD: usize = 1000;
+/// Weight of the newest run time in the moving average.
+const WEIGHT: f64 = 0.1;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Prefetch {
+    /// `config.prefetch = n`: always hold up to `n` more.
+    Fixed(usize),
+    /// The default: follows the queue's measured run time (see the module's text).
+    Auto,
+}
+
+/// A queue's prefetch setting and what it measured.
+#[derive(Debug)]
+pub struct Depth {
+    setting: Prefetch,
+    /// Moving average of a job's run time (taken → finished), seconds; 0 until one
+    /// finished.
+    average: f64,
+}
+
+impl Depth {
+    pub fn new(setting: Prefetch) -> Depth {
+        Depth {
+            setting,
+            average: 0.0,
+        }
+    }
+
+    /// A job of the queue ran `took`.
+    pub fn finished(&mut self, took: Duration) {
+        if self.setting != Prefetch::Auto {
+            return;
+        }
+        let t = took.as_secs_f64();
+        self.average = if self.average == 0.0 {
+            t
+        } else {
+            self.average + WEIGHT * (t - self.average)
+        };
+    }
+
+    /// Jobs the process may hold beyond `limit` running ones.
+    pub fn extra(&self, limit: usize) -> usize {
+        match self.setting {
+            Prefetch::Fixed(n) => n,
+            Prefetch::Auto if self.average <= 0.0 => 0,
+            Prefetch::Auto => {
+                let fits = limit as f64 * HORIZON.as_secs_f64() / self.average;
+                (fits as usize).min(limit * MAX_PER_SLOT).min(MAX_HELD)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn after(runs: &[f64]) -> Depth {
+        let mut d = Depth::new(Prefetch::Auto);
+        for r in runs {
+            d.finished(Duration::from_secs_f64(*r));
+        }
+        d
+    }
+
+    #[test]
+    fn auto_holds_what_finishes_within_the_horizon() {
+        assert_eq!(after(&[]).extra(10), 0, "nothing measured yet");
+        assert_eq!(after(&[0.000_05]).extra(10), 100, "short jobs: capped at 10 per slot");
+        assert_eq!(after(&[0.01]).extra(50), 25, "10 ms jobs at 50: 25");
+        assert_eq!(after(&[0.1]).extra(1000), 50);
+        assert_eq!(after(&[0.000_001]).extra(500), MAX_HELD);
+        assert_eq!(after(&[2.0]).extra(10), 0, "long jobs: none");
+    }
+
+    #[test]
+    fn auto_follows_a_change_of_run_time() {
+        let mut d = after(&[0.000_05; 5]);
+        for _ in 0..60 {
+            d.finished(Duration::from_secs(1));
+        }
+        assert_eq!(d.extra(10), 0);
+    }
+
+    #[test]
+    fn fixed_is_fixed() {
+        let mut d = Depth::new(Prefetch::Fixed(7));
+        d.finished(Duration::from_secs(5));
+        assert_eq!(d.extra(3), 7);
+    }
+}
