@@ -48,7 +48,7 @@ RSpec.describe "the engine, end to end" do
         expect(hash_arg.keys).to eq(%w[zebra apple mango]) # key order survives too
         expect(hash_arg["mango"].keys).to eq(%w[b a])
         expect(redis.llen("fiber_job:queue:{default}")).to eq(0)
-        expect(redis.keys("fiber_job:processing:*")).to be_empty
+        expect(held_keys).to be_empty
         expect(redis.get("fiber_job:stat:processed").to_i).to eq(5)
         expect(Ran.calls.find { |c| c == [2**64 - 1, -2**63] }).to all(be_an(Integer))
       end
@@ -99,7 +99,7 @@ RSpec.describe "the engine, end to end" do
     end
   end
 
-  it "leaves a job in its processing list when the worker is killed mid-run" do
+  it "leaves a job held (its held set) when the worker is killed mid-run" do
     pid, out = spawn_ruby(<<~RUBY)
       class NapJob < FiberJob::Job
         def perform(s) = (puts("NAP-JOB-RUNNING"); sleep(s))
@@ -110,10 +110,29 @@ RSpec.describe "the engine, end to end" do
     wait_for(message: "job start") { File.read(out).include?("NAP-JOB-RUNNING") }
     Process.kill("KILL", pid)
     wait_process(pid)
-    lists = redis.keys("fiber_job:processing:{default}:*")
-    expect(lists.size).to eq(1)
-    expect(JSON.parse(redis.lindex(lists.first, 0))).to include("class" => "NapJob", "args" => [30])
+    held = held_payloads("default")
+    expect(held.size).to eq(1)
+    expect(JSON.parse(held.first)).to include("class" => "NapJob", "args" => [30])
     expect(FiberJob::Queue.metrics(["default"])["default"]).to include(size: 0, held: 1)
+  end
+
+  it "runs a payload pushed twice twice (the second copy is held in the processing list)" do
+    payload = JSON.generate("class" => "EmailJob", "args" => [7, "twice"], "jid" => "a" * 24, "queue" => "default")
+    raw_push("default", [payload, payload])
+    with_worker { wait_for { Ran.calls.size == 2 && held_keys.empty? } }
+    expect(Ran.calls).to eq([[7, "twice"], [7, "twice"]])
+    expect(redis.get("fiber_job:stat:processed").to_i).to eq(2)
+  end
+
+  it "recovers the held jobs of a dead process that only held-owners still lists (an older reaper dropped it)" do
+    ghost = "gone-host:4242:0123abcd"
+    payload = JSON.generate("class" => "EmailJob", "args" => [9, "ghost"], "jid" => "b" * 24, "queue" => "default")
+    redis.sadd?("fiber_job:queues", "default")
+    redis.sadd?("fiber_job:held:{default}:#{ghost}", payload)
+    redis.sadd?("fiber_job:held-owners", ghost)
+    with_worker { wait_for(message: "recovered and run") { Ran.calls == [[9, "ghost"]] } }
+    expect(redis.sismember("fiber_job:held-owners", ghost)).to be(false)
+    expect(held_keys).to be_empty
   end
 
   it "counts running jobs as processing, and prefetched ones only as held" do

@@ -26,10 +26,10 @@ RSpec.describe "a worker killed with kill -9 mid-run" do
     Process.kill("KILL", first[0])
     killed_at = Process.clock_gettime(Process::CLOCK_MONOTONIC)
     wait_process(first[0])
-    in_flight = redis.llen("fiber_job:processing:{default}:#{victim}")
+    in_flight = held_payloads("default", victim).size
 
     second = start_workers(1, JOBS, config: "c.queue_concurrency = { default: 10 }")
-    wait_for(timeout: 30, message: "recovery") { redis.llen("fiber_job:processing:{default}:#{victim}").zero? }
+    wait_for(timeout: 30, message: "recovery") { held_payloads("default", victim).empty? }
     recovered_after = Process.clock_gettime(Process::CLOCK_MONOTONIC) - killed_at
     wait_for(timeout: 60, message: "all jobs") { records.uniq.size == 2000 }
     expect(stop_workers(second).map(&:exitstatus)).to eq([0])

@@ -88,7 +88,7 @@ RSpec.describe "Redis out of memory" do
     expect(@raw.get("fiber_job:stat:processed").to_i).to eq(1000)
     expect(@raw.get("fiber_job:stat:failed").to_i).to eq(3000)
     expect(@raw.llen("fiber_job:queue:{default}")).to eq(0)
-    expect(@raw.keys("fiber_job:processing:*")).to be_empty
+    expect(held_keys(client: @raw)).to be_empty
     expect(@raw.zcard("fiber_job:retry:{default}")).to eq(0)
   end
 

@@ -55,7 +55,7 @@ RSpec.describe "graceful shutdown" do
     Process.kill("TERM", pid)
     expect(wait_process(pid).exitstatus).to eq(0)
     expect(records).to include("done-0", "done-1")
-    expect(redis.keys("fiber_job:processing:*")).to be_empty
+    expect(held_keys).to be_empty
   end
 
   it "on TSTP stops fetching but lets running jobs finish" do

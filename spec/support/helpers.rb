@@ -67,6 +67,20 @@ module SpecHelpers
     client.publish("#{FiberJob.config.prefix}:ready", queue.to_s)
   end
 
+  # Payloads workers have taken from `queue` and not finished: their held sets and
+  # processing lists (docs/ARCHITECTURE.md), of every process or of `identity`.
+  def held_payloads(queue = "default", identity = "*", client: redis)
+    prefix = FiberJob.config.prefix
+    client.keys("#{prefix}:held:{#{queue}}:#{identity}").flat_map { |k| client.smembers(k) } +
+      client.keys("#{prefix}:processing:{#{queue}}:#{identity}").flat_map { |k| client.lrange(k, 0, -1) }
+  end
+
+  # Every held set and processing list in Redis (none once workers stopped cleanly).
+  def held_keys(client: redis)
+    prefix = FiberJob.config.prefix
+    client.keys("#{prefix}:processing:*") + client.keys("#{prefix}:held:*")
+  end
+
   # Runs a worker on a thread of this process until the block returns.
   def with_worker(**options)
     worker = FiberJob::Worker.new(**options)

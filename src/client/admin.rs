@@ -121,6 +121,7 @@ impl Client {
                 for id in &ids {
                     for q in queues {
                         pipe.cmd("LLEN").arg(k.processing(q, id));
+                        pipe.cmd("SCARD").arg(k.held(q, id));
                     }
                     pipe.cmd("HMGET")
                         .arg(k.process(id))
@@ -131,7 +132,10 @@ impl Client {
             })?;
             let mut replies = replies.into_iter();
             for _ in &ids {
-                let lens: Vec<u64> = queues.iter().map(|_| count(replies.next())).collect();
+                let lens: Vec<u64> = queues
+                    .iter()
+                    .map(|_| count(replies.next()) + count(replies.next()))
+                    .collect();
                 let beat: (Option<Lossy>, Option<Lossy>) = replies
                     .next()
                     .and_then(|r| r.ok())
@@ -233,7 +237,8 @@ impl Client {
     }
 
     /// Payloads a process has taken from `queues` and not finished (running, or
-    /// buffered by prefetch), oldest first, as (queue, payload).
+    /// buffered by prefetch), as (queue, payload): its held set's (in no order), then
+    /// its processing list's, oldest first.
     pub fn processing_jobs(
         &self,
         cancel: &Cancel,
@@ -248,6 +253,7 @@ impl Client {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             for q in queues {
+                pipe.cmd("SMEMBERS").arg(k.held(q, identity));
                 pipe.cmd("LRANGE")
                     .arg(k.processing(q, identity))
                     .arg(0)
@@ -255,16 +261,18 @@ impl Client {
             }
             async move { pipe.query_async(&mut c).await }
         })?;
-        Ok(queues
-            .iter()
-            .zip(lists)
-            .flat_map(|(q, list)| {
-                list.unwrap_or_default()
-                    .into_iter()
-                    .rev()
-                    .map(move |p| (q.clone(), p.0))
-            })
-            .collect())
+        let mut lists = lists.into_iter();
+        let mut out = Vec::new();
+        for q in queues {
+            let held = lists.next().and_then(|r| r.ok()).unwrap_or_default();
+            let listed = lists.next().and_then(|r| r.ok()).unwrap_or_default();
+            out.extend(
+                held.into_iter()
+                    .chain(listed.into_iter().rev())
+                    .map(|p| (q.clone(), p.0)),
+            );
+        }
+        Ok(out)
     }
 
     /// Jobs processed and failed per 10-second window, for the last `windows` windows

@@ -144,9 +144,12 @@ impl Client {
                 ("scheduled", self.keys.schedule(q), "zset"),
                 ("retry", self.keys.retry(q), "zset"),
             ];
-            let processing = ids
-                .iter()
-                .map(|id| ("processing", self.keys.processing(q, id), "list"));
+            let processing = ids.iter().flat_map(|id| {
+                [
+                    ("processing", self.keys.held(q, id), "set"),
+                    ("processing", self.keys.processing(q, id), "list"),
+                ]
+            });
             for (state, key, kind) in places.into_iter().chain(processing) {
                 if let Some((raw, score)) = self.jid_op(cancel, &key, &key, kind, "find", jid)? {
                     return Ok(Some(Found {

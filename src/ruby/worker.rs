@@ -95,6 +95,15 @@ impl RbWorker {
         Ok(out)
     }
 
+    /// One job that may start now, or nil (a worker fiber going straight on to its
+    /// next job: no Array for one tuple).
+    fn take_one(ruby: &Ruby, rb_self: &Self) -> Result<Option<Value>, magnus::Error> {
+        match rb_self.0.take(1).first() {
+            Some(job) => Ok(Some(tuple(ruby, &rb_self.0, job)?)),
+            None => Ok(None),
+        }
+    }
+
     fn take_blocking(
         ruby: &Ruby,
         rb_self: &Self,
@@ -188,6 +197,7 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     class.define_singleton_method("new", function!(RbWorker::new, 1))?;
     class.define_method("_start", method!(RbWorker::start, 2))?;
     class.define_method("_take", method!(RbWorker::take, 1))?;
+    class.define_method("_take_one", method!(RbWorker::take_one, 0))?;
     class.define_method("_take_blocking", method!(RbWorker::take_blocking, 1))?;
     class.define_method("_wait_stop", method!(RbWorker::wait_stop, 1))?;
     class.define_method("_wake_fd", method!(RbWorker::wake_fd, 0))?;

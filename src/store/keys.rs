@@ -40,9 +40,25 @@ impl Keys {
         format!("{}:retry:{{{}}}", self.prefix, queue)
     }
 
-    /// Jobs one process has taken from a queue and not yet acknowledged.
+    /// Jobs one process has taken from a queue and not yet acknowledged, as a list:
+    /// the ones its blocking fetch (`BRPOPLPUSH`) took, and a payload taken while the
+    /// same bytes were already held. The rest are in `held`.
     pub fn processing(&self, queue: &str, identity: &str) -> String {
         format!("{}:processing:{{{}}}:{}", self.prefix, queue, identity)
+    }
+
+    /// Jobs one process has taken from a queue and not yet acknowledged, as a set of
+    /// payloads: what the batch fetch takes goes here, so an ack is an O(1) `SREM`
+    /// (the list's `LREM` scans past every older job still running).
+    pub fn held(&self, queue: &str, identity: &str) -> String {
+        format!("{}:held:{{{}}}:{}", self.prefix, queue, identity)
+    }
+
+    /// Every process that may have `held` sets. Reapers look here as well as in
+    /// `processes`: a reaper of a version before the sets (0.2) removes a dead process
+    /// from `processes` after recovering its lists only.
+    pub fn held_owners(&self) -> String {
+        format!("{}:held-owners", self.prefix)
     }
 
     /// Set of every queue name ever enqueued to.
@@ -169,6 +185,7 @@ mod tests {
             k.processing("default", "h:1:a"),
             "fj:processing:{default}:h:1:a"
         );
+        assert_eq!(k.held("default", "h:1:a"), "fj:held:{default}:h:1:a");
         assert_eq!(k.schedule("high"), "fj:schedule:{high}");
         assert_eq!(k.retry("high"), "fj:retry:{high}");
     }

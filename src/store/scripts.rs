@@ -21,25 +21,47 @@ fn waking(body: &str) -> Script {
 }
 
 /// Reliable batch fetch: move up to ARGV[1] jobs from the queue's front into this
-/// process's processing list, oldest first. KEYS: queue, processing.
+/// process's held set, oldest first; a payload whose bytes the set already holds (the
+/// same job pushed twice) goes to the processing list instead, so each copy is held
+/// once. The first write is a SADD, which Redis refuses whole when full. KEYS: queue,
+/// held, processing. Returns {payloads, 1-based positions of the ones listed}.
 pub static FETCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local out = {}
-for i = 1, tonumber(ARGV[1]) do
-  local v = redis.call('RPOPLPUSH', KEYS[1], KEYS[2])
-  if not v then break end
-  out[i] = v
+local got = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
+local out, listed = {}, {}
+for i = #got, 1, -1 do
+  out[#out + 1] = got[i]
+  if redis.call('SADD', KEYS[2], got[i]) == 0 then
+    redis.call('LPUSH', KEYS[3], got[i])
+    listed[#listed + 1] = #out
+  end
 end
-return out",
+if #got > 0 then redis.call('LTRIM', KEYS[1], 0, -#got - 1) end
+return {out, listed}",
     )
 });
 
-/// Move everything left in a processing list back to the front of its queue, oldest
-/// at the very front. KEYS: queue, processing. Returns how many moved.
+/// Lua: `release(raw)` takes one copy of `raw` out of what this process holds (KEYS
+/// `HELD` and `LISTED`: its held set and processing list); true if it held one.
+/// Its first write is an SREM or LREM, which Redis allows when full.
+fn releasing(held: usize, listed: usize, body: &str) -> Script {
+    waking(&format!(
+        r"
+local function release(raw)
+  return redis.call('SREM', KEYS[{held}], raw) == 1 or redis.call('LREM', KEYS[{listed}], -1, raw) > 0
+end
+{body}"
+    ))
+}
+
+/// Move everything left in a processing list and held set back to the front of its
+/// queue (the list's oldest at the very front; a set has no order). KEYS: queue,
+/// processing, held. Returns how many moved.
 pub static SWEEP: LazyLock<Script> = LazyLock::new(|| {
     waking(
         r"
+redis.replicate_commands() -- SMEMBERS then writes (Redis 5 replicates scripts verbatim otherwise)
 local n = 0
 while true do
   local v = redis.call('LPOP', KEYS[2])
@@ -47,6 +69,10 @@ while true do
   redis.call('RPUSH', KEYS[1], v)
   n = n + 1
 end
+local held = redis.call('SMEMBERS', KEYS[3])
+for _, v in ipairs(held) do redis.call('RPUSH', KEYS[1], v) end
+redis.call('DEL', KEYS[3])
+n = n + #held
 wake(KEYS[1], n)
 return n",
     )
@@ -113,13 +139,15 @@ return 0",
     )
 });
 
-/// Give one job back to the front of its queue, unless it is no longer in the
-/// processing list (its owner finished it meanwhile). KEYS: processing, queue.
+/// Give one job back to the front of its queue, unless this process no longer holds
+/// it (its owner finished it meanwhile). KEYS: processing, queue, held.
 /// ARGV: payload. Returns 1 if moved.
 pub static RECOVER: LazyLock<Script> = LazyLock::new(|| {
-    waking(
+    releasing(
+        3,
+        1,
         r"
-if redis.call('LREM', KEYS[1], -1, ARGV[1]) > 0 then
+if release(ARGV[1]) then
   redis.call('RPUSH', KEYS[2], ARGV[1])
   wake(KEYS[2], 1)
   return 1
@@ -130,13 +158,15 @@ return 0",
 
 /// Recover one job of a dead process and count it: below ARGV[2] recoveries it goes
 /// back to the front of its queue; at ARGV[2] to the dead set (a job that keeps killing
-/// its worker). Nothing happens to a job no longer in the processing list.
-/// KEYS: processing, queue, dead, recovery counter. ARGV: payload, most recoveries,
-/// counter TTL, now, dead-set entry. Returns 0 gone, 1 requeued, 2 buried.
+/// its worker). Nothing happens to a job the process no longer holds.
+/// KEYS: processing, queue, dead, recovery counter, held. ARGV: payload, most
+/// recoveries, counter TTL, now, dead-set entry. Returns 0 gone, 1 requeued, 2 buried.
 pub static RECOVER_COUNTED: LazyLock<Script> = LazyLock::new(|| {
-    waking(
+    releasing(
+        5,
+        1,
         r"
-if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then return 0 end
+if not release(ARGV[1]) then return 0 end
 local n = redis.call('INCR', KEYS[4])
 if n >= tonumber(ARGV[2]) then
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
@@ -162,8 +192,9 @@ while i <= #ARGV do
 end
 if i ~= #ARGV + 1 then return redis.error_reply('ERR truncated outcome list') end
 -- Keys written after the first write must hold the right type, or the script would stop
--- halfway. (The processing list needs no check: the first write is its LREM, and an
--- error there stops the script before anything is written.)
+-- halfway. (The held set and processing list need none: the first write is an SREM or
+-- LREM of them, and an error there stops the script before anything is written; a
+-- wrong-typed processing list after a good SREM cannot be: FiberJob alone writes it.)
 local function expect(k, want)
   local t = redis.call('TYPE', KEYS[k])['ok']
   if t ~= 'none' and t ~= want then
@@ -180,7 +211,7 @@ local processed, failed, dead, retried, back = 0, 0, false, false, 0
 i = 7
 while i <= #ARGV do
   local op, raw = ARGV[i], ARGV[i + 1]
-  local mine = redis.call('LREM', KEYS[1], -1, raw) > 0
+  local mine = release(raw)
   if mine then
     if op == 'A' then
       processed = processed + 1
@@ -225,18 +256,18 @@ return {processed, failed, problems}";
 
 /// Records a batch of one queue's job outcomes (see `acker.rs`): acks, failures (with a
 /// retry or to the dead set), burials of jobs that cannot run, and give-backs to the
-/// queue's front. Each outcome applies only if its job is still in this process's
-/// processing list, which the script's first write (LREM) checks: a batch sent twice
+/// queue's front. Each outcome applies only if this process still holds its job, which
+/// the script's first write (SREM or LREM, `release`) checks: a batch sent twice
 /// (its reply lost) applies once, and a job a reaper already gave back is not also
 /// recorded. Key types are checked before any write, so the script never stops halfway.
 /// Every key is the queue's (one Cluster slot); the process-wide totals are the
 /// caller's to add. KEYS: 1 processing, 2 queue, 3 retry, 4 dead, 5 failed, 6 the
-/// queue's processed counter, 7 its failed counter. ARGV: 1 now, 2 failure records
+/// queue's processed counter, 7 its failed counter, 8 held. ARGV: 1 now, 2 failure records
 /// kept, 3 dead-set cap, 4 dead-set max age, 5 schedule channel, 6 queue name, then
 /// outcomes: `A raw` (ack), `R raw record at payload` (retry), `D raw record payload`
 /// (dead after a failure), `X raw entry` (dead, cannot run), `Q raw` (give back).
 /// Returns {processed, failed, counters that could not be updated}.
-pub static OUTCOMES: LazyLock<Script> = LazyLock::new(|| waking(OUTCOMES_LUA));
+pub static OUTCOMES: LazyLock<Script> = LazyLock::new(|| releasing(8, 1, OUTCOMES_LUA));
 
 /// A worker's heartbeat hash. Its first write (EXPIRE) is one Redis allows over
 /// maxmemory, so a worker keeps beating, and is not reaped as dead, while Redis is
@@ -301,10 +332,11 @@ return moved"#,
     )
 });
 
-/// Find, delete or run now one job by jid in a list or sorted set. A cheap substring
+/// Find, delete or run now one job by jid in a list or sorted set (or find one in a
+/// set: a held set, at most a worker's concurrency and prefetch). A cheap substring
 /// test picks candidates, JSON decoding confirms them. Scans in chunks of 500; an
 /// admin action, linear in the size of the key. KEYS: source, destination queue (for
-/// 'run'). ARGV: jid, 'list' or 'zset', 'find' | 'delete' | 'run'. Returns
+/// 'run'). ARGV: jid, 'list', 'zset' or 'set' (find only), 'find' | 'delete' | 'run'. Returns
 /// {payload, score or ''}, or nil when no job has that jid.
 pub static JID_OP: LazyLock<Script> = LazyLock::new(|| {
     waking(
@@ -313,7 +345,10 @@ local jid, kind, action = ARGV[1], ARGV[2], ARGV[3]
 local start = 0
 while true do
   local chunk
-  if kind == 'list' then
+  if kind == 'set' then
+    if action ~= 'find' or start > 0 then return false end
+    chunk = redis.call('SMEMBERS', KEYS[1])
+  elseif kind == 'list' then
     chunk = redis.call('LRANGE', KEYS[1], start, start + 499)
   else
     chunk = redis.call('ZRANGE', KEYS[1], start, start + 499)

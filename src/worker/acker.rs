@@ -3,22 +3,24 @@
 //!
 //! Each wake-up takes up to `BATCH` messages and groups them by queue; all groups go in
 //! one pipeline, each applied whole or not at all:
-//! - a group of acks only (the hot path) is plain commands, an `LREM` per job and the
-//!   counters' `INCRBY`s: a Lua `redis.call` costs Redis about a microsecond more per
-//!   job than the command itself (a quarter of W1's throughput), and a transaction's
-//!   QUEUED replies cost the worker. An ack is one command and is done when Redis took
-//!   it; each command Redis refused is kept and sent again (an `LREM` of a job no longer
-//!   listed is a no-op), and so are the counts, so counters come out exact once Redis
-//!   takes them — while Redis is full it takes the acks (`LREM` frees memory) and the
-//!   counts wait. Counts sent again because a reply was lost count twice.
+//! - a group of acks only (the hot path) is plain commands: one `SREM` of every acked
+//!   job in the held set (O(1) per job, see `Keys::held`), an `LREM` per job in the
+//!   processing list (taken by the blocking fetch), and the counters' `INCRBY`s: a Lua
+//!   `redis.call` costs Redis about a microsecond more per job than the command itself
+//!   (a quarter of W1's throughput), and a transaction's QUEUED replies cost the
+//!   worker. An ack is done when Redis took its command; each command Redis refused is
+//!   kept and sent again (removing a job no longer held is a no-op), and so are the
+//!   counts, so counters come out exact once Redis takes them — while Redis is full it
+//!   takes the acks (`SREM`/`LREM` free memory) and the counts wait. Counts sent again
+//!   because a reply was lost count twice.
 //! - a group with any other outcome (a failure to retry or bury, a give-back) is one
-//!   `OUTCOMES` script call, in which each outcome applies only if its job is still in
-//!   the processing list, so it applies once however often it is sent, and which Redis
+//!   `OUTCOMES` script call, in which each outcome applies only if the process still
+//!   holds its job, so it applies once however often it is sent, and which Redis
 //!   runs whole even when full (see `scripts.rs`): a failure is never half recorded.
 //!
 //! A group Redis does not apply — unreachable, refusing, a key of the wrong type — is
-//! kept and sent again with backoff until it applies; meanwhile its jobs stay in the
-//! processing list. Nothing is ever dropped.
+//! kept and sent again with backoff until it applies; meanwhile its jobs stay held.
+//! Nothing is ever dropped.
 //!
 //! (Its tests are in `acker_tests.rs`.)
 
@@ -97,12 +99,14 @@ pub async fn run(state: Arc<WorkerState>, mut rx: mpsc::UnboundedReceiver<Outcom
 /// One queue's outcomes of a batch.
 struct Group {
     /// `OUTCOMES`'s keys, all in the queue's Cluster slot.
-    keys: [String; 7],
+    keys: [String; 8],
     /// `OUTCOMES`'s arguments before the outcomes.
     fixed: [String; 6],
-    /// Payloads of the acked jobs (an ack changes only its own job, so acks may go
-    /// first whatever their order among other outcomes).
+    /// Payloads of the acked jobs in the held set (an ack changes only its own job, so
+    /// acks may go first whatever their order among other outcomes).
     acks: Vec<Vec<u8>>,
+    /// Payloads of the acked jobs in the processing list.
+    listed_acks: Vec<Vec<u8>>,
     /// The other outcomes, as `OUTCOMES` takes them; with none, the group is sent as
     /// plain commands instead of the script.
     others: Vec<Vec<u8>>,
@@ -143,8 +147,10 @@ const COUNTERS: [Counter; 5] = [
 enum Reply {
     /// The script (every outcome but the process-wide counts).
     Script,
-    /// The `LREM` of `acks[i]`.
-    Ack(usize),
+    /// The `SREM` of every job in `acks`.
+    Acks,
+    /// The `LREM` of `listed_acks[i]`.
+    ListedAck(usize),
     /// The `INCRBY` of a counter.
     Count(Counter),
     /// An `EXPIRE` (of a window that already counts; nothing to keep).
@@ -173,8 +179,12 @@ fn build(
         let group = groups.entry(q).or_insert_with(|| Group::new(state, q, now));
         let args = &mut group.others;
         match msg {
-            Outcome::Acked { raw, .. } => {
-                group.acks.push(raw);
+            Outcome::Acked { raw, listed, .. } => {
+                if listed {
+                    group.listed_acks.push(raw);
+                } else {
+                    group.acks.push(raw);
+                }
                 group.count(&[
                     Counter::Processed,
                     Counter::QueueProcessed,
@@ -230,6 +240,7 @@ impl Group {
                 k.failed(queue),
                 k.stat_queue("processed", queue),
                 k.stat_queue("failed", queue),
+                state.held_key(q).to_string(),
             ],
             fixed: [
                 now.to_string(),
@@ -240,6 +251,7 @@ impl Group {
                 queue.clone(),
             ],
             acks: Vec::new(),
+            listed_acks: Vec::new(),
             others: Vec::new(),
             counters: [
                 k.stat("processed"),
@@ -260,7 +272,7 @@ impl Group {
 
     /// Adds the group's commands to `pipe`; returns what each of their replies answers.
     fn add_to(&self, pipe: &mut redis::Pipeline) -> Vec<Reply> {
-        let mut replies = Vec::with_capacity(self.acks.len() + 6);
+        let mut replies = Vec::with_capacity(self.listed_acks.len() + 7);
         let scripted = !self.others.is_empty();
         if scripted {
             let mut cmd = redis::cmd("EVALSHA");
@@ -268,16 +280,20 @@ impl Group {
                 .arg(self.keys.len())
                 .arg(&self.keys[..])
                 .arg(&self.fixed[..]);
-            for raw in &self.acks {
+            for raw in self.acks.iter().chain(&self.listed_acks) {
                 cmd.arg(&b"A"[..]).arg(raw);
             }
             cmd.arg(&self.others);
             pipe.add_command(cmd);
             replies.push(Reply::Script);
         } else {
-            for (i, raw) in self.acks.iter().enumerate() {
+            if !self.acks.is_empty() {
+                pipe.cmd("SREM").arg(&self.keys[7]).arg(&self.acks);
+                replies.push(Reply::Acks);
+            }
+            for (i, raw) in self.listed_acks.iter().enumerate() {
                 pipe.cmd("LREM").arg(&self.keys[0]).arg(-1).arg(raw);
-                replies.push(Reply::Ack(i));
+                replies.push(Reply::ListedAck(i));
             }
         }
         for counter in COUNTERS {
@@ -306,7 +322,7 @@ impl Group {
         replies: impl Iterator<Item = redis::RedisResult<redis::Value>>,
     ) -> Option<redis::RedisError> {
         let mut refused = None;
-        let mut done = vec![false; self.acks.len()];
+        let mut done = vec![false; self.listed_acks.len()];
         for (what, reply) in plan.into_iter().zip(replies) {
             match (what, reply) {
                 (Reply::Script, Ok(v)) => {
@@ -319,10 +335,12 @@ impl Group {
                     }
                     // The script counted the queue's processed jobs itself.
                     done.iter_mut().for_each(|d| *d = true);
+                    self.acks.clear();
                     self.others.clear();
                     self.uncounted[Counter::QueueProcessed as usize] = 0;
                 }
-                (Reply::Ack(i), Ok(_)) => done[i] = true,
+                (Reply::Acks, Ok(_)) => self.acks.clear(),
+                (Reply::ListedAck(i), Ok(_)) => done[i] = true,
                 (Reply::Count(c), Ok(_)) => self.uncounted[c as usize] = 0,
                 (Reply::Count(c), Err(e)) if matches!(e.code(), Some("ERR" | "WRONGTYPE")) => {
                     // Not a number (another program wrote it): counting is bookkeeping.
@@ -336,12 +354,15 @@ impl Group {
             }
         }
         let mut done = done.into_iter();
-        self.acks.retain(|_| !done.next().unwrap_or(false));
+        self.listed_acks.retain(|_| !done.next().unwrap_or(false));
         refused
     }
 
     fn is_done(&self) -> bool {
-        self.acks.is_empty() && self.others.is_empty() && self.uncounted == [0; 5]
+        self.acks.is_empty()
+            && self.listed_acks.is_empty()
+            && self.others.is_empty()
+            && self.uncounted == [0; 5]
     }
 }
 

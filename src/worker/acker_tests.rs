@@ -2,15 +2,26 @@
 
 use super::*;
 
-fn group(acks: &[&str], others: &[&str]) -> Group {
+fn bytes(v: &[&str]) -> Vec<Vec<u8>> {
+    v.iter().map(|a| a.as_bytes().to_vec()).collect()
+}
+
+/// A group with `acks` in the held set, `listed` in the processing list.
+fn group_of(acks: &[&str], listed: &[&str], others: &[&str]) -> Group {
+    let n = acks.len() + listed.len();
     Group {
         keys: std::array::from_fn(|i| format!("k{i}")),
         fixed: std::array::from_fn(|i| format!("a{i}")),
-        acks: acks.iter().map(|a| a.as_bytes().to_vec()).collect(),
-        others: others.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        acks: bytes(acks),
+        listed_acks: bytes(listed),
+        others: bytes(others),
         counters: std::array::from_fn(|i| format!("c{i}")),
-        uncounted: [acks.len(), acks.len(), acks.len(), 0, 0],
+        uncounted: [n, n, n, 0, 0],
     }
+}
+
+fn group(acks: &[&str], others: &[&str]) -> Group {
+    group_of(acks, &[], others)
 }
 
 fn server_error(line: &str) -> redis::RedisError {
@@ -26,10 +37,24 @@ fn send_plan(g: &Group) -> Vec<Reply> {
 
 #[test]
 fn acks_are_plain_commands_and_the_script_takes_the_rest() {
-    let g = group(&["j1", "j2"], &[]);
+    let g = group_of(&["j1", "j2", "j3"], &["j4", "j5"], &[]);
     let mut pipe = redis::pipe();
-    assert_eq!(g.add_to(&mut pipe).len(), 2 + 3 + 1); // LREM ×2, INCRBY ×3, EXPIRE
-    assert_eq!(pipe.len(), 6);
+    // One SREM for the held jobs, an LREM per listed one, INCRBY ×3, EXPIRE.
+    assert!(matches!(
+        g.add_to(&mut pipe)[..],
+        [
+            Reply::Acks,
+            Reply::ListedAck(0),
+            Reply::ListedAck(1),
+            Reply::Count(Counter::Processed),
+            Reply::Count(Counter::QueueProcessed),
+            Reply::Count(Counter::ProcessedWindow),
+            Reply::Expire
+        ]
+    ));
+    assert_eq!(pipe.len(), 7);
+    let srem = pipe.cmd_iter().next().unwrap().args_iter().count();
+    assert_eq!(srem, 2 + 3, "SREM key j1 j2 j3");
     let g = group(&["j1"], &["R", "j2", "rec", "1.0", "p"]);
     // The script adds to the queue's counter; the process-wide ones are beside it.
     assert!(matches!(
@@ -45,10 +70,10 @@ fn acks_are_plain_commands_and_the_script_takes_the_rest() {
 
 #[test]
 fn what_redis_refused_is_kept_and_what_it_took_is_not_sent_again() {
-    let mut g = group(&["j1", "j2"], &[]);
+    let mut g = group_of(&["j1"], &["j2"], &[]);
     let plan = send_plan(&g);
     let oom = || Err(server_error("OOM command not allowed"));
-    // Full Redis: the LREMs apply, the counts do not.
+    // Full Redis: the SREM and LREM apply, the counts do not.
     let replies = vec![
         Ok(redis::Value::Int(1)),
         Ok(redis::Value::Int(1)),
@@ -59,7 +84,7 @@ fn what_redis_refused_is_kept_and_what_it_took_is_not_sent_again() {
     ];
     let refused = g.applied(plan, replies.into_iter());
     assert!(refused.is_some_and(|e| e.code() == Some("OOM")));
-    assert!(g.acks.is_empty());
+    assert!(g.acks.is_empty() && g.listed_acks.is_empty());
     assert_eq!(g.uncounted, [2, 2, 2, 0, 0]);
     assert!(!g.is_done());
     // Next time: only the counts, by the acks not yet counted.
@@ -68,6 +93,18 @@ fn what_redis_refused_is_kept_and_what_it_took_is_not_sent_again() {
     let ok = vec![Ok(redis::Value::Int(2)); 4];
     assert!(g.applied(plan, ok.into_iter()).is_none());
     assert!(g.is_done());
+}
+
+#[test]
+fn a_refused_listed_ack_alone_is_sent_again() {
+    let mut g = group_of(&["j1"], &["j2", "j3"], &[]);
+    let plan = send_plan(&g);
+    let wrong = || Err(server_error("WRONGTYPE Operation against a key"));
+    let ok = || Ok(redis::Value::Int(1));
+    let replies = vec![ok(), wrong(), ok(), ok(), ok(), ok(), ok()];
+    assert!(g.applied(plan, replies.into_iter()).is_some());
+    assert!(g.acks.is_empty());
+    assert_eq!(g.listed_acks, bytes(&["j2"]));
 }
 
 #[test]

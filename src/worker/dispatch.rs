@@ -11,8 +11,7 @@
 //! waits on the read end of a socketpair (an IO its scheduler understands), to which a
 //! byte is written when work may be available and it said it was waiting.
 //!
-//! (Over 400 lines with its tests, a quarter of it: the state under the one mutex and
-//! every operation on it belong in one file.)
+//! (Its tests are in `dispatch_tests.rs`.)
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
@@ -34,6 +33,8 @@ pub struct ProcessingJob {
     pub parsed: Parsed,
     /// When it was handed out (None while buffered).
     pub started: Option<Instant>,
+    /// In the processing list rather than the held set (see `Keys::held`).
+    pub listed: bool,
 }
 
 /// What an executor gets: plain data, converted to Ruby objects once the GVL is held.
@@ -52,6 +53,22 @@ struct QueueState {
     prefetch: Depth,
     buffer: VecDeque<ProcessingJob>,
     busy: usize,
+}
+
+impl QueueState {
+    /// How many jobs the fetcher should take now: the room left, once it is worth a
+    /// round trip — half the prefetch depth at least (fetching each job as its slot
+    /// freed cost W2 a round trip per job). An empty buffer always leaves that much
+    /// room, so the buffer refills before it runs dry.
+    fn to_fetch(&self) -> usize {
+        let extra = self.prefetch.extra(self.limit);
+        let room = (self.limit + extra).saturating_sub(self.busy + self.buffer.len());
+        if room >= extra.div_ceil(2) {
+            room
+        } else {
+            0
+        }
+    }
 }
 
 struct State {
@@ -135,11 +152,10 @@ impl Dispatcher {
         if st.quiet {
             return Some(0);
         }
-        let qs = &st.queues[q];
-        Some((qs.limit + qs.prefetch.extra(qs.limit)).saturating_sub(qs.busy + qs.buffer.len()))
+        Some(st.queues[q].to_fetch())
     }
 
-    /// Waits until queue `q` has room; `None` once stopping.
+    /// Waits until queue `q` has room worth a fetch; `None` once stopping.
     pub async fn wait_capacity(&self, q: usize) -> Option<usize> {
         loop {
             let notified = self.space[q].notified();
@@ -162,10 +178,11 @@ impl Dispatcher {
 
     /// Adds fetched jobs to queue `q`'s buffer. Once stopping or quiet they are not
     /// buffered but returned, for the caller to give back to Redis.
-    pub fn buffer(&self, q: usize, jobs: Vec<(String, Parsed)>) -> Vec<ProcessingJob> {
+    /// Each job comes with whether it is in the processing list (else the held set).
+    pub fn buffer(&self, q: usize, jobs: Vec<(String, Parsed, bool)>) -> Vec<ProcessingJob> {
         let mut st = self.lock();
         let mut out = Vec::new();
-        for (raw, parsed) in jobs {
+        for (raw, parsed, listed) in jobs {
             let id = st.next_id;
             st.next_id += 1;
             let job = ProcessingJob {
@@ -174,6 +191,7 @@ impl Dispatcher {
                 raw,
                 parsed,
                 started: None,
+                listed,
             };
             if st.stopping || st.quiet {
                 out.push(job);
@@ -291,7 +309,9 @@ impl Dispatcher {
         if let Some(at) = job.started {
             qs.prefetch.finished(at.elapsed());
         }
-        self.space[job.queue].notify_one();
+        if qs.to_fetch() > 0 {
+            self.space[job.queue].notify_one();
+        }
         self.cond.notify_all();
         self.wake(&mut st);
         Some(job)
@@ -354,80 +374,5 @@ impl Dispatcher {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::payload::parse;
-
-    fn jobs(n: usize) -> Vec<(String, Parsed)> {
-        (0..n)
-            .map(|i| {
-                let raw = format!(r#"{{"class":"A","args":[{i}],"jid":"j{i}"}}"#);
-                let p = parse(&raw).unwrap();
-                (raw, p)
-            })
-            .collect()
-    }
-
-    #[test]
-    fn hands_out_no_more_than_the_limit() {
-        let d = Dispatcher::new(&[(3, Prefetch::Fixed(0))]).unwrap();
-        assert_eq!(d.capacity(0), Some(3));
-        d.buffer(0, jobs(5));
-        assert_eq!(d.capacity(0), Some(0));
-        let taken = d.take(10);
-        assert_eq!(taken.len(), 3);
-        assert!(d.take(10).is_empty());
-        d.finish(taken[0].id).unwrap();
-        let more = d.take(10);
-        assert_eq!(more.len(), 1);
-        assert_eq!(more[0].args, vec![serde_json::Value::from(3)], "FIFO order");
-    }
-
-    #[test]
-    fn queues_are_served_round_robin() {
-        let d = Dispatcher::new(&[(1, Prefetch::Fixed(0)), (1, Prefetch::Fixed(0))]).unwrap();
-        d.buffer(0, jobs(1));
-        d.buffer(1, jobs(1));
-        let taken = d.take(10);
-        assert_eq!(
-            taken.iter().map(|h| h.queue).collect::<Vec<_>>(),
-            vec![0, 1]
-        );
-    }
-
-    #[test]
-    fn stop_returns_pushes_and_drains_buffers() {
-        let d = Dispatcher::new(&[(1, Prefetch::Fixed(1))]).unwrap();
-        d.buffer(0, jobs(2));
-        d.stop();
-        assert_eq!(d.capacity(0), None);
-        assert!(d.take(1).is_empty());
-        assert_eq!(d.buffer(0, jobs(1)).len(), 1);
-        assert_eq!(d.drain_buffers().len(), 2);
-    }
-
-    #[test]
-    fn take_blocking_wakes_on_push_from_another_thread() {
-        let d = std::sync::Arc::new(Dispatcher::new(&[(1, Prefetch::Fixed(0))]).unwrap());
-        let d2 = d.clone();
-        let t = std::thread::spawn(move || {
-            d2.take_blocking(Duration::from_secs(5), &AtomicBool::new(false))
-        });
-        std::thread::sleep(Duration::from_millis(20));
-        d.buffer(0, jobs(1));
-        assert!(t.join().unwrap().is_some());
-    }
-
-    #[test]
-    fn wake_byte_is_written_only_when_waiting() {
-        use std::io::Read;
-        let d = Dispatcher::new(&[(1, Prefetch::Fixed(0))]).unwrap();
-        let mut buf = [0u8; 8];
-        d.buffer(0, jobs(1));
-        assert!((&d.wake_rx).read(&mut buf).is_err(), "nobody waited yet");
-        let taken = d.take(1);
-        assert!(d.take(1).is_empty()); // now waiting
-        d.finish(taken[0].id);
-        assert_eq!((&d.wake_rx).read(&mut buf).unwrap(), 1);
-    }
-}
+#[path = "dispatch_tests.rs"]
+mod tests;

@@ -1,12 +1,13 @@
 //! One fetcher task per queue: moves jobs from Redis into the dispatcher's buffer.
 //!
 //! Lifecycle: wait until the queue has room in this process; take up to that many
-//! jobs in one Lua call (reliable: each lands in this process's processing list
-//! atomically), on the connection every fetcher of the process shares. When the queue
+//! jobs in one Lua call (reliable: each lands in this process's held set atomically,
+//! see `Keys::held`), on the connection every fetcher of the process shares. When the queue
 //! is empty, it waits in one of two ways:
 //! - **hot** (jobs were found in the last `HOT_FOR`): blocks in `BRPOPLPUSH` for up to
 //!   `BLOCK_SECS` on a connection of its own, so a job enqueued now is taken the
-//!   instant Redis stores it (pickup latency, W4);
+//!   instant Redis stores it (pickup latency, W4); such a job lands in the processing
+//!   list (`BRPOPLPUSH` moves list to list) and is acked there;
 //! - **cold**: gives that connection back and waits for a wake-up on the ready channel
 //!   (an enqueue or a script that found the queue empty publishes one; see
 //!   `Keys::ready_channel`), or a backstop poll at the latest — one second, doubling
@@ -48,6 +49,7 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
     let queue = state.queues[q].clone();
     let queue_key = state.keys.queue(&queue);
     let processing_key = state.keys.processing(&queue, &state.identity);
+    let held_key = state.keys.held(&queue, &state.identity);
     let mut outage = Outage::new(format!("fetcher for queue {queue:?}"));
     // After a failed fetch the command may have run with its reply lost: the job is
     // then in our processing list but not in memory. Reconcile before fetching again.
@@ -70,7 +72,7 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
             }
         };
         if reconcile_first {
-            match reconcile(&state, q, &queue_key, &processing_key, &mut c).await {
+            match reconcile(&state, q, &queue_key, &processing_key, &held_key, &mut c).await {
                 Ok(true) => reconcile_first = false,
                 Ok(false) => continue, // the acker could not flush yet: try again
                 Err(e) => {
@@ -82,15 +84,16 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
         }
         // Bytes, not Strings: a payload that is not UTF-8 must reach `buffer` (and the
         // dead set), not fail the read and block the queue.
-        let batch: redis::RedisResult<Vec<Vec<u8>>> = scripts::FETCH
+        let batch: redis::RedisResult<Fetched> = scripts::FETCH
             .key(&queue_key)
+            .key(&held_key)
             .key(&processing_key)
             .arg(cap.min(MAX_BATCH))
             .invoke_async(&mut c)
             .await;
         let hot = last_found.is_some_and(|at| at.elapsed() < HOT_FOR);
         let (batch, on_shared) = match batch {
-            Ok(b) if b.is_empty() && hot => match blocking.get(&state.redis).await {
+            Ok((b, _)) if b.is_empty() && hot => match blocking.get(&state.redis).await {
                 Ok(bc) => (
                     redis::cmd("BRPOPLPUSH")
                         .arg(&queue_key)
@@ -98,7 +101,10 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
                         .arg(BLOCK_SECS)
                         .query_async::<Option<Vec<u8>>>(bc)
                         .await
-                        .map(|one| one.into_iter().collect()),
+                        .map(|one| {
+                            let listed = if one.is_some() { vec![1] } else { vec![] };
+                            (one.into_iter().collect(), listed)
+                        }),
                     false,
                 ),
                 Err(e) => (Err(e), false),
@@ -106,8 +112,8 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
             other => (other, true),
         };
         match batch {
-            Ok(raws) if raws.is_empty() && hot => outage.recovered(), // fetch again
-            Ok(raws) if raws.is_empty() => {
+            Ok((raws, _)) if raws.is_empty() && hot => outage.recovered(), // fetch again
+            Ok((raws, _)) if raws.is_empty() => {
                 outage.recovered();
                 blocking.reset(); // cold: no connection held for this queue
                 tokio::select! {
@@ -116,11 +122,11 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
                 }
                 backstop = (backstop * 2).min(IDLE_BACKSTOP);
             }
-            Ok(raws) => {
+            Ok((raws, listed)) => {
                 backstop = FIRST_BACKSTOP;
                 last_found = Some(tokio::time::Instant::now());
                 outage.recovered();
-                buffer(&state, q, raws);
+                buffer(&state, q, raws, &listed);
             }
             // Redis answered with an error (full, a key of the wrong type): the command
             // did not run, so nothing was taken and the connection is fine.
@@ -138,15 +144,20 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
     }
 }
 
-/// Gives back to the queue's front every job in this process's processing list that the
-/// process does not hold in memory (fetched by a command whose reply was lost). The
-/// acker is flushed first, so jobs that finished are already gone from the list.
+/// What `FETCH` (or a `BRPOPLPUSH`) took: the payloads, oldest first, and the 1-based
+/// positions of those that landed in the processing list rather than the held set.
+type Fetched = (Vec<Vec<u8>>, Vec<usize>);
+
+/// Gives back to the queue's front every job in this process's processing list and
+/// held set that the process does not hold in memory (fetched by a command whose reply
+/// was lost). The acker is flushed first, so jobs that finished are already gone.
 /// Returns false when the flush did not complete in time (nothing was changed).
 async fn reconcile(
     state: &WorkerState,
     q: usize,
     queue_key: &str,
     processing_key: &str,
+    held_key: &str,
     c: &mut Conn,
 ) -> redis::RedisResult<bool> {
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -154,18 +165,21 @@ async fn reconcile(
     if tokio::time::timeout(state.timeout, rx).await.is_err() {
         return Ok(false);
     }
-    let listed: Vec<Vec<u8>> = redis::cmd("LRANGE")
+    let mut taken: Vec<Vec<u8>> = redis::cmd("LRANGE")
         .arg(processing_key)
         .arg(0)
         .arg(-1)
         .query_async(c)
         .await?;
+    let held: Vec<Vec<u8>> = redis::cmd("SMEMBERS").arg(held_key).query_async(c).await?;
+    taken.extend(held);
     let processing = state.dispatcher.processing_payloads(q);
     let mut moved = 0;
-    for raw in listed.into_iter().filter(|raw| !processing.contains(raw)) {
+    for raw in taken.into_iter().filter(|raw| !processing.contains(raw)) {
         moved += scripts::RECOVER
             .key(processing_key)
             .key(queue_key)
+            .key(held_key)
             .arg(raw)
             .invoke_async::<i64>(c)
             .await?;
@@ -182,14 +196,14 @@ async fn reconcile(
 /// Parses what was fetched, buffers the good jobs and sends the rest where they belong:
 /// payloads that are not UTF-8 JSON job objects to the dead set (kept byte for byte),
 /// jobs fetched after a stop back to the queue.
-fn buffer(state: &WorkerState, q: usize, raws: Vec<Vec<u8>>) {
+fn buffer(state: &WorkerState, q: usize, raws: Vec<Vec<u8>>, listed: &[usize]) {
     if raws.is_empty() {
         return;
     }
     let mut good = Vec::with_capacity(raws.len());
-    for raw in raws {
+    for (i, raw) in raws.into_iter().enumerate() {
         match read(raw) {
-            Ok(job) => good.push(job),
+            Ok((text, parsed)) => good.push((text, parsed, listed.contains(&(i + 1)))),
             Err((reason, raw)) => {
                 tracing::warn!(queue = %state.queues[q], "{reason}; moved to the dead set");
                 let entry =

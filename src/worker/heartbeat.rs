@@ -98,6 +98,10 @@ async fn register(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> {
     pipe.cmd("SADD")
         .arg(state.keys.processes())
         .arg(&state.identity);
+    pipe.cmd("SADD")
+        .arg(state.keys.held_owners())
+        .arg(&state.identity)
+        .ignore();
     // One command for every queue: its cost must not grow with them.
     pipe.cmd("SADD")
         .arg(state.keys.queues())

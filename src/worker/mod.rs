@@ -222,6 +222,7 @@ impl Engine {
             self.state.report(Outcome::Acked {
                 q: job.queue,
                 raw: job.raw.into_bytes(),
+                listed: job.listed,
             });
         }
     }
@@ -314,14 +315,15 @@ impl Engine {
     }
 }
 
-/// Moves whatever is left in this process's processing lists back to the front of
-/// their queues, then removes the process's registration.
+/// Moves whatever is left in this process's processing lists and held sets back to
+/// the front of their queues, then removes the process's registration.
 async fn sweep_and_unregister(state: &WorkerState) -> Result<()> {
     let mut conn = state.redis.connect(None).await?;
     for (q, queue) in state.queues.iter().enumerate() {
         let moved: i64 = scripts::SWEEP
             .key(state.keys.queue(queue))
             .key(state.processing_key(q))
+            .key(state.held_key(q))
             .invoke_async(&mut conn)
             .await?;
         if moved > 0 {
@@ -331,6 +333,10 @@ async fn sweep_and_unregister(state: &WorkerState) -> Result<()> {
     redis::pipe()
         .cmd("SREM")
         .arg(state.keys.processes())
+        .arg(&state.identity)
+        .ignore()
+        .cmd("SREM")
+        .arg(state.keys.held_owners())
         .arg(&state.identity)
         .ignore()
         .cmd("DEL")

@@ -1,6 +1,6 @@
 //! The outcome of one job this process took: what an executor's report becomes, on its
 //! way to the acker (`acker.rs`), which writes it to Redis. Payloads travel as bytes:
-//! a job is found in its processing list by its exact bytes.
+//! a job is found in its held set or processing list by its exact bytes.
 
 use tokio::sync::oneshot;
 
@@ -13,8 +13,13 @@ pub enum AfterFailure {
 }
 
 pub enum Outcome {
-    /// Performed successfully.
-    Acked { q: usize, raw: Vec<u8> },
+    /// Performed successfully. `listed`: the job is in the processing list, not the
+    /// held set (see `Keys::held`).
+    Acked {
+        q: usize,
+        raw: Vec<u8>,
+        listed: bool,
+    },
     /// Failed: recorded, then retried or buried.
     Failed {
         q: usize,

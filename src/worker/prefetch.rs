@@ -86,7 +86,11 @@ mod tests {
     #[test]
     fn auto_holds_what_finishes_within_the_horizon() {
         assert_eq!(after(&[]).extra(10), 0, "nothing measured yet");
-        assert_eq!(after(&[0.000_05]).extra(10), 100, "short jobs: capped at 10 per slot");
+        assert_eq!(
+            after(&[0.000_05]).extra(10),
+            100,
+            "short jobs: capped at 10 per slot"
+        );
         assert_eq!(after(&[0.01]).extra(50), 25, "10 ms jobs at 50: 25");
         assert_eq!(after(&[0.1]).extra(1000), 50);
         assert_eq!(after(&[0.000_001]).extra(500), MAX_HELD);

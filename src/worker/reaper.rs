@@ -3,8 +3,9 @@
 //! Every `REAP_EVERY`, the worker that takes the short reaper lock looks at each
 //! registered process whose heartbeat key has expired (it stopped beating for
 //! `HEARTBEAT_TTL_SECS`: killed, crashed, or cut off from Redis) and moves each job in
-//! its processing lists back to the front of its queue (`RECOVER`: atomic, and a no-op
-//! for a job its owner finished meanwhile). Each recovery of a job is counted; the
+//! its processing lists and held sets back to the front of its queue (`RECOVER`:
+//! atomic, and a no-op for a job its owner finished meanwhile). The processes looked at
+//! are those in `processes` and in `held-owners` (see `Keys::held_owners`). Each recovery of a job is counted; the
 //! `MAX_RECOVERIES`-th sends it to the dead set instead, so a job that kills its
 //! worker (a poison pill) cannot take down workers forever.
 //!
@@ -92,10 +93,17 @@ async fn reap(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> {
     if locked.is_none() {
         return Ok(());
     }
-    let processes: Vec<String> = redis::cmd("SMEMBERS")
+    let mut processes: Vec<String> = redis::cmd("SMEMBERS")
         .arg(k.processes())
         .query_async(c)
         .await?;
+    let owners: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(k.held_owners())
+        .query_async(c)
+        .await?;
+    processes.extend(owners);
+    processes.sort_unstable();
+    processes.dedup();
     for id in processes.iter().filter(|id| **id != state.identity) {
         let alive: bool = redis::cmd("EXISTS")
             .arg(k.process(id))
@@ -111,25 +119,34 @@ async fn reap(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> {
         let mut moved = 0;
         let mut buried = 0;
         for queue in &queues {
-            let key = k.processing(queue, id);
-            // Newest first: each RPUSH puts its job at the front, so the oldest ends first.
-            let jobs: Vec<Vec<u8>> = redis::cmd("LRANGE")
-                .arg(&key)
+            let keys = (k.processing(queue, id), k.held(queue, id));
+            // Newest first: each RPUSH puts its job at the front, so the oldest ends
+            // first (a set has no order: its jobs go after the list's).
+            let mut jobs: Vec<Vec<u8>> = redis::cmd("SMEMBERS").arg(&keys.1).query_async(c).await?;
+            let listed: Vec<Vec<u8>> = redis::cmd("LRANGE")
+                .arg(&keys.0)
                 .arg(0)
                 .arg(-1)
                 .query_async(c)
                 .await?;
+            jobs.extend(listed);
             for raw in jobs {
-                match recover_one(state, c, queue, &key, raw).await? {
+                match recover_one(state, c, queue, &keys, raw).await? {
                     Recovered::Requeued => moved += 1,
                     Recovered::Buried => buried += 1,
                     Recovered::Gone => {}
                 }
             }
         }
-        redis::cmd("SREM")
+        redis::pipe()
+            .cmd("SREM")
             .arg(k.processes())
             .arg(id)
+            .ignore()
+            .cmd("SREM")
+            .arg(k.held_owners())
+            .arg(id)
+            .ignore()
             .query_async::<()>(c)
             .await?;
         if moved + buried > 0 {
@@ -149,7 +166,7 @@ async fn reap(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> {
 enum Recovered {
     Requeued,
     Buried,
-    /// No longer in the processing list: its owner finished it after all.
+    /// No longer held: its owner finished it after all.
     Gone,
 }
 
@@ -159,7 +176,7 @@ async fn recover_one(
     state: &WorkerState,
     c: &mut Conn,
     queue: &str,
-    processing: &str,
+    (processing, held): &(String, String),
     raw: Vec<u8>,
 ) -> redis::RedisResult<Recovered> {
     let k = &state.keys;
@@ -179,6 +196,7 @@ async fn recover_one(
                 .key(k.queue(queue))
                 .key(k.dead(queue))
                 .key(k.recoveries(queue, &p.jid))
+                .key(held)
                 .arg(&raw)
                 .arg(MAX_RECOVERIES)
                 .arg(RECOVERY_COUNT_TTL_SECS)
@@ -195,6 +213,7 @@ async fn recover_one(
             scripts::RECOVER
                 .key(processing)
                 .key(k.queue(queue))
+                .key(held)
                 .arg(&raw)
                 .invoke_async(c)
                 .await?

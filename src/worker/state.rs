@@ -28,6 +28,8 @@ pub struct WorkerState {
     pub timeout: Duration,
     /// Each queue's processing list of this process.
     processing: Vec<String>,
+    /// Each queue's held set of this process (see `Keys::held`).
+    held: Vec<String>,
     outcomes: mpsc::UnboundedSender<Outcome>,
     /// Set once the first heartbeat registered this process: fetchers wait for it, so
     /// no processing list exists that the reaper could not find.
@@ -57,6 +59,10 @@ impl WorkerState {
                 .iter()
                 .map(|(name, _)| keys.processing(name, &identity))
                 .collect(),
+            held: queues
+                .iter()
+                .map(|(name, _)| keys.held(name, &identity))
+                .collect(),
             limits: queues.iter().map(|(_, limit)| *limit).collect(),
             queues: queues.into_iter().map(|(name, _)| name).collect(),
             keys,
@@ -81,6 +87,11 @@ impl WorkerState {
     /// Queue `q`'s processing list of this process.
     pub fn processing_key(&self, q: usize) -> &str {
         &self.processing[q]
+    }
+
+    /// Queue `q`'s held set of this process.
+    pub fn held_key(&self, q: usize) -> &str {
+        &self.held[q]
     }
 
     /// Records that this process is registered; true the first time.

@@ -7,14 +7,16 @@ require "async/condition"
 require "async/notification"
 require "io/wait"
 require_relative "fiber_watchdog"
+require_relative "fine_selector"
 
 module FiberJob
   module Executor
     # Runs jobs as fibers under the async gem's reactor, one fiber per running job, so
     # I/O-bound jobs (sleep, sockets, HTTP) interleave on one thread. The engine hands
     # out at most each queue's concurrency, so the number of running jobs is exact.
-    # Worker fibers are pooled: one that finishes a job waits for the next, and the
-    # dispatcher hands a job to an idle one with a direct resume (Condition#signal).
+    # Worker fibers are pooled: one that finishes a job takes the next itself if the
+    # engine has one, else waits, and the dispatcher hands a job to an idle one with a
+    # direct resume (Condition#signal).
     #
     # The dispatcher fiber never blocks its thread: when the engine has nothing to hand
     # out, it waits on the engine's wake socket (an IO the scheduler understands).
@@ -26,7 +28,7 @@ module FiberJob
     #
     # Uses only what async 1.30 and 2.x share: Kernel#Async, Task#async, Task#stop,
     # Task.current, Task#with_timeout, Async::Condition, Async::Notification,
-    # Async::TimeoutError.
+    # Async::TimeoutError; and under 1.x its reactor with FineSelector (on-time timers).
     class FiberExecutor
       # Jobs taken per call into the engine: one call hands out a batch.
       BATCH = 256
@@ -52,7 +54,7 @@ module FiberJob
 
       def run
         wake = IO.for_fd(@native._wake_fd, autoclose: false)
-        Async do |task|
+        in_reactor do |task|
           watchdog = task.async { |t| @watchdog.run(t) }
           dispatch(task, wake)
           drain(task)
@@ -64,6 +66,17 @@ module FiberJob
       end
 
       private
+
+      def in_reactor(&block)
+        reactor = Async::Task.current? ? nil : FineSelector.reactor
+        return Async(&block) unless reactor
+
+        begin
+          reactor.run(&block)
+        ensure
+          reactor.close
+        end
+      end
 
       def dispatch(task, wake)
         loop do
@@ -115,6 +128,11 @@ module FiberJob
           # A worker the watchdog stopped (a timed-out job) retires: a fresh one
           # replaces it on demand, so no Task carries a stop across jobs.
           break if @watchdog.retire?(me)
+
+          # Straight on to the next job when the engine has one: waiting for the
+          # dispatcher fiber to be woken and hand it over cost W2 ~0.2 ms per job.
+          tuple = @native._take_one
+          next if tuple
 
           @idle << ready
           tuple = ready.wait # nil: shutting down

@@ -1,0 +1,46 @@
+# frozen_string_literal: true
+
+require "fiber_job/executor/fine_selector"
+
+RSpec.describe FiberJob::Executor::FineSelector do
+  let(:clock) { -> { Process.clock_gettime(Process::CLOCK_MONOTONIC) } }
+
+  around do |example|
+    @selector = described_class.new(NIO::Selector.new)
+    example.run
+  ensure
+    @selector.close
+  end
+
+  it "waits until the timer, not to the next whole millisecond" do
+    started = clock.call
+    expect(@selector.select(0.0057)).to be_nil.or(be_empty)
+    expect(clock.call - started).to be >= 0.0057
+  end
+
+  it "returns at once when I/O is ready, with the monitors" do
+    reader, writer = IO.pipe
+    monitor = @selector.register(reader, :r)
+    writer.write("x")
+    started = clock.call
+    expect(@selector.select(5.0)).to eq([monitor])
+    expect(clock.call - started).to be < 1.0
+  ensure
+    [reader, writer].each(&:close)
+  end
+
+  it "runs an async 1.x reactor: timers and I/O wake its fibers" do
+    reactor = described_class.reactor
+    skip "async 2.x selects precisely itself" unless reactor
+    reader, writer = IO.pipe
+    got = nil
+    reactor.run do |task|
+      task.async { got = reader.wait_readable && reader.read_nonblock(1) }
+      task.async { sleep 0.0123; writer.write("y") }
+    end
+    reactor.close
+    expect(got).to eq("y")
+  ensure
+    [reader, writer].each { |io| io&.close }
+  end
+end
