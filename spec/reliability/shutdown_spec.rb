@@ -58,6 +58,43 @@ RSpec.describe "graceful shutdown" do
     expect(held_keys).to be_empty
   end
 
+  it "goes on with its shutdown when woken or TERMed meanwhile (exit 0, every job acked, unregistered)" do
+    server = RedisServer.new.start
+    own = Redis.new(url: server.url)
+    stopper = <<~RUBY
+      class StopperJob < FiberJob::Job
+        def perform
+          Record.add("start")
+          sleep 1
+          $worker.stop # as an app stopping its embedded worker would
+          # Something wakes the main thread while it waits for the shutdown (a library's
+          # Thread#wakeup, a signal): the wait must go on, not give up.
+          Thread.new { sleep 0.3; Thread.main.wakeup }
+        end
+      end
+    RUBY
+    push = 'FiberJob.client._push("default", [JSON.generate("class" => "StopperJob", "args" => [], "jid" => "s0")])'
+    (pid, log), = start_workers(1, stopper, config: "c.redis_url = #{server.url.dump}; c.network_timeout = 5",
+                                            worker: "(#{push}; $worker = FiberJob::Worker.new)")
+    wait_for(message: "the job started") { own.llen("fiber_job:queue:{record}") == 1 }
+    # Redis stops before the job ends: the shutdown then waits for it (the job's ack,
+    # the sweep), and the wake-up and the TERM land there.
+    server.pause
+    sleep 1.5
+    Process.kill("TERM", pid)
+    sleep 0.5
+    server.resume
+    status = wait_process(pid, timeout: 20)
+    expect(status.exitstatus).to eq(0), File.read(log)
+    expect(File.read(log)).not_to include("interrupted")
+    expect(own.get("fiber_job:stat:processed").to_i).to eq(1)
+    expect(own.scard("fiber_job:processes")).to eq(0)
+    expect(held_keys(client: own)).to be_empty
+  ensure
+    own&.close
+    server&.cleanup
+  end
+
   it "on TSTP stops fetching but lets running jobs finish" do
     enqueue_long(1, 0.5)
     (pid, _log), = start_workers(1, jobs)

@@ -71,13 +71,20 @@ where
             };
         }
         // An interrupt was pending and `func` did not run: handle it, then try again.
-        magnus::rb_sys::protect(|| {
-            // SAFETY: called with the GVL held, on a Ruby thread; may raise, which
-            // `protect` catches.
-            unsafe { rb_sys::rb_thread_check_ints() };
-            rb_sys::Qnil as rb_sys::VALUE
-        })?;
+        handle_interrupts()?;
     }
+}
+
+/// Runs what interrupted this thread (a signal trap, `Thread#raise`, `Thread#kill`);
+/// `Err` with the exception it raised, if any. Call with the GVL held.
+pub fn handle_interrupts() -> Result<(), magnus::Error> {
+    magnus::rb_sys::protect(|| {
+        // SAFETY: called with the GVL held, on a Ruby thread; may raise, which
+        // `protect` catches.
+        unsafe { rb_sys::rb_thread_check_ints() };
+        rb_sys::Qnil as rb_sys::VALUE
+    })
+    .map(|_| ())
 }
 
 /// Runs a blocking engine call without the GVL; Ctrl-C or `Thread#kill` cancels it,

@@ -14,7 +14,7 @@ use magnus::{function, method, prelude::*, IntoValue, RArray, RHash, RModule, Ru
 use super::connection::{required, target_settings};
 use super::convert;
 use super::error::to_ruby;
-use super::nogvl::{blocking, without_gvl};
+use super::nogvl::{blocking, handle_interrupts, without_gvl};
 use crate::cron_expr::CronSpec;
 use crate::error::Error;
 use crate::runtime::cancel::Cancel;
@@ -187,8 +187,17 @@ impl RbWorker {
         self.0.identity().to_string()
     }
 
+    /// Waits for the worker's shutdown. What interrupts the wait runs (a signal trap:
+    /// a second TERM only asks to stop again), and the wait goes on; an exception it
+    /// raises (Interrupt, `Thread#kill`) ends the wait, and the shutdown goes on in the
+    /// background — what it does not finish is recovered by another worker.
     fn shutdown(ruby: &Ruby, rb_self: &Self) -> Result<(), magnus::Error> {
-        blocking(ruby, |c| rb_self.0.shutdown(c))
+        loop {
+            if blocking(ruby, |c| rb_self.0.shutdown(c))?.is_some() {
+                return Ok(());
+            }
+            handle_interrupts()?;
+        }
     }
 }
 

@@ -72,6 +72,9 @@ pub struct Engine {
     /// Heartbeat, scheduler, schedule listener, reaper, cron ticker: aborted at shutdown.
     background: Mutex<Vec<JoinHandle<()>>>,
     acker: Mutex<Option<JoinHandle<()>>>,
+    /// The shutdown's work once begun: it runs on its own, so an interrupted wait for
+    /// it (a second TERM) can wait again.
+    shutting_down: Mutex<Option<JoinHandle<Result<()>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -114,6 +117,7 @@ impl Engine {
             fetchers: Mutex::new(Vec::new()),
             background: Mutex::new(Vec::new()),
             acker: Mutex::new(None),
+            shutting_down: Mutex::new(None),
         })
     }
 
@@ -277,7 +281,23 @@ impl Engine {
     }
 
     /// Finishes a stopped worker (blocking; call without the GVL once no job runs).
-    pub fn shutdown(&self, cancel: &Cancel) -> Result<()> {
+    /// `Ok(None)`: `cancel` ended the wait, and the shutdown goes on; call again to
+    /// wait for it.
+    pub fn shutdown(&self, cancel: &Cancel) -> Result<Option<()>> {
+        let mut task = lock(&self.shutting_down)
+            .take()
+            .unwrap_or_else(|| self.begin_shutdown());
+        match self.rt.tokio.block_on(cancel.run(&mut task)) {
+            Some(Ok(done)) => done.map(Some),
+            Some(Err(e)) => Err(Error::Other(format!("shutdown failed: {e}"))),
+            None => {
+                *lock(&self.shutting_down) = Some(task);
+                Ok(None)
+            }
+        }
+    }
+
+    fn begin_shutdown(&self) -> JoinHandle<Result<()>> {
         self.request_stop();
         let state = self.state.clone();
         let fetchers: Vec<_> = lock(&self.fetchers).drain(..).collect();
@@ -307,11 +327,7 @@ impl Engine {
             }
             sweep_and_unregister(&state).await
         };
-        self.rt.tokio.block_on(cancel.run(work)).unwrap_or_else(|| {
-            Err(Error::Other(
-                "shutdown interrupted; unfinished jobs stay in this worker's processing list and are recovered by another worker".into(),
-            ))
-        })
+        self.rt.tokio.spawn(work)
     }
 }
 
