@@ -109,7 +109,8 @@ module FiberJob
 
     # Counters and sizes per queue, kept in Redis by the engine:
     #   { "default" => { processed:, failed:, size:, scheduled:, retries:, processing:,
-    #                    held:, busy:, latency: seconds the oldest ready job has waited (0.0 if none) } }
+    #                    held:, busy:, latency: seconds the oldest ready job has waited (0.0 if none),
+    #                    paused: true while Queue.pause holds it } }
     # processing: jobs running now, each in a worker slot (from the workers' heartbeats,
     # at most a second old); busy: the same (its older name); held: jobs workers have
     # taken and not finished — running, or prefetched and waiting for a slot (from their
@@ -119,10 +120,11 @@ module FiberJob
     def metrics(queues = nil)
       names = queues ? Array(queues).map(&:to_s) : self.names
       now = Time.now.to_f
+      paused = self.paused
       FiberJob.admin._metrics(names).to_h do |name, processed, failed, size, scheduled, retries, held, running, oldest|
         [name, { processed: processed, failed: failed, size: size, scheduled: scheduled, retries: retries,
                  processing: running, held: held, busy: running,
-                 latency: oldest ? [now - oldest, 0.0].max.round(3) : 0.0 }]
+                 latency: oldest ? [now - oldest, 0.0].max.round(3) : 0.0, paused: paused.include?(name) }]
       end
     end
 
@@ -186,6 +188,30 @@ module FiberJob
     # Empties a queue. @return [Integer] how many jobs were deleted
     def clear(queue)
       FiberJob.admin._clear_queue(queue_string(queue))
+    end
+
+    # Pauses a queue for every worker, on every host, within a second: no new job of it
+    # starts (running ones finish; jobs a worker prefetched go back to the queue;
+    # enqueueing goes on). The state is in Redis: it survives worker restarts.
+    # @return [Boolean] whether the queue was running until now
+    def pause(queue)
+      FiberJob.admin._set_paused(queue_string(queue), true)
+    end
+
+    # Resumes a paused queue: workers start its jobs again within a second.
+    # @return [Boolean] whether the queue was paused until now
+    def resume(queue)
+      FiberJob.admin._set_paused(queue_string(queue), false)
+    end
+
+    # @return [Boolean]
+    def paused?(queue)
+      paused.include?(queue_string(queue))
+    end
+
+    # The paused queues, sorted. @return [Array<String>]
+    def paused
+      FiberJob.admin._paused
     end
 
     # Deletes a scheduled job or a pending retry (set: :scheduled or :retry).

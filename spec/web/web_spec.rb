@@ -128,6 +128,26 @@ RSpec.describe FiberJob::Web do
     end
   end
 
+  it "pauses and resumes a queue from the queues page (POST with the CSRF token), with a badge" do
+    populate
+    token = csrf
+    get "/queues"
+    expect(last_response.body).to include(%(action="/queues/default/pause"), ">Pause<")
+    expect(last_response.body).not_to include(">paused<")
+    post "/queues/default/pause"
+    expect(last_response.status).to eq(403)
+    expect(FiberJob::Queue.paused?(:default)).to be(false)
+    post "/queues/default/pause", csrf: token
+    expect(last_response.status).to eq(303)
+    expect(FiberJob::Queue.paused?(:default)).to be(true)
+    get "/queues"
+    expect(last_response.body).to include(%(<span class="badge quiet">paused</span>), %(action="/queues/default/resume"), ">Resume<")
+    get "/metrics"
+    expect(last_response.body).to include(%(fiber_job_queue_paused{queue="default"} 1))
+    post "/queues/default/resume", csrf: token
+    expect(FiberJob::Queue.paused?(:default)).to be(false)
+  end
+
   it "rejects state changes without the CSRF token, and changes nothing" do
     populate
     post "/dead/clear"

@@ -12,6 +12,7 @@ mod admin;
 mod cron;
 mod dead;
 mod direct;
+mod flow;
 mod jobs;
 
 pub use self::cron::CronLast;

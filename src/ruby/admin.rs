@@ -148,6 +148,20 @@ impl RbAdmin {
         blocking(ruby, |c| rb_self.0.clear_queue(c, &queue))
     }
 
+    /// Whether it changed the queue's state.
+    fn set_paused(
+        ruby: &Ruby,
+        rb_self: &Self,
+        queue: String,
+        paused: bool,
+    ) -> Result<bool, magnus::Error> {
+        blocking(ruby, |c| rb_self.0.set_paused(c, &queue, paused))
+    }
+
+    fn paused(ruby: &Ruby, rb_self: &Self) -> Result<Vec<String>, magnus::Error> {
+        blocking(ruby, |c| rb_self.0.paused(c))
+    }
+
     /// [state, queue, payload, run_at or nil], or nil.
     fn find(
         ruby: &Ruby,
@@ -244,6 +258,8 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     class.define_method("_delete_waiting", method!(RbAdmin::delete_waiting, 3))?;
     class.define_method("_run_waiting_now", method!(RbAdmin::run_waiting_now, 3))?;
     class.define_method("_clear_queue", method!(RbAdmin::clear_queue, 1))?;
+    class.define_method("_set_paused", method!(RbAdmin::set_paused, 2))?;
+    class.define_method("_paused", method!(RbAdmin::paused, 0))?;
     class.define_method("_find", method!(RbAdmin::find, 2))?;
     class.define_method("_redis_info", method!(RbAdmin::redis_info, 0))?;
     class.define_method("_cron_defs", method!(RbAdmin::cron_defs, 0))?;

@@ -113,6 +113,17 @@ impl Keys {
         format!("{}:ready", self.prefix)
     }
 
+    /// Names of the paused queues (`Queue.pause`): workers start none of their jobs.
+    pub fn paused(&self) -> String {
+        format!("{}:paused", self.prefix)
+    }
+
+    /// Pub/sub channel on which a pause or resume is announced (payload: the queue),
+    /// so workers apply it at once; each heartbeat re-reads `paused` as the backstop.
+    pub fn pause_channel(&self) -> String {
+        format!("{}:pause", self.prefix)
+    }
+
     /// Counters: `stat:processed`, `stat:failed`, and per queue `stat:processed:{q}`.
     pub fn stat(&self, name: &str) -> String {
         format!("{}:stat:{}", self.prefix, name)

@@ -53,6 +53,8 @@ struct QueueState {
     prefetch: Depth,
     buffer: VecDeque<ProcessingJob>,
     busy: usize,
+    /// `Queue.pause`d: nothing is fetched or started (running jobs go on).
+    paused: bool,
 }
 
 impl QueueState {
@@ -61,6 +63,9 @@ impl QueueState {
     /// freed cost W2 a round trip per job). An empty buffer always leaves that much
     /// room, so the buffer refills before it runs dry.
     fn to_fetch(&self) -> usize {
+        if self.paused {
+            return 0;
+        }
         let extra = self.prefetch.extra(self.limit);
         let room = (self.limit + extra).saturating_sub(self.busy + self.buffer.len());
         if room >= extra.div_ceil(2) {
@@ -107,6 +112,7 @@ impl Dispatcher {
                         prefetch: Depth::new(prefetch),
                         buffer: VecDeque::new(),
                         busy: 0,
+                        paused: false,
                     })
                     .collect(),
                 busy_jobs: HashMap::new(),
@@ -193,7 +199,7 @@ impl Dispatcher {
                 started: None,
                 listed,
             };
-            if st.stopping || st.quiet {
+            if st.stopping || st.quiet || st.queues[q].paused {
                 out.push(job);
             } else {
                 st.queues[q].buffer.push_back(job);
@@ -215,7 +221,7 @@ impl Dispatcher {
             let q = (start + i) % n;
             while out.len() < max {
                 let qs = &mut st.queues[q];
-                if qs.busy >= qs.limit {
+                if qs.busy >= qs.limit || qs.paused {
                     break;
                 }
                 let Some(mut job) = qs.buffer.pop_front() else {
@@ -337,6 +343,24 @@ impl Dispatcher {
         st.quiet = true;
         st.waiting = true;
         self.wake(&mut st);
+    }
+
+    /// Pauses or resumes queue `q`. `None` when that is its state already; else the
+    /// buffered jobs a pause took out, for the caller to give back to Redis.
+    pub fn set_paused(&self, q: usize, paused: bool) -> Option<Vec<ProcessingJob>> {
+        let mut st = self.lock();
+        let qs = &mut st.queues[q];
+        if qs.paused == paused {
+            return None;
+        }
+        qs.paused = paused;
+        let drained = qs.buffer.drain(..).collect();
+        if !paused {
+            self.space[q].notify_one();
+            self.cond.notify_all();
+            self.wake(&mut st);
+        }
+        Some(drained)
     }
 
     pub fn is_stopping(&self) -> bool {

@@ -99,3 +99,22 @@ fn wake_byte_is_written_only_when_waiting() {
     d.finish(taken[0].id);
     assert_eq!((&d.wake_rx).read(&mut buf).unwrap(), 1);
 }
+
+#[test]
+fn a_paused_queue_hands_out_and_fetches_nothing_and_gives_its_buffer_back() {
+    let d = Dispatcher::new(&[(2, Prefetch::Fixed(2)), (1, Prefetch::Fixed(0))]).unwrap();
+    d.buffer(0, jobs(3));
+    d.buffer(1, jobs(1));
+    let running = d.take(1);
+    assert_eq!(running[0].queue, 0);
+    let drained = d.set_paused(0, true).expect("it was running");
+    assert_eq!(drained.len(), 2, "its buffered jobs, to give back");
+    assert!(d.set_paused(0, true).is_none(), "paused already");
+    assert_eq!(d.capacity(0), Some(0));
+    assert_eq!(d.buffer(0, jobs(1)).len(), 1, "fetched meanwhile: back");
+    let other = d.take(10);
+    assert_eq!(other.iter().map(|t| t.queue).collect::<Vec<_>>(), vec![1]);
+    d.finish(running[0].id); // a running job finishes as usual
+    assert!(d.set_paused(0, false).unwrap().is_empty());
+    assert_eq!(d.capacity(0), Some(4));
+}

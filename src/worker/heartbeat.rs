@@ -1,5 +1,6 @@
 //! The heartbeat: registers this worker process and proves it alive every
-//! `HEARTBEAT_EVERY`, with what dashboards show (queues, concurrency, busy, RSS). Its
+//! `HEARTBEAT_EVERY`, with what dashboards show (queues, concurrency, busy, RSS), and
+//! reads which queues are paused (at once when a pause is announced). Its
 //! counterpart is the reaper (`reaper.rs`), which recovers the jobs of a process whose
 //! heartbeat expired. Beats come from tokio, so a job holding the GVL does not delay
 //! them, and they are a script Redis runs even when full (see `scripts.rs`), so a
@@ -71,14 +72,18 @@ pub async fn run(state: Arc<WorkerState>) {
         }
         .await;
         match result {
-            Ok(()) => {
+            Ok(paused) => {
                 outage.recovered();
+                // Before the first registration: fetchers start knowing what is paused.
+                if let Some(paused) = paused {
+                    state.apply_paused(&paused);
+                }
                 if state.mark_registered() {
                     if let Ok(c) = link.get(&state.redis).await {
                         warn_if_evicting(c).await;
                     }
                 }
-                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                state.beat_pause(HEARTBEAT_EVERY).await;
             }
             Err(e) => {
                 link.reset();
@@ -89,15 +94,17 @@ pub async fn run(state: Arc<WorkerState>) {
 }
 
 /// Adds this process to the process set and its queues to the queue set, on every
-/// beat (a reaper that took the process for dead, after a long pause, removed it).
-/// These keys live in other Cluster slots than the heartbeat hash, so they are
-/// commands of their own; Redis refuses them while full, which matters only before
-/// the first registration: later the beat alone keeps the process alive.
-async fn register(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> {
+/// beat (a reaper that took the process for dead, after a long pause, removed it), and
+/// reads the paused queues. These keys live in other Cluster slots than the heartbeat
+/// hash, so they are commands of their own; Redis refuses them while full, which
+/// matters only before the first registration: later the beat alone keeps the process
+/// alive (and the paused queues stay as last read: `None`).
+async fn register(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<Option<Vec<String>>> {
     let mut pipe = redis::pipe();
     pipe.cmd("SADD")
         .arg(state.keys.processes())
-        .arg(&state.identity);
+        .arg(&state.identity)
+        .ignore();
     pipe.cmd("SADD")
         .arg(state.keys.held_owners())
         .arg(&state.identity)
@@ -107,9 +114,11 @@ async fn register(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> {
         .arg(state.keys.queues())
         .arg(&state.queues)
         .ignore();
-    match pipe.query_async::<()>(c).await {
-        Err(e) if state.is_registered() && e.code() == Some("OOM") => Ok(()),
-        other => other,
+    pipe.cmd("SMEMBERS").arg(state.keys.paused());
+    match pipe.query_async::<(Vec<String>,)>(c).await {
+        Ok((paused,)) => Ok(Some(paused)),
+        Err(e) if state.is_registered() && e.code() == Some("OOM") => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -97,21 +97,22 @@ pub async fn run(state: Arc<WorkerState>, wake: Arc<Notify>) {
     }
 }
 
-/// Listens on the `scheduled` and `ready` channels: wakes the scheduler for a job
-/// scheduled on one of this worker's queues, and a queue's idle fetcher when its queue
-/// got jobs. After every (re)subscribe everything is woken once, to re-read; while
+/// Listens on the `scheduled`, `ready` and `pause` channels: wakes the scheduler for a
+/// job scheduled on one of this worker's queues, a queue's idle fetcher when its queue
+/// got jobs, and the heartbeat when a queue was paused or resumed. After every (re)subscribe everything is woken once, to re-read; while
 /// unsubscribed, fetchers poll. When the Sentinel master changes it subscribes again,
 /// on the new master. One connection per process, whatever the number of queues.
 pub async fn listen(state: Arc<WorkerState>, wake: Arc<Notify>) {
     let mut outage = Outage::new("schedule listener".to_string());
     let scheduled = state.keys.schedule_channel();
     let ready = state.keys.ready_channel();
+    let pause = state.keys.pause_channel();
     let mut changes = state.redis.changes();
     loop {
         changes.borrow_and_update();
         let subscribed = async {
             let mut pubsub = state.redis.pubsub().await?;
-            pubsub.subscribe(&[&scheduled, &ready]).await?;
+            pubsub.subscribe(&[&scheduled, &ready, &pause]).await?;
             Ok::<_, redis::RedisError>(pubsub)
         }
         .await;
@@ -124,6 +125,7 @@ pub async fn listen(state: Arc<WorkerState>, wake: Arc<Notify>) {
                 let switched = loop {
                     tokio::select! {
                         msg = messages.next() => match msg {
+                            Some(msg) if msg.get_channel_name() == pause => state.pause_announced(),
                             Some(msg) => {
                                 let queue: String = msg.get_payload().unwrap_or_default();
                                 if let Some(q) = state.queues.iter().position(|n| *n == queue) {

@@ -41,6 +41,9 @@ pub struct WorkerState {
     listening: watch::Sender<bool>,
     /// Per queue: a job was scheduled or a retry was set since the scheduler looked.
     scheduled: Vec<AtomicBool>,
+    /// A queue was paused or resumed (a message): the heartbeat re-reads the paused set
+    /// now instead of at its next beat.
+    pause_news: Notify,
 }
 
 impl WorkerState {
@@ -75,6 +78,7 @@ impl WorkerState {
             ready: (0..count).map(|_| Notify::new()).collect(),
             listening: watch::channel(false).0,
             scheduled: (0..count).map(|_| AtomicBool::new(true)).collect(),
+            pause_news: Notify::new(),
         }
     }
 
@@ -147,6 +151,39 @@ impl WorkerState {
     /// Whether queue `q` was marked, clearing the mark.
     pub fn take_scheduled_mark(&self, q: usize) -> bool {
         self.scheduled[q].swap(false, Ordering::AcqRel)
+    }
+
+    /// Applies the paused set as the heartbeat read it: a queue paused starts no job
+    /// here any more, and its buffered jobs go back to the queue's front at once; a
+    /// queue resumed is fetched again. Logged when a queue's state changes.
+    pub fn apply_paused(&self, paused: &[String]) {
+        for (q, queue) in self.queues.iter().enumerate() {
+            let pause = paused.contains(queue);
+            let Some(drained) = self.dispatcher.set_paused(q, pause) else {
+                continue;
+            };
+            if pause {
+                tracing::info!(
+                    "queue {queue:?} is paused: no new job of it starts until it is resumed"
+                );
+            } else {
+                tracing::info!("queue {queue:?} is resumed");
+            }
+            if !drained.is_empty() {
+                let raws = drained.into_iter().map(|j| j.raw.into_bytes()).collect();
+                self.report(Outcome::GivenBack { q, raws });
+            }
+        }
+    }
+
+    /// A pause or resume was announced.
+    pub fn pause_announced(&self) {
+        self.pause_news.notify_one();
+    }
+
+    /// Returns after `wait`, or sooner when a pause or resume was announced.
+    pub async fn beat_pause(&self, wait: Duration) {
+        let _ = tokio::time::timeout(wait, self.pause_news.notified()).await;
     }
 
     pub async fn wait_registered(&self) {

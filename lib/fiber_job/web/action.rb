@@ -41,7 +41,7 @@ module FiberJob
         when "/stats.json" then stats_json
         when "/metrics" then Metrics.response
         when "/busy" then busy
-        when "/queues" then render("queues", queues: Queue.metrics, limits: limits)
+        when "/queues" then render("queues", queues: Queue.metrics, limits: limits, paused: Queue.paused)
         when %r{\A/queues/([\w.:-]+)\z} then queue_page(Regexp.last_match(1))
         when "/scheduled" then waiting_page(:scheduled)
         when "/retries" then waiting_page(:retry)
@@ -64,6 +64,10 @@ module FiberJob
           back("/queues/#{Regexp.last_match(1)}", Queue.delete_job(Regexp.last_match(1), jid) ? "Deleted #{jid}" : "#{jid} was no longer queued")
         when %r{\A/queues/([\w.:-]+)/clear\z}
           back("/queues/#{Regexp.last_match(1)}", "Cleared #{Queue.clear(Regexp.last_match(1))} job(s)")
+        when %r{\A/queues/([\w.:-]+)/(pause|resume)\z}
+          name, action = Regexp.last_match.captures
+          Queue.public_send(action, name)
+          back("/queues", action == "pause" ? "Paused #{name}: no new job of it starts" : "Resumed #{name}")
         when %r{\A/(scheduled|retries)/(run|delete)\z}
           set = Regexp.last_match(1) == "scheduled" ? :scheduled : :retry
           action = Regexp.last_match(2)

@@ -18,7 +18,8 @@ module FiberJob
         ["fiber_job_retries", "gauge", "Failed jobs waiting for a retry.", :retries],
         ["fiber_job_processing", "gauge", "Jobs running now, each using a worker slot.", :processing],
         ["fiber_job_held", "gauge", "Jobs workers have taken and not finished (running, or prefetched and waiting).", :held],
-        ["fiber_job_busy", "gauge", "Jobs running now (the same as fiber_job_processing; kept for dashboards).", :busy]
+        ["fiber_job_busy", "gauge", "Jobs running now (the same as fiber_job_processing; kept for dashboards).", :busy],
+        ["fiber_job_queue_paused", "gauge", "1 while the queue is paused (Queue.pause), else 0.", :paused]
       ].freeze
 
       module_function
@@ -58,6 +59,8 @@ module FiberJob
       end
 
       def value(number)
+        return number ? "1" : "0" if number == true || number == false
+
         number.is_a?(Float) ? format("%.6g", number) : number.to_i.to_s
       end
     end
