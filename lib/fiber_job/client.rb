@@ -18,6 +18,7 @@ module FiberJob
       # Enqueues one job now. `job_class` is a job class or a class name.
       # @return [String, nil] the job id (nil if middleware stopped it)
       def push(job_class, args, queue: job_class_queue(job_class), extra: nil)
+        extra = expiring(job_class, extra, Time.now.to_f)
         if extra.nil? && plain?
           fast = FiberJob.client._enqueue(class_name(job_class), queue.to_s, [args])
           return fast.first if fast
@@ -31,18 +32,20 @@ module FiberJob
           raise ArgumentError, "#{job_class}.perform_bulk takes an Array of argument Arrays, e.g. [[1, \"a\"], [2, \"b\"]]"
         end
 
-        if plain?
+        extra = expiring(job_class, nil, Time.now.to_f)
+        if extra.nil? && plain?
           fast = FiberJob.client._enqueue(class_name(job_class), queue.to_s, args_list)
           return fast if fast
         end
-        deliver(job_class, args_list.map { |args| build(job_class, args, queue, nil) }, nil)
+        deliver(job_class, args_list.map { |args| build(job_class, args, queue, extra) }, nil)
       end
 
       # Stores a job to run at `at` (epoch seconds); a time not in the future runs now.
       # @return [String, nil] the job id
       def schedule(job_class, at, args, queue: job_class.queue_name, extra: nil)
-        payload = build(job_class, args, queue, extra)
-        future = at > Time.now.to_f
+        now = Time.now.to_f
+        future = at > now
+        payload = build(job_class, args, queue, expiring(job_class, extra, future ? at : now))
         payload["at"] = at if future
         deliver(job_class, [payload], future ? at : nil).first
       end
@@ -101,6 +104,14 @@ module FiberJob
         Arguments.check!("#{name}.perform_async", args)
         json = Native.payload(name, queue.to_s, JSON.generate(args), extra && JSON.generate(extra))
         JSON.parse(json)
+      end
+
+      # `extra` with the job's deadline (`expires_at`) when its class has `expires_in`.
+      def expiring(job_class, extra, due)
+        seconds = job_class.respond_to?(:expiry) && job_class.expiry
+        return extra unless seconds
+
+        (extra || {}).merge("expires_at" => due + seconds)
       end
 
       def class_name(job_class)

@@ -19,6 +19,9 @@ module FiberJob
     DEFAULT_TIMEOUT = 300
 
     attr_accessor :queue, :max_retries, :timeout, :jid, :retry_count
+    # Seconds after which a job not yet started is not run (nil: never); see
+    # `Job.expires_in`.
+    attr_accessor :expires_in
 
     def initialize
       @queue = :default
@@ -26,6 +29,7 @@ module FiberJob
       @timeout = DEFAULT_TIMEOUT
       @jid = nil
       @retry_count = 0
+      @expires_in = self.class.default_expires_in
     end
 
     # The work. Receives exactly the arguments given to perform_async.
@@ -74,6 +78,41 @@ module FiberJob
       # The queue this class's jobs go to (its `@queue` default), as a String.
       def queue_name
         @queue_name ||= new.queue.to_s
+      end
+
+      # A job of this class not started within `seconds` (Numeric or a Duration) of
+      # when it was due — its enqueue, or its perform_in/perform_at time — is not run:
+      # the worker that takes it later counts it (`Queue.metrics[:expired]`), logs it
+      # and puts it in the dead set as `FiberJob::Expired`, where it can still be seen
+      # or retried by hand. The deadline holds for every start, retries included.
+      def expires_in(seconds)
+        @default_expires_in = Job.positive_seconds!("#{name}.expires_in", seconds)
+      end
+
+      # @api private
+      def default_expires_in
+        return @default_expires_in if defined?(@default_expires_in)
+
+        superclass.respond_to?(:default_expires_in) ? superclass.default_expires_in : nil
+      end
+
+      # Seconds this class's jobs expire after, or nil (its `@expires_in` default).
+      # @api private
+      def expiry
+        return @expiry if defined?(@expiry)
+
+        value = new.expires_in
+        @expiry = value && Job.positive_seconds!("#{name} @expires_in", value)
+      end
+
+      # @api private
+      def positive_seconds!(what, value)
+        seconds = value.is_a?(Numeric) || (value.respond_to?(:to_f) && !value.is_a?(String)) ? value.to_f : nil
+        unless seconds&.positive? && seconds.finite?
+          raise ArgumentError, "#{what} takes a positive number of seconds (or a Duration), got #{value.inspect}"
+        end
+
+        seconds
       end
 
       private

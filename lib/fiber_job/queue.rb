@@ -108,7 +108,8 @@ module FiberJob
     end
 
     # Counters and sizes per queue, kept in Redis by the engine:
-    #   { "default" => { processed:, failed:, size:, scheduled:, retries:, processing:,
+    #   { "default" => { processed:, failed:, expired: (jobs not started by their expires_in),
+    #                    size:, scheduled:, retries:, processing:,
     #                    held:, busy:, latency: seconds the oldest ready job has waited (0.0 if none),
     #                    paused: true while Queue.pause holds it } }
     # processing: jobs running now, each in a worker slot (from the workers' heartbeats,
@@ -121,8 +122,8 @@ module FiberJob
       names = queues ? Array(queues).map(&:to_s) : self.names
       now = Time.now.to_f
       paused = self.paused
-      FiberJob.admin._metrics(names).to_h do |name, processed, failed, size, scheduled, retries, held, running, oldest|
-        [name, { processed: processed, failed: failed, size: size, scheduled: scheduled, retries: retries,
+      FiberJob.admin._metrics(names).to_h do |name, processed, failed, size, scheduled, retries, held, running, oldest, expired|
+        [name, { processed: processed, failed: failed, expired: expired, size: size, scheduled: scheduled, retries: retries,
                  processing: running, held: held, busy: running,
                  latency: oldest ? [now - oldest, 0.0].max.round(3) : 0.0, paused: paused.include?(name) }]
       end

@@ -41,6 +41,8 @@ pub struct QueueMetrics {
     pub processed: u64,
     /// Failed runs, ever (each retry that fails counts).
     pub failed: u64,
+    /// Jobs not started by their `expires_at`, ever (in the dead set as expired).
+    pub expired: u64,
     /// Jobs ready to run.
     pub size: u64,
     pub scheduled: u64,
@@ -95,6 +97,7 @@ impl Client {
                 pipe.cmd("ZCARD").arg(k.schedule(q));
                 pipe.cmd("ZCARD").arg(k.retry(q));
                 pipe.cmd("LINDEX").arg(k.queue(q)).arg(-1);
+                pipe.cmd("GET").arg(k.stat_queue("expired", q));
             }
             async move {
                 let mut flat: Vec<RedisResult<Value>> = pipe.query_async(&mut c).await?;
@@ -165,6 +168,7 @@ impl Client {
                     scheduled: count(next()),
                     retries: count(next()),
                     oldest_enqueued_at: text(next()).as_deref().and_then(enqueued_at),
+                    expired: count(next()),
                     held: held[i],
                     running: running[i],
                 }

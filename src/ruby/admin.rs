@@ -11,7 +11,7 @@ use crate::client::{Client, CronLast, Waiting};
 #[magnus::wrap(class = "FiberJob::Native::Admin", free_immediately, size)]
 pub struct RbAdmin(Client);
 
-type MetricsRow = (String, u64, u64, u64, u64, u64, u64, u64, Option<f64>);
+type MetricsRow = (String, u64, u64, u64, u64, u64, u64, u64, Option<f64>, u64);
 /// [state, queue, payload, run_at or nil]
 type FoundRow = (String, String, String, Option<f64>);
 
@@ -65,6 +65,7 @@ impl RbAdmin {
                     m.held,
                     m.running,
                     m.oldest_enqueued_at,
+                    m.expired,
                 )
             })
             .collect())

@@ -17,6 +17,8 @@ pub struct Parsed {
     pub args: Vec<Value>,
     pub jid: String,
     pub retry_count: u64,
+    /// `expires_in`: epoch seconds after which the job is not started.
+    pub expires_at: Option<f64>,
 }
 
 /// Only the fields a worker reads; serde skips the rest without building values.
@@ -26,6 +28,7 @@ struct Head {
     args: Option<Value>,
     jid: Option<Value>,
     retry_count: Option<Value>,
+    expires_at: Option<Value>,
 }
 
 /// Parses a payload taken from a queue. `Err` holds the reason it cannot run.
@@ -63,6 +66,7 @@ pub fn parse(raw: &str) -> Result<Parsed, String> {
         args,
         jid,
         retry_count,
+        expires_at: head.expires_at.as_ref().and_then(Value::as_f64),
     })
 }
 

@@ -149,8 +149,9 @@ pub fn dead_entry(raw: &str, reason_class: &str, reason: &str, now: f64) -> Stri
     Value::Object(rec).to_string()
 }
 
-/// Fields a failure or death adds, removed when a dead job is retried by hand.
-const FAILURE_FIELDS: [&str; 9] = [
+/// Fields a failure or death adds, removed when a dead job is retried by hand (and
+/// `expires_at`: a person retrying an expired job wants it run).
+const FAILURE_FIELDS: [&str; 10] = [
     "error",
     "error_class",
     "error_message",
@@ -160,6 +161,7 @@ const FAILURE_FIELDS: [&str; 9] = [
     "retry_priority",
     "at",
     "recoveries",
+    "expires_at",
 ];
 
 /// What to enqueue when a dead-set entry is retried by hand: (queue, payload). The

@@ -181,7 +181,7 @@ return 1",
 });
 
 const OUTCOMES_LUA: &str = r"
-local width = {A = 2, Q = 2, X = 3, D = 4, R = 5}
+local width = {A = 2, Q = 2, X = 3, E = 3, D = 4, R = 5}
 local kinds = {}
 local i = 7
 while i <= #ARGV do
@@ -204,10 +204,10 @@ end
 local bad = (kinds.Q and expect(2, 'list'))
   or (kinds.R and (expect(3, 'zset') or expect(5, 'list')))
   or (kinds.D and (expect(4, 'zset') or expect(5, 'list')))
-  or (kinds.X and expect(4, 'zset'))
+  or ((kinds.X or kinds.E) and expect(4, 'zset'))
 if bad then return redis.error_reply(bad) end
 
-local processed, failed, dead, retried, back = 0, 0, false, false, 0
+local processed, failed, dead, retried, back, expired = 0, 0, false, false, 0, 0
 i = 7
 while i <= #ARGV do
   local op, raw = ARGV[i], ARGV[i + 1]
@@ -225,9 +225,10 @@ while i <= #ARGV do
       redis.call('ZADD', KEYS[4], ARGV[1], ARGV[i + 3])
       failed = failed + 1
       dead = true
-    elseif op == 'X' then
+    elseif op == 'X' or op == 'E' then
       redis.call('ZADD', KEYS[4], ARGV[1], ARGV[i + 2])
       dead = true
+      if op == 'E' then expired = expired + 1 end
     elseif op == 'Q' then
       redis.call('RPUSH', KEYS[2], raw)
       back = back + 1
@@ -252,6 +253,7 @@ local function bump(key, n)
 end
 bump(KEYS[6], processed)
 bump(KEYS[7], failed)
+bump(KEYS[9], expired)
 return {processed, failed, problems}";
 
 /// Records a batch of one queue's job outcomes (see `acker.rs`): acks, failures (with a
@@ -262,10 +264,11 @@ return {processed, failed, problems}";
 /// recorded. Key types are checked before any write, so the script never stops halfway.
 /// Every key is the queue's (one Cluster slot); the process-wide totals are the
 /// caller's to add. KEYS: 1 processing, 2 queue, 3 retry, 4 dead, 5 failed, 6 the
-/// queue's processed counter, 7 its failed counter, 8 held. ARGV: 1 now, 2 failure records
+/// queue's processed counter, 7 its failed counter, 8 held, 9 its expired counter. ARGV: 1 now, 2 failure records
 /// kept, 3 dead-set cap, 4 dead-set max age, 5 schedule channel, 6 queue name, then
 /// outcomes: `A raw` (ack), `R raw record at payload` (retry), `D raw record payload`
-/// (dead after a failure), `X raw entry` (dead, cannot run), `Q raw` (give back).
+/// (dead after a failure), `X raw entry` (dead, cannot run), `E raw entry` (dead,
+/// expired: counted), `Q raw` (give back).
 /// Returns {processed, failed, counters that could not be updated}.
 pub static OUTCOMES: LazyLock<Script> = LazyLock::new(|| releasing(8, 1, OUTCOMES_LUA));
 

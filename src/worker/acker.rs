@@ -115,7 +115,7 @@ pub async fn run(state: Arc<WorkerState>, mut rx: mpsc::UnboundedReceiver<Outcom
 /// One queue's outcomes of a batch.
 struct Group {
     /// `OUTCOMES`'s keys, all in the queue's Cluster slot.
-    keys: [String; 8],
+    keys: [String; 9],
     /// `OUTCOMES`'s arguments before the outcomes.
     fixed: [String; 6],
     /// Payloads of the acked jobs in the held set (an ack changes only its own job, so
@@ -227,8 +227,18 @@ fn build(
                 }
                 group.count(&[Counter::Failed, Counter::FailedWindow]);
             }
-            Outcome::Buried { raw, entry, .. } => {
-                args.extend([b"X".to_vec(), raw, entry.into_bytes()])
+            Outcome::Buried {
+                raw,
+                entry,
+                expired,
+                ..
+            } => {
+                let op = if expired {
+                    b"E".to_vec()
+                } else {
+                    b"X".to_vec()
+                };
+                args.extend([op, raw, entry.into_bytes()])
             }
             // Each RPUSH goes to the front: the newest first, so the oldest ends first.
             Outcome::GivenBack { raws, .. } => {
@@ -257,6 +267,7 @@ impl Group {
                 k.stat_queue("processed", queue),
                 k.stat_queue("failed", queue),
                 state.held_key(q).to_string(),
+                k.stat_queue("expired", queue),
             ],
             fixed: [
                 now.to_string(),

@@ -201,14 +201,22 @@ fn buffer(state: &WorkerState, q: usize, raws: Vec<Vec<u8>>, listed: &[usize]) {
         return;
     }
     let mut good = Vec::with_capacity(raws.len());
+    let now = payload::now();
     for (i, raw) in raws.into_iter().enumerate() {
         match read(raw) {
+            Ok((text, parsed)) if parsed.expires_at.is_some_and(|at| at < now) => {
+                expire(state, q, text, &parsed, now)
+            }
             Ok((text, parsed)) => good.push((text, parsed, listed.contains(&(i + 1)))),
             Err((reason, raw)) => {
                 tracing::warn!(queue = %state.queues[q], "{reason}; moved to the dead set");
-                let entry =
-                    records::unreadable_entry(&raw, &reason, &state.queues[q], payload::now());
-                state.report(Outcome::Buried { q, raw, entry });
+                let entry = records::unreadable_entry(&raw, &reason, &state.queues[q], now);
+                state.report(Outcome::Buried {
+                    q,
+                    raw,
+                    entry,
+                    expired: false,
+                });
             }
         }
     }
@@ -219,6 +227,21 @@ fn buffer(state: &WorkerState, q: usize, raws: Vec<Vec<u8>>, listed: &[usize]) {
             raws: back.into_iter().map(|j| j.raw.into_bytes()).collect(),
         });
     }
+}
+
+/// A job taken after its `expires_at` (`expires_in`): not run, counted, and kept in
+/// the dead set as `FiberJob::Expired`, where a person can still see it or retry it.
+fn expire(state: &WorkerState, q: usize, text: String, job: &payload::Parsed, now: f64) {
+    let late = now - job.expires_at.unwrap_or(now);
+    let reason = format!("expired: not started by its deadline (expires_in), {late:.3}s late");
+    tracing::warn!(queue = %state.queues[q], class = %job.class, jid = %job.jid, "{reason}; moved to the dead set");
+    let entry = records::dead_entry(&text, "FiberJob::Expired", &reason, now);
+    state.report(Outcome::Buried {
+        q,
+        raw: text.into_bytes(),
+        entry,
+        expired: true,
+    });
 }
 
 /// A fetched payload as a job, or why it cannot run, with its exact bytes.

@@ -250,6 +250,7 @@ impl Engine {
                 q: job.queue,
                 raw: job.raw.into_bytes(),
                 entry,
+                expired: false,
             });
         }
     }

@@ -30,11 +30,13 @@ pub enum Outcome {
     /// Taken but not started (or interrupted at shutdown): back to the queue's front,
     /// oldest first.
     GivenBack { q: usize, raws: Vec<Vec<u8>> },
-    /// Cannot run at all (not a job payload, not a job class): to the dead set as `entry`.
+    /// Cannot run at all (not a job payload, not a job class), or `expired` (not
+    /// started by its `expires_at`, and counted so): to the dead set as `entry`.
     Buried {
         q: usize,
         raw: Vec<u8>,
         entry: String,
+        expired: bool,
     },
     /// Answers once everything sent before it is in Redis.
     Flush(oneshot::Sender<()>),

@@ -12,6 +12,7 @@ module FiberJob
       FAMILIES = [
         ["fiber_job_processed_total", "counter", "Jobs performed successfully.", :processed],
         ["fiber_job_failed_total", "counter", "Job runs that raised (each failed retry counts).", :failed],
+        ["fiber_job_expired_total", "counter", "Jobs not started by their expires_in deadline (in the dead set).", :expired],
         ["fiber_job_queue_size", "gauge", "Jobs ready to run.", :size],
         ["fiber_job_queue_latency_seconds", "gauge", "How long the oldest ready job has waited.", :latency],
         ["fiber_job_scheduled", "gauge", "Jobs scheduled with perform_in/perform_at.", :scheduled],
