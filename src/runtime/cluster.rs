@@ -59,9 +59,41 @@ pub fn build(s: &TargetSettings, certificates: Option<redis::TlsCertificates>) -
         }
         infos.push(info);
     }
+    // The seeds open the pub/sub connection: the same password, user and TLS
+    // settings as the Cluster's own connections.
+    let verify = s.tls.as_ref().is_none_or(|t| t.verify_peer);
     let seeds = infos
         .iter()
-        .filter_map(|info| redis::Client::open(info.clone()).ok())
+        .filter_map(|info| {
+            let mut settings = info.redis_settings().clone();
+            if let Some(pw) = s.password.as_ref().or(password.as_ref()) {
+                settings = settings.set_password(pw);
+            }
+            if let Some(user) = &s.username {
+                settings = settings.set_username(user);
+            }
+            let mut info = info.clone().set_redis_settings(settings);
+            if let ConnectionAddr::TcpTls {
+                host,
+                port,
+                tls_params,
+                ..
+            } = info.addr().clone()
+            {
+                info = info.set_addr(ConnectionAddr::TcpTls {
+                    host,
+                    port,
+                    insecure: !verify,
+                    tls_params,
+                });
+            }
+            match &certificates {
+                Some(certs) if tls == Some(true) => {
+                    redis::Client::build_with_tls(info, certs.clone()).ok()
+                }
+                _ => redis::Client::open(info).ok(),
+            }
+        })
         .collect();
     let mut builder = ClusterClientBuilder::new(infos);
     if let Some(pw) = s.password.as_ref().or(password.as_ref()) {

@@ -1,0 +1,299 @@
+//! One queue's outcomes of an acker batch (`acker.rs`): built from the messages,
+//! turned into commands (plain ones for acks, the `OUTCOMES` script for the rest), and
+//! updated from Redis's replies.
+
+use std::collections::BTreeMap;
+
+use tokio::sync::oneshot;
+
+use crate::store::retention::{
+    DEAD_CAP, DEAD_MAX_AGE_SECS, FAILED_CAP, STAT_WINDOW_SECS, STAT_WINDOW_TTL_SECS,
+};
+use crate::store::{payload, scripts};
+use crate::worker::outcome::{AfterFailure, Outcome};
+use crate::worker::state::WorkerState;
+
+/// One queue's outcomes of a batch.
+pub(super) struct Group {
+    /// `OUTCOMES`'s keys, all in the queue's Cluster slot.
+    keys: [String; 9],
+    /// `OUTCOMES`'s arguments before the outcomes.
+    fixed: [String; 6],
+    /// Payloads of the acked jobs in the held set (an ack changes only its own job, so
+    /// acks may go first whatever their order among other outcomes).
+    acks: Vec<Vec<u8>>,
+    /// Payloads of the acked jobs in the processing list.
+    listed_acks: Vec<Vec<u8>>,
+    /// The other outcomes, as `OUTCOMES` takes them; with none, the group is sent as
+    /// plain commands instead of the script.
+    others: Vec<Vec<u8>>,
+    /// The counters the group adds to (see `Counter`), each in a slot of its own.
+    counters: [String; 5],
+    /// What is not yet added to each counter.
+    uncounted: [usize; 5],
+}
+
+/// The counters of `Group::counters`, by index. The queue's processed counter is in
+/// the queue's slot, so the script adds to it itself; the process-wide ones are
+/// plain `INCRBY`s next to the script, by what the group's outcomes should add (a
+/// job a reaper already gave back is still counted: bookkeeping, not a decision).
+#[derive(Clone, Copy)]
+pub(super) enum Counter {
+    Processed = 0,
+    QueueProcessed = 1,
+    ProcessedWindow = 2,
+    Failed = 3,
+    FailedWindow = 4,
+}
+
+impl Counter {
+    pub(super) fn is_window(self) -> bool {
+        matches!(self, Counter::ProcessedWindow | Counter::FailedWindow)
+    }
+}
+
+pub(super) const COUNTERS: [Counter; 5] = [
+    Counter::Processed,
+    Counter::QueueProcessed,
+    Counter::ProcessedWindow,
+    Counter::Failed,
+    Counter::FailedWindow,
+];
+
+/// What one reply of a group's commands answers.
+pub(super) enum Reply {
+    /// The script (every outcome but the process-wide counts).
+    Script,
+    /// The `SREM` of every job in `acks`.
+    Acks,
+    /// The `LREM` of `listed_acks[i]`.
+    ListedAck(usize),
+    /// The `INCRBY` of a counter.
+    Count(Counter),
+    /// An `EXPIRE` (of a window that already counts; nothing to keep).
+    Expire,
+}
+
+pub(super) fn build(
+    state: &WorkerState,
+    msgs: impl Iterator<Item = Outcome>,
+) -> (BTreeMap<usize, Group>, Vec<oneshot::Sender<()>>) {
+    let now = payload::now();
+    let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
+    let mut flushes = Vec::new();
+    for msg in msgs {
+        let q = match &msg {
+            Outcome::Acked { q, .. }
+            | Outcome::Failed { q, .. }
+            | Outcome::GivenBack { q, .. }
+            | Outcome::Buried { q, .. } => *q,
+            Outcome::Flush(_) => usize::MAX,
+        };
+        if let Outcome::Flush(tx) = msg {
+            flushes.push(tx);
+            continue;
+        }
+        let group = groups.entry(q).or_insert_with(|| Group::new(state, q, now));
+        let args = &mut group.others;
+        match msg {
+            Outcome::Acked { raw, listed, .. } => {
+                if listed {
+                    group.listed_acks.push(raw);
+                } else {
+                    group.acks.push(raw);
+                }
+                group.count(&[
+                    Counter::Processed,
+                    Counter::QueueProcessed,
+                    Counter::ProcessedWindow,
+                ]);
+            }
+            Outcome::Failed {
+                raw, record, then, ..
+            } => {
+                match then {
+                    AfterFailure::Retry { at, payload } => args.extend([
+                        b"R".to_vec(),
+                        raw,
+                        record.into_bytes(),
+                        at.to_string().into_bytes(),
+                        payload.into_bytes(),
+                    ]),
+                    AfterFailure::Dead { payload } => args.extend([
+                        b"D".to_vec(),
+                        raw,
+                        record.into_bytes(),
+                        payload.into_bytes(),
+                    ]),
+                }
+                group.count(&[Counter::Failed, Counter::FailedWindow]);
+            }
+            Outcome::Buried {
+                raw,
+                entry,
+                expired,
+                ..
+            } => {
+                let op = if expired {
+                    b"E".to_vec()
+                } else {
+                    b"X".to_vec()
+                };
+                args.extend([op, raw, entry.into_bytes()])
+            }
+            // Each RPUSH goes to the front: the newest first, so the oldest ends first.
+            Outcome::GivenBack { raws, .. } => {
+                for raw in raws.into_iter().rev() {
+                    args.extend([b"Q".to_vec(), raw]);
+                }
+            }
+            Outcome::Flush(_) => unreachable!("handled above"),
+        }
+    }
+    (groups, flushes)
+}
+
+impl Group {
+    pub(super) fn new(state: &WorkerState, q: usize, now: f64) -> Group {
+        let k = &state.keys;
+        let queue = &state.queues[q];
+        let bucket = (now as i64) / STAT_WINDOW_SECS;
+        Group {
+            keys: [
+                state.processing_key(q).to_string(),
+                k.queue(queue),
+                k.retry(queue),
+                k.dead(queue),
+                k.failed(queue),
+                k.stat_queue("processed", queue),
+                k.stat_queue("failed", queue),
+                state.held_key(q).to_string(),
+                k.stat_queue("expired", queue),
+            ],
+            fixed: [
+                now.to_string(),
+                FAILED_CAP.to_string(),
+                DEAD_CAP.to_string(),
+                DEAD_MAX_AGE_SECS.to_string(),
+                k.schedule_channel(),
+                queue.clone(),
+            ],
+            acks: Vec::new(),
+            listed_acks: Vec::new(),
+            others: Vec::new(),
+            counters: [
+                k.stat("processed"),
+                k.stat_queue("processed", queue),
+                k.stat_window("processed", bucket),
+                k.stat("failed"),
+                k.stat_window("failed", bucket),
+            ],
+            uncounted: [0; 5],
+        }
+    }
+
+    pub(super) fn count(&mut self, counters: &[Counter]) {
+        for c in counters {
+            self.uncounted[*c as usize] += 1;
+        }
+    }
+
+    /// Adds the group's commands to `pipe`; returns what each of their replies answers.
+    pub(super) fn add_to(&self, pipe: &mut redis::Pipeline) -> Vec<Reply> {
+        let mut replies = Vec::with_capacity(self.listed_acks.len() + 7);
+        let scripted = !self.others.is_empty();
+        if scripted {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(scripts::OUTCOMES.get_hash())
+                .arg(self.keys.len())
+                .arg(&self.keys[..])
+                .arg(&self.fixed[..]);
+            for raw in self.acks.iter().chain(&self.listed_acks) {
+                cmd.arg(&b"A"[..]).arg(raw);
+            }
+            cmd.arg(&self.others);
+            pipe.add_command(cmd);
+            replies.push(Reply::Script);
+        } else {
+            if !self.acks.is_empty() {
+                pipe.cmd("SREM").arg(&self.keys[7]).arg(&self.acks);
+                replies.push(Reply::Acks);
+            }
+            for (i, raw) in self.listed_acks.iter().enumerate() {
+                pipe.cmd("LREM").arg(&self.keys[0]).arg(-1).arg(raw);
+                replies.push(Reply::ListedAck(i));
+            }
+        }
+        for counter in COUNTERS {
+            let (key, n) = (
+                &self.counters[counter as usize],
+                self.uncounted[counter as usize],
+            );
+            if n == 0 || (scripted && matches!(counter, Counter::QueueProcessed)) {
+                continue;
+            }
+            pipe.cmd("INCRBY").arg(key).arg(n);
+            replies.push(Reply::Count(counter));
+            if counter.is_window() {
+                pipe.cmd("EXPIRE").arg(key).arg(STAT_WINDOW_TTL_SECS);
+                replies.push(Reply::Expire);
+            }
+        }
+        replies
+    }
+
+    /// Takes the replies to `add_to`'s commands: forgets what Redis applied. Returns
+    /// the first refusal (what is left is sent again).
+    pub(super) fn applied(
+        &mut self,
+        plan: Vec<Reply>,
+        replies: impl Iterator<Item = redis::RedisResult<redis::Value>>,
+    ) -> Option<redis::RedisError> {
+        let mut refused = None;
+        let mut done = vec![false; self.listed_acks.len()];
+        for (what, reply) in plan.into_iter().zip(replies) {
+            match (what, reply) {
+                (Reply::Script, Ok(v)) => {
+                    if let Ok((_, _, problems @ 1..)) =
+                        redis::from_redis_value::<(i64, i64, i64)>(v)
+                    {
+                        tracing::warn!(
+                            "{problems} FiberJob counter(s) in Redis are not integers and were not updated"
+                        );
+                    }
+                    // The script counted the queue's processed jobs itself.
+                    done.iter_mut().for_each(|d| *d = true);
+                    self.acks.clear();
+                    self.others.clear();
+                    self.uncounted[Counter::QueueProcessed as usize] = 0;
+                }
+                (Reply::Acks, Ok(_)) => self.acks.clear(),
+                (Reply::ListedAck(i), Ok(_)) => done[i] = true,
+                (Reply::Count(c), Ok(_)) => self.uncounted[c as usize] = 0,
+                (Reply::Count(c), Err(e)) if matches!(e.code(), Some("ERR" | "WRONGTYPE")) => {
+                    // Not a number (another program wrote it): counting is bookkeeping.
+                    tracing::warn!("a FiberJob counter in Redis was not updated: {e}");
+                    self.uncounted[c as usize] = 0;
+                }
+                (Reply::Expire, _) => {}
+                (_, Err(e)) => {
+                    refused.get_or_insert(e);
+                }
+            }
+        }
+        let mut done = done.into_iter();
+        self.listed_acks.retain(|_| !done.next().unwrap_or(false));
+        refused
+    }
+
+    pub(super) fn is_done(&self) -> bool {
+        self.acks.is_empty()
+            && self.listed_acks.is_empty()
+            && self.others.is_empty()
+            && self.uncounted == [0; 5]
+    }
+}
+
+#[cfg(test)]
+#[path = "acker_tests.rs"]
+mod tests;
