@@ -19,7 +19,7 @@ module FiberJob
       # @return [String, nil] the job id (nil if middleware stopped it)
       def push(job_class, args, queue: job_class_queue(job_class), extra: nil)
         extra = expiring(job_class, extra, Time.now.to_f)
-        if extra.nil? && plain?
+        if extra.nil? && plain? && !unique?(job_class)
           fast = FiberJob.client._enqueue(class_name(job_class), queue.to_s, [args])
           return fast.first if fast
         end
@@ -33,7 +33,7 @@ module FiberJob
         end
 
         extra = expiring(job_class, nil, Time.now.to_f)
-        if extra.nil? && plain?
+        if extra.nil? && plain? && !unique?(job_class)
           fast = FiberJob.client._enqueue(class_name(job_class), queue.to_s, args_list)
           return fast if fast
         end
@@ -58,8 +58,8 @@ module FiberJob
         chain = FiberJob.config.client_middleware
         kept = chain.empty? ? payloads : payloads.map { |p| through(chain, job_class, p) }
         ready = kept.compact
-        write(job_class, ready, at) unless ready.empty?
-        kept.map { |p| p && p["jid"] }
+        duplicates = ready.empty? ? [] : write(job_class, ready, at)
+        kept.map { |p| p && !duplicates.include?(p["jid"]) ? p["jid"] : nil }
       end
 
       def through(chain, job_class, payload)
@@ -70,10 +70,14 @@ module FiberJob
         payload
       end
 
+      # @return [Array<String>] jids of unique jobs not enqueued (duplicates)
       def write(job_class, payloads, at)
         started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        duplicates = []
         if sink
           sink.receive(job_class, payloads, at)
+        elsif payloads.first["unique_key"]
+          duplicates = write_unique(payloads, at)
         elsif at
           payloads.each { |p| FiberJob.client._schedule(p["queue"].to_s, at, JSON.generate(p)) }
         else
@@ -81,14 +85,25 @@ module FiberJob
             FiberJob.client._push(queue, group.map { |p| JSON.generate(p) })
           end
         end
-        announce(job_class, payloads, started) if Instrumentation.listening?(:enqueue)
+        announce(job_class, payloads, started, duplicates) if Instrumentation.listening?(:enqueue)
+        duplicates
       end
 
-      def announce(job_class, payloads, started)
+      # Each payload only if it takes its lock (one script per queue). @return the
+      # jids that did not: duplicates.
+      def write_unique(payloads, at)
+        payloads.group_by { |p| p["queue"].to_s }.flat_map do |queue, group|
+          jobs = group.map { |p| [p["unique_key"], p["jid"], (p["unique_for"] * 1000).ceil, JSON.generate(p)] }
+          taken = FiberJob.client._push_unique(queue, at, jobs)
+          group.zip(taken).reject { |_, ok| ok }.map { |p, _| p["jid"] }
+        end
+      end
+
+      def announce(job_class, payloads, started, duplicates)
         duration = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
         payloads.each do |p|
-          Instrumentation.emit(:enqueue, job_class: job_class, jid: p["jid"],
-                                         queue: p["queue"], args: p["args"], duration: duration)
+          Instrumentation.emit(:enqueue, job_class: job_class, jid: p["jid"], queue: p["queue"], args: p["args"],
+                                         duration: duration, skipped: duplicates.include?(p["jid"]))
         end
       end
 
@@ -102,8 +117,22 @@ module FiberJob
       def build(job_class, args, queue, extra)
         name = class_name(job_class)
         Arguments.check!("#{name}.perform_async", args)
+        extra = unique_fields(job_class, queue, args, extra)
         json = Native.payload(name, queue.to_s, JSON.generate(args), extra && JSON.generate(extra))
         JSON.parse(json)
+      end
+
+      def unique?(job_class)
+        job_class.respond_to?(:uniqueness) && job_class.uniqueness
+      end
+
+      # `extra` with the lock's digest, lifetime and release point of a unique job.
+      def unique_fields(job_class, queue, args, extra)
+        seconds, till = unique?(job_class)
+        return extra unless seconds
+
+        (extra || {}).merge("unique_key" => job_class.unique_digest(queue, args), "unique_for" => seconds,
+                            "unique_until" => till.to_s)
       end
 
       # `extra` with the job's deadline (`expires_at`) when its class has `expires_in`.

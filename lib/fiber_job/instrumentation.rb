@@ -3,7 +3,8 @@
 module FiberJob
   # What `FiberJob.on` subscribers receive. `duration` is in seconds; `error` is the
   # exception of a failed perform; `retry_at` (epoch seconds) is set on :retry.
-  Event = Struct.new(:name, :job_class, :jid, :queue, :args, :duration, :error, :retry_at,
+  # `skipped`: an :enqueue of a unique job that was not enqueued (a duplicate).
+  Event = Struct.new(:name, :job_class, :jid, :queue, :args, :duration, :error, :retry_at, :skipped,
                      keyword_init: true)
 
   # Subscribers to job events. Events: :enqueue (after the payload is in Redis),

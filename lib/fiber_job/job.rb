@@ -1,5 +1,7 @@
 # frozen_string_literal: true
 
+require "digest"
+
 module FiberJob
   # Base class of every job. Subclasses define `perform` and may set defaults in
   # `initialize` (call `super` first), exactly as the README shows:
@@ -22,6 +24,9 @@ module FiberJob
     # Seconds after which a job not yet started is not run (nil: never); see
     # `Job.expires_in`.
     attr_accessor :expires_in
+    # Seconds a unique job's lock lives (nil: not unique), and when it is freed
+    # (:success or :start); see `Job.unique_for`.
+    attr_accessor :unique_for, :unique_until
 
     def initialize
       @queue = :default
@@ -30,6 +35,7 @@ module FiberJob
       @jid = nil
       @retry_count = 0
       @expires_in = self.class.default_expires_in
+      @unique_for, @unique_until = self.class.default_unique
     end
 
     # The work. Receives exactly the arguments given to perform_async.
@@ -87,6 +93,65 @@ module FiberJob
       # or retried by hand. The deadline holds for every start, retries included.
       def expires_in(seconds)
         @default_expires_in = Job.positive_seconds!("#{name}.expires_in", seconds)
+      end
+
+      # Enqueues a job of this class only if no job with the same class, queue and
+      # arguments (or `unique_by` key) was enqueued in the last `seconds` and is still
+      # pending: `perform_async` and friends return nil for a duplicate and enqueue
+      # nothing. The lock is freed when the job succeeds or dies (`until: :success`) or
+      # when it starts (`until: :start`), and after `seconds` at the latest.
+      def unique_for(seconds, **options)
+        unknown = options.keys - [:until]
+        raise ArgumentError, "#{name}.unique_for takes until: only, got #{unknown.inspect}" unless unknown.empty?
+
+        till = options.fetch(:until, :success)
+        unless %i[success start].include?(till)
+          raise ArgumentError, "#{name}.unique_for until: is :success or :start, got #{till.inspect}"
+        end
+
+        @default_unique = [Job.positive_seconds!("#{name}.unique_for", seconds), till]
+      end
+
+      # What makes two jobs of this class the same: the block gets the arguments and
+      # returns a JSON-able key (default: the arguments themselves).
+      def unique_by(&block)
+        raise ArgumentError, "#{name}.unique_by takes a block, e.g. unique_by { |user_id, *| user_id }" unless block
+
+        @unique_by = block
+      end
+
+      # @api private
+      def default_unique
+        return @default_unique if defined?(@default_unique)
+
+        superclass.respond_to?(:default_unique) ? superclass.default_unique : [nil, nil]
+      end
+
+      # [seconds, :success | :start] for unique jobs of this class, or nil.
+      # @api private
+      def uniqueness
+        return @uniqueness if defined?(@uniqueness)
+
+        job = new
+        @uniqueness = job.unique_for && [Job.positive_seconds!("#{name} @unique_for", job.unique_for),
+                                         (job.unique_until || :success).to_sym]
+      end
+
+      # The lock's name for one job of this class: a digest of class, queue and key.
+      # @api private
+      def unique_digest(queue, args)
+        by = unique_by_block
+        key = by ? by.call(*args) : args
+        Digest::SHA256.hexdigest(JSON.generate([name, queue.to_s, key]))[0, 32]
+      rescue JSON::GeneratorError, TypeError => e
+        raise ArgumentError, "#{name}.unique_by returned a key that is not JSON (#{e.message})"
+      end
+
+      # @api private
+      def unique_by_block
+        return @unique_by if defined?(@unique_by)
+
+        superclass.respond_to?(:unique_by_block) ? superclass.unique_by_block : nil
       end
 
       # @api private

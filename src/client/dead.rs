@@ -159,6 +159,11 @@ impl Client {
             let n: i64 = self.call(cancel, |mut c| {
                 let mut inv = scripts::DEAD_RETRY.prepare_invoke();
                 inv.key(&dead).key(&queue_key).arg(&member).arg(&job);
+                if let Some((digest, jid, ttl_ms)) = unique_lock(&job) {
+                    inv.key(self.keys.unique(&queue, &digest))
+                        .arg(jid)
+                        .arg(ttl_ms);
+                }
                 let mut register = redis::cmd("SADD");
                 register.arg(&queues).arg(&queue);
                 async move {
@@ -226,6 +231,15 @@ fn newest_first(
         .take(stop.saturating_sub(start))
         .map(|(e, _)| e)
         .collect()
+}
+
+/// A unique job's lock to take again when it is retried by hand: (digest, jid, TTL ms).
+fn unique_lock(payload: &[u8]) -> Option<(String, String, u64)> {
+    let job: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let digest = job.get("unique_key")?.as_str()?.to_string();
+    let jid = job.get("jid")?.as_str()?.to_string();
+    let seconds = job.get("unique_for")?.as_f64()?;
+    Some((digest, jid, (seconds * 1000.0).ceil().max(1.0) as u64))
 }
 
 #[cfg(test)]

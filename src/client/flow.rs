@@ -1,4 +1,5 @@
-//! Flow control an operator applies to a queue: pausing and resuming it.
+//! Flow control: pausing and resuming a queue (an operator's), and enqueueing unique
+//! jobs (`unique_for`).
 //!
 //! The paused set (`Keys::paused`) is the state, one `SADD`/`SREM` (atomic on its
 //! own), read by every worker's heartbeat; the announcement on `Keys::pause_channel`
@@ -7,6 +8,7 @@
 use super::{Client, Lossy};
 use crate::error::Result;
 use crate::runtime::cancel::Cancel;
+use crate::store::scripts;
 
 impl Client {
     /// Pauses or resumes `queue` for every worker. Returns whether that changed it.
@@ -28,6 +30,44 @@ impl Client {
                 Ok(changed == 1)
             }
         })
+    }
+
+    /// Enqueues unique jobs of one queue, now (`at` None) or scheduled: each only if it
+    /// takes its lock, in one script (`UNIQUE_ENQUEUE`). `jobs`: (digest, jid, lock TTL
+    /// in ms, payload). Returns, per job, whether it was enqueued (false: a duplicate).
+    pub fn push_unique(
+        &self,
+        cancel: &Cancel,
+        queue: &str,
+        at: Option<f64>,
+        jobs: &[(String, String, u64, String)],
+    ) -> Result<Vec<bool>> {
+        let k = &self.keys;
+        let target = match at {
+            Some(_) => k.schedule(queue),
+            None => k.queue(queue),
+        };
+        let flags: Vec<i64> = self.call(cancel, |mut c| {
+            let mut inv = scripts::UNIQUE_ENQUEUE.prepare_invoke();
+            inv.key(&target)
+                .arg(at.map(|t| t.to_string()).unwrap_or_default())
+                .arg(k.schedule_channel())
+                .arg(queue);
+            for (digest, jid, ttl_ms, payload) in jobs {
+                inv.key(k.unique(queue, digest))
+                    .arg(jid)
+                    .arg(*ttl_ms)
+                    .arg(payload);
+            }
+            let mut register = redis::cmd("SADD");
+            register.arg(k.queues()).arg(queue);
+            async move {
+                let flags: Vec<i64> = inv.invoke_async(&mut c).await?;
+                register.query_async::<()>(&mut c).await?;
+                Ok(flags)
+            }
+        })?;
+        Ok(flags.into_iter().map(|f| f == 1).collect())
     }
 
     /// The paused queues, sorted.

@@ -93,6 +93,18 @@ impl RbClient {
     ) -> Result<(), magnus::Error> {
         blocking(ruby, |c| rb_self.0.schedule(c, &queue, at, &payload))
     }
+
+    /// Unique jobs: `jobs` = [[digest, jid, lock TTL ms, payload], …]; `at` nil for now.
+    /// Returns, per job, whether it was enqueued (false: a duplicate).
+    fn push_unique(
+        ruby: &Ruby,
+        rb_self: &Self,
+        queue: String,
+        at: Option<f64>,
+        jobs: Vec<(String, String, u64, String)>,
+    ) -> Result<Vec<bool>, magnus::Error> {
+        blocking(ruby, |c| rb_self.0.push_unique(c, &queue, at, &jobs))
+    }
 }
 
 pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
@@ -101,5 +113,6 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     class.define_method("_enqueue", method!(RbClient::enqueue, 3))?;
     class.define_method("_push", method!(RbClient::push, 2))?;
     class.define_method("_schedule", method!(RbClient::schedule, 3))?;
+    class.define_method("_push_unique", method!(RbClient::push_unique, 3))?;
     Ok(())
 }

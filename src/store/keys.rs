@@ -155,6 +155,12 @@ impl Keys {
         format!("{}:cron:tick:{{{}}}:{}:{}", self.prefix, queue, class, tick)
     }
 
+    /// A unique job's lock (`unique_for`): holds the jid of the job that took it, with
+    /// the TTL `unique_for`; `digest` names the class, queue and arguments.
+    pub fn unique(&self, queue: &str, digest: &str) -> String {
+        format!("{}:unique:{{{}}}:{}", self.prefix, queue, digest)
+    }
+
     /// Lock that lets one live process at a time reap dead processes' jobs.
     pub fn reaper_lock(&self) -> String {
         format!("{}:reaper:lock", self.prefix)

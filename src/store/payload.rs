@@ -19,6 +19,9 @@ pub struct Parsed {
     pub retry_count: u64,
     /// `expires_in`: epoch seconds after which the job is not started.
     pub expires_at: Option<f64>,
+    /// `unique_for`: the digest naming its lock, and whether the lock is freed when
+    /// the job starts (`until: :start`) rather than when it succeeds or dies.
+    pub unique: Option<(String, bool)>,
 }
 
 /// Only the fields a worker reads; serde skips the rest without building values.
@@ -29,6 +32,8 @@ struct Head {
     jid: Option<Value>,
     retry_count: Option<Value>,
     expires_at: Option<Value>,
+    unique_key: Option<Value>,
+    unique_until: Option<Value>,
 }
 
 /// Parses a payload taken from a queue. `Err` holds the reason it cannot run.
@@ -67,6 +72,13 @@ pub fn parse(raw: &str) -> Result<Parsed, String> {
         jid,
         retry_count,
         expires_at: head.expires_at.as_ref().and_then(Value::as_f64),
+        unique: match head.unique_key {
+            Some(Value::String(digest)) if !digest.is_empty() => Some((
+                digest,
+                head.unique_until.as_ref().and_then(Value::as_str) == Some("start"),
+            )),
+            _ => None,
+        },
     })
 }
 

@@ -126,16 +126,50 @@ return 0",
 });
 
 /// Move one member of a queue's dead set back to the queue, once even if two people
-/// click at once. KEYS (the queue's slot): dead, queue. ARGV: member, payload.
+/// click at once; a unique job takes its lock again (KEYS[3], for ARGV[3] = jid and
+/// ARGV[4] = TTL ms; a person's retry wins over a lock another job holds). KEYS (the
+/// queue's slot): dead, queue[, lock]. ARGV: member, payload[, jid, TTL ms].
 pub static DEAD_RETRY: LazyLock<Script> = LazyLock::new(|| {
     waking(
         r"
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  if KEYS[3] then redis.call('SET', KEYS[3], ARGV[3], 'PX', tonumber(ARGV[4])) end
   redis.call('LPUSH', KEYS[2], ARGV[2])
   wake(KEYS[2], 1)
   return 1
 end
 return 0",
+    )
+});
+
+/// Enqueue unique jobs: each only if it takes its lock (`SET NX` with the job's TTL),
+/// to the queue (ARGV[1] '') or the schedule set (ARGV[1] = run-at). The first write is
+/// the `SET`, which Redis refuses whole when full. KEYS: queue or schedule, then one
+/// lock per job (all in the queue's slot). ARGV: run-at or '', schedule channel, queue
+/// name, then per job: jid, TTL in ms, payload. Returns 1 (enqueued) or 0 (a
+/// duplicate) per job.
+pub static UNIQUE_ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
+    waking(
+        r"
+local out, pushed = {}, 0
+for i = 2, #KEYS do
+  local a = 4 + (i - 2) * 3
+  if redis.call('SET', KEYS[i], ARGV[a], 'NX', 'PX', tonumber(ARGV[a + 1])) then
+    if ARGV[1] == '' then
+      redis.call('LPUSH', KEYS[1], ARGV[a + 2])
+    else
+      redis.call('ZADD', KEYS[1], ARGV[1], ARGV[a + 2])
+    end
+    pushed = pushed + 1
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+if pushed > 0 then
+  if ARGV[1] == '' then wake(KEYS[1], pushed) else redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+end
+return out",
     )
 });
 
@@ -181,7 +215,7 @@ return 1",
 });
 
 const OUTCOMES_LUA: &str = r"
-local width = {A = 2, Q = 2, X = 3, E = 3, D = 4, R = 5}
+local width = {A = 2, Q = 2, X = 3, E = 3, U = 3, D = 4, R = 5}
 local kinds = {}
 local i = 7
 while i <= #ARGV do
@@ -211,7 +245,13 @@ local processed, failed, dead, retried, back, expired = 0, 0, false, false, 0, 0
 i = 7
 while i <= #ARGV do
   local op, raw = ARGV[i], ARGV[i + 1]
-  local mine = release(raw)
+  if op == 'U' then
+    -- a unique job's lock, freed only if its job still holds it (pcall: a key of
+    -- another type must not stop the script halfway)
+    local lock = KEYS[tonumber(raw)]
+    if redis.pcall('GET', lock) == ARGV[i + 2] then redis.call('DEL', lock) end
+  end
+  local mine = op ~= 'U' and release(raw)
   if mine then
     if op == 'A' then
       processed = processed + 1
@@ -268,7 +308,8 @@ return {processed, failed, problems}";
 /// kept, 3 dead-set cap, 4 dead-set max age, 5 schedule channel, 6 queue name, then
 /// outcomes: `A raw` (ack), `R raw record at payload` (retry), `D raw record payload`
 /// (dead after a failure), `X raw entry` (dead, cannot run), `E raw entry` (dead,
-/// expired: counted), `Q raw` (give back).
+/// expired: counted), `Q raw` (give back), `U k jid` (free the unique lock KEYS[k] if
+/// `jid` holds it; lock keys follow the nine fixed ones).
 /// Returns {processed, failed, counters that could not be updated}.
 pub static OUTCOMES: LazyLock<Script> = LazyLock::new(|| releasing(8, 1, OUTCOMES_LUA));
 

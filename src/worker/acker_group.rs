@@ -17,6 +17,8 @@ use crate::worker::state::WorkerState;
 pub(super) struct Group {
     /// `OUTCOMES`'s keys, all in the queue's Cluster slot.
     keys: [String; 9],
+    /// Unique jobs' locks to free (after `keys`; the `U` outcomes name them).
+    lock_keys: Vec<String>,
     /// `OUTCOMES`'s arguments before the outcomes.
     fixed: [String; 6],
     /// Payloads of the acked jobs in the held set (an ack changes only its own job, so
@@ -86,7 +88,8 @@ pub(super) fn build(
             Outcome::Acked { q, .. }
             | Outcome::Failed { q, .. }
             | Outcome::GivenBack { q, .. }
-            | Outcome::Buried { q, .. } => *q,
+            | Outcome::Buried { q, .. }
+            | Outcome::Unlock { q, .. } => *q,
             Outcome::Flush(_) => usize::MAX,
         };
         if let Outcome::Flush(tx) = msg {
@@ -147,6 +150,15 @@ pub(super) fn build(
                     args.extend([b"Q".to_vec(), raw]);
                 }
             }
+            Outcome::Unlock { digest, jid, .. } => {
+                group
+                    .lock_keys
+                    .push(state.keys.unique(&state.queues[q], &digest));
+                let k = group.keys.len() + group.lock_keys.len();
+                group
+                    .others
+                    .extend([b"U".to_vec(), k.to_string().into_bytes(), jid.into_bytes()]);
+            }
             Outcome::Flush(_) => unreachable!("handled above"),
         }
     }
@@ -178,6 +190,7 @@ impl Group {
                 k.schedule_channel(),
                 queue.clone(),
             ],
+            lock_keys: Vec::new(),
             acks: Vec::new(),
             listed_acks: Vec::new(),
             others: Vec::new(),
@@ -205,8 +218,9 @@ impl Group {
         if scripted {
             let mut cmd = redis::cmd("EVALSHA");
             cmd.arg(scripts::OUTCOMES.get_hash())
-                .arg(self.keys.len())
+                .arg(self.keys.len() + self.lock_keys.len())
                 .arg(&self.keys[..])
+                .arg(&self.lock_keys)
                 .arg(&self.fixed[..]);
             for raw in self.acks.iter().chain(&self.listed_acks) {
                 cmd.arg(&b"A"[..]).arg(raw);
@@ -265,6 +279,7 @@ impl Group {
                     done.iter_mut().for_each(|d| *d = true);
                     self.acks.clear();
                     self.others.clear();
+                    self.lock_keys.clear();
                     self.uncounted[Counter::QueueProcessed as usize] = 0;
                 }
                 (Reply::Acks, Ok(_)) => self.acks.clear(),

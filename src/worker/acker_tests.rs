@@ -12,6 +12,7 @@ fn group_of(acks: &[&str], listed: &[&str], others: &[&str]) -> Group {
     Group {
         keys: std::array::from_fn(|i| format!("k{i}")),
         fixed: std::array::from_fn(|i| format!("a{i}")),
+        lock_keys: Vec::new(),
         acks: bytes(acks),
         listed_acks: bytes(listed),
         others: bytes(others),

@@ -46,6 +46,8 @@ pub struct Taken {
     pub args: Vec<serde_json::Value>,
     pub jid: String,
     pub retry_count: u64,
+    /// A unique job whose lock is freed when it starts: its digest.
+    pub unlock_at_start: Option<String>,
 }
 
 struct QueueState {
@@ -237,6 +239,12 @@ impl Dispatcher {
                     args: std::mem::take(&mut job.parsed.args),
                     jid: job.parsed.jid.clone(),
                     retry_count: job.parsed.retry_count,
+                    unlock_at_start: job
+                        .parsed
+                        .unique
+                        .as_ref()
+                        .filter(|(_, at_start)| *at_start)
+                        .map(|(digest, _)| digest.clone()),
                 });
                 st.busy_jobs.insert(job.id, job);
             }

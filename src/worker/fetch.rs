@@ -242,6 +242,13 @@ fn expire(state: &WorkerState, q: usize, text: String, job: &payload::Parsed, no
         entry,
         expired: true,
     });
+    if let Some((digest, _)) = &job.unique {
+        state.report(Outcome::Unlock {
+            q,
+            digest: digest.clone(),
+            jid: job.jid.clone(),
+        });
+    }
 }
 
 /// A fetched payload as a job, or why it cannot run, with its exact bytes.

@@ -161,13 +161,28 @@ impl Engine {
     /// Up to `max` jobs that may start now, without waiting (fiber executor). When there
     /// are none, the next change writes a byte to `wake_socket`.
     pub fn take(&self, max: usize) -> Vec<Taken> {
-        self.state.dispatcher.take(max)
+        let taken = self.state.dispatcher.take(max);
+        taken.iter().for_each(|t| self.started(t));
+        taken
+    }
+
+    /// A job starts: a unique job with `until: :start` frees its lock now.
+    fn started(&self, job: &Taken) {
+        if let Some(digest) = &job.unlock_at_start {
+            self.state.report(Outcome::Unlock {
+                q: job.queue,
+                digest: digest.clone(),
+                jid: job.jid.clone(),
+            });
+        }
     }
 
     /// Waits up to `timeout` for a job that may start (thread executor; call without the
     /// GVL). `None` after the timeout, a stop, or `cancel`.
     pub fn take_blocking(&self, timeout: Duration, cancel: &AtomicBool) -> Option<Taken> {
-        self.state.dispatcher.take_blocking(timeout, cancel)
+        let taken = self.state.dispatcher.take_blocking(timeout, cancel);
+        taken.iter().for_each(|t| self.started(t));
+        taken
     }
 
     /// Waits up to `timeout` for the worker to stop; true once it has.
@@ -223,11 +238,15 @@ impl Engine {
     /// A job performed successfully.
     pub fn ack(&self, id: u64) {
         if let Some(job) = self.state.dispatcher.finish(id) {
+            let unlock = unlock(&job);
             self.state.report(Outcome::Acked {
                 q: job.queue,
                 raw: job.raw.into_bytes(),
                 listed: job.listed,
             });
+            if let Some(u) = unlock {
+                self.state.report(u);
+            }
         }
     }
 
@@ -246,12 +265,16 @@ impl Engine {
         if let Some(job) = self.state.dispatcher.finish(id) {
             tracing::warn!(jid = %job.parsed.jid, "{reason}; moved to the dead set");
             let entry = records::dead_entry(&job.raw, error_class, reason, payload::now());
+            let unlock = unlock(&job);
             self.state.report(Outcome::Buried {
                 q: job.queue,
                 raw: job.raw.into_bytes(),
                 entry,
                 expired: false,
             });
+            if let Some(u) = unlock {
+                self.state.report(u);
+            }
         }
     }
 
@@ -264,6 +287,12 @@ impl Engine {
         let queue = &self.state.queues[job.queue];
         let retry = retry_at.map(|_| priority);
         let failed = records::failed(&job.raw, &failure, queue, retry);
+        // A retry keeps a unique job's lock (the job is still pending); death frees it.
+        let unlock = if retry_at.is_none() {
+            unlock(&job)
+        } else {
+            None
+        };
         let then = match retry_at {
             Some(at) => AfterFailure::Retry {
                 at,
@@ -279,6 +308,9 @@ impl Engine {
             record: failed.record,
             then,
         });
+        if let Some(u) = unlock {
+            self.state.report(u);
+        }
     }
 
     /// Finishes a stopped worker (blocking; call without the GVL once no job runs).
@@ -330,6 +362,19 @@ impl Engine {
         };
         self.rt.tokio.spawn(work)
     }
+}
+
+/// The message that frees a finished unique job's lock (if it still holds it: with
+/// `until: :start` another job may hold it by now).
+pub(crate) fn unlock(job: &dispatch::ProcessingJob) -> Option<Outcome> {
+    job.parsed
+        .unique
+        .as_ref()
+        .map(|(digest, _)| Outcome::Unlock {
+            q: job.queue,
+            digest: digest.clone(),
+            jid: job.parsed.jid.clone(),
+        })
 }
 
 /// Moves whatever is left in this process's processing lists and held sets back to

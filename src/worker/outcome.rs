@@ -38,6 +38,12 @@ pub enum Outcome {
         entry: String,
         expired: bool,
     },
+    /// Frees a unique job's lock (`digest`) if the job `jid` still holds it.
+    Unlock {
+        q: usize,
+        digest: String,
+        jid: String,
+    },
     /// Answers once everything sent before it is in Redis.
     Flush(oneshot::Sender<()>),
 }
