@@ -6,6 +6,10 @@
 //! only makes workers read it at once instead of at their next beat.
 
 use super::{Client, Lossy};
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 use crate::error::Result;
 use crate::runtime::cancel::Cancel;
 use crate::store::scripts;
@@ -59,14 +63,18 @@ impl Client {
                     .arg(*ttl_ms)
                     .arg(payload);
             }
+            let known = lock(&self.registered).contains(queue);
             let mut register = redis::cmd("SADD");
             register.arg(k.queues()).arg(queue);
             async move {
                 let flags: Vec<i64> = inv.invoke_async(&mut c).await?;
-                register.query_async::<()>(&mut c).await?;
+                if !known {
+                    register.query_async::<()>(&mut c).await?;
+                }
                 Ok(flags)
             }
         })?;
+        lock(&self.registered).insert(queue.to_string());
         Ok(flags.into_iter().map(|f| f == 1).collect())
     }
 

@@ -41,6 +41,9 @@ pub struct Client {
     pub timeout: Duration,
     /// When this client last woke each queue's fetchers (see `should_wake`).
     woken: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+    /// Queues this client added to the queue set by a separate command (the unique
+    /// enqueue path), so that it adds each once rather than a round trip per call.
+    registered: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// A client wakes a queue's fetchers at most this often: a fetcher that took a job
@@ -123,6 +126,7 @@ impl Client {
             keys: Keys::new(prefix),
             timeout: target.timeout,
             woken: Default::default(),
+            registered: Default::default(),
         })
     }
 
