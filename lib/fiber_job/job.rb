@@ -22,11 +22,16 @@ module FiberJob
 
     attr_accessor :queue, :max_retries, :timeout, :jid, :retry_count
     # Seconds after which a job not yet started is not run (nil: never); see
-    # `Job.expires_in`.
-    attr_accessor :expires_in
-    # Seconds a unique job's lock lives (nil: not unique), and when it is freed
-    # (:success or :start); see `Job.unique_for`.
-    attr_accessor :unique_for, :unique_until
+    # `Job.expires_in`. Seconds a unique job's lock lives (nil: not unique), and when
+    # it is freed (:success or :start); see `Job.unique_for`. Each defaults to its
+    # class's setting, read only when asked: a worker makes a job object per run.
+    attr_writer :expires_in, :unique_for, :unique_until
+
+    def expires_in = defined?(@expires_in) ? @expires_in : self.class.default_expires_in
+
+    def unique_for = defined?(@unique_for) ? @unique_for : self.class.default_unique[0]
+
+    def unique_until = defined?(@unique_until) ? @unique_until : self.class.default_unique[1]
 
     def initialize
       @queue = :default
@@ -34,8 +39,6 @@ module FiberJob
       @timeout = DEFAULT_TIMEOUT
       @jid = nil
       @retry_count = 0
-      @expires_in = self.class.default_expires_in
-      @unique_for, @unique_until = self.class.default_unique
     end
 
     # The work. Receives exactly the arguments given to perform_async.
