@@ -210,6 +210,16 @@ module FiberJob
       paused.include?(queue_string(queue))
     end
 
+    # The lock of a unique job (a payload Hash with "unique_key"): { held_by: jid,
+    # expires_in: seconds } while held, or nil when free (or the job is not unique).
+    def unique_lock(job)
+      digest = job["unique_key"]
+      return nil unless digest.is_a?(String) && !digest.empty?
+
+      holder, ms = FiberJob.admin._unique_lock(queue_string(job["queue"] || "default"), digest)
+      holder && { held_by: holder, expires_in: ms.positive? ? (ms / 1000.0).round(1) : nil }
+    end
+
     # The paused queues, sorted. @return [Array<String>]
     def paused
       FiberJob.admin._paused

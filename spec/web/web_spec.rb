@@ -128,6 +128,19 @@ RSpec.describe FiberJob::Web do
     end
   end
 
+  it "shows a unique job's lock and an expiring job's deadline on its job page" do
+    job_class = Class.new(FiberJob::Job) do
+      unique_for 60
+      expires_in 600
+      def self.name = "WebUniqueJob"
+    end
+    jid = job_class.perform_async(1)
+    get "/jobs/#{jid}"
+    expect(last_response.status).to eq(200)
+    expect(last_response.body).to include("Unique lock", "held by #{jid} (this job)", "unique_for 60.0 s, until success",
+                                          "Expires")
+  end
+
   it "pauses and resumes a queue from the queues page (POST with the CSRF token), with a badge" do
     populate
     token = csrf

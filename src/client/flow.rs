@@ -78,6 +78,23 @@ impl Client {
         Ok(flags.into_iter().map(|f| f == 1).collect())
     }
 
+    /// A unique job's lock: the jid holding it and its remaining life in ms, or None
+    /// when free.
+    pub fn unique_lock(
+        &self,
+        cancel: &Cancel,
+        queue: &str,
+        digest: &str,
+    ) -> Result<Option<(String, i64)>> {
+        let key = self.keys.unique(queue, digest);
+        let (holder, ttl): (Option<Lossy>, i64) = self.call(cancel, |mut c| {
+            let mut pipe = redis::pipe();
+            pipe.cmd("GET").arg(&key).cmd("PTTL").arg(&key);
+            async move { pipe.query_async(&mut c).await }
+        })?;
+        Ok(holder.map(|h| (h.0, ttl)))
+    }
+
     /// The paused queues, sorted.
     pub fn paused(&self, cancel: &Cancel) -> Result<Vec<String>> {
         let key = self.keys.paused();

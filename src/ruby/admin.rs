@@ -159,6 +159,16 @@ impl RbAdmin {
         blocking(ruby, |c| rb_self.0.set_paused(c, &queue, paused))
     }
 
+    /// [holder jid, ms left] of a unique job's lock, or nil when free.
+    fn unique_lock(
+        ruby: &Ruby,
+        rb_self: &Self,
+        queue: String,
+        digest: String,
+    ) -> Result<Option<(String, i64)>, magnus::Error> {
+        blocking(ruby, |c| rb_self.0.unique_lock(c, &queue, &digest))
+    }
+
     fn paused(ruby: &Ruby, rb_self: &Self) -> Result<Vec<String>, magnus::Error> {
         blocking(ruby, |c| rb_self.0.paused(c))
     }
@@ -261,6 +271,7 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     class.define_method("_clear_queue", method!(RbAdmin::clear_queue, 1))?;
     class.define_method("_set_paused", method!(RbAdmin::set_paused, 2))?;
     class.define_method("_paused", method!(RbAdmin::paused, 0))?;
+    class.define_method("_unique_lock", method!(RbAdmin::unique_lock, 2))?;
     class.define_method("_find", method!(RbAdmin::find, 2))?;
     class.define_method("_redis_info", method!(RbAdmin::redis_info, 0))?;
     class.define_method("_cron_defs", method!(RbAdmin::cron_defs, 0))?;
