@@ -124,11 +124,7 @@ module FiberJob
       end
 
       # @api private
-      def default_unique
-        return @default_unique if defined?(@default_unique)
-
-        superclass.respond_to?(:default_unique) ? superclass.default_unique : [nil, nil]
-      end
+      def default_unique = inherited_setting(:@default_unique, [nil, nil])
 
       # [seconds, :success | :start] for unique jobs of this class, or nil.
       # @api private
@@ -151,17 +147,18 @@ module FiberJob
       end
 
       # @api private
-      def unique_by_block
-        return @unique_by if defined?(@unique_by)
-
-        superclass.respond_to?(:unique_by_block) ? superclass.unique_by_block : nil
-      end
+      def unique_by_block = inherited_setting(:@unique_by, nil)
 
       # @api private
-      def default_expires_in
-        return @default_expires_in if defined?(@default_expires_in)
+      def default_expires_in = inherited_setting(:@default_expires_in, nil)
 
-        superclass.respond_to?(:default_expires_in) ? superclass.default_expires_in : nil
+      # A class macro's setting: this class's, else the nearest job superclass's, else
+      # `fallback`.
+      # @api private
+      def inherited_setting(ivar, fallback)
+        return instance_variable_get(ivar) if instance_variable_defined?(ivar)
+
+        superclass.respond_to?(:inherited_setting) ? superclass.inherited_setting(ivar, fallback) : fallback
       end
 
       # Seconds this class's jobs expire after, or nil (its `@expires_in` default).

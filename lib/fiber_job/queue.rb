@@ -115,17 +115,16 @@ module FiberJob
     # processing: jobs running now, each in a worker slot (from the workers' heartbeats,
     # at most a second old); busy: the same (its older name); held: jobs workers have
     # taken and not finished — running, or prefetched and waiting for a slot (from their
-    # processing lists, exact).
+    # held sets and processing lists, exact).
     # @param queues [Array, nil] which queues (default: every known queue)
     # @return [Hash{String => Hash}]
     def metrics(queues = nil)
       names = queues ? Array(queues).map(&:to_s) : self.names
       now = Time.now.to_f
-      paused = self.paused
-      FiberJob.admin._metrics(names).to_h do |name, processed, failed, size, scheduled, retries, held, running, oldest, expired|
+      FiberJob.admin._metrics(names).to_h do |name, processed, failed, size, scheduled, retries, held, running, oldest, expired, paused|
         [name, { processed: processed, failed: failed, expired: expired, size: size, scheduled: scheduled, retries: retries,
                  processing: running, held: held, busy: running,
-                 latency: oldest ? [now - oldest, 0.0].max.round(3) : 0.0, paused: paused.include?(name) }]
+                 latency: oldest ? [now - oldest, 0.0].max.round(3) : 0.0, paused: paused }]
       end
     end
 

@@ -48,10 +48,12 @@ pub struct QueueMetrics {
     pub scheduled: u64,
     pub retries: u64,
     /// Jobs workers hold: taken and not finished (running, or prefetched and waiting
-    /// for a slot), from their processing lists.
+    /// for a slot), from their held sets and processing lists.
     pub held: u64,
     /// Jobs running now (each uses a worker slot), from the workers' heartbeats.
     pub running: u64,
+    /// Whether `Queue.pause` holds the queue.
+    pub paused: bool,
     /// `enqueued_at` of the oldest ready job (epoch seconds), if any.
     pub oldest_enqueued_at: Option<f64>,
 }
@@ -68,7 +70,11 @@ pub struct Totals {
 impl Client {
     /// Every queue enqueued to or worked, sorted.
     pub fn queue_names(&self, cancel: &Cancel) -> Result<Vec<String>> {
-        let key = self.keys.queues();
+        self.sorted_members(cancel, self.keys.queues())
+    }
+
+    /// The members of the set at `key`, sorted.
+    pub(super) fn sorted_members(&self, cancel: &Cancel, key: String) -> Result<Vec<String>> {
         let names: Vec<Lossy> = self.call(cancel, |mut c| {
             let key = key.clone();
             async move { redis::cmd("SMEMBERS").arg(key).query_async(&mut c).await }
@@ -84,12 +90,13 @@ impl Client {
             return Ok(Vec::new());
         }
         let k = &self.keys;
-        // One pipeline for the process set and every queue's counters and sizes, then one
-        // for the processing lists it names.
-        let (ids, rows): (Vec<String>, Vec<RedisResult<Value>>) = self.call(cancel, |mut c| {
+        // One pipeline for the process set, the paused set and every queue's counters and
+        // sizes, then one for the held sets and processing lists it names.
+        let (ids, paused, rows) = self.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             pipe.cmd("SMEMBERS").arg(k.processes());
+            pipe.cmd("SMEMBERS").arg(k.paused());
             for q in queues {
                 pipe.cmd("GET").arg(k.stat_queue("processed", q));
                 pipe.cmd("GET").arg(k.stat_queue("failed", q));
@@ -101,15 +108,18 @@ impl Client {
             }
             async move {
                 let mut flat: Vec<RedisResult<Value>> = pipe.query_async(&mut c).await?;
-                let ids = match flat.remove(0) {
+                let mut names = flat.drain(..2).map(|r| match r {
                     Ok(v) => Vec::<Lossy>::from_redis_value(v)
                         .unwrap_or_default()
                         .into_iter()
                         .map(String::from)
                         .collect(),
                     Err(_) => Vec::new(),
-                };
-                Ok((ids, flat))
+                });
+                let ids: Vec<String> = names.next().unwrap_or_default();
+                let paused: Vec<String> = names.next().unwrap_or_default();
+                drop(names);
+                Ok((ids, paused, flat))
             }
         })?;
         // Per process: its processing lists' lengths, then its heartbeat's queues and
@@ -169,6 +179,7 @@ impl Client {
                     retries: count(next()),
                     oldest_enqueued_at: text(next()).as_deref().and_then(enqueued_at),
                     expired: count(next()),
+                    paused: paused.contains(name),
                     held: held[i],
                     running: running[i],
                 }

@@ -5,11 +5,7 @@
 //! own), read by every worker's heartbeat; the announcement on `Keys::pause_channel`
 //! only makes workers read it at once instead of at their next beat.
 
-use super::{Client, Lossy};
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use super::{lock, Client, Lossy};
 use crate::error::Result;
 use crate::runtime::cancel::Cancel;
 use crate::store::scripts;
@@ -97,13 +93,6 @@ impl Client {
 
     /// The paused queues, sorted.
     pub fn paused(&self, cancel: &Cancel) -> Result<Vec<String>> {
-        let key = self.keys.paused();
-        let names: Vec<Lossy> = self.call(cancel, |mut c| {
-            let key = key.clone();
-            async move { redis::cmd("SMEMBERS").arg(key).query_async(&mut c).await }
-        })?;
-        let mut names: Vec<String> = names.into_iter().map(String::from).collect();
-        names.sort();
-        Ok(names)
+        self.sorted_members(cancel, self.keys.paused())
     }
 }

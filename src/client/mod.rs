@@ -46,6 +46,11 @@ pub struct Client {
     registered: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
+/// Locks a mutex of the client's bookkeeping; a panic elsewhere leaves it usable.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A client wakes a queue's fetchers at most this often: a fetcher that took a job
 /// since the last wake-up stays hot — blocking in Redis, needing no wake-up — for
 /// longer (`worker::fetch::HOT_FOR`).
@@ -234,7 +239,7 @@ impl Client {
     /// client did less than `WAKE_EVERY` ago. The job pushed then was taken since (the
     /// queue was empty again), so some fetcher is still hot and takes this one.
     pub fn should_wake(&self, queue: &str) -> bool {
-        let mut woken = self.woken.lock().unwrap_or_else(|e| e.into_inner());
+        let mut woken = lock(&self.woken);
         let now = Instant::now();
         if let Some(at) = woken.get_mut(queue) {
             if now.duration_since(*at) < WAKE_EVERY {

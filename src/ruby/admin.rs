@@ -11,7 +11,19 @@ use crate::client::{Client, CronLast, Waiting};
 #[magnus::wrap(class = "FiberJob::Native::Admin", free_immediately, size)]
 pub struct RbAdmin(Client);
 
-type MetricsRow = (String, u64, u64, u64, u64, u64, u64, u64, Option<f64>, u64);
+type MetricsRow = (
+    String,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    Option<f64>,
+    u64,
+    bool,
+);
 /// [state, queue, payload, run_at or nil]
 type FoundRow = (String, String, String, Option<f64>);
 
@@ -66,6 +78,7 @@ impl RbAdmin {
                     m.running,
                     m.oldest_enqueued_at,
                     m.expired,
+                    m.paused,
                 )
             })
             .collect())

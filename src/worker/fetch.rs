@@ -242,12 +242,8 @@ fn expire(state: &WorkerState, q: usize, text: String, job: &payload::Parsed, no
         entry,
         expired: true,
     });
-    if let Some((digest, _)) = &job.unique {
-        state.report(Outcome::Unlock {
-            q,
-            digest: digest.clone(),
-            jid: job.jid.clone(),
-        });
+    if let Some(unlock) = Outcome::unlock(q, job) {
+        state.report(unlock);
     }
 }
 

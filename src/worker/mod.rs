@@ -238,7 +238,7 @@ impl Engine {
     /// A job performed successfully.
     pub fn ack(&self, id: u64) {
         if let Some(job) = self.state.dispatcher.finish(id) {
-            let unlock = unlock(&job);
+            let unlock = Outcome::unlock(job.queue, &job.parsed);
             self.state.report(Outcome::Acked {
                 q: job.queue,
                 raw: job.raw.into_bytes(),
@@ -265,7 +265,7 @@ impl Engine {
         if let Some(job) = self.state.dispatcher.finish(id) {
             tracing::warn!(jid = %job.parsed.jid, "{reason}; moved to the dead set");
             let entry = records::dead_entry(&job.raw, error_class, reason, payload::now());
-            let unlock = unlock(&job);
+            let unlock = Outcome::unlock(job.queue, &job.parsed);
             self.state.report(Outcome::Buried {
                 q: job.queue,
                 raw: job.raw.into_bytes(),
@@ -289,7 +289,7 @@ impl Engine {
         let failed = records::failed(&job.raw, &failure, queue, retry);
         // A retry keeps a unique job's lock (the job is still pending); death frees it.
         let unlock = if retry_at.is_none() {
-            unlock(&job)
+            Outcome::unlock(job.queue, &job.parsed)
         } else {
             None
         };
@@ -362,19 +362,6 @@ impl Engine {
         };
         self.rt.tokio.spawn(work)
     }
-}
-
-/// The message that frees a finished unique job's lock (if it still holds it: with
-/// `until: :start` another job may hold it by now).
-pub(crate) fn unlock(job: &dispatch::ProcessingJob) -> Option<Outcome> {
-    job.parsed
-        .unique
-        .as_ref()
-        .map(|(digest, _)| Outcome::Unlock {
-            q: job.queue,
-            digest: digest.clone(),
-            jid: job.parsed.jid.clone(),
-        })
 }
 
 /// Moves whatever is left in this process's processing lists and held sets back to

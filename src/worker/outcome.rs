@@ -4,6 +4,8 @@
 
 use tokio::sync::oneshot;
 
+use crate::store::payload::Parsed;
+
 /// Where a failed job goes.
 pub enum AfterFailure {
     /// To its queue's retry set, due at `at` (epoch seconds).
@@ -46,4 +48,16 @@ pub enum Outcome {
     },
     /// Answers once everything sent before it is in Redis.
     Flush(oneshot::Sender<()>),
+}
+
+impl Outcome {
+    /// The message that frees the lock of a unique job of queue `q` that is over
+    /// (only while it still holds it: with `until: :start` a newer job may by now).
+    pub fn unlock(q: usize, job: &Parsed) -> Option<Outcome> {
+        job.unique.as_ref().map(|(digest, _)| Outcome::Unlock {
+            q,
+            digest: digest.clone(),
+            jid: job.jid.clone(),
+        })
+    }
 }

@@ -41,7 +41,7 @@ module FiberJob
         when "/stats.json" then stats_json
         when "/metrics" then Metrics.response
         when "/busy" then busy
-        when "/queues" then render("queues", queues: Queue.metrics, limits: limits, paused: Queue.paused)
+        when "/queues" then render("queues", queues: Queue.metrics, limits: limits)
         when %r{\A/queues/([\w.:-]+)\z} then queue_page(Regexp.last_match(1))
         when "/scheduled" then waiting_page(:scheduled)
         when "/retries" then waiting_page(:retry)
