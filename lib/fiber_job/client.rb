@@ -19,7 +19,7 @@ module FiberJob
       # @return [String, nil] the job id (nil if middleware stopped it)
       def push(job_class, args, queue: job_class_queue(job_class), extra: nil)
         extra = expiring(job_class, extra, Time.now.to_f)
-        if extra.nil? && plain? && !unique?(job_class)
+        if extra.nil? && plain? && !flow?(job_class)
           fast = FiberJob.client._enqueue(class_name(job_class), queue.to_s, [args])
           return fast.first if fast
         end
@@ -33,7 +33,7 @@ module FiberJob
         end
 
         extra = expiring(job_class, nil, Time.now.to_f)
-        if extra.nil? && plain? && !unique?(job_class)
+        if extra.nil? && plain? && !flow?(job_class)
           fast = FiberJob.client._enqueue(class_name(job_class), queue.to_s, args_list)
           return fast if fast
         end
@@ -118,12 +118,19 @@ module FiberJob
         name = class_name(job_class)
         Arguments.check!("#{name}.perform_async", args)
         extra = unique_fields(job_class, queue, args, extra)
+        limits = job_class.respond_to?(:limit_fields) && job_class.limit_fields(args)
+        extra = (extra || {}).merge(limits) if limits
         json = Native.payload(name, queue.to_s, JSON.generate(args), extra && JSON.generate(extra))
         JSON.parse(json)
       end
 
       def unique?(job_class)
         job_class.respond_to?(:uniqueness) && job_class.uniqueness
+      end
+
+      # True for a class whose payloads carry flow control fields (unique, limits).
+      def flow?(job_class)
+        unique?(job_class) || (job_class.respond_to?(:limits) && job_class.limits)
       end
 
       # `extra` with the lock's digest, lifetime and release point of a unique job.

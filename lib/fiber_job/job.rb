@@ -26,12 +26,21 @@ module FiberJob
     # it is freed (:success or :start); see `Job.unique_for`. Each defaults to its
     # class's setting, read only when asked: a worker makes a job object per run.
     attr_writer :expires_in, :unique_for, :unique_until
+    # Limits per key ({ to:, key:, lease:, group: } and { limit:, per:, key:, group: }),
+    # defaulting to the class's; see FiberJob::Limits.
+    attr_writer :limits_concurrency, :throttle
+
+    extend Limits
 
     def expires_in = defined?(@expires_in) ? @expires_in : self.class.default_expires_in
 
     def unique_for = defined?(@unique_for) ? @unique_for : self.class.default_unique[0]
 
     def unique_until = defined?(@unique_until) ? @unique_until : self.class.default_unique[1]
+
+    def limits_concurrency = defined?(@limits_concurrency) ? @limits_concurrency : self.class.default_limits_concurrency
+
+    def throttle = defined?(@throttle) ? @throttle : self.class.default_throttle
 
     def initialize
       @queue = :default

@@ -161,6 +161,51 @@ impl Keys {
         format!("{}:unique:{{{}}}:{}", self.prefix, queue, digest)
     }
 
+    /// A concurrency-limited key's leases (`limits_concurrency`): a sorted set of the
+    /// jids allowed to run, score = when the lease ends (epoch seconds). `key` is the
+    /// job's `concurrency_key` (its scope and key).
+    pub fn concurrency(&self, queue: &str, key: &str) -> String {
+        format!("{}:climit:{{{}}}:{}", self.prefix, queue, key)
+    }
+
+    /// Jobs waiting for a lease of `concurrency(queue, key)`, oldest first.
+    pub fn concurrency_wait(&self, queue: &str, key: &str) -> String {
+        format!("{}:cwait:{{{}}}:{}", self.prefix, queue, key)
+    }
+
+    /// A throttled key's recent starts (`throttle`): a sorted set, score = when each
+    /// was let through; the window is the job's `throttle_per`.
+    pub fn throttle(&self, queue: &str, key: &str) -> String {
+        format!("{}:throttle:{{{}}}:{}", self.prefix, queue, key)
+    }
+
+    /// Jobs waiting for room in `throttle(queue, key)`, oldest first.
+    pub fn throttle_wait(&self, queue: &str, key: &str) -> String {
+        format!("{}:twait:{{{}}}:{}", self.prefix, queue, key)
+    }
+
+    /// When to look at a queue's limited keys that have waiting jobs: a sorted set of
+    /// members `c:<key>` (concurrency: its earliest lease end) and `t:<key>` (throttle:
+    /// when its window next has room); the scheduler starts what is due.
+    pub fn flow_due(&self, queue: &str) -> String {
+        format!("{}:flow-due:{{{}}}", self.prefix, queue)
+    }
+
+    /// The keys of a `flow_due` member: (its lease set or start log, its waiting
+    /// list), or None for a member that is neither.
+    pub fn flow_member(&self, queue: &str, member: &str) -> Option<(String, String)> {
+        if let Some(key) = member.strip_prefix("c:") {
+            Some((
+                self.concurrency(queue, key),
+                self.concurrency_wait(queue, key),
+            ))
+        } else {
+            member
+                .strip_prefix("t:")
+                .map(|key| (self.throttle(queue, key), self.throttle_wait(queue, key)))
+        }
+    }
+
     /// Lock that lets one live process at a time reap dead processes' jobs.
     pub fn reaper_lock(&self) -> String {
         format!("{}:reaper:lock", self.prefix)

@@ -3,7 +3,9 @@
 //! what is kept (`retention`). Plain Rust, no I/O.
 
 pub mod base64;
+pub mod flow_scripts;
 pub mod keys;
+mod lua;
 pub mod payload;
 pub mod records;
 pub mod retention;

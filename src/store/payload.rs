@@ -22,6 +22,37 @@ pub struct Parsed {
     /// `unique_for`: the digest naming its lock, and whether the lock is freed when
     /// the job starts (`until: :start`) rather than when it succeeds or dies.
     pub unique: Option<(String, bool)>,
+    /// `limits_concurrency`: the key, how many may run at once, the lease (seconds).
+    pub concurrency: Option<Concurrency>,
+    /// `throttle`: the key, how many may start per window, the window (seconds).
+    pub throttle: Option<Throttle>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Concurrency {
+    pub key: String,
+    pub to: u64,
+    pub lease: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Throttle {
+    pub key: String,
+    pub limit: u64,
+    pub per: f64,
+}
+
+impl Parsed {
+    /// True when the job must be admitted (`flow_scripts::ACQUIRE`) before it runs.
+    pub fn is_limited(&self) -> bool {
+        self.concurrency.is_some() || self.throttle.is_some()
+    }
+
+    /// The member naming this start in a throttle's log (the same job started again
+    /// after a failure is another start).
+    pub fn throttle_member(&self) -> String {
+        format!("{}:{}", self.jid, self.retry_count)
+    }
 }
 
 /// Only the fields a worker reads; serde skips the rest without building values.
@@ -34,6 +65,27 @@ struct Head {
     expires_at: Option<Value>,
     unique_key: Option<Value>,
     unique_until: Option<Value>,
+    concurrency_key: Option<Value>,
+    concurrency_to: Option<Value>,
+    concurrency_lease: Option<Value>,
+    throttle_key: Option<Value>,
+    throttle_limit: Option<Value>,
+    throttle_per: Option<Value>,
+}
+
+/// A limit's key and positive count and seconds, or None when the payload has no
+/// such limit (or a malformed one, which the job then runs without).
+fn limit(key: Option<Value>, n: Option<Value>, secs: Option<Value>) -> Option<(String, u64, f64)> {
+    match (
+        key,
+        n.as_ref().and_then(Value::as_u64),
+        secs.as_ref().and_then(Value::as_f64),
+    ) {
+        (Some(Value::String(k)), Some(n), Some(s)) if !k.is_empty() && n > 0 && s > 0.0 => {
+            Some((k, n, s))
+        }
+        _ => None,
+    }
 }
 
 /// Parses a payload taken from a queue. `Err` holds the reason it cannot run.
@@ -79,6 +131,14 @@ pub fn parse(raw: &str) -> Result<Parsed, String> {
             )),
             _ => None,
         },
+        concurrency: limit(
+            head.concurrency_key,
+            head.concurrency_to,
+            head.concurrency_lease,
+        )
+        .map(|(key, to, lease)| Concurrency { key, to, lease }),
+        throttle: limit(head.throttle_key, head.throttle_limit, head.throttle_per)
+            .map(|(key, limit, per)| Throttle { key, limit, per }),
     })
 }
 
@@ -187,6 +247,22 @@ mod tests {
         assert_eq!(p.args, vec![Value::from(123), Value::from("hi")]);
         assert_eq!(p.jid, "abc");
         assert_eq!(p.retry_count, 2);
+    }
+
+    #[test]
+    fn reads_limits_and_ignores_malformed_ones() {
+        let p = parse(
+            r#"{"class":"A","args":[],"jid":"j","retry_count":1,"concurrency_key":"A/1","concurrency_to":2,"concurrency_lease":60,"throttle_key":"s","throttle_limit":20,"throttle_per":1.5}"#,
+        )
+        .unwrap();
+        let c = p.concurrency.clone().unwrap();
+        assert_eq!((c.key.as_str(), c.to, c.lease), ("A/1", 2, 60.0));
+        let t = p.throttle.clone().unwrap();
+        assert_eq!((t.key.as_str(), t.limit, t.per), ("s", 20, 1.5));
+        assert!(p.is_limited());
+        assert_eq!(p.throttle_member(), "j:1");
+        let bad = parse(r#"{"class":"A","args":[],"concurrency_key":"k","concurrency_to":0,"concurrency_lease":1}"#).unwrap();
+        assert!(!bad.is_limited());
     }
 
     #[test]

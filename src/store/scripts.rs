@@ -12,13 +12,8 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-use super::keys::WAKE_LUA;
-
-/// A script that may move jobs into a queue: `wake` (see `keys::WAKE_LUA`) is defined
-/// before its body.
-fn waking(body: &str) -> Script {
-    Script::new(&format!("{WAKE_LUA}{body}"))
-}
+use super::flow_scripts::FLOW_LUA;
+use super::lua::{releasing, waking};
 
 /// Reliable batch fetch: move up to ARGV[1] jobs from the queue's front into this
 /// process's held set, oldest first; a payload whose bytes the set already holds (the
@@ -41,19 +36,6 @@ if #got > 0 then redis.call('LTRIM', KEYS[1], 0, -#got - 1) end
 return {out, listed}",
     )
 });
-
-/// Lua: `release(raw)` takes one copy of `raw` out of what this process holds (KEYS
-/// `HELD` and `LISTED`: its held set and processing list); true if it held one.
-/// Its first write is an SREM or LREM, which Redis allows when full.
-fn releasing(held: usize, listed: usize, body: &str) -> Script {
-    waking(&format!(
-        r"
-local function release(raw)
-  return redis.call('SREM', KEYS[{held}], raw) == 1 or redis.call('LREM', KEYS[{listed}], -1, raw) > 0
-end
-{body}"
-    ))
-}
 
 /// Move everything left in a processing list and held set back to the front of its
 /// queue (the list's oldest at the very front; a set has no order). KEYS: queue,
@@ -81,8 +63,9 @@ return n",
 /// Promote due jobs of one queue: scheduled ones to the back of the queue, retries to
 /// the back, or to the front when the job asked for a priority retry. Removing each
 /// member with ZREM inside the script makes promotion exactly once across processes.
-/// KEYS: schedule, retry, queue. ARGV: now, limit. Returns {moved, next schedule
-/// score or '', next retry score or ''}. Payloads are moved verbatim (no re-encoding,
+/// KEYS: schedule, retry, queue, flow due. ARGV: now, limit. Returns {moved, next
+/// schedule score or '', next retry score or '', next flow look or ''} (the last for
+/// limited keys with waiting jobs: `flow_scripts`). Payloads are moved verbatim (no re-encoding,
 /// which could change numbers in the arguments).
 pub static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
     waking(
@@ -104,7 +87,8 @@ end
 wake(KEYS[3], moved)
 local s = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 local r = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-return {moved, s[2] or '', r[2] or ''}"#,
+local f = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+return {moved, s[2] or '', r[2] or '', f[2] or ''}"#,
     )
 });
 
@@ -215,7 +199,7 @@ return 1",
 });
 
 const OUTCOMES_LUA: &str = r"
-local width = {A = 2, Q = 2, X = 3, E = 3, U = 3, D = 4, R = 5}
+local width = {A = 2, Q = 2, X = 3, E = 3, U = 3, L = 4, D = 4, R = 5}
 local kinds = {}
 local i = 7
 while i <= #ARGV do
@@ -251,7 +235,13 @@ while i <= #ARGV do
     local lock = KEYS[tonumber(raw)]
     if redis.pcall('GET', lock) == ARGV[i + 2] then redis.call('DEL', lock) end
   end
-  local mine = op ~= 'U' and release(raw)
+  if op == 'L' then
+    -- a finished job's lease: the key's next waiters start now
+    local k = tonumber(raw)
+    redis.call('ZREM', KEYS[k], ARGV[i + 3])
+    c_wake(KEYS[k], KEYS[k + 1], KEYS[2], KEYS[10], ARGV[i + 2], tonumber(ARGV[1]), ARGV[5], ARGV[6])
+  end
+  local mine = op ~= 'U' and op ~= 'L' and release(raw)
   if mine then
     if op == 'A' then
       processed = processed + 1
@@ -304,14 +294,18 @@ return {processed, failed, problems}";
 /// recorded. Key types are checked before any write, so the script never stops halfway.
 /// Every key is the queue's (one Cluster slot); the process-wide totals are the
 /// caller's to add. KEYS: 1 processing, 2 queue, 3 retry, 4 dead, 5 failed, 6 the
-/// queue's processed counter, 7 its failed counter, 8 held, 9 its expired counter. ARGV: 1 now, 2 failure records
+/// queue's processed counter, 7 its failed counter, 8 held, 9 its expired counter, 10
+/// its flow due set. ARGV: 1 now, 2 failure records
 /// kept, 3 dead-set cap, 4 dead-set max age, 5 schedule channel, 6 queue name, then
 /// outcomes: `A raw` (ack), `R raw record at payload` (retry), `D raw record payload`
 /// (dead after a failure), `X raw entry` (dead, cannot run), `E raw entry` (dead,
 /// expired: counted), `Q raw` (give back), `U k jid` (free the unique lock KEYS[k] if
-/// `jid` holds it; lock keys follow the nine fixed ones).
+/// `jid` holds it), `L k member jid` (the lease of `jid` in KEYS[k] ends; waiters of
+/// KEYS[k + 1] start: `flow_scripts`). Lock, lease and waiting keys follow the ten
+/// fixed ones.
 /// Returns {processed, failed, counters that could not be updated}.
-pub static OUTCOMES: LazyLock<Script> = LazyLock::new(|| releasing(8, 1, OUTCOMES_LUA));
+pub static OUTCOMES: LazyLock<Script> =
+    LazyLock::new(|| releasing(8, 1, &format!("{FLOW_LUA}{OUTCOMES_LUA}")));
 
 /// A worker's heartbeat hash. Its first write (EXPIRE) is one Redis allows over
 /// maxmemory, so a worker keeps beating, and is not reaped as dead, while Redis is

@@ -16,8 +16,9 @@ use crate::worker::state::WorkerState;
 /// One queue's outcomes of a batch.
 pub(super) struct Group {
     /// `OUTCOMES`'s keys, all in the queue's Cluster slot.
-    keys: [String; 9],
-    /// Unique jobs' locks to free (after `keys`; the `U` outcomes name them).
+    keys: [String; 10],
+    /// Unique jobs' locks to free, and leases' sets and waiting lists (after `keys`;
+    /// the `U` and `L` outcomes name them).
     lock_keys: Vec<String>,
     /// `OUTCOMES`'s arguments before the outcomes.
     fixed: [String; 6],
@@ -89,7 +90,8 @@ pub(super) fn build(
             | Outcome::Failed { q, .. }
             | Outcome::GivenBack { q, .. }
             | Outcome::Buried { q, .. }
-            | Outcome::Unlock { q, .. } => *q,
+            | Outcome::Unlock { q, .. }
+            | Outcome::EndLease { q, .. } => *q,
             Outcome::Flush(_) => usize::MAX,
         };
         if let Outcome::Flush(tx) = msg {
@@ -159,6 +161,20 @@ pub(super) fn build(
                     .others
                     .extend([b"U".to_vec(), k.to_string().into_bytes(), jid.into_bytes()]);
             }
+            Outcome::EndLease { key, jid, .. } => {
+                let queue = &state.queues[q];
+                let k = group.keys.len() + group.lock_keys.len() + 1;
+                group.lock_keys.extend([
+                    state.keys.concurrency(queue, &key),
+                    state.keys.concurrency_wait(queue, &key),
+                ]);
+                group.others.extend([
+                    b"L".to_vec(),
+                    k.to_string().into_bytes(),
+                    format!("c:{key}").into_bytes(),
+                    jid.into_bytes(),
+                ]);
+            }
             Outcome::Flush(_) => unreachable!("handled above"),
         }
     }
@@ -181,6 +197,7 @@ impl Group {
                 k.stat_queue("failed", queue),
                 state.held_key(q).to_string(),
                 k.stat_queue("expired", queue),
+                k.flow_due(queue),
             ],
             fixed: [
                 now.to_string(),

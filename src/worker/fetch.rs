@@ -20,6 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::admit::{self, Fetched};
 use super::outcome::Outcome;
 use super::state::WorkerState;
 use crate::error::is_connection_problem;
@@ -84,7 +85,7 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
         }
         // Bytes, not Strings: a payload that is not UTF-8 must reach `buffer` (and the
         // dead set), not fail the read and block the queue.
-        let batch: redis::RedisResult<Fetched> = scripts::FETCH
+        let batch: redis::RedisResult<Taken> = scripts::FETCH
             .key(&queue_key)
             .key(&held_key)
             .key(&processing_key)
@@ -126,7 +127,17 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
                 backstop = FIRST_BACKSTOP;
                 last_found = Some(tokio::time::Instant::now());
                 outage.recovered();
-                buffer(&state, q, raws, &listed);
+                let jobs = read_batch(&state, q, raws, &listed);
+                let (jobs, admitted) = admit::admit(&state, q, &mut c, jobs).await;
+                buffer(&state, q, jobs);
+                if let Err(e) = admitted {
+                    // Limited jobs left in the held set: given back before the next fetch.
+                    if is_connection_problem(&e) {
+                        state.redis.forget_shared().await;
+                    }
+                    reconcile_first = true;
+                    outage.failed(&e).await;
+                }
             }
             // Redis answered with an error (full, a key of the wrong type): the command
             // did not run, so nothing was taken and the connection is fine.
@@ -146,7 +157,7 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
 
 /// What `FETCH` (or a `BRPOPLPUSH`) took: the payloads, oldest first, and the 1-based
 /// positions of those that landed in the processing list rather than the held set.
-type Fetched = (Vec<Vec<u8>>, Vec<usize>);
+type Taken = (Vec<Vec<u8>>, Vec<usize>);
 
 /// Gives back to the queue's front every job in this process's processing list and
 /// held set that the process does not hold in memory (fetched by a command whose reply
@@ -193,13 +204,10 @@ async fn reconcile(
     Ok(true)
 }
 
-/// Parses what was fetched, buffers the good jobs and sends the rest where they belong:
-/// payloads that are not UTF-8 JSON job objects to the dead set (kept byte for byte),
-/// jobs fetched after a stop back to the queue.
-fn buffer(state: &WorkerState, q: usize, raws: Vec<Vec<u8>>, listed: &[usize]) {
-    if raws.is_empty() {
-        return;
-    }
+/// Parses what was fetched and sends what cannot run where it belongs: payloads that
+/// are not UTF-8 JSON job objects to the dead set (kept byte for byte), expired jobs
+/// too (counted). Returns the jobs, in order.
+fn read_batch(state: &WorkerState, q: usize, raws: Vec<Vec<u8>>, listed: &[usize]) -> Vec<Fetched> {
     let mut good = Vec::with_capacity(raws.len());
     let now = payload::now();
     for (i, raw) in raws.into_iter().enumerate() {
@@ -219,6 +227,14 @@ fn buffer(state: &WorkerState, q: usize, raws: Vec<Vec<u8>>, listed: &[usize]) {
                 });
             }
         }
+    }
+    good
+}
+
+/// Buffers jobs that may run; jobs fetched after a stop go back to the queue.
+fn buffer(state: &WorkerState, q: usize, good: Vec<Fetched>) {
+    if good.is_empty() {
+        return;
     }
     let back = state.dispatcher.buffer(q, good);
     if !back.is_empty() {
@@ -244,6 +260,10 @@ fn expire(state: &WorkerState, q: usize, text: String, job: &payload::Parsed, no
     });
     if let Some(unlock) = Outcome::unlock(q, job) {
         state.report(unlock);
+    }
+    // A lease kept for it (a waiter started for it) is not needed.
+    if let Some(lease) = Outcome::end_lease(q, job) {
+        state.report(lease);
     }
 }
 

@@ -13,6 +13,7 @@
 //! the queues, unregisters).
 
 mod acker;
+mod admit;
 pub mod cron_ticker;
 mod dispatch;
 mod fetch;
@@ -238,15 +239,13 @@ impl Engine {
     /// A job performed successfully.
     pub fn ack(&self, id: u64) {
         if let Some(job) = self.state.dispatcher.finish(id) {
-            let unlock = Outcome::unlock(job.queue, &job.parsed);
+            let (q, parsed) = (job.queue, job.parsed);
             self.state.report(Outcome::Acked {
-                q: job.queue,
+                q,
                 raw: job.raw.into_bytes(),
                 listed: job.listed,
             });
-            if let Some(u) = unlock {
-                self.state.report(u);
-            }
+            self.run_over(q, &parsed, true);
         }
     }
 
@@ -265,16 +264,13 @@ impl Engine {
         if let Some(job) = self.state.dispatcher.finish(id) {
             tracing::warn!(jid = %job.parsed.jid, "{reason}; moved to the dead set");
             let entry = records::dead_entry(&job.raw, error_class, reason, payload::now());
-            let unlock = Outcome::unlock(job.queue, &job.parsed);
             self.state.report(Outcome::Buried {
                 q: job.queue,
                 raw: job.raw.into_bytes(),
                 entry,
                 expired: false,
             });
-            if let Some(u) = unlock {
-                self.state.report(u);
-            }
+            self.run_over(job.queue, &job.parsed, true);
         }
     }
 
@@ -287,12 +283,6 @@ impl Engine {
         let queue = &self.state.queues[job.queue];
         let retry = retry_at.map(|_| priority);
         let failed = records::failed(&job.raw, &failure, queue, retry);
-        // A retry keeps a unique job's lock (the job is still pending); death frees it.
-        let unlock = if retry_at.is_none() {
-            Outcome::unlock(job.queue, &job.parsed)
-        } else {
-            None
-        };
         let then = match retry_at {
             Some(at) => AfterFailure::Retry {
                 at,
@@ -308,8 +298,16 @@ impl Engine {
             record: failed.record,
             then,
         });
-        if let Some(u) = unlock {
-            self.state.report(u);
+        // A retry keeps a unique job's lock (the job is still pending); death frees it.
+        self.run_over(job.queue, &job.parsed, retry_at.is_none());
+    }
+
+    /// A run of a job is over (after its outcome was reported): its concurrency lease
+    /// ends, and, when the job is done for good (`done`), its unique lock is freed.
+    fn run_over(&self, q: usize, job: &payload::Parsed, done: bool) {
+        let unlock = if done { Outcome::unlock(q, job) } else { None };
+        for message in [unlock, Outcome::end_lease(q, job)].into_iter().flatten() {
+            self.state.report(message);
         }
     }
 

@@ -46,6 +46,8 @@ pub enum Outcome {
         digest: String,
         jid: String,
     },
+    /// Ends the lease of `jid` on concurrency key `key`; its next waiters start.
+    EndLease { q: usize, key: String, jid: String },
     /// Answers once everything sent before it is in Redis.
     Flush(oneshot::Sender<()>),
 }
@@ -57,6 +59,16 @@ impl Outcome {
         job.unique.as_ref().map(|(digest, _)| Outcome::Unlock {
             q,
             digest: digest.clone(),
+            jid: job.jid.clone(),
+        })
+    }
+
+    /// The message that ends the lease of a concurrency-limited job of queue `q` whose
+    /// run is over (acked, failed, buried or expired).
+    pub fn end_lease(q: usize, job: &Parsed) -> Option<Outcome> {
+        job.concurrency.as_ref().map(|c| Outcome::EndLease {
+            q,
+            key: c.key.clone(),
             jid: job.jid.clone(),
         })
     }

@@ -21,7 +21,7 @@ use super::state::WorkerState;
 use crate::runtime::outage::Outage;
 use crate::runtime::target::Link;
 use crate::store::payload;
-use crate::store::scripts;
+use crate::store::{flow_scripts, scripts};
 
 /// Longest sleep without a wake-up.
 const MAX_SLEEP: Duration = Duration::from_secs(5);
@@ -58,10 +58,11 @@ pub async fn run(state: Arc<WorkerState>, wake: Arc<Notify>) {
                 }
                 due[q] = f64::INFINITY;
                 loop {
-                    let (moved, s, r): (usize, String, String) = scripts::PROMOTE
+                    let (moved, s, r, f): (usize, String, String, String) = scripts::PROMOTE
                         .key(state.keys.schedule(queue))
                         .key(state.keys.retry(queue))
                         .key(state.keys.queue(queue))
+                        .key(state.keys.flow_due(queue))
                         .arg(payload::now())
                         .arg(PROMOTE_BATCH)
                         .invoke_async(c)
@@ -70,6 +71,13 @@ pub async fn run(state: Arc<WorkerState>, wake: Arc<Notify>) {
                         if let Ok(at) = score.parse::<f64>() {
                             due[q] = due[q].min(at);
                         }
+                    }
+                    if let Ok(at) = f.parse::<f64>() {
+                        let next = match at <= payload::now() {
+                            true => promote_flow(&state, c, queue).await?,
+                            false => Some(at),
+                        };
+                        due[q] = due[q].min(next.unwrap_or(f64::INFINITY));
                     }
                     if moved < PROMOTE_BATCH {
                         break;
@@ -95,6 +103,57 @@ pub async fn run(state: Arc<WorkerState>, wake: Arc<Notify>) {
             }
         }
     }
+}
+
+/// Starts the waiting jobs of `queue`'s limited keys that are due (a lease ran out, a
+/// throttle's window moved on: `flow_scripts::FLOW_PROMOTE`, one call per key).
+/// Returns the next time one is due.
+async fn promote_flow(
+    state: &WorkerState,
+    c: &mut crate::runtime::conn::Conn,
+    queue: &str,
+) -> redis::RedisResult<Option<f64>> {
+    let k = &state.keys;
+    let due_key = k.flow_due(queue);
+    let now = payload::now();
+    let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+        .arg(&due_key)
+        .arg("-inf")
+        .arg(now)
+        .arg("LIMIT")
+        .arg(0)
+        .arg(PROMOTE_BATCH)
+        .query_async(c)
+        .await?;
+    for m in members {
+        let Some((limit, waiting)) = k.flow_member(queue, &m) else {
+            let _: () = redis::cmd("ZREM")
+                .arg(&due_key)
+                .arg(&m)
+                .query_async(c)
+                .await?;
+            continue;
+        };
+        let _: i64 = flow_scripts::FLOW_PROMOTE
+            .key(&due_key)
+            .key(limit)
+            .key(waiting)
+            .key(k.queue(queue))
+            .arg(&m)
+            .arg(payload::now())
+            .arg(k.schedule_channel())
+            .arg(queue)
+            .invoke_async(c)
+            .await?;
+    }
+    let next: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(&due_key)
+        .arg(0)
+        .arg(0)
+        .arg("WITHSCORES")
+        .query_async(c)
+        .await?;
+    Ok(next.first().map(|(_, at)| *at))
 }
 
 /// Listens on the `scheduled`, `ready` and `pause` channels: wakes the scheduler for a

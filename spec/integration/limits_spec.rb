@@ -1,0 +1,116 @@
+# frozen_string_literal: true
+
+# Limits per key (limits_concurrency, throttle) with real worker processes contending.
+RSpec.describe "limits per key (limits_concurrency, throttle)" do
+  # Jobs write "key start finish pid" (wall clock; every process is on this machine).
+  JOBS = <<~RUBY
+    class AccountJob < FiberJob::Job
+      limits_concurrency to: 2, key: ->(account, *) { account }, lease: 30
+      def perform(account, seconds)
+        started = Time.now.to_f
+        sleep seconds
+        Record.add("\#{account} \#{started} \#{Time.now.to_f} \#{Process.pid}")
+      end
+    end
+
+    class LeasedJob < FiberJob::Job
+      limits_concurrency to: 2, lease: 2.5
+      def perform(n)
+        Record.add("start \#{n} \#{Time.now.to_f} \#{Process.pid}")
+        sleep 1
+        Record.add("finish \#{n} \#{Time.now.to_f} \#{Process.pid}")
+      end
+    end
+
+    class StripeJob < FiberJob::Job
+      throttle 20, per: 1, key: ->(user, *) { "stripe-\#{user}" }
+      def perform(user, n)
+        Record.add("\#{n} \#{Time.now.to_f}")
+      end
+    end
+  RUBY
+
+  before(:all) { eval(JOBS) } # rubocop:disable Security/Eval -- the same classes, to enqueue them
+
+  # The most runs of one key at once, from their own start and finish times (a finish
+  # at the same instant as a start counts first).
+  def peak(runs)
+    events = runs.flat_map { |start, finish| [[start, 1], [finish, -1]] }.sort_by { |t, d| [t, d] }
+    events.reduce([0, 0]) { |(now, most), (_, d)| [now + d, [most, now + d].max] }.last
+  end
+
+  it "runs at most `to` jobs of a key at once across 3 processes, and every job: 200 jobs over 5 keys" do
+    workers = start_workers(3, JOBS, config: "c.queue_concurrency = { default: 10 }")
+    wait_for { redis.scard("fiber_job:processes") == 3 }
+    rng = Random.new(16)
+    200.times { |i| AccountJob.perform_async("acct-#{i % 5}", rng.rand(0.02..0.08)) }
+    wait_for(timeout: 60, message: "200 jobs") { records.size == 200 }
+    runs = records.map(&:split).group_by(&:first)
+    peaks = runs.transform_values { |rs| peak(rs.map { |_, s, f| [s.to_f, f.to_f] }) }
+    puts "\n    200 jobs over 5 keys, to: 2, 3 processes x 10: peak per key #{peaks.values.uniq.inspect}, " \
+         "#{runs.values.flatten(1).map(&:last).uniq.size} processes ran them"
+    expect(peaks).to eq((0...5).to_h { |i| ["acct-#{i}", 2] })
+    expect(runs.values.map(&:size)).to eq([40] * 5)
+    expect(redis.keys("fiber_job:cwait:*")).to be_empty
+    expect(redis.zcard("fiber_job:flow-due:{default}")).to eq(0)
+    expect(stop_workers(workers).map(&:exitstatus)).to eq([0, 0, 0])
+  end
+
+  it "frees the slots of a worker killed with -9 within the lease, and every job finishes" do
+    workers = start_workers(2, JOBS, config: "c.queue_concurrency = { default: 5 }")
+    wait_for { redis.scard("fiber_job:processes") == 2 }
+    8.times { |n| LeasedJob.perform_async(n) }
+    starts = -> { records.map(&:split).select { |r| r[0] == "start" } }
+    wait_for { starts.call.size == 2 }
+    holder = starts.call.first[3].to_i # the process running (at least) one of the two
+    Process.kill("KILL", holder)
+    killed_at = Time.now.to_f
+    wait_process(holder)
+    wait_for(timeout: 40, message: "8 jobs finished") { records.count { |r| r.start_with?("finish") } == 8 }
+    rows = records.map(&:split)
+    after = rows.select { |r| r[0] == "start" && r[2].to_f > killed_at }.map { |r| r[2].to_f - killed_at }
+    puts "\n    kill -9 of a worker holding slots (lease 2.5 s): next start #{after.min.round(2)} s after the kill"
+    expect(after.min).to be < 3.5 # within the lease; the reaper would take 5-6 s
+    # Runs at once: a killed run ends at the kill.
+    finishes = rows.select { |r| r[0] == "finish" }.to_h { |r| [[r[1], r[3]], r[2].to_f] }
+    runs = rows.select { |r| r[0] == "start" }.map { |r| [r[2].to_f, finishes.fetch([r[1], r[3]], killed_at)] }
+    expect(peak(runs)).to eq(2)
+    expect(rows.select { |r| r[0] == "finish" }.map { |r| r[1] }.sort).to eq(("0".."7").to_a)
+    stop_workers(workers.reject { |pid, _| pid == holder })
+  end
+
+  it "throttles 100 jobs at 20 a second: no 1-second window over 20, about 5 s in all" do
+    workers = start_workers(3, JOBS, config: "c.queue_concurrency = { default: 25 }")
+    wait_for { redis.scard("fiber_job:processes") == 3 }
+    enqueued = Time.now.to_f
+    100.times { |n| StripeJob.perform_async(7, n) }
+    StripeJob.perform_async(8, 100) # another key: not held back by user 7's
+    wait_for(timeout: 30, message: "101 jobs") { records.size == 101 }
+    starts = records.map(&:split).reject { |n, _| n == "100" }.map { |_, t| t.to_f }.sort
+    busiest = starts.map { |s| starts.count { |t| t >= s && t < s + 1.0 } }.max
+    took = starts.last - enqueued
+    if ENV["DEBUG_THROTTLE"]
+      i = starts.each_index.max_by { |j| starts.count { |t| t >= starts[j] && t < starts[j] + 1.0 } }
+      warn [i, starts.size, starts[i], starts.first, starts.last].inspect
+    end
+    puts "\n    100 jobs throttled at 20/s over 3 processes: busiest 1-s window #{busiest}, " \
+         "last start after #{took.round(2)} s"
+    expect(busiest).to eq(20)
+    expect(took).to be_between(3.9, 6.0)
+    expect(stop_workers(workers).map(&:exitstatus)).to eq([0, 0, 0])
+  end
+
+  it "refuses bad settings and bad keys with an ArgumentError, before anything is written" do
+    expect { Class.new(FiberJob::Job) { limits_concurrency(to: 0) }.limits }
+      .to raise_error(ArgumentError, /limits_concurrency to: takes a positive Integer/)
+    expect { Class.new(FiberJob::Job) { limits_concurrency(to: 1, key: :account) }.limits }
+      .to raise_error(ArgumentError, /key: takes a lambda/)
+    expect { Class.new(FiberJob::Job) { throttle(5, per: 0) }.limits }
+      .to raise_error(ArgumentError, /throttle per: takes a positive number/)
+    expect { Class.new(FiberJob::Job) { def initialize = (super; @throttle = 5) }.limits }
+      .to raise_error(ArgumentError, /@throttle must be a Hash/)
+    stub_const("BadKeyJob", Class.new(FiberJob::Job) { limits_concurrency to: 1, key: ->(x) { x } })
+    expect { BadKeyJob.perform_async([1]) }.to raise_error(ArgumentError, /key: returned \[1\]; return a String/)
+    expect(redis.llen("fiber_job:queue:{default}")).to eq(0)
+  end
+end
