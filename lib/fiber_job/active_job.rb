@@ -33,29 +33,102 @@ module FiberJob
         ::ActiveJob::Base.execute(job_data.merge("provider_job_id" => jid))
       end
     end
+
+    # `fiber_job_options` on an ActiveJob class: FiberJob's flow control for its jobs,
+    # with the same meaning as the Job class macros. Key lambdas and `unique_by` get
+    # the job's arguments.
+    #
+    #   class ChargeJob < ApplicationJob
+    #     fiber_job_options limits_concurrency: { to: 2, key: ->(account_id, *) { account_id } },
+    #                       throttle: { limit: 100, per: 60 }, unique_for: 3600, expires_in: 600
+    #   end
+    #
+    # A retry that ActiveJob's `retry_on` enqueues is not held back by the unique lock
+    # of the run that failed (that run still holds it while it enqueues the retry).
+    module Options
+      KEYS = %i[unique_for unique_until unique_by limits_concurrency throttle expires_in].freeze
+
+      def fiber_job_options(**options)
+        unknown = options.keys - KEYS
+        raise ArgumentError, "#{name}.fiber_job_options takes #{KEYS.join(", ")}; got #{unknown.inspect}" unless unknown.empty?
+
+        @fiber_job_options = checked_fiber_job_options(options)
+      end
+
+      # @api private
+      def fiber_job_settings
+        return @fiber_job_options if instance_variable_defined?(:@fiber_job_options)
+
+        superclass.respond_to?(:fiber_job_settings) ? superclass.fiber_job_settings : {}
+      end
+
+      private
+
+      def checked_fiber_job_options(options)
+        checked = {}
+        checked[:expires_in] = Job.positive_seconds!("#{name} expires_in:", options[:expires_in]) if options[:expires_in]
+        if options[:unique_for]
+          checked[:unique] = [Job.positive_seconds!("#{name} unique_for:", options[:unique_for]),
+                              (options[:unique_until] || :success).to_s, options[:unique_by]]
+        end
+        checked[:concurrency] = Limits.concurrency!(name, options[:limits_concurrency]) if options[:limits_concurrency]
+        checked[:throttle] = Limits.throttle!(name, options[:throttle]) if options[:throttle]
+        checked
+      end
+    end
+
+    # The payload fields of one ActiveJob job's `fiber_job_options`, due at `due`.
+    # @api private
+    def self.flow_fields(job, due)
+      settings = job.class.respond_to?(:fiber_job_settings) ? job.class.fiber_job_settings : {}
+      return {} if settings.empty?
+
+      args = job.arguments
+      fields = {}
+      fields["expires_at"] = due + settings[:expires_in] if settings[:expires_in]
+      if (seconds, till, by = settings[:unique]) && job.executions.to_i.zero?
+        key = by ? by.call(*args) : ::ActiveJob::Arguments.serialize(args)
+        fields.merge!("unique_key" => Digest::SHA256.hexdigest(JSON.generate([job.class.name, job.queue_name.to_s, key]))[0, 32],
+                      "unique_for" => seconds, "unique_until" => till)
+      end
+      { concurrency: "limits_concurrency", throttle: "throttle" }.each do |kind, what|
+        next unless (limit = settings[kind])
+
+        prefix = kind.to_s
+        fields["#{prefix}_key"] = Limits.key_for(job.class, what, limit, args)
+        fields.merge!(kind == :concurrency ? { "concurrency_to" => limit[:to], "concurrency_lease" => limit[:lease] } : { "throttle_limit" => limit[:limit], "throttle_per" => limit[:per] })
+      end
+      fields
+    end
   end
 end
+
+::ActiveJob::Base.extend(FiberJob::ActiveJob::Options)
 
 module ActiveJob
   module QueueAdapters
     # The adapter ActiveJob finds for `queue_adapter = :fiber_job`.
     class FiberJobAdapter
+      # @return [String, nil] the jid; nil for a duplicate of a pending unique job
       def enqueue(job)
         job.provider_job_id = FiberJob::Client.push(FiberJob::ActiveJob::Wrapper, [job.serialize],
-                                                    queue: job.queue_name.to_s, extra: extra(job))
+                                                    queue: job.queue_name.to_s, extra: extra(job, Time.now.to_f))
       end
 
       def enqueue_at(job, timestamp)
         job.provider_job_id = FiberJob::Client.schedule(FiberJob::ActiveJob::Wrapper, timestamp.to_f, [job.serialize],
-                                                        queue: job.queue_name.to_s, extra: extra(job))
+                                                        queue: job.queue_name.to_s,
+                                                        extra: extra(job, [timestamp.to_f, Time.now.to_f].max))
       end
 
       private
 
       # Shown by dashboards; the priority is kept, not used for ordering (FiberJob
-      # queues are FIFO; use separate queues for urgent work).
-      def extra(job)
+      # queues are FIFO; use separate queues for urgent work). Then the fields of the
+      # class's `fiber_job_options`.
+      def extra(job, due)
         { "wrapped" => job.class.name, "wrapped_job_id" => job.job_id, "priority" => job.priority }
+          .merge(FiberJob::ActiveJob.flow_fields(job, due))
       end
     end
   end

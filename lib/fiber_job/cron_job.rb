@@ -43,6 +43,14 @@ module FiberJob
         CronJob.instance_variable_get(:@cron_jobs).select(&:name)
       end
 
+      # Fields every tick's payload carries: the class's limits per key (its key
+      # lambdas get no arguments) and its `expires_in`, which the engine counts from
+      # the tick. (Each tick runs once across processes; `unique_for` adds nothing.)
+      # @api private
+      def tick_fields
+        (limit_fields([]) || {}).merge(expiry ? { "expires_in" => expiry } : {})
+      end
+
       # @api private
       def register_class(klass)
         list = CronJob.instance_variable_get(:@cron_jobs)

@@ -12,6 +12,8 @@ module FiberJob
   module Limits
     # Seconds a running job keeps its concurrency slot when its worker is lost.
     DEFAULT_LEASE = 600
+    # The shortest lease: a worker renews the leases of its jobs every second.
+    MIN_LEASE = 2
     # Longest key a limit may have, in bytes (it names Redis keys).
     MAX_KEY_BYTES = 1000
 
@@ -20,7 +22,8 @@ module FiberJob
     # are per class unless `group` names a scope several classes share. A job over
     # the limit waits in Redis, not in a worker, and starts when a slot of its key
     # frees, in order. A slot is held from the job's start until it succeeds, fails
-    # or dies, or for `lease` seconds at most (a worker killed with -9).
+    # or dies; its worker renews it every second, so `lease` (seconds, at least 2)
+    # is how long a slot outlives a lost worker (killed with -9) at most.
     def limits_concurrency(to:, key: nil, lease: DEFAULT_LEASE, group: nil)
       @limits_concurrency = { to: to, key: key, lease: lease, group: group }
     end
@@ -72,7 +75,7 @@ module FiberJob
       def concurrency!(name, options)
         options = options!(name, "limits_concurrency", options, %i[to key lease group])
         { to: count!("#{name}.limits_concurrency to:", options[:to]),
-          lease: Job.positive_seconds!("#{name}.limits_concurrency lease:", options.fetch(:lease, DEFAULT_LEASE)),
+          lease: lease!("#{name}.limits_concurrency lease:", options.fetch(:lease, DEFAULT_LEASE)),
           key: key_option!("#{name}.limits_concurrency", options[:key]), group: options[:group] }
       end
 
@@ -116,6 +119,15 @@ module FiberJob
                                "got #{unknown.inspect}"
         end
         options
+      end
+
+      # Workers renew their leases every second: a shorter one could end under a
+      # running job.
+      def lease!(what, value)
+        seconds = Job.positive_seconds!(what, value)
+        raise ArgumentError, "#{what} takes at least #{MIN_LEASE} seconds, got #{value.inspect}" if seconds < MIN_LEASE
+
+        seconds
       end
 
       def count!(what, value)

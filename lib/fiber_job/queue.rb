@@ -111,7 +111,8 @@ module FiberJob
     #   { "default" => { processed:, failed:, expired: (jobs not started by their expires_in),
     #                    size:, scheduled:, retries:, processing:,
     #                    held:, busy:, latency: seconds the oldest ready job has waited (0.0 if none),
-    #                    paused: true while Queue.pause holds it } }
+    #                    paused: true while Queue.pause holds it,
+    #                    limited: jobs waiting in Redis for a concurrency slot or a throttle } }
     # processing: jobs running now, each in a worker slot (from the workers' heartbeats,
     # at most a second old); busy: the same (its older name); held: jobs workers have
     # taken and not finished — running, or prefetched and waiting for a slot (from their
@@ -121,10 +122,10 @@ module FiberJob
     def metrics(queues = nil)
       names = queues ? Array(queues).map(&:to_s) : self.names
       now = Time.now.to_f
-      FiberJob.admin._metrics(names).to_h do |name, processed, failed, size, scheduled, retries, held, running, oldest, expired, paused|
+      FiberJob.admin._metrics(names).to_h do |name, processed, failed, size, scheduled, retries, held, running, oldest, expired, paused, limited|
         [name, { processed: processed, failed: failed, expired: expired, size: size, scheduled: scheduled, retries: retries,
                  processing: running, held: held, busy: running,
-                 latency: oldest ? [now - oldest, 0.0].max.round(3) : 0.0, paused: paused }]
+                 latency: oldest ? [now - oldest, 0.0].max.round(3) : 0.0, paused: paused, limited: limited }]
       end
     end
 
@@ -217,6 +218,25 @@ module FiberJob
 
       holder, ms = FiberJob.admin._unique_lock(queue_string(job["queue"] || "default"), digest)
       holder && { held_by: holder, expires_in: ms.positive? ? (ms / 1000.0).round(1) : nil }
+    end
+
+    # Where the limits of a job (a payload Hash) stand, for each it has:
+    #   { concurrency: { key:, to:, running:, waiting: }, throttle: { key:, limit:, per:, started:, waiting: } }
+    # running: jobs holding a lease of the key; started: starts in the last `per`
+    # seconds; waiting: jobs of the key waiting in Redis. {} for a job without limits.
+    def limit_state(job)
+      queue = queue_string(job["queue"] || "default")
+      state = {}
+      if job["concurrency_key"].is_a?(String)
+        running, waiting = FiberJob.admin._limit_state(queue, "concurrency", job["concurrency_key"], 0.0)
+        state[:concurrency] = { key: job["concurrency_key"], to: job["concurrency_to"], running: running, waiting: waiting }
+      end
+      if job["throttle_key"].is_a?(String)
+        started, waiting = FiberJob.admin._limit_state(queue, "throttle", job["throttle_key"], job["throttle_per"].to_f)
+        state[:throttle] = { key: job["throttle_key"], limit: job["throttle_limit"], per: job["throttle_per"],
+                             started: started, waiting: waiting }
+      end
+      state
     end
 
     # The paused queues, sorted. @return [Array<String>]

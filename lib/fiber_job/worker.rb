@@ -45,7 +45,7 @@ module FiberJob
       )
       previous = install_signal_handlers
       logs = LogBridge.new(FiberJob.logger).start
-      cron = FiberJob.register_cron_jobs.map { |job| [job.name, job.queue_name, job.cron] }
+      cron = FiberJob.register_cron_jobs.map { |job| [job.name, job.queue_name, job.cron, JSON.generate(job.tick_fields)] }
       @native._start(cron, config.cron_time_zone == :utc)
       @native._stop if @stop_requested
       log_banner(@limits)

@@ -27,6 +27,29 @@ RSpec.describe "cron jobs" do
     expect(next_run).to be <= Time.now + 86_400
   end
 
+  it "gives each tick the class's limits and deadline: a slow tick never overlaps the next (limits_concurrency)" do
+    stub_const("SlowTickJob", Class.new(FiberJob::CronJob) do
+      cron "* * * * * *"
+      limits_concurrency to: 1
+      expires_in 30
+      def execute_cron_job
+        Ran.record(:start, Time.now.to_f)
+        sleep 1.5
+        Ran.record(:finish, Time.now.to_f)
+      end
+    end)
+    Ran.reset!
+    with_worker(concurrency: 5) do
+      wait_for(timeout: 10) { Ran.calls.count { |e, _| e == :finish } >= 3 }
+      # ticks come every second, runs take 1.5 s: later ticks wait in Redis for the slot
+      waiting = JSON.parse(redis.lindex("fiber_job:cwait:{default}:SlowTickJob", 0))
+      expect(waiting).to include("concurrency_key" => "SlowTickJob", "concurrency_to" => 1)
+      expect(waiting["expires_at"] - waiting["cron_tick"]).to eq(30)
+    end
+    events = Ran.calls.sort_by(&:last)
+    expect(events.each_cons(2).none? { |(a, _), (b, _)| a == :start && b == :start }).to be(true) # one at a time
+  end
+
   it "runs each tick exactly once across three worker processes, and a failing tick does not stop the next" do
     jobs = <<~RUBY
       class EverySecondJob < FiberJob::CronJob

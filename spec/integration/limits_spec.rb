@@ -3,7 +3,7 @@
 # Limits per key (limits_concurrency, throttle) with real worker processes contending.
 RSpec.describe "limits per key (limits_concurrency, throttle)" do
   # Jobs write "key start finish pid" (wall clock; every process is on this machine).
-  JOBS = <<~RUBY
+  LIMIT_JOBS = <<~RUBY
     class AccountJob < FiberJob::Job
       limits_concurrency to: 2, key: ->(account, *) { account }, lease: 30
       def perform(account, seconds)
@@ -30,7 +30,7 @@ RSpec.describe "limits per key (limits_concurrency, throttle)" do
     end
   RUBY
 
-  before(:all) { eval(JOBS) } # rubocop:disable Security/Eval -- the same classes, to enqueue them
+  before(:all) { eval(LIMIT_JOBS) } # rubocop:disable Security/Eval -- the same classes, to enqueue them
 
   # The most runs of one key at once, from their own start and finish times (a finish
   # at the same instant as a start counts first).
@@ -40,7 +40,7 @@ RSpec.describe "limits per key (limits_concurrency, throttle)" do
   end
 
   it "runs at most `to` jobs of a key at once across 3 processes, and every job: 200 jobs over 5 keys" do
-    workers = start_workers(3, JOBS, config: "c.queue_concurrency = { default: 10 }")
+    workers = start_workers(3, LIMIT_JOBS, config: "c.queue_concurrency = { default: 10 }")
     wait_for { redis.scard("fiber_job:processes") == 3 }
     rng = Random.new(16)
     200.times { |i| AccountJob.perform_async("acct-#{i % 5}", rng.rand(0.02..0.08)) }
@@ -57,7 +57,7 @@ RSpec.describe "limits per key (limits_concurrency, throttle)" do
   end
 
   it "frees the slots of a worker killed with -9 within the lease, and every job finishes" do
-    workers = start_workers(2, JOBS, config: "c.queue_concurrency = { default: 5 }")
+    workers = start_workers(2, LIMIT_JOBS, config: "c.queue_concurrency = { default: 5 }")
     wait_for { redis.scard("fiber_job:processes") == 2 }
     8.times { |n| LeasedJob.perform_async(n) }
     starts = -> { records.map(&:split).select { |r| r[0] == "start" } }
@@ -79,8 +79,24 @@ RSpec.describe "limits per key (limits_concurrency, throttle)" do
     stop_workers(workers.reject { |pid, _| pid == holder })
   end
 
+  it "holds a slot for as long as its job runs, however short the lease (workers renew it)" do
+    stub_const("LongJob", Class.new(FiberJob::Job) do
+      limits_concurrency to: 1, lease: 2
+      def perform(n)
+        Ran.record(n, :start, Time.now.to_f)
+        sleep 3.5
+        Ran.record(n, :finish, Time.now.to_f)
+      end
+    end)
+    Ran.reset!
+    2.times { |n| LongJob.perform_async(n) }
+    with_worker(concurrency: 4) { wait_for(timeout: 15) { Ran.calls.size == 4 } }
+    first_finish, second_start = Ran.calls.find { |n, e, _| n == 0 && e == :finish }, Ran.calls.find { |n, e, _| n == 1 && e == :start }
+    expect(second_start.last).to be > first_finish.last
+  end
+
   it "throttles 100 jobs at 20 a second: no 1-second window over 20, about 5 s in all" do
-    workers = start_workers(3, JOBS, config: "c.queue_concurrency = { default: 25 }")
+    workers = start_workers(3, LIMIT_JOBS, config: "c.queue_concurrency = { default: 25 }")
     wait_for { redis.scard("fiber_job:processes") == 3 }
     enqueued = Time.now.to_f
     100.times { |n| StripeJob.perform_async(7, n) }
@@ -100,9 +116,52 @@ RSpec.describe "limits per key (limits_concurrency, throttle)" do
     expect(stop_workers(workers).map(&:exitstatus)).to eq([0, 0, 0])
   end
 
+  it "composes: unique, throttled and concurrency-limited jobs on a paused queue, scheduled and retried" do
+    stub_const("ComposedJob", Class.new(FiberJob::Job) do
+      unique_for 60
+      limits_concurrency to: 1, key: ->(account, *) { account }
+      throttle 3, per: 1
+      expires_in 60
+      def initialize = (super; @queue = :composed)
+      def priority_retry? = true
+      def retry_delay(_attempt) = 0.3
+      def perform(account, name)
+        Ran.record(name, :start, Time.now.to_f, retry_count)
+        sleep 0.2
+        raise "first attempt of #{name} fails" if name == "a" && retry_count.zero?
+        Ran.record(name, :finish, Time.now.to_f, retry_count)
+      end
+    end)
+    Ran.reset!
+    FiberJob::Queue.pause(:composed)
+    expect(ComposedJob.perform_async(1, "a")).to be_a(String)
+    expect(ComposedJob.perform_async(1, "a")).to be_nil # unique
+    ComposedJob.perform_in(0.3, 1, "b")
+    %w[c d e].each { |n| ComposedJob.perform_async(2, n) }
+    with_worker(queues: ["composed"], concurrency: 10) do
+      sleep 1.2
+      expect(Ran.calls).to be_empty # paused
+      FiberJob::Queue.resume(:composed)
+      wait_for(timeout: 15) { Ran.calls.count { |_, e| e == :finish } == 5 }
+      wait_for(message: "the lock freed at the ack") { ComposedJob.perform_async(1, "a") } # succeeded: unlocked
+      wait_for(timeout: 5) { Ran.calls.count { |_, e| e == :finish } == 6 }
+    end
+    runs = Ran.calls.group_by(&:first)
+    expect(runs["a"].map { |_, e, _, r| [e, r] }).to eq([[:start, 0], [:start, 1], [:finish, 1]] * 2) # a retry, twice
+    by_account = { 1 => %w[a b], 2 => %w[c d e] }.transform_values { |ns| Ran.calls.select { |n, *| ns.include?(n) }.sort_by { |c| c[2] } }
+    by_account.each_value do |events| # one at a time per account: start, (finish or failure), start, …
+      starts = events.select { |_, e| e == :start }.map { |c| c[2] }
+      expect(starts.each_cons(2).all? { |x, y| y - x >= 0.19 }).to be(true)
+    end
+    starts = Ran.calls.select { |_, e| e == :start }.map { |c| c[2] }.sort
+    expect(starts.map { |t| starts.count { |u| u >= t && u < t + 1.0 } }.max).to be <= 3 # throttled
+  end
+
   it "refuses bad settings and bad keys with an ArgumentError, before anything is written" do
     expect { Class.new(FiberJob::Job) { limits_concurrency(to: 0) }.limits }
       .to raise_error(ArgumentError, /limits_concurrency to: takes a positive Integer/)
+    expect { Class.new(FiberJob::Job) { limits_concurrency(to: 1, lease: 1) }.limits }
+      .to raise_error(ArgumentError, /lease: takes at least 2 seconds/)
     expect { Class.new(FiberJob::Job) { limits_concurrency(to: 1, key: :account) }.limits }
       .to raise_error(ArgumentError, /key: takes a lambda/)
     expect { Class.new(FiberJob::Job) { throttle(5, per: 0) }.limits }

@@ -34,6 +34,16 @@ RSpec.describe "the ActiveJob adapter" do
         end
       end
 
+      class AjAccountJob < ActiveJob::Base
+        fiber_job_options limits_concurrency: { to: 1, key: ->(account, *) { account } },
+                          unique_for: 60, unique_by: ->(account, n) { [account, n] }, expires_in: 600
+        def perform(account, n)
+          AjNote.add("start", account, n, Time.now.to_f)
+          sleep 0.3
+          AjNote.add("finish", account, n, Time.now.to_f)
+        end
+      end
+
       class AjBrokenJob < ActiveJob::Base
         def perform
           AjNote.add("broken", executions)
@@ -101,6 +111,26 @@ RSpec.describe "the ActiveJob adapter" do
     expect(FiberJob::Queue.retries).to be_empty # FiberJob itself scheduled no retry
     Process.kill("TERM", pid)
     wait_process(pid)
+  end
+
+  it "applies fiber_job_options: unique jobs, a concurrency limit per key and expiry, on ActiveJob classes" do
+    first = AjAccountJob.perform_later(1, 1)
+    expect(first.provider_job_id).to match(/\A\h{24}\z/)
+    expect(AjAccountJob.perform_later(1, 1).provider_job_id).to be_nil # a duplicate
+    [2, 3].each { |n| AjAccountJob.perform_later(1, n) }
+    AjAccountJob.perform_later(2, 1) # another account: not held back
+    stored = FiberJob::Queue.find_job(first.provider_job_id)[:job]
+    expect(stored).to include("concurrency_key" => "AjAccountJob/1", "concurrency_to" => 1, "unique_for" => 60.0)
+    expect(stored["expires_at"]).to be_within(5).of(Time.now.to_f + 600)
+    pid = start_worker("default")
+    wait_for(message: "4 jobs", timeout: 20) { notes.count { |n| n[0] == "finish" } == 4 }
+    runs = notes.group_by { |n| n[1..2] }.transform_values { |ns| ns.map(&:last) } # [account, n] => [start, finish]
+    account1 = runs.select { |(account, _), _| account == 1 }.values.sort
+    expect(account1.size).to eq(3)
+    account1.each_cons(2) { |(_, finish), (start, _)| expect(start).to be >= finish } # one at a time
+    expect(runs[[2, 1]].first).to be < account1.last.first # account 2 did not wait for account 1
+    Process.kill("TERM", pid)
+    expect(wait_process(pid).exitstatus).to eq(0)
   end
 
   it "is selected by a Rails app's config, which also reads config/fiber_job.yml" do

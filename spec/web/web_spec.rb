@@ -141,6 +141,26 @@ RSpec.describe FiberJob::Web do
                                           "Expires")
   end
 
+  it "shows the limits per key of a job, and jobs waiting for them, on its job page, the queues page and /metrics" do
+    stub_const("WebLimitedJob", Class.new(FiberJob::Job) do
+      limits_concurrency to: 1, key: ->(account) { account }
+      throttle 5, per: 2
+      def perform(_account) = sleep(1)
+    end)
+    jids = Array.new(3) { WebLimitedJob.perform_async(7) }
+    with_worker do
+      wait_for { FiberJob::Queue.metrics(["default"])["default"][:limited] == 2 }
+      get "/jobs/#{jids.last}"
+      expect(last_response.body).to include(%(<span class="badge limited">limited</span>), "Concurrency limit",
+                                            "key WebLimitedJob/7: 1 of 1 slots taken, 2 waiting (lease 600.0 s)",
+                                            "key WebLimitedJob: 1 of 5 started in the last 2.0 s, 0 waiting")
+      get "/queues"
+      expect(last_response.body).to match(%r{<td class="num">2</td>\s*<td class="num">\d+</td>\s*<td class="num">\d+</td>\s*<td>})
+      get "/metrics"
+      expect(last_response.body).to include(%(fiber_job_limited{queue="default"} 2))
+    end
+  end
+
   it "pauses and resumes a queue from the queues page (POST with the CSRF token), with a badge" do
     populate
     token = csrf

@@ -52,6 +52,10 @@ pub struct QueueMetrics {
     pub held: u64,
     /// Jobs running now (each uses a worker slot), from the workers' heartbeats.
     pub running: u64,
+    /// Jobs waiting in Redis for a concurrency slot or a throttle's window.
+    pub limited: u64,
+    /// Its limited keys with waiting jobs (`Keys::flow_due` members).
+    pub flow_due: Vec<String>,
     /// Whether `Queue.pause` holds the queue.
     pub paused: bool,
     /// `enqueued_at` of the oldest ready job (epoch seconds), if any.
@@ -105,6 +109,7 @@ impl Client {
                 pipe.cmd("ZCARD").arg(k.retry(q));
                 pipe.cmd("LINDEX").arg(k.queue(q)).arg(-1);
                 pipe.cmd("GET").arg(k.stat_queue("expired", q));
+                pipe.cmd("ZRANGE").arg(k.flow_due(q)).arg(0).arg(-1);
             }
             async move {
                 let mut flat: Vec<RedisResult<Value>> = pipe.query_async(&mut c).await?;
@@ -165,7 +170,7 @@ impl Client {
             }
         }
         let mut rows = rows.into_iter();
-        Ok(queues
+        let mut metrics: Vec<QueueMetrics> = queues
             .iter()
             .enumerate()
             .map(|(i, name)| {
@@ -179,12 +184,20 @@ impl Client {
                     retries: count(next()),
                     oldest_enqueued_at: text(next()).as_deref().and_then(enqueued_at),
                     expired: count(next()),
+                    limited: 0,
+                    flow_due: next()
+                        .and_then(|r| r.ok())
+                        .and_then(|v| Vec::<Lossy>::from_redis_value(v).ok())
+                        .map(|ms| ms.into_iter().map(String::from).collect())
+                        .unwrap_or_default(),
                     paused: paused.contains(name),
                     held: held[i],
                     running: running[i],
                 }
             })
-            .collect())
+            .collect();
+        self.count_limited(cancel, &mut metrics)?;
+        Ok(metrics)
     }
 
     /// Process-wide counters.

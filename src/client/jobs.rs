@@ -134,8 +134,8 @@ impl Client {
         })
     }
 
-    /// Looks for `jid` among the ready, scheduled, retry and processing jobs of
-    /// `queues`, then in their dead sets.
+    /// Looks for `jid` among the ready, scheduled, retry, limited (waiting for a limit
+    /// per key) and processing jobs of `queues`, then in their dead sets.
     pub fn find(&self, cancel: &Cancel, queues: &[String], jid: &str) -> Result<Option<Found>> {
         let ids = self.process_ids(cancel)?;
         for q in queues {
@@ -144,13 +144,25 @@ impl Client {
                 ("scheduled", self.keys.schedule(q), "zset"),
                 ("retry", self.keys.retry(q), "zset"),
             ];
+            let due = self.keys.flow_due(q);
+            let members: Vec<Lossy> = self.call(cancel, |mut c| {
+                let mut cmd = redis::cmd("ZRANGE");
+                cmd.arg(&due).arg(0).arg(-1);
+                async move { cmd.query_async(&mut c).await }
+            })?;
+            let limited = members
+                .into_iter()
+                .map(String::from)
+                .filter_map(|m| self.keys.flow_member(q, &m))
+                .map(|(_, waiting)| ("limited", waiting, "list"));
+            let places = places.into_iter().chain(limited);
             let processing = ids.iter().flat_map(|id| {
                 [
                     ("processing", self.keys.held(q, id), "set"),
                     ("processing", self.keys.processing(q, id), "list"),
                 ]
             });
-            for (state, key, kind) in places.into_iter().chain(processing) {
+            for (state, key, kind) in places.chain(processing) {
                 if let Some((raw, score)) = self.jid_op(cancel, &key, &key, kind, "find", jid)? {
                     return Ok(Some(Found {
                         state,

@@ -23,6 +23,7 @@ type MetricsRow = (
     Option<f64>,
     u64,
     bool,
+    u64,
 );
 /// [state, queue, payload, run_at or nil]
 type FoundRow = (String, String, String, Option<f64>);
@@ -79,6 +80,7 @@ impl RbAdmin {
                     m.oldest_enqueued_at,
                     m.expired,
                     m.paused,
+                    m.limited,
                 )
             })
             .collect())
@@ -180,6 +182,20 @@ impl RbAdmin {
         digest: String,
     ) -> Result<Option<(String, i64)>, magnus::Error> {
         blocking(ruby, |c| rb_self.0.unique_lock(c, &queue, &digest))
+    }
+
+    /// [jobs the key counts now, jobs waiting] of a limit per key.
+    fn limit_state(
+        ruby: &Ruby,
+        rb_self: &Self,
+        queue: String,
+        kind: String,
+        key: String,
+        window: f64,
+    ) -> Result<(u64, u64), magnus::Error> {
+        blocking(ruby, |c| {
+            rb_self.0.limit_state(c, &queue, &kind, &key, window)
+        })
     }
 
     fn paused(ruby: &Ruby, rb_self: &Self) -> Result<Vec<String>, magnus::Error> {
@@ -284,6 +300,7 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     class.define_method("_clear_queue", method!(RbAdmin::clear_queue, 1))?;
     class.define_method("_set_paused", method!(RbAdmin::set_paused, 2))?;
     class.define_method("_paused", method!(RbAdmin::paused, 0))?;
+    class.define_method("_limit_state", method!(RbAdmin::limit_state, 4))?;
     class.define_method("_unique_lock", method!(RbAdmin::unique_lock, 2))?;
     class.define_method("_find", method!(RbAdmin::find, 2))?;
     class.define_method("_redis_info", method!(RbAdmin::redis_info, 0))?;

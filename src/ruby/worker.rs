@@ -65,18 +65,29 @@ impl RbWorker {
             .map_err(|e| to_ruby(ruby, e))
     }
 
-    /// `cron`: [[class, queue, expression], …] of the cron jobs this worker ticks for.
+    /// `cron`: [[class, queue, expression, extra fields as a JSON object], …] of the
+    /// cron jobs this worker ticks for.
     fn start(
         ruby: &Ruby,
         rb_self: &Self,
-        cron: Vec<(String, String, String)>,
+        cron: Vec<(String, String, String, String)>,
         utc: bool,
     ) -> Result<(), magnus::Error> {
         let defs = cron
             .into_iter()
-            .map(|(class, queue, expression)| {
+            .map(|(class, queue, expression, extra)| {
+                let extra = serde_json::from_str(&extra).map_err(|e| {
+                    Error::Other(format!(
+                        "cron {class}: its fields are not a JSON object: {e}"
+                    ))
+                })?;
                 CronSpec::parse(&expression)
-                    .map(|spec| CronDef { class, queue, spec })
+                    .map(|spec| CronDef {
+                        class,
+                        queue,
+                        spec,
+                        extra,
+                    })
                     .map_err(|reason| {
                         Error::Cron(format!("invalid cron expression {expression:?}: {reason}"))
                     })

@@ -200,3 +200,25 @@ end
 return t_wake(KEYS[2], KEYS[3], KEYS[4], KEYS[1], m, now, ARGV[3], ARGV[4])"
     ))
 });
+
+/// Renews the leases a live worker holds (its heartbeat, every second), so a slot is
+/// held for as long as its job runs, and `lease` bounds only how long a lost worker
+/// keeps it. A lease that already ended is not brought back (another job may have
+/// its slot). KEYS: lease sets, of one queue. ARGV: now, then per lease: index of its
+/// set, jid, lease seconds.
+pub static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    waking(&format!(
+        "{FLOW_LUA}{}",
+        r"
+local now = tonumber(ARGV[1])
+for a = 2, #ARGV, 3 do
+  local key, jid, lease = KEYS[tonumber(ARGV[a])], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local ends = tonumber(redis.call('ZSCORE', key, jid))
+  if ends and ends > now then
+    redis.call('ZADD', key, now + lease, jid)
+    keep_for(key, lease)
+  end
+end
+return 1"
+    ))
+});

@@ -220,11 +220,30 @@ pub const CORE_FIELDS: [&str; 7] = [
     "retry_count",
 ];
 
-/// The payload a cron tick enqueues: no arguments, and the tick it is for.
-pub fn cron_payload(class: &str, queue: &str, tick: i64, now: f64) -> String {
-    let mut extra = Map::new();
-    extra.insert("cron_tick".into(), Value::from(tick));
-    Builder::new(class, queue, now).payload("[]", &extra).1
+/// The payload a cron tick enqueues: no arguments, the tick it is for, the class's
+/// `extra` fields (its limits per key), and with `expires_in` the deadline counted
+/// from the tick.
+pub fn cron_payload(
+    class: &str,
+    queue: &str,
+    tick: i64,
+    now: f64,
+    extra: &Map<String, Value>,
+) -> String {
+    let mut fields = Map::new();
+    fields.insert("cron_tick".into(), Value::from(tick));
+    for (k, v) in extra {
+        match (k.as_str(), v.as_f64()) {
+            ("expires_in", Some(secs)) => {
+                fields.insert("expires_at".into(), Value::from(tick as f64 + secs));
+            }
+            ("expires_in", None) => {}
+            _ => {
+                fields.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    Builder::new(class, queue, now).payload("[]", &fields).1
 }
 
 /// Seconds since the epoch, as Sidekiq stores times.
@@ -298,9 +317,14 @@ mod tests {
         assert_eq!(v["jid"], Value::from(jid));
         assert_eq!(v["created_at"], Value::from(2.5));
         assert_eq!(v["retry_count"], Value::from(0));
-        let cron: Value = serde_json::from_str(&cron_payload("C", "q", 60, 1.0)).unwrap();
+        let mut extra = Map::new();
+        extra.insert("expires_in".into(), Value::from(30));
+        extra.insert("throttle_key".into(), Value::from("C"));
+        let cron: Value = serde_json::from_str(&cron_payload("C", "q", 60, 1.0, &extra)).unwrap();
         assert_eq!(cron["cron_tick"], Value::from(60));
         assert_eq!(cron["args"], serde_json::json!([]));
+        assert_eq!(cron["expires_at"], Value::from(90.0));
+        assert_eq!(cron["throttle_key"], Value::from("C"));
     }
 
     #[test]

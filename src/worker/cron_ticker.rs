@@ -17,6 +17,8 @@ pub struct CronDef {
     pub class: String,
     pub queue: String,
     pub spec: CronSpec,
+    /// Fields every tick's payload gets (see `payload::cron_payload`).
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// How long a tick's lock lives. Ticks are exact schedule times, not process clocks,
@@ -62,7 +64,7 @@ pub async fn run(state: Arc<WorkerState>, defs: Vec<CronDef>, utc: bool) {
 async fn fire(state: &WorkerState, def: &CronDef, tick: i64) {
     let mut outage = Outage::new(format!("cron {}", def.class));
     let give_up = tokio::time::Instant::now() + FIRE_PATIENCE;
-    let payload = payload::cron_payload(&def.class, &def.queue, tick, payload::now());
+    let payload = payload::cron_payload(&def.class, &def.queue, tick, payload::now(), &def.extra);
     loop {
         let result: redis::RedisResult<i64> = async {
             let mut c = state.redis.connect(None).await?;

@@ -403,6 +403,20 @@ impl Dispatcher {
     pub fn busy(&self) -> Vec<usize> {
         self.lock().queues.iter().map(|q| q.busy).collect()
     }
+
+    /// The concurrency leases this process holds: (queue, key, jid, lease seconds) of
+    /// every limited job it runs or has buffered (admitted, so holding a slot).
+    pub fn leases(&self) -> Vec<(usize, String, String, f64)> {
+        let state = self.lock();
+        let buffered = state.queues.iter().flat_map(|q| q.buffer.iter());
+        buffered
+            .chain(state.busy_jobs.values())
+            .filter_map(|job| {
+                let c = job.parsed.concurrency.as_ref()?;
+                Some((job.queue, c.key.clone(), job.parsed.jid.clone(), c.lease))
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
