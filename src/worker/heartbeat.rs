@@ -107,7 +107,7 @@ async fn renew_leases(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<(
     if leases.is_empty() {
         return Ok(());
     }
-    leases.sort_by(|a, b| a.0.cmp(&b.0));
+    leases.sort_by_key(|a| a.0);
     let now = payload::now();
     for one_queue in leases.chunk_by(|a, b| a.0 == b.0) {
         let queue = &state.queues[one_queue[0].0];
