@@ -61,6 +61,9 @@ local function to_front(Q, raws)
   wake(Q, #raws)
 end
 local function c_wake(L, W, Q, D, m, now, chan, qname)
+  -- Nothing waits (the common case): nothing to do (a look still due finds nothing
+  -- and drops itself).
+  if redis.call('EXISTS', W) == 0 then return 0 end
   redis.call('ZREMRANGEBYSCORE', L, '-inf', now)
   local moved = {}
   while true do
@@ -135,13 +138,14 @@ for a = 4, #ARGV, 11 do
   local raw, jid = ARGV[a], ARGV[a + 1]
   local c, to, lease, cm = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), ARGV[a + 5]
   local t, limit, per, tmem, tm = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7]), t_window(tonumber(ARGV[a + 8])), ARGV[a + 9], ARGV[a + 10]
-  local c_ok, c_mine, t_ok, t_mine = true, false, true, false
-  if c > 0 then
+  local c_ok, t_ok, t_mine = true, true, false
+  -- Below the limit counting ended leases and old starts too, the job runs (the sets
+  -- stay bounded by the limit); only a key at its limit is cleaned and looked into.
+  if c > 0 and redis.call('ZCARD', KEYS[c]) >= to then
     redis.call('ZREMRANGEBYSCORE', KEYS[c], '-inf', now)
-    c_mine = redis.call('ZSCORE', KEYS[c], jid) ~= false
-    c_ok = c_mine or redis.call('ZCARD', KEYS[c]) < to
+    c_ok = redis.call('ZSCORE', KEYS[c], jid) ~= false or redis.call('ZCARD', KEYS[c]) < to
   end
-  if t > 0 then
+  if t > 0 and redis.call('ZCARD', KEYS[t]) >= limit then
     redis.call('ZREMRANGEBYSCORE', KEYS[t], '-inf', now - per)
     t_mine = redis.call('ZSCORE', KEYS[t], tmem) ~= false
     t_ok = t_mine or redis.call('ZCARD', KEYS[t]) < limit
@@ -160,18 +164,17 @@ for a = 4, #ARGV, 11 do
     out[#out + 1] = 0
   elseif not c_ok then
     redis.call('RPUSH', KEYS[c + 1], raw)
-    if t_mine then
-      -- a start logged for it that will not happen now: the next waiter may have it
-      redis.call('ZREM', KEYS[t], tmem)
-      if redis.call('LLEN', KEYS[t + 1]) > 0 then flow_due(D, tm, now, chan, qname) end
+    -- a start logged for it (it was let through its throttle) does not happen now:
+    -- the next waiter of the throttle may have it
+    if t > 0 and redis.call('ZREM', KEYS[t], tmem) == 1 and redis.call('LLEN', KEYS[t + 1]) > 0 then
+      flow_due(D, tm, now, chan, qname)
     end
     local first = redis.call('ZRANGE', KEYS[c], 0, 0, 'WITHSCORES')
     flow_due(D, cm, tonumber(first[2]) or now, chan, qname)
     out[#out + 1] = 0
   else
     redis.call('RPUSH', KEYS[t + 1], raw)
-    if c_mine then
-      redis.call('ZREM', KEYS[c], jid)
+    if c > 0 and redis.call('ZREM', KEYS[c], jid) == 1 then -- a lease kept for it: the next waiter's
       c_wake(KEYS[c], KEYS[c + 1], KEYS[3], D, cm, now, chan, qname)
     end
     local oldest = redis.call('ZRANGE', KEYS[t], 0, 0, 'WITHSCORES')
@@ -194,6 +197,10 @@ pub static FLOW_PROMOTE: LazyLock<Script> = LazyLock::new(|| {
         "{FLOW_LUA}{}",
         r"
 local m, now = ARGV[1], tonumber(ARGV[2])
+if redis.call('EXISTS', KEYS[3]) == 0 then -- nothing waits any more
+  redis.call('ZREM', KEYS[1], m)
+  return 0
+end
 if string.sub(m, 1, 2) == 'c:' then
   return c_wake(KEYS[2], KEYS[3], KEYS[4], KEYS[1], m, now, ARGV[3], ARGV[4])
 end
