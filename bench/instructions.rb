@@ -6,7 +6,8 @@
 # shutdown cancelled out. Split by where the instructions run: Ruby (libruby), the
 # engine (fiber_job.so) and the rest (libc, the kernel interface, ...). Unlike jobs/s,
 # it does not move with machine noise.
-# Usage: ruby bench/instructions.rb  (N=20000; PREFETCH="auto 0 100")
+# Usage: ruby bench/instructions.rb  (N=20000; PREFETCH="auto 0 100"; KEEP=dir keeps the
+# callgrind files)
 require "json"
 require "tmpdir"
 require "fileutils"
@@ -38,6 +39,7 @@ def run(n, prefetch, redis, url, dir)
   ok = system(env, "valgrind", "--tool=callgrind", "--callgrind-out-file=#{out}", RbConfig.ruby,
               File.join(BENCH, "fiber_job_worker.rb"), out: File::NULL, err: File::NULL)
   raise "the worker under callgrind failed" unless ok && redis.rpop("fiber_job:queue:{bench_result}")
+  FileUtils.cp(out, ENV["KEEP"]) if ENV["KEEP"] # to compare function by function (callgrind_annotate)
 
   by_object = Hash.new(0)
   IO.popen(["callgrind_annotate", "--inclusive=no", "--threshold=100", out], &:readlines).each do |line|

@@ -91,14 +91,7 @@ module FiberJob
         fields.merge!("unique_key" => Digest::SHA256.hexdigest(JSON.generate([job.class.name, job.queue_name.to_s, key]))[0, 32],
                       "unique_for" => seconds, "unique_until" => till)
       end
-      { concurrency: "limits_concurrency", throttle: "throttle" }.each do |kind, what|
-        next unless (limit = settings[kind])
-
-        prefix = kind.to_s
-        fields["#{prefix}_key"] = Limits.key_for(job.class, what, limit, args)
-        fields.merge!(kind == :concurrency ? { "concurrency_to" => limit[:to], "concurrency_lease" => limit[:lease] } : { "throttle_limit" => limit[:limit], "throttle_per" => limit[:per] })
-      end
-      fields
+      fields.merge(Limits.fields(job.class, settings.slice(:concurrency, :throttle), args))
     end
   end
 end

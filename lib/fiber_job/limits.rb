@@ -52,16 +52,7 @@ module FiberJob
     def limit_fields(args)
       return nil unless limits
 
-      fields = {}
-      if (c = limits[:concurrency])
-        fields.merge!("concurrency_key" => Limits.key_for(self, "limits_concurrency", c, args),
-                      "concurrency_to" => c[:to], "concurrency_lease" => c[:lease])
-      end
-      if (t = limits[:throttle])
-        fields.merge!("throttle_key" => Limits.key_for(self, "throttle", t, args),
-                      "throttle_limit" => t[:limit], "throttle_per" => t[:per])
-      end
-      fields
+      Limits.fields(self, limits, args)
     end
 
     # @api private
@@ -85,6 +76,23 @@ module FiberJob
         { limit: count!("#{name}.throttle limit", options[:limit]),
           per: Job.positive_seconds!("#{name}.throttle per:", options[:per]),
           key: key_option!("#{name}.throttle", options[:key]), group: options[:group] }
+      end
+
+      # The payload fields of checked `limits` ({ concurrency:, throttle: }) for one
+      # job of `job_class` (a FiberJob or an ActiveJob class) with `args`:
+      #   "concurrency" => { "key", "to", "lease" }, "throttle" => { "key", "limit", "per" }
+      # @api private
+      def fields(job_class, limits, args)
+        fields = {}
+        if (c = limits[:concurrency])
+          fields["concurrency"] = { "key" => key_for(job_class, "limits_concurrency", c, args), "to" => c[:to],
+                                    "lease" => c[:lease] }
+        end
+        if (t = limits[:throttle])
+          fields["throttle"] = { "key" => key_for(job_class, "throttle", t, args), "limit" => t[:limit],
+                                 "per" => t[:per] }
+        end
+        fields
       end
 
       # "<scope>/<key>": the scope is the class's name or the group.

@@ -221,20 +221,20 @@ module FiberJob
     end
 
     # Where the limits of a job (a payload Hash) stand, for each it has:
-    #   { concurrency: { key:, to:, running:, waiting: }, throttle: { key:, limit:, per:, started:, waiting: } }
+    #   { concurrency: { key:, to:, lease:, running:, waiting: }, throttle: { key:, limit:, per:, started:, waiting: } }
     # running: jobs holding a lease of the key; started: starts in the last `per`
     # seconds; waiting: jobs of the key waiting in Redis. {} for a job without limits.
     def limit_state(job)
       queue = queue_string(job["queue"] || "default")
       state = {}
-      if job["concurrency_key"].is_a?(String)
-        running, waiting = FiberJob.admin._limit_state(queue, "concurrency", job["concurrency_key"], 0.0)
-        state[:concurrency] = { key: job["concurrency_key"], to: job["concurrency_to"], running: running, waiting: waiting }
+      c, t = job.values_at("concurrency", "throttle").map { |l| l.is_a?(Hash) && l["key"].is_a?(String) && l }
+      if c
+        running, waiting = FiberJob.admin._limit_state(queue, "concurrency", c["key"], 0.0)
+        state[:concurrency] = { key: c["key"], to: c["to"], lease: c["lease"], running: running, waiting: waiting }
       end
-      if job["throttle_key"].is_a?(String)
-        started, waiting = FiberJob.admin._limit_state(queue, "throttle", job["throttle_key"], job["throttle_per"].to_f)
-        state[:throttle] = { key: job["throttle_key"], limit: job["throttle_limit"], per: job["throttle_per"],
-                             started: started, waiting: waiting }
+      if t
+        started, waiting = FiberJob.admin._limit_state(queue, "throttle", t["key"], t["per"].to_f)
+        state[:throttle] = { key: t["key"], limit: t["limit"], per: t["per"], started: started, waiting: waiting }
       end
       state
     end

@@ -43,11 +43,13 @@ RSpec.describe "cron jobs" do
       wait_for(timeout: 10) { Ran.calls.count { |e, _| e == :finish } >= 3 }
       # ticks come every second, runs take 1.5 s: later ticks wait in Redis for the slot
       waiting = JSON.parse(redis.lindex("fiber_job:cwait:{default}:SlowTickJob", 0))
-      expect(waiting).to include("concurrency_key" => "SlowTickJob", "concurrency_to" => 1)
+      expect(waiting["concurrency"]).to include("key" => "SlowTickJob", "to" => 1)
       expect(waiting["expires_at"] - waiting["cron_tick"]).to eq(30)
     end
     events = Ran.calls.sort_by(&:last)
     expect(events.each_cons(2).none? { |(a, _), (b, _)| a == :start && b == :start }).to be(true) # one at a time
+  ensure # a cron class stays registered: later in-process workers must not tick it
+    FiberJob::CronJob.instance_variable_get(:@cron_jobs).delete(SlowTickJob) if defined?(SlowTickJob)
   end
 
   it "runs each tick exactly once across three worker processes, and a failing tick does not stop the next" do

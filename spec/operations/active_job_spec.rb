@@ -120,7 +120,7 @@ RSpec.describe "the ActiveJob adapter" do
     [2, 3].each { |n| AjAccountJob.perform_later(1, n) }
     AjAccountJob.perform_later(2, 1) # another account: not held back
     stored = FiberJob::Queue.find_job(first.provider_job_id)[:job]
-    expect(stored).to include("concurrency_key" => "AjAccountJob/1", "concurrency_to" => 1, "unique_for" => 60.0)
+    expect(stored).to include("concurrency" => { "key" => "AjAccountJob/1", "to" => 1, "lease" => 600.0 }, "unique_for" => 60.0)
     expect(stored["expires_at"]).to be_within(5).of(Time.now.to_f + 600)
     pid = start_worker("default")
     wait_for(message: "4 jobs", timeout: 20) { notes.count { |n| n[0] == "finish" } == 4 }

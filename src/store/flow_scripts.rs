@@ -24,11 +24,11 @@ use super::lua::{releasing, waking};
 ///   `at`; announced on the schedule channel when that makes it the queue's earliest
 ///   (schedulers sleep until their earliest).
 /// - `c_wake(L, W, Q, D, m, now, chan, qname)`: drops ended leases of the key, starts
-///   the oldest waiters of `W` while the key runs fewer than its `concurrency_to`
-///   (each with a lease of its `concurrency_lease`), then records when to look again.
+///   the oldest waiters of `W` while the key runs fewer than its `concurrency.to`
+///   (each with a lease of its `concurrency.lease`), then records when to look again.
 /// - `t_wake(T, W, Q, D, m, now, chan, qname)`: the same for a throttle: lets waiters
-///   through while the start log `T` holds fewer than `throttle_limit` starts in the
-///   last `t_window(throttle_per)` seconds (the window and a margin), each logged now.
+///   through while the start log `T` holds fewer than `throttle.limit` starts in the
+///   last `t_window(throttle.per)` seconds (the window and a margin), each logged now.
 pub const FLOW_LUA: &str = r"
 local function flow_job(raw)
   local ok, job = pcall(cjson.decode, raw)
@@ -70,9 +70,10 @@ local function c_wake(L, W, Q, D, m, now, chan, qname)
     local raw = redis.call('LINDEX', W, 0)
     if not raw then break end
     local job = flow_job(raw)
-    if redis.call('ZCARD', L) >= (tonumber(job['concurrency_to']) or 1) then break end
+    local limit = type(job['concurrency']) == 'table' and job['concurrency'] or {}
+    if redis.call('ZCARD', L) >= (tonumber(limit['to']) or 1) then break end
     redis.call('LPOP', W)
-    local lease = tonumber(job['concurrency_lease']) or 600
+    local lease = tonumber(limit['lease']) or 600
     redis.call('ZADD', L, now + lease, tostring(job['jid']))
     keep_for(L, lease)
     moved[#moved + 1] = raw
@@ -92,9 +93,10 @@ local function t_wake(T, W, Q, D, m, now, chan, qname)
     local raw = redis.call('LINDEX', W, 0)
     if not raw then break end
     local job = flow_job(raw)
-    per = t_window(tonumber(job['throttle_per']) or 1)
+    local limit = type(job['throttle']) == 'table' and job['throttle'] or {}
+    per = t_window(tonumber(limit['per']) or 1)
     redis.call('ZREMRANGEBYSCORE', T, '-inf', now - per)
-    if redis.call('ZCARD', T) >= (tonumber(job['throttle_limit']) or 1) then break end
+    if redis.call('ZCARD', T) >= (tonumber(limit['limit']) or 1) then break end
     redis.call('LPOP', W)
     redis.call('ZADD', T, now, t_member(job))
     keep_for(T, per)

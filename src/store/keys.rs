@@ -163,7 +163,7 @@ impl Keys {
 
     /// A concurrency-limited key's leases (`limits_concurrency`): a sorted set of the
     /// jids allowed to run, score = when the lease ends (epoch seconds). `key` is the
-    /// job's `concurrency_key` (its scope and key).
+    /// job's `concurrency.key` (its scope and key).
     pub fn concurrency(&self, queue: &str, key: &str) -> String {
         format!("{}:climit:{{{}}}:{}", self.prefix, queue, key)
     }
@@ -174,7 +174,7 @@ impl Keys {
     }
 
     /// A throttled key's recent starts (`throttle`): a sorted set, score = when each
-    /// was let through; the window is the job's `throttle_per`.
+    /// was let through; the window is the job's `throttle.per`.
     pub fn throttle(&self, queue: &str, key: &str) -> String {
         format!("{}:throttle:{{{}}}:{}", self.prefix, queue, key)
     }

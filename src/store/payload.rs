@@ -22,9 +22,17 @@ pub struct Parsed {
     /// `unique_for`: the digest naming its lock, and whether the lock is freed when
     /// the job starts (`until: :start`) rather than when it succeeds or dies.
     pub unique: Option<(String, bool)>,
-    /// `limits_concurrency`: the key, how many may run at once, the lease (seconds).
+    /// Limits per key, boxed: most jobs have none, and a small `Parsed` is cheap to
+    /// move around.
+    pub limits: Option<Box<Limits>>,
+}
+
+/// A job's limits per key (`limits_concurrency`, `throttle`), at least one of them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    /// The key, how many may run at once, the lease (seconds).
     pub concurrency: Option<Concurrency>,
-    /// `throttle`: the key, how many may start per window, the window (seconds).
+    /// The key, how many may start per window, the window (seconds).
     pub throttle: Option<Throttle>,
 }
 
@@ -45,7 +53,15 @@ pub struct Throttle {
 impl Parsed {
     /// True when the job must be admitted (`flow_scripts::ACQUIRE`) before it runs.
     pub fn is_limited(&self) -> bool {
-        self.concurrency.is_some() || self.throttle.is_some()
+        self.limits.is_some()
+    }
+
+    pub fn concurrency(&self) -> Option<&Concurrency> {
+        self.limits.as_ref().and_then(|l| l.concurrency.as_ref())
+    }
+
+    pub fn throttle(&self) -> Option<&Throttle> {
+        self.limits.as_ref().and_then(|l| l.throttle.as_ref())
     }
 
     /// The member naming this start in a throttle's log (the same job started again
@@ -65,25 +81,23 @@ struct Head {
     expires_at: Option<Value>,
     unique_key: Option<Value>,
     unique_until: Option<Value>,
-    concurrency_key: Option<Value>,
-    concurrency_to: Option<Value>,
-    concurrency_lease: Option<Value>,
-    throttle_key: Option<Value>,
-    throttle_limit: Option<Value>,
-    throttle_per: Option<Value>,
+    /// `{"key":…,"to":…,"lease":…}`; `throttle`: `{"key":…,"limit":…,"per":…}`. One
+    /// field each: every field here costs each job's parse a little.
+    concurrency: Option<Value>,
+    throttle: Option<Value>,
 }
 
-/// A limit's key and positive count and seconds, or None when the payload has no
-/// such limit (or a malformed one, which the job then runs without).
-fn limit(key: Option<Value>, n: Option<Value>, secs: Option<Value>) -> Option<(String, u64, f64)> {
-    match (
-        key,
-        n.as_ref().and_then(Value::as_u64),
-        secs.as_ref().and_then(Value::as_f64),
-    ) {
-        (Some(Value::String(k)), Some(n), Some(s)) if !k.is_empty() && n > 0 && s > 0.0 => {
-            Some((k, n, s))
-        }
+/// A limit's key and positive count and seconds (`n` and `secs` name the fields), or
+/// None when the payload has no such limit (or a malformed one, which the job then
+/// runs without).
+fn limit(v: Option<Value>, n: &str, secs: &str) -> Option<(String, u64, f64)> {
+    let Some(Value::Object(mut o)) = v else {
+        return None;
+    };
+    let count = o.get(n).and_then(Value::as_u64).filter(|n| *n > 0)?;
+    let seconds = o.get(secs).and_then(Value::as_f64).filter(|s| *s > 0.0)?;
+    match o.remove("key") {
+        Some(Value::String(k)) if !k.is_empty() => Some((k, count, seconds)),
         _ => None,
     }
 }
@@ -131,14 +145,21 @@ pub fn parse(raw: &str) -> Result<Parsed, String> {
             )),
             _ => None,
         },
-        concurrency: limit(
-            head.concurrency_key,
-            head.concurrency_to,
-            head.concurrency_lease,
-        )
-        .map(|(key, to, lease)| Concurrency { key, to, lease }),
-        throttle: limit(head.throttle_key, head.throttle_limit, head.throttle_per)
-            .map(|(key, limit, per)| Throttle { key, limit, per }),
+        limits: match (head.concurrency, head.throttle) {
+            (None, None) => None,
+            (c, t) => {
+                let concurrency =
+                    limit(c, "to", "lease").map(|(key, to, lease)| Concurrency { key, to, lease });
+                let throttle =
+                    limit(t, "limit", "per").map(|(key, limit, per)| Throttle { key, limit, per });
+                (concurrency.is_some() || throttle.is_some()).then(|| {
+                    Box::new(Limits {
+                        concurrency,
+                        throttle,
+                    })
+                })
+            }
+        },
     })
 }
 
@@ -271,16 +292,19 @@ mod tests {
     #[test]
     fn reads_limits_and_ignores_malformed_ones() {
         let p = parse(
-            r#"{"class":"A","args":[],"jid":"j","retry_count":1,"concurrency_key":"A/1","concurrency_to":2,"concurrency_lease":60,"throttle_key":"s","throttle_limit":20,"throttle_per":1.5}"#,
+            r#"{"class":"A","args":[],"jid":"j","retry_count":1,"concurrency":{"key":"A/1","to":2,"lease":60},"throttle":{"key":"s","limit":20,"per":1.5}}"#,
         )
         .unwrap();
-        let c = p.concurrency.clone().unwrap();
+        let c = p.concurrency().unwrap();
         assert_eq!((c.key.as_str(), c.to, c.lease), ("A/1", 2, 60.0));
-        let t = p.throttle.clone().unwrap();
+        let t = p.throttle().unwrap();
         assert_eq!((t.key.as_str(), t.limit, t.per), ("s", 20, 1.5));
         assert!(p.is_limited());
         assert_eq!(p.throttle_member(), "j:1");
-        let bad = parse(r#"{"class":"A","args":[],"concurrency_key":"k","concurrency_to":0,"concurrency_lease":1}"#).unwrap();
+        let bad = parse(
+            r#"{"class":"A","args":[],"concurrency":{"key":"k","to":0,"lease":1},"throttle":[1]}"#,
+        )
+        .unwrap();
         assert!(!bad.is_limited());
     }
 
@@ -319,12 +343,12 @@ mod tests {
         assert_eq!(v["retry_count"], Value::from(0));
         let mut extra = Map::new();
         extra.insert("expires_in".into(), Value::from(30));
-        extra.insert("throttle_key".into(), Value::from("C"));
+        extra.insert("throttle".into(), serde_json::json!({"key": "C"}));
         let cron: Value = serde_json::from_str(&cron_payload("C", "q", 60, 1.0, &extra)).unwrap();
         assert_eq!(cron["cron_tick"], Value::from(60));
         assert_eq!(cron["args"], serde_json::json!([]));
         assert_eq!(cron["expires_at"], Value::from(90.0));
-        assert_eq!(cron["throttle_key"], Value::from("C"));
+        assert_eq!(cron["throttle"]["key"], Value::from("C"));
     }
 
     #[test]

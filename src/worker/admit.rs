@@ -37,7 +37,7 @@ pub(super) async fn admit(
     for (raw, job, _) in jobs.iter().filter(|(_, p, _)| p.is_limited()) {
         let mut args: Vec<String> = Vec::with_capacity(ACQUIRE_WIDTH);
         args.extend([raw.clone(), job.jid.clone()]);
-        match &job.concurrency {
+        match job.concurrency() {
             Some(c) => {
                 inv.key(k.concurrency(queue, &c.key))
                     .key(k.concurrency_wait(queue, &c.key));
@@ -51,7 +51,7 @@ pub(super) async fn admit(
             }
             None => args.extend(["0", "0", "0", ""].map(String::from)),
         }
-        match &job.throttle {
+        match job.throttle() {
             Some(t) => {
                 inv.key(k.throttle(queue, &t.key))
                     .key(k.throttle_wait(queue, &t.key));

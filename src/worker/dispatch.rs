@@ -412,7 +412,7 @@ impl Dispatcher {
         buffered
             .chain(state.busy_jobs.values())
             .filter_map(|job| {
-                let c = job.parsed.concurrency.as_ref()?;
+                let c = job.parsed.concurrency()?;
                 Some((job.queue, c.key.clone(), job.parsed.jid.clone(), c.lease))
             })
             .collect()

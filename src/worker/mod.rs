@@ -305,9 +305,11 @@ impl Engine {
     /// A run of a job is over (after its outcome was reported): its concurrency lease
     /// ends, and, when the job is done for good (`done`), its unique lock is freed.
     fn run_over(&self, q: usize, job: &payload::Parsed, done: bool) {
-        let unlock = if done { Outcome::unlock(q, job) } else { None };
-        for message in [unlock, Outcome::end_lease(q, job)].into_iter().flatten() {
-            self.state.report(message);
+        if let Some(unlock) = Outcome::unlock(q, job).filter(|_| done) {
+            self.state.report(unlock);
+        }
+        if let Some(lease) = Outcome::end_lease(q, job) {
+            self.state.report(lease);
         }
     }
 

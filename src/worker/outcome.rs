@@ -66,7 +66,7 @@ impl Outcome {
     /// The message that ends the lease of a concurrency-limited job of queue `q` whose
     /// run is over (acked, failed, buried or expired).
     pub fn end_lease(q: usize, job: &Parsed) -> Option<Outcome> {
-        job.concurrency.as_ref().map(|c| Outcome::EndLease {
+        job.concurrency().map(|c| Outcome::EndLease {
             q,
             key: c.key.clone(),
             jid: job.jid.clone(),
