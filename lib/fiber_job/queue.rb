@@ -257,7 +257,8 @@ module FiberJob
     end
 
     # Where a job is and its payload: { state: "enqueued" | "scheduled" | "retry" |
-    # "processing" | "dead", queue:, job:, at: } or nil.
+    # "limited" (waiting for a limit per key) | "processing" | "dead", queue:, job:, at: }
+    # or nil.
     def find_job(jid)
       found = FiberJob.admin._find(names, jid_string(jid))
       return nil unless found
