@@ -26,6 +26,19 @@ module FiberJob
   # A payload names a class that is not a FiberJob job.
   class UnknownJobError < Error; end
 
+  # Raised by a job that stops early on purpose and wants to run again later (an
+  # IterableJob at a worker's stop, or past its `max_iteration_runtime`, after saving its
+  # cursor): it goes back to its queue — to the front when `front?`, else the back —
+  # and the worker goes on. Not a StandardError, so `rescue => e` does not swallow it.
+  class Requeue < Exception # rubocop:disable Lint/InheritException
+    def initialize(message = nil, front: true)
+      super(message)
+      @front = front
+    end
+
+    def front? = @front
+  end
+
   # Raised into a job the worker interrupts at the end of `shutdown_timeout`; the job
   # goes back to its queue. Not a StandardError, so `rescue => e` does not swallow it.
   class Shutdown < Interrupt; end

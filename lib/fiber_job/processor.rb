@@ -140,10 +140,13 @@ module FiberJob
       job = klass.new
       job.jid = jid
       job.retry_count = retry_count
+      job.worker = @native if job.is_a?(IterableJob)
       with_timeout(job.timeout) { call_perform(job, id, queue, args) }
       @native._ack(id)
       finished(ctx, klass, jid, queue, args, started, nil)
     rescue Exception => e # rubocop:disable Lint/RescueException
+      return requeue(id, ctx, e) if e.is_a?(Requeue)
+
       if self.class.interruption?(e)
         # The job did not finish and is not at fault: back to the front of its queue;
         # the exception goes on to the executor.
@@ -154,6 +157,12 @@ module FiberJob
     ensure
       RUNNING.delete(carrier)
       Thread.current[Logging::CONTEXT] = nil
+    end
+
+    # A job that stopped early to run again (FiberJob::Requeue): back to its queue.
+    def requeue(id, ctx, error)
+      error.front? ? @native._give_back(id) : @native._requeue(id)
+      log_job(ctx, "requeued to the #{error.front? ? "front" : "back"} of its queue: #{error.message}") if logging?
     end
 
     def call_perform(job, id, queue, args)

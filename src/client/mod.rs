@@ -13,6 +13,7 @@ mod cron;
 mod dead;
 mod direct;
 mod flow;
+mod iteration;
 mod jobs;
 
 pub use self::cron::CronLast;

@@ -105,6 +105,39 @@ impl RbClient {
     ) -> Result<Vec<bool>, magnus::Error> {
         blocking(ruby, |c| rb_self.0.push_unique(c, &queue, at, &jobs))
     }
+
+    /// Writes an iterable job's checkpoint; true when the job was cancelled.
+    fn checkpoint(
+        ruby: &Ruby,
+        rb_self: &Self,
+        queue: String,
+        jid: String,
+        fields: Vec<(String, String)>,
+        ttl_secs: u64,
+    ) -> Result<bool, magnus::Error> {
+        blocking(ruby, |c| {
+            rb_self.0.checkpoint(c, &queue, &jid, &fields, ttl_secs)
+        })
+    }
+
+    /// An iterable job's checkpoint as [[field, value], …] (empty: none).
+    fn read_checkpoint(
+        ruby: &Ruby,
+        rb_self: &Self,
+        queue: String,
+        jid: String,
+    ) -> Result<Vec<(String, String)>, magnus::Error> {
+        blocking(ruby, |c| rb_self.0.read_checkpoint(c, &queue, &jid))
+    }
+
+    fn delete_checkpoint(
+        ruby: &Ruby,
+        rb_self: &Self,
+        queue: String,
+        jid: String,
+    ) -> Result<(), magnus::Error> {
+        blocking(ruby, |c| rb_self.0.delete_checkpoint(c, &queue, &jid))
+    }
 }
 
 pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
@@ -114,5 +147,8 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     class.define_method("_push", method!(RbClient::push, 2))?;
     class.define_method("_schedule", method!(RbClient::schedule, 3))?;
     class.define_method("_push_unique", method!(RbClient::push_unique, 3))?;
+    class.define_method("_checkpoint", method!(RbClient::checkpoint, 4))?;
+    class.define_method("_read_checkpoint", method!(RbClient::read_checkpoint, 2))?;
+    class.define_method("_delete_checkpoint", method!(RbClient::delete_checkpoint, 2))?;
     Ok(())
 }

@@ -160,6 +160,10 @@ impl RbWorker {
         self.0.give_back(id)
     }
 
+    fn requeue(&self, id: u64) {
+        self.0.requeue(id)
+    }
+
     fn bury(&self, id: u64, error_class: String, reason: String) {
         self.0.bury(id, &error_class, &reason)
     }
@@ -224,6 +228,7 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     class.define_method("_ack", method!(RbWorker::ack, 1))?;
     class.define_method("_payload", method!(RbWorker::payload, 1))?;
     class.define_method("_give_back", method!(RbWorker::give_back, 1))?;
+    class.define_method("_requeue", method!(RbWorker::requeue, 1))?;
     class.define_method("_bury", method!(RbWorker::bury, 3))?;
     class.define_method("_fail", method!(RbWorker::fail, 6))?;
     class.define_method("_stop", method!(RbWorker::stop, 0))?;

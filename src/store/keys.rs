@@ -206,6 +206,13 @@ impl Keys {
         }
     }
 
+    /// An iterable job's checkpoint (`IterableJob`), by jid: a hash of its cursor
+    /// (JSON), iterations done, seconds run, and `cancelled` once cancelled. Expires a
+    /// while after its last write.
+    pub fn iteration(&self, queue: &str, jid: &str) -> String {
+        format!("{}:iter:{{{}}}:{}", self.prefix, queue, jid)
+    }
+
     /// Lock that lets one live process at a time reap dead processes' jobs.
     pub fn reaper_lock(&self) -> String {
         format!("{}:reaper:lock", self.prefix)

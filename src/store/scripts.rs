@@ -199,7 +199,7 @@ return 1",
 });
 
 const OUTCOMES_LUA: &str = r"
-local width = {A = 2, Q = 2, X = 3, E = 3, U = 3, L = 4, D = 4, R = 5}
+local width = {A = 2, Q = 2, B = 2, X = 3, E = 3, U = 3, L = 4, D = 4, R = 5}
 local kinds = {}
 local i = 7
 while i <= #ARGV do
@@ -219,7 +219,7 @@ local function expect(k, want)
     return 'WRONGTYPE ' .. KEYS[k] .. ' holds a ' .. t .. ', FiberJob needs a ' .. want
   end
 end
-local bad = (kinds.Q and expect(2, 'list'))
+local bad = ((kinds.Q or kinds.B) and expect(2, 'list'))
   or (kinds.R and (expect(3, 'zset') or expect(5, 'list')))
   or (kinds.D and (expect(4, 'zset') or expect(5, 'list')))
   or ((kinds.X or kinds.E) and expect(4, 'zset'))
@@ -262,6 +262,9 @@ while i <= #ARGV do
     elseif op == 'Q' then
       redis.call('RPUSH', KEYS[2], raw)
       back = back + 1
+    elseif op == 'B' then
+      redis.call('LPUSH', KEYS[2], raw)
+      back = back + 1
     end
   end
   i = i + width[op]
@@ -299,7 +302,7 @@ return {processed, failed, problems}";
 /// kept, 3 dead-set cap, 4 dead-set max age, 5 schedule channel, 6 queue name, then
 /// outcomes: `A raw` (ack), `R raw record at payload` (retry), `D raw record payload`
 /// (dead after a failure), `X raw entry` (dead, cannot run), `E raw entry` (dead,
-/// expired: counted), `Q raw` (give back), `U k jid` (free the unique lock KEYS[k] if
+/// expired: counted), `Q raw` (give back), `B raw` (requeue at the back), `U k jid` (free the unique lock KEYS[k] if
 /// `jid` holds it), `L k member jid` (the lease of `jid` in KEYS[k] ends; waiters of
 /// KEYS[k + 1] start: `flow_scripts`). Lock, lease and waiting keys follow the ten
 /// fixed ones.

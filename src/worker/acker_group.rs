@@ -91,7 +91,8 @@ pub(super) fn build(
             | Outcome::GivenBack { q, .. }
             | Outcome::Buried { q, .. }
             | Outcome::Unlock { q, .. }
-            | Outcome::EndLease { q, .. } => *q,
+            | Outcome::EndLease { q, .. }
+            | Outcome::Requeued { q, .. } => *q,
             Outcome::Flush(_) => usize::MAX,
         };
         if let Outcome::Flush(tx) = msg {
@@ -161,6 +162,7 @@ pub(super) fn build(
                     .others
                     .extend([b"U".to_vec(), k.to_string().into_bytes(), jid.into_bytes()]);
             }
+            Outcome::Requeued { raw, .. } => args.extend([b"B".to_vec(), raw]),
             Outcome::EndLease { key, jid, .. } => {
                 let queue = &state.queues[q];
                 let k = group.keys.len() + group.lock_keys.len() + 1;

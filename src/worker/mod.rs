@@ -259,6 +259,18 @@ impl Engine {
         }
     }
 
+    /// A job that stopped early on its own (an iterable job past its
+    /// `max_iteration_runtime`): to the back of its queue.
+    pub fn requeue(&self, id: u64) {
+        if let Some(job) = self.state.dispatcher.finish(id) {
+            self.state.report(Outcome::Requeued {
+                q: job.queue,
+                raw: job.raw.into_bytes(),
+            });
+            self.run_over(job.queue, &job.parsed, false);
+        }
+    }
+
     /// A job that must not run (not a job class): to the dead set.
     pub fn bury(&self, id: u64, error_class: &str, reason: &str) {
         if let Some(job) = self.state.dispatcher.finish(id) {

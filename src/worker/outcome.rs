@@ -32,6 +32,9 @@ pub enum Outcome {
     /// Taken but not started (or interrupted at shutdown): back to the queue's front,
     /// oldest first.
     GivenBack { q: usize, raws: Vec<Vec<u8>> },
+    /// Stopped early by the job itself (an iterable job past `max_iteration_runtime`):
+    /// to the back of its queue, behind the jobs waiting.
+    Requeued { q: usize, raw: Vec<u8> },
     /// Cannot run at all (not a job payload, not a job class), or `expired` (not
     /// started by its `expires_at`, and counted so): to the dead set as `entry`.
     Buried {

@@ -1,0 +1,62 @@
+//! Checkpoints of iterable jobs (`lib/fiber_job/iterable_job.rb`): where a job over
+//! many items stopped, so that a retry, a requeue at shutdown or a recovery after a
+//! crash resumes there. One hash per job (`Keys::iteration`), in its queue's slot;
+//! every write is one `MULTI` that also refreshes its expiry.
+
+use super::Client;
+use crate::error::Result;
+use crate::runtime::cancel::Cancel;
+
+impl Client {
+    /// Writes `fields` (name, value) to the checkpoint of job `jid` of `queue` and keeps
+    /// it `ttl_secs`. Returns whether the job was cancelled meanwhile (read in the same
+    /// transaction, so a running job learns of a cancel at its next checkpoint).
+    pub fn checkpoint(
+        &self,
+        cancel: &Cancel,
+        queue: &str,
+        jid: &str,
+        fields: &[(String, String)],
+        ttl_secs: u64,
+    ) -> Result<bool> {
+        let key = self.keys.iteration(queue, jid);
+        self.call(cancel, |mut c| {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            if !fields.is_empty() {
+                pipe.cmd("HSET").arg(&key).arg(fields).ignore();
+            }
+            pipe.cmd("EXPIRE").arg(&key).arg(ttl_secs).ignore();
+            pipe.cmd("HEXISTS").arg(&key).arg("cancelled");
+            async move {
+                let (cancelled,): (bool,) = pipe.query_async(&mut c).await?;
+                Ok(cancelled)
+            }
+        })
+    }
+
+    /// The checkpoint of job `jid` (field, value pairs; empty when it has none).
+    pub fn read_checkpoint(
+        &self,
+        cancel: &Cancel,
+        queue: &str,
+        jid: &str,
+    ) -> Result<Vec<(String, String)>> {
+        let key = self.keys.iteration(queue, jid);
+        self.call(cancel, |mut c| {
+            let mut cmd = redis::cmd("HGETALL");
+            cmd.arg(&key);
+            async move { cmd.query_async(&mut c).await }
+        })
+    }
+
+    /// Forgets the checkpoint of a job that finished (or died).
+    pub fn delete_checkpoint(&self, cancel: &Cancel, queue: &str, jid: &str) -> Result<()> {
+        let key = self.keys.iteration(queue, jid);
+        self.call(cancel, |mut c| {
+            let mut cmd = redis::cmd("DEL");
+            cmd.arg(&key);
+            async move { cmd.query_async(&mut c).await }
+        })
+    }
+}
