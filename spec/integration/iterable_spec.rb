@@ -33,7 +33,6 @@ RSpec.describe "iterable jobs (FiberJob::IterableJob)" do
     stopped_at = processed.first.size
     progress = SweepJob.progress(jid)
 
-    puts(processed.first.last(2).inspect, progress.inspect, File.read(worker.last).lines.grep_v(/started: queues/).join) if ENV["DEBUG_ITER"] && progress[:iterations] != stopped_at
     expect(progress).to include(iterations: stopped_at, cursor: stopped_at - 1)
     expect(FiberJob::Queue.find_job(jid)[:state]).to eq("enqueued") # given back, to the front
 
@@ -58,7 +57,7 @@ RSpec.describe "iterable jobs (FiberJob::IterableJob)" do
     SweepJob.perform_async(10_000)
     wait_for { records.size > 1200 }
     sleep rand(0.0..0.5)
-    pid = FiberJob::Queue.processes.find { |p| p[:busy].positive? }[:pid]
+    pid = wait_for(message: "the busy worker") { FiberJob::Queue.processes.find { |p| p[:busy].positive? } }[:pid]
     Process.kill("KILL", pid)
     wait_process(pid)
     wait_for(timeout: 40) { records.include?("done 10000") }

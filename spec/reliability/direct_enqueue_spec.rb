@@ -55,6 +55,26 @@ RSpec.describe "enqueueing on the direct path" do
     server.resume
   end
 
+  it "stores each job once when signals arrive during enqueues (a trapped TERM or USR2 mid-push)" do
+    FiberJob.configure { |c| c.network_timeout = 5 }
+    pid, log = spawn_ruby(<<~RUBY)
+      class DirectJob < FiberJob::Job; end
+      Signal.trap("USR2") {}
+      puts "ready"
+      5000.times { |i| DirectJob.perform_async(i) }
+      puts "done"
+    RUBY
+    wait_for { File.read(log).include?("ready") }
+    until File.read(log).include?("done")
+      Process.kill("USR2", pid)
+      sleep 0.0005
+    end
+    expect(wait_process(pid).exitstatus).to eq(0)
+    args = redis.lrange("fiber_job:queue:{default}", 0, -1).map { |j| JSON.parse(j)["args"].first }
+    expect(args.size).to eq(5000)
+    expect(args.sort).to eq((0...5000).to_a)
+  end
+
   it "reconnects after Redis restarts" do
     DirectJob.perform_async(1)
     server.kill9

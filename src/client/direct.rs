@@ -156,10 +156,16 @@ pub fn push_quick(
                 return Some(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed")));
             }
             Ok(_) => {}
+            // Not there yet, or a signal arrived (a read with a timeout returns EINTR
+            // even under SA_RESTART): the request is written and pending; `push` reads
+            // its replies. (Dropping the connection here and pushing again would store
+            // the jobs twice: a TERM trapped during an enqueue did.)
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) =>
             {
                 return None;

@@ -149,6 +149,9 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     class.define_method("_push_unique", method!(RbClient::push_unique, 3))?;
     class.define_method("_checkpoint", method!(RbClient::checkpoint, 4))?;
     class.define_method("_read_checkpoint", method!(RbClient::read_checkpoint, 2))?;
-    class.define_method("_delete_checkpoint", method!(RbClient::delete_checkpoint, 2))?;
+    class.define_method(
+        "_delete_checkpoint",
+        method!(RbClient::delete_checkpoint, 2),
+    )?;
     Ok(())
 }
