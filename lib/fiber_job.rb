@@ -18,7 +18,6 @@ require_relative "fiber_job/client"
 require_relative "fiber_job/limits"
 require_relative "fiber_job/job"
 require_relative "fiber_job/cron_job"
-require_relative "fiber_job/iterable_job"
 require_relative "fiber_job/queue"
 require_relative "fiber_job/processor"
 require_relative "fiber_job/log_bridge"
@@ -27,6 +26,9 @@ require_relative "fiber_job/active_job" if defined?(::ActiveJob::Base)
 require_relative "fiber_job/railtie" if defined?(::Rails::Railtie)
 
 module FiberJob
+  # Loaded when first named (most apps have no iterable job).
+  autoload :IterableJob, File.expand_path("fiber_job/iterable_job", __dir__)
+
   class << self
     # @yieldparam config [FiberJob::Configuration]
     # @return [FiberJob::Configuration]

@@ -82,9 +82,6 @@ module FiberJob
 
     # The cursor of the last item processed (nil before the first).
     attr_reader :cursor
-    # The engine's worker running this job (set by the processor), asked whether it
-    # is stopping. @api private
-    attr_writer :worker
     # Items processed, over every run of this job.
     attr_reader :iterations
 
@@ -192,7 +189,11 @@ module FiberJob
       (context && context["queue"]) || queue.to_s
     end
 
-    def stopping? = @worker ? @worker._stopping? : false
+    # Whether the worker running this job is stopping (TERM, a deploy).
+    def stopping?
+      worker = Worker.native
+      worker ? worker._stopping? : false
+    end
 
     def clock = Process.clock_gettime(Process::CLOCK_MONOTONIC)
   end

@@ -140,7 +140,6 @@ module FiberJob
       job = klass.new
       job.jid = jid
       job.retry_count = retry_count
-      job.worker = @native if job.is_a?(IterableJob)
       with_timeout(job.timeout) { call_perform(job, id, queue, args) }
       @native._ack(id)
       finished(ctx, klass, jid, queue, args, started, nil)

@@ -43,6 +43,7 @@ module FiberJob
         connection: config.check!.connection, prefix: config.prefix, identity: identity,
         queues: @queues.zip(@limits).map { |q, n| [q, n, config.prefetch == :auto ? nil : config.prefetch] }
       )
+      Worker.native = @native
       previous = install_signal_handlers
       logs = LogBridge.new(FiberJob.logger).start
       cron = FiberJob.register_cron_jobs.map { |job| [job.name, job.queue_name, job.cron, JSON.generate(job.tick_fields)] }
@@ -58,6 +59,13 @@ module FiberJob
     ensure
       logs&.stop
       restore_signal_handlers(previous) if previous
+      Worker.native = nil if Worker.native.equal?(@native)
+    end
+
+    class << self
+      # The engine of the worker running in this process (nil when none): what a job
+      # asks whether the worker is stopping (FiberJob::IterableJob). @api private
+      attr_accessor :native
     end
 
     # Stops gracefully; safe from any thread and from a signal trap.
