@@ -88,8 +88,8 @@ module FiberJob
       fields["expires_at"] = due + settings[:expires_in] if settings[:expires_in]
       if (seconds, till, by = settings[:unique]) && job.executions.to_i.zero?
         key = by ? by.call(*args) : ::ActiveJob::Arguments.serialize(args)
-        fields.merge!("unique_key" => Digest::SHA256.hexdigest(JSON.generate([job.class.name, job.queue_name.to_s, key]))[0, 32],
-                      "unique_for" => seconds, "unique_until" => till)
+        fields.merge!("unique_key" => Job.lock_digest(job.class.name, job.queue_name, key), "unique_for" => seconds,
+                      "unique_until" => till)
       end
       fields.merge(Limits.fields(job.class, settings.slice(:concurrency, :throttle), args))
     end

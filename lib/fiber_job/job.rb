@@ -149,10 +149,16 @@ module FiberJob
       # @api private
       def unique_digest(queue, args)
         by = unique_by_block
-        key = by ? by.call(*args) : args
-        Digest::SHA256.hexdigest(JSON.generate([name, queue.to_s, key]))[0, 32]
+        Job.lock_digest(name, queue, by ? by.call(*args) : args)
+      end
+
+      # The unique lock's name of a job of class `class_name` on `queue` with `key`
+      # (Job classes and ActiveJob's fiber_job_options alike).
+      # @api private
+      def lock_digest(class_name, queue, key)
+        Digest::SHA256.hexdigest(JSON.generate([class_name, queue.to_s, key]))[0, 32]
       rescue JSON::GeneratorError, TypeError => e
-        raise ArgumentError, "#{name}.unique_by returned a key that is not JSON (#{e.message})"
+        raise ArgumentError, "#{class_name} unique_by returned a key that is not JSON (#{e.message})"
       end
 
       # @api private

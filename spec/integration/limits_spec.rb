@@ -105,10 +105,6 @@ RSpec.describe "limits per key (limits_concurrency, throttle)" do
     starts = records.map(&:split).reject { |n, _| n == "100" }.map { |_, t| t.to_f }.sort
     busiest = starts.map { |s| starts.count { |t| t >= s && t < s + 1.0 } }.max
     took = starts.last - enqueued
-    if ENV["DEBUG_THROTTLE"]
-      i = starts.each_index.max_by { |j| starts.count { |t| t >= starts[j] && t < starts[j] + 1.0 } }
-      warn [i, starts.size, starts[i], starts.first, starts.last].inspect
-    end
     puts "\n    100 jobs throttled at 20/s over 3 processes: busiest 1-s window #{busiest}, " \
          "last start after #{took.round(2)} s"
     expect(busiest).to eq(20)

@@ -137,19 +137,24 @@ impl Client {
     /// Looks for `jid` among the ready, scheduled, retry, limited (waiting for a limit
     /// per key) and processing jobs of `queues`, then in their dead sets.
     pub fn find(&self, cancel: &Cancel, queues: &[String], jid: &str) -> Result<Option<Found>> {
+        if queues.is_empty() {
+            return Ok(None);
+        }
         let ids = self.process_ids(cancel)?;
-        for q in queues {
+        // Every queue's limited keys with waiting jobs, in one round trip.
+        let due: Vec<Vec<Lossy>> = self.call(cancel, |mut c| {
+            let mut pipe = redis::pipe();
+            for q in queues {
+                pipe.cmd("ZRANGE").arg(self.keys.flow_due(q)).arg(0).arg(-1);
+            }
+            async move { pipe.query_async(&mut c).await }
+        })?;
+        for (q, members) in queues.iter().zip(due) {
             let places = [
                 ("enqueued", self.keys.queue(q), "list"),
                 ("scheduled", self.keys.schedule(q), "zset"),
                 ("retry", self.keys.retry(q), "zset"),
             ];
-            let due = self.keys.flow_due(q);
-            let members: Vec<Lossy> = self.call(cancel, |mut c| {
-                let mut cmd = redis::cmd("ZRANGE");
-                cmd.arg(&due).arg(0).arg(-1);
-                async move { cmd.query_async(&mut c).await }
-            })?;
             let limited = members
                 .into_iter()
                 .map(String::from)

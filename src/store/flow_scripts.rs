@@ -56,6 +56,19 @@ end
 local function t_member(job)
   return tostring(job['jid']) .. ':' .. tostring(job['retry_count'] or 0)
 end
+-- After starting waiters of key `m`: its next look (`at()`) while some still wait in
+-- `W`, else none.
+local function settle(W, D, m, at, chan, qname)
+  if redis.call('LLEN', W) > 0 then
+    flow_due(D, m, at(), chan, qname)
+  else
+    redis.call('ZREM', D, m)
+  end
+end
+-- A waiting job's limit of `kind` ('concurrency', 'throttle'): its fields, or {}.
+local function flow_limit(job, kind)
+  return type(job[kind]) == 'table' and job[kind] or {}
+end
 local function to_front(Q, raws)
   for i = #raws, 1, -1 do redis.call('RPUSH', Q, raws[i]) end
   wake(Q, #raws)
@@ -70,7 +83,7 @@ local function c_wake(L, W, Q, D, m, now, chan, qname)
     local raw = redis.call('LINDEX', W, 0)
     if not raw then break end
     local job = flow_job(raw)
-    local limit = type(job['concurrency']) == 'table' and job['concurrency'] or {}
+    local limit = flow_limit(job, 'concurrency')
     if redis.call('ZCARD', L) >= (tonumber(limit['to']) or 1) then break end
     redis.call('LPOP', W)
     local lease = tonumber(limit['lease']) or 600
@@ -79,12 +92,9 @@ local function c_wake(L, W, Q, D, m, now, chan, qname)
     moved[#moved + 1] = raw
   end
   to_front(Q, moved)
-  if redis.call('LLEN', W) > 0 then
-    local first = redis.call('ZRANGE', L, 0, 0, 'WITHSCORES')
-    flow_due(D, m, tonumber(first[2]) or now, chan, qname)
-  else
-    redis.call('ZREM', D, m)
-  end
+  settle(W, D, m, function()
+    return tonumber(redis.call('ZRANGE', L, 0, 0, 'WITHSCORES')[2]) or now
+  end, chan, qname)
   return #moved
 end
 local function t_wake(T, W, Q, D, m, now, chan, qname)
@@ -93,7 +103,7 @@ local function t_wake(T, W, Q, D, m, now, chan, qname)
     local raw = redis.call('LINDEX', W, 0)
     if not raw then break end
     local job = flow_job(raw)
-    local limit = type(job['throttle']) == 'table' and job['throttle'] or {}
+    local limit = flow_limit(job, 'throttle')
     per = t_window(tonumber(limit['per']) or 1)
     redis.call('ZREMRANGEBYSCORE', T, '-inf', now - per)
     if redis.call('ZCARD', T) >= (tonumber(limit['limit']) or 1) then break end
@@ -103,12 +113,9 @@ local function t_wake(T, W, Q, D, m, now, chan, qname)
     moved[#moved + 1] = raw
   end
   to_front(Q, moved)
-  if redis.call('LLEN', W) > 0 then
-    local oldest = redis.call('ZRANGE', T, 0, 0, 'WITHSCORES')
-    flow_due(D, m, (tonumber(oldest[2]) or now) + per, chan, qname)
-  else
-    redis.call('ZREM', D, m)
-  end
+  settle(W, D, m, function()
+    return (tonumber(redis.call('ZRANGE', T, 0, 0, 'WITHSCORES')[2]) or now) + per
+  end, chan, qname)
   return #moved
 end
 ";

@@ -258,13 +258,8 @@ fn expire(state: &WorkerState, q: usize, text: String, job: &payload::Parsed, no
         entry,
         expired: true,
     });
-    if let Some(unlock) = Outcome::unlock(q, job) {
-        state.report(unlock);
-    }
-    // A lease kept for it (a waiter started for it) is not needed.
-    if let Some(lease) = Outcome::end_lease(q, job) {
-        state.report(lease);
-    }
+    // Its lock is freed, and a lease kept for it (a waiter started for it) ends.
+    state.run_over(q, job, true);
 }
 
 /// A fetched payload as a job, or why it cannot run, with its exact bytes.

@@ -245,7 +245,7 @@ impl Engine {
                 raw: job.raw.into_bytes(),
                 listed: job.listed,
             });
-            self.run_over(q, &parsed, true);
+            self.state.run_over(q, &parsed, true);
         }
     }
 
@@ -267,7 +267,7 @@ impl Engine {
                 q: job.queue,
                 raw: job.raw.into_bytes(),
             });
-            self.run_over(job.queue, &job.parsed, false);
+            self.state.run_over(job.queue, &job.parsed, false);
         }
     }
 
@@ -282,7 +282,7 @@ impl Engine {
                 entry,
                 expired: false,
             });
-            self.run_over(job.queue, &job.parsed, true);
+            self.state.run_over(job.queue, &job.parsed, true);
         }
     }
 
@@ -311,18 +311,8 @@ impl Engine {
             then,
         });
         // A retry keeps a unique job's lock (the job is still pending); death frees it.
-        self.run_over(job.queue, &job.parsed, retry_at.is_none());
-    }
-
-    /// A run of a job is over (after its outcome was reported): its concurrency lease
-    /// ends, and, when the job is done for good (`done`), its unique lock is freed.
-    fn run_over(&self, q: usize, job: &payload::Parsed, done: bool) {
-        if let Some(unlock) = Outcome::unlock(q, job).filter(|_| done) {
-            self.state.report(unlock);
-        }
-        if let Some(lease) = Outcome::end_lease(q, job) {
-            self.state.report(lease);
-        }
+        self.state
+            .run_over(job.queue, &job.parsed, retry_at.is_none());
     }
 
     /// Finishes a stopped worker (blocking; call without the GVL once no job runs).

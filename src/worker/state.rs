@@ -12,6 +12,7 @@ use super::dispatch::Dispatcher;
 use super::outcome::Outcome;
 use crate::runtime::target::Target;
 use crate::store::keys::Keys;
+use crate::store::payload::Parsed;
 
 pub struct WorkerState {
     pub keys: Keys,
@@ -86,6 +87,18 @@ impl WorkerState {
     pub fn report(&self, outcome: Outcome) {
         // Fails only after shutdown closed the acker; nothing is reported then.
         let _ = self.outcomes.send(outcome);
+    }
+
+    /// A run of a job of queue `q` is over (after its outcome was reported): its
+    /// concurrency lease ends, and, when the job is done for good (`done`), its unique
+    /// lock is freed.
+    pub fn run_over(&self, q: usize, job: &Parsed, done: bool) {
+        if let Some(unlock) = Outcome::unlock(q, job).filter(|_| done) {
+            self.report(unlock);
+        }
+        if let Some(lease) = Outcome::end_lease(q, job) {
+            self.report(lease);
+        }
     }
 
     /// Queue `q`'s processing list of this process.
