@@ -28,6 +28,7 @@ require_relative "fiber_job/railtie" if defined?(::Rails::Railtie)
 module FiberJob
   # Loaded when first named (most apps have no iterable job).
   autoload :IterableJob, File.expand_path("fiber_job/iterable_job", __dir__)
+  autoload :Batch, File.expand_path("fiber_job/batch", __dir__)
 
   class << self
     # @yieldparam config [FiberJob::Configuration]

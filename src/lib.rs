@@ -6,11 +6,13 @@
 //! - `client`: what any process does — enqueue (and the direct path), and the admin
 //!   reads and actions of dashboards.
 //! - `runtime`: the tokio runtime and connections, cancellation, outages, logging.
+//! - `batch`: batches' Redis work shared by the acker, the reaper and the client.
 //! - `cron_expr`: crontab expressions.
 //! - `ruby`: the only code that touches magnus; its `init` is the extension's entry.
 //!
 //! Everything but `ruby` is plain Rust, tested with `cargo test`.
 
+mod batch;
 mod client;
 mod cron_expr;
 mod error;

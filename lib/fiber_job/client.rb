@@ -50,6 +50,13 @@ module FiberJob
         deliver(job_class, [payload], future ? at : nil).first
       end
 
+      # A callback's payload (FiberJob::Batch): `args_json` is the JSON of its
+      # arguments; the class's limits per key apply to it. @api private
+      def payload_json(job_class, queue, args_json)
+        limits = job_class.respond_to?(:limit_fields) && job_class.limit_fields([])
+        Native.payload(job_class.name, queue.to_s, args_json, limits ? JSON.generate(limits) : nil)
+      end
+
       private
 
       # Runs client middleware over each payload, then writes the survivors (to Redis,
@@ -74,9 +81,44 @@ module FiberJob
       def write(job_class, payloads, at)
         started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
         duplicates = []
-        if sink
+        batch, token = Thread.current[:fiber_job_batch] unless sink
+        if batch
+          duplicates = in_batch(batch.bid, token, payloads) { write_to_redis(payloads, at) }
+        elsif sink
           sink.receive(job_class, payloads, at)
-        elsif payloads.first["unique_key"]
+        else
+          duplicates = write_to_redis(payloads, at)
+        end
+        announce(job_class, payloads, started, duplicates) if Instrumentation.listening?(:enqueue)
+        duplicates
+      end
+
+      # Records a batch's jobs (those whose payload names it) before they are
+      # written, and forgets those that were not: the write raised, or duplicates.
+      def in_batch(bid, token, payloads)
+        members = payloads.select { |p| p["bid"] == bid }.map { |p| [p["jid"], p["class"].to_s] }
+        FiberJob.client._batch_add(bid, token, members) unless members.empty?
+        begin
+          duplicates = yield
+        rescue Exception # rubocop:disable Lint/RescueException
+          forget(bid, members)
+          raise
+        end
+        forget(bid, members.select { |jid, _| duplicates.include?(jid) })
+        duplicates
+      end
+
+      def forget(bid, members)
+        FiberJob.client._batch_undo(bid, members) unless members.empty?
+      rescue Error => e
+        FiberJob.logger.error("batch #{bid}: could not forget #{members.size} job(s) that were not enqueued " \
+                              "(#{e.message}); the batch waits for them until they are removed by hand")
+      end
+
+      # @return [Array<String>] jids of unique jobs not enqueued (duplicates)
+      def write_to_redis(payloads, at)
+        duplicates = []
+        if payloads.first["unique_key"]
           duplicates = write_unique(payloads, at)
         elsif at
           payloads.each { |p| FiberJob.client._schedule(p["queue"].to_s, at, JSON.generate(p)) }
@@ -85,7 +127,6 @@ module FiberJob
             FiberJob.client._push(queue, group.map { |p| JSON.generate(p) })
           end
         end
-        announce(job_class, payloads, started, duplicates) if Instrumentation.listening?(:enqueue)
         duplicates
       end
 
@@ -109,7 +150,8 @@ module FiberJob
 
       # True when nothing needs the payloads in Ruby: the Rust fast path may write them.
       def plain?
-        sink.nil? && FiberJob.config.client_middleware.empty? && !Instrumentation.listening?(:enqueue)
+        sink.nil? && FiberJob.config.client_middleware.empty? && !Instrumentation.listening?(:enqueue) &&
+          Thread.current[:fiber_job_batch].nil?
       end
 
       # Checks the arguments (raising the ArgumentError that names the bad one), then
@@ -120,6 +162,8 @@ module FiberJob
         extra = unique_fields(job_class, queue, args, extra)
         limits = job_class.respond_to?(:limit_fields) && job_class.limit_fields(args)
         extra = (extra || {}).merge(limits) if limits
+        batch, = Thread.current[:fiber_job_batch]
+        extra = (extra || {}).merge("bid" => batch.bid) if batch
         json = Native.payload(name, queue.to_s, JSON.generate(args), extra && JSON.generate(extra))
         JSON.parse(json)
       end

@@ -21,6 +21,7 @@ module FiberJob
     DEFAULT_TIMEOUT = 300
 
     attr_accessor :queue, :max_retries, :timeout, :jid, :retry_count
+    attr_writer :bid
     # Seconds after which a job not yet started is not run (nil: never); see
     # `Job.expires_in`. Seconds a unique job's lock lives (nil: not unique), and when
     # it is freed (:success or :start); see `Job.unique_for`. Each defaults to its
@@ -48,6 +49,20 @@ module FiberJob
       @timeout = DEFAULT_TIMEOUT
       @jid = nil
       @retry_count = 0
+    end
+
+    # The id of the batch this job belongs to (FiberJob::Batch), or nil.
+    def bid
+      return @bid if defined?(@bid)
+
+      worker = Worker.native
+      @bid = worker && jid ? worker._batch_of(jid) : nil
+    end
+
+    # The batch this job belongs to, to add jobs to it (`batch.jobs { … }`), or nil.
+    def batch
+      id = bid
+      id && Batch.new(id)
     end
 
     # The work. Receives exactly the arguments given to perform_async.

@@ -9,6 +9,7 @@
 //! connection until then, then fails with `Error::Connection`. It never hangs.
 
 mod admin;
+mod batch;
 mod cron;
 mod dead;
 mod direct;
@@ -16,6 +17,7 @@ mod flow;
 mod iteration;
 mod jobs;
 
+pub use self::batch::Opening;
 pub use self::cron::CronLast;
 pub use self::jobs::Waiting;
 

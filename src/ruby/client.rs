@@ -1,11 +1,14 @@
-//! `FiberJob::Native::Client`: enqueue and schedule. Positional arguments, no
+//! `FiberJob::Native::Client`: enqueue and schedule, iterable jobs' checkpoints,
+//! batches. Positional arguments, no
 //! defaults; `lib/fiber_job/client.rb` validates and adds keywords.
+
+use std::collections::HashMap;
 
 use magnus::{function, method, prelude::*, RArray, RHash, RModule, Ruby};
 
 use super::error::to_ruby;
 use super::nogvl::blocking;
-use crate::client::Client;
+use crate::client::{Client, Opening};
 use crate::store::payload::{self, Builder};
 
 #[magnus::wrap(class = "FiberJob::Native::Client", free_immediately, size)]
@@ -140,6 +143,92 @@ impl RbClient {
     }
 }
 
+/// A new batch's callbacks ([[`cb:<event>`, JSON], …]) and their queues.
+type NewBatch = (Vec<(String, String)>, Vec<String>);
+
+/// Batches (`lib/fiber_job/batch.rb`).
+impl RbClient {
+    /// Opens a `jobs { }` block: `callbacks` nil reopens an existing batch, else
+    /// [[`cb:<event>`, JSON], …] with the callbacks' `queues` makes a new one.
+    fn batch_open(
+        ruby: &Ruby,
+        rb_self: &Self,
+        bid: String,
+        token: String,
+        description: String,
+        callbacks: Option<NewBatch>,
+    ) -> Result<String, magnus::Error> {
+        let opening = match callbacks {
+            None => Opening::Reopen,
+            Some((callbacks, queues)) => Opening::New {
+                description,
+                callbacks,
+                queues,
+            },
+        };
+        blocking(ruby, |c| rb_self.0.batch_open(c, &bid, &token, &opening))
+    }
+
+    /// Records [[jid, class], …] as members about to be pushed.
+    fn batch_add(
+        ruby: &Ruby,
+        rb_self: &Self,
+        bid: String,
+        token: String,
+        jobs: Vec<(String, String)>,
+    ) -> Result<i64, magnus::Error> {
+        blocking(ruby, |c| rb_self.0.batch_add(c, &bid, &token, &jobs))
+    }
+
+    fn batch_undo(
+        ruby: &Ruby,
+        rb_self: &Self,
+        bid: String,
+        jobs: Vec<(String, String)>,
+    ) -> Result<i64, magnus::Error> {
+        blocking(ruby, |c| rb_self.0.batch_undo(c, &bid, &jobs))
+    }
+
+    fn batch_close(
+        ruby: &Ruby,
+        rb_self: &Self,
+        bid: String,
+        token: String,
+    ) -> Result<(), magnus::Error> {
+        blocking(ruby, |c| rb_self.0.batch_close(c, &bid, &token))
+    }
+
+    /// The batch's fields and counts (Strings), or nil for an unknown bid.
+    fn batch_status(
+        ruby: &Ruby,
+        rb_self: &Self,
+        bid: String,
+    ) -> Result<Option<HashMap<String, String>>, magnus::Error> {
+        blocking(ruby, |c| rb_self.0.batch_status(c, &bid))
+    }
+
+    /// [[jid, class, state], …] of members `start..stop`, newest first.
+    fn batch_jobs(
+        ruby: &Ruby,
+        rb_self: &Self,
+        bid: String,
+        start: i64,
+        stop: i64,
+    ) -> Result<Vec<(String, String, String)>, magnus::Error> {
+        blocking(ruby, |c| rb_self.0.batch_jobs(c, &bid, start, stop))
+    }
+
+    /// [[bid, …], number of batches] of batches `start..stop`, newest first.
+    fn batches(
+        ruby: &Ruby,
+        rb_self: &Self,
+        start: i64,
+        stop: i64,
+    ) -> Result<(Vec<String>, u64), magnus::Error> {
+        blocking(ruby, |c| rb_self.0.batches(c, start, stop))
+    }
+}
+
 pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     let class = native.define_class("Client", ruby.class_object())?;
     class.define_singleton_method("new", function!(RbClient::new, 2))?;
@@ -153,5 +242,12 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
         "_delete_checkpoint",
         method!(RbClient::delete_checkpoint, 2),
     )?;
+    class.define_method("_batch_open", method!(RbClient::batch_open, 4))?;
+    class.define_method("_batch_add", method!(RbClient::batch_add, 3))?;
+    class.define_method("_batch_undo", method!(RbClient::batch_undo, 2))?;
+    class.define_method("_batch_close", method!(RbClient::batch_close, 2))?;
+    class.define_method("_batch_status", method!(RbClient::batch_status, 1))?;
+    class.define_method("_batch_jobs", method!(RbClient::batch_jobs, 3))?;
+    class.define_method("_batches", method!(RbClient::batches, 2))?;
     Ok(())
 }

@@ -156,6 +156,10 @@ impl RbWorker {
         self.0.payload(id)
     }
 
+    fn batch_of(&self, jid: String) -> Option<String> {
+        self.0.batch_of(&jid)
+    }
+
     fn give_back(&self, id: u64) {
         self.0.give_back(id)
     }
@@ -227,6 +231,7 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     class.define_method("_wake_fd", method!(RbWorker::wake_fd, 0))?;
     class.define_method("_ack", method!(RbWorker::ack, 1))?;
     class.define_method("_payload", method!(RbWorker::payload, 1))?;
+    class.define_method("_batch_of", method!(RbWorker::batch_of, 1))?;
     class.define_method("_give_back", method!(RbWorker::give_back, 1))?;
     class.define_method("_requeue", method!(RbWorker::requeue, 1))?;
     class.define_method("_bury", method!(RbWorker::bury, 3))?;

@@ -223,6 +223,50 @@ impl Keys {
         format!("{}:web:secret", self.prefix)
     }
 
+    /// One batch's keys (`FiberJob::Batch`), all in the batch's own Cluster slot
+    /// (`{b:<bid>}`), in the order the batch scripts take them (`batch_scripts.rs`):
+    /// - `batch`: a hash of its description, `created_at`, `total`, the callbacks of
+    ///   each event (`cb:<event>`), and when each event fired (`<event>_at`);
+    /// - `batch-pending`, `batch-failed`, `batch-dead`: sets of jids — not yet
+    ///   succeeded; of those, failed at least once; of those, dead;
+    /// - `batch-jobs`: a list of every member, `<jid> <class>`, oldest last;
+    /// - `batch-opens`: a sorted set of the `jobs { }` blocks running now (a token
+    ///   each, score = when it counts as abandoned);
+    /// - `batch-outbox`: callbacks fired and not yet in their queue.
+    ///
+    /// All expire `Batch::TTL` after the batch's last change.
+    pub fn batch(&self, bid: &str) -> [String; 7] {
+        [
+            "batch",
+            "batch-pending",
+            "batch-failed",
+            "batch-dead",
+            "batch-jobs",
+            "batch-opens",
+            "batch-outbox",
+        ]
+        .map(|kind| format!("{}:{kind}:{{b:{bid}}}", self.prefix))
+    }
+
+    /// Every batch, score = when it was created (the Web UI's list; entries whose
+    /// batch expired are dropped when read).
+    pub fn batches(&self) -> String {
+        format!("{}:batches", self.prefix)
+    }
+
+    /// Batches to look at again, score = when: a `jobs { }` block's abandonment
+    /// deadline, or callbacks fired by a block's end that its process may not have
+    /// delivered. The reaper looks (`worker/batches.rs`).
+    pub fn batch_sweep(&self) -> String {
+        format!("{}:batch-sweep", self.prefix)
+    }
+
+    /// Marks that batch callback `jid` was put in its queue (in the queue's slot), so
+    /// a delivery repeated after a crash enqueues it once.
+    pub fn batch_callback(&self, queue: &str, jid: &str) -> String {
+        format!("{}:batch-cb:{{{}}}:{}", self.prefix, queue, jid)
+    }
+
     /// How many times a job (by jid) was recovered from a dead process.
     pub fn recoveries(&self, queue: &str, jid: &str) -> String {
         format!("{}:recoveries:{{{}}}:{}", self.prefix, queue, jid)

@@ -3,6 +3,7 @@
 //! what is kept (`retention`). Plain Rust, no I/O.
 
 pub mod base64;
+pub mod batch_scripts;
 pub mod flow_scripts;
 pub mod keys;
 mod lua;

@@ -25,6 +25,8 @@ pub struct Parsed {
     /// Limits per key, boxed: most jobs have none, and a small `Parsed` is cheap to
     /// move around.
     pub limits: Option<Box<Limits>>,
+    /// The batch it belongs to (`FiberJob::Batch`): its end is recorded there.
+    pub bid: Option<Box<str>>,
 }
 
 /// A job's limits per key (`limits_concurrency`, `throttle`), at least one of them.
@@ -85,6 +87,7 @@ struct Head {
     /// field each: every field here costs each job's parse a little.
     concurrency: Option<Value>,
     throttle: Option<Value>,
+    bid: Option<Value>,
 }
 
 /// A limit's key and positive count and seconds (`n` and `secs` name the fields), or
@@ -159,6 +162,10 @@ pub fn parse(raw: &str) -> Result<Parsed, String> {
                     })
                 })
             }
+        },
+        bid: match head.bid {
+            Some(Value::String(b)) if !b.is_empty() => Some(b.into_boxed_str()),
+            _ => None,
         },
     })
 }
@@ -287,6 +294,9 @@ mod tests {
         assert_eq!(p.args, vec![Value::from(123), Value::from("hi")]);
         assert_eq!(p.jid, "abc");
         assert_eq!(p.retry_count, 2);
+        assert_eq!(p.bid, None);
+        let p = parse(r#"{"class":"A","args":[],"bid":"b1"}"#).unwrap();
+        assert_eq!(p.bid.as_deref(), Some("b1"));
     }
 
     #[test]

@@ -34,6 +34,7 @@ use tokio::sync::mpsc;
 
 use super::outcome::Outcome;
 use super::state::WorkerState;
+use crate::batch;
 use crate::error::is_connection_problem;
 use crate::runtime::conn::Conn;
 use crate::runtime::outage::Outage;
@@ -43,7 +44,7 @@ use crate::store::scripts;
 #[path = "acker_group.rs"]
 mod group;
 
-use group::{build, Group, Reply};
+use group::{build, BatchEnds, Group, Reply};
 
 /// Most outcomes in one wake-up: big enough to amortise the round trip, small enough
 /// that one script call stays well under a millisecond of Redis time.
@@ -77,8 +78,36 @@ pub async fn run(state: Arc<WorkerState>, mut rx: mpsc::UnboundedReceiver<Outcom
                 }
             }
         }
-        let (mut groups, flushes) = build(&state, msgs.drain(..));
+        let (mut groups, flushes, mut batch_ends) = build(&state, msgs.drain(..));
         let mut refusals = 0u32;
+        // Batch members' ends first: a job is acknowledged only once its batch knows.
+        while !batch_ends.is_empty() {
+            let c = match link.get(&state.redis).await {
+                Ok(c) => c,
+                Err(e) => {
+                    outage.failed(&e).await;
+                    continue;
+                }
+            };
+            match settle_batches(c, &state, &mut batch_ends).await {
+                Ok(()) => outage.recovered(),
+                Err(e) if is_connection_problem(&e) => {
+                    link.reset();
+                    outage.failed(&e).await;
+                }
+                Err(e) => {
+                    refusals += 1;
+                    if refusals == 1 || refusals.is_multiple_of(60) {
+                        tracing::error!(
+                            "Redis refused to record batch members' ends ({e}); their jobs stay held \
+                             and are sent again until Redis takes them"
+                        );
+                    }
+                    let pause = Duration::from_millis(50 * 2u64.pow(refusals.min(7)));
+                    tokio::time::sleep(pause.min(REFUSED_MAX_DELAY)).await;
+                }
+            }
+        }
         while !groups.is_empty() {
             let c = match link.get(&state.redis).await {
                 Ok(c) => c,
@@ -113,6 +142,20 @@ pub async fn run(state: Arc<WorkerState>, mut rx: mpsc::UnboundedReceiver<Outcom
             let _ = f.send(());
         }
     }
+}
+
+/// Records each batch's ended members and delivers the callbacks that fired
+/// (`batch::settle`), forgetting each batch once done.
+async fn settle_batches(
+    c: &mut Conn,
+    state: &WorkerState,
+    batch_ends: &mut BatchEnds,
+) -> redis::RedisResult<()> {
+    while let Some((bid, ends)) = batch_ends.first_key_value() {
+        batch::settle(c, &state.keys, bid, "", ends).await?;
+        batch_ends.pop_first();
+    }
+    Ok(())
 }
 
 /// Sends every group in one pipeline and removes the ones Redis applied. `Ok(None)`:

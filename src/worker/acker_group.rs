@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use tokio::sync::oneshot;
 
+use crate::batch::End;
 use crate::store::retention::{
     DEAD_CAP, DEAD_MAX_AGE_SECS, FAILED_CAP, STAT_WINDOW_SECS, STAT_WINDOW_TTL_SECS,
 };
@@ -77,13 +78,17 @@ pub(super) enum Reply {
     Expire,
 }
 
+/// Batch members that ended, by batch: (jid, how).
+pub(super) type BatchEnds = BTreeMap<Box<str>, Vec<(String, End)>>;
+
 pub(super) fn build(
     state: &WorkerState,
     msgs: impl Iterator<Item = Outcome>,
-) -> (BTreeMap<usize, Group>, Vec<oneshot::Sender<()>>) {
+) -> (BTreeMap<usize, Group>, Vec<oneshot::Sender<()>>, BatchEnds) {
     let now = payload::now();
     let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
     let mut flushes = Vec::new();
+    let mut batch_ends = BatchEnds::new();
     for msg in msgs {
         let q = match &msg {
             Outcome::Acked { q, .. }
@@ -93,11 +98,18 @@ pub(super) fn build(
             | Outcome::Unlock { q, .. }
             | Outcome::EndLease { q, .. }
             | Outcome::Requeued { q, .. } => *q,
-            Outcome::Flush(_) => usize::MAX,
+            Outcome::Flush(_) | Outcome::BatchEnd { .. } => usize::MAX,
         };
-        if let Outcome::Flush(tx) = msg {
-            flushes.push(tx);
-            continue;
+        match msg {
+            Outcome::Flush(tx) => {
+                flushes.push(tx);
+                continue;
+            }
+            Outcome::BatchEnd { bid, jid, end } => {
+                batch_ends.entry(bid).or_default().push((jid, end));
+                continue;
+            }
+            _ => {}
         }
         let group = groups.entry(q).or_insert_with(|| Group::new(state, q, now));
         let args = &mut group.others;
@@ -177,10 +189,10 @@ pub(super) fn build(
                     jid.into_bytes(),
                 ]);
             }
-            Outcome::Flush(_) => unreachable!("handled above"),
+            Outcome::Flush(_) | Outcome::BatchEnd { .. } => unreachable!("handled above"),
         }
     }
-    (groups, flushes)
+    (groups, flushes, batch_ends)
 }
 
 impl Group {

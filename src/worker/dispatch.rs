@@ -314,6 +314,13 @@ impl Dispatcher {
         self.lock().busy_jobs.get(&id).map(|job| job.raw.clone())
     }
 
+    /// The batch of the busy job `jid`, if it has one.
+    pub fn batch_of(&self, jid: &str) -> Option<String> {
+        let st = self.lock();
+        let job = st.busy_jobs.values().find(|j| j.parsed.jid == jid)?;
+        job.parsed.bid.as_deref().map(str::to_string)
+    }
+
     /// A handed-out job is over (acked, failed or to be given back): frees its slot.
     pub fn finish(&self, id: u64) -> Option<ProcessingJob> {
         let mut st = self.lock();

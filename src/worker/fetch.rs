@@ -23,6 +23,7 @@ use std::time::Duration;
 use super::admit::{self, Fetched};
 use super::outcome::Outcome;
 use super::state::WorkerState;
+use crate::batch::End;
 use crate::error::is_connection_problem;
 use crate::runtime::conn::Conn;
 use crate::runtime::outage::Outage;
@@ -252,6 +253,7 @@ fn expire(state: &WorkerState, q: usize, text: String, job: &payload::Parsed, no
     let reason = format!("expired: not started by its deadline (expires_in), {late:.3}s late");
     tracing::warn!(queue = %state.queues[q], class = %job.class, jid = %job.jid, "{reason}; moved to the dead set");
     let entry = records::dead_entry(&text, "FiberJob::Expired", &reason, now);
+    state.batch_end(job, End::Died);
     state.report(Outcome::Buried {
         q,
         raw: text.into_bytes(),

@@ -39,6 +39,7 @@ use self::dispatch::Dispatcher;
 pub use self::dispatch::Taken;
 use self::outcome::{AfterFailure, Outcome};
 use self::state::WorkerState;
+use crate::batch::End;
 use crate::error::{Error, Result};
 use crate::runtime::cancel::Cancel;
 use crate::runtime::target::{Target, TargetSettings};
@@ -207,6 +208,11 @@ impl Engine {
         self.state.dispatcher.payload(id)
     }
 
+    /// The batch of the busy job `jid` (`Job#bid`).
+    pub fn batch_of(&self, jid: &str) -> Option<String> {
+        self.state.dispatcher.batch_of(jid)
+    }
+
     pub fn is_stopping(&self) -> bool {
         self.state.dispatcher.is_stopping()
     }
@@ -240,6 +246,7 @@ impl Engine {
     pub fn ack(&self, id: u64) {
         if let Some(job) = self.state.dispatcher.finish(id) {
             let (q, parsed) = (job.queue, job.parsed);
+            self.state.batch_end(&parsed, End::Succeeded);
             self.state.report(Outcome::Acked {
                 q,
                 raw: job.raw.into_bytes(),
@@ -276,6 +283,7 @@ impl Engine {
         if let Some(job) = self.state.dispatcher.finish(id) {
             tracing::warn!(jid = %job.parsed.jid, "{reason}; moved to the dead set");
             let entry = records::dead_entry(&job.raw, error_class, reason, payload::now());
+            self.state.batch_end(&job.parsed, End::Died);
             self.state.report(Outcome::Buried {
                 q: job.queue,
                 raw: job.raw.into_bytes(),
@@ -304,6 +312,12 @@ impl Engine {
                 payload: failed.payload,
             },
         };
+        let end = if retry_at.is_some() {
+            End::Failed
+        } else {
+            End::Died
+        };
+        self.state.batch_end(&job.parsed, end);
         self.state.report(Outcome::Failed {
             q: job.queue,
             raw: job.raw.into_bytes(),

@@ -4,6 +4,7 @@
 
 use tokio::sync::oneshot;
 
+use crate::batch::End;
 use crate::store::payload::Parsed;
 
 /// Where a failed job goes.
@@ -51,6 +52,14 @@ pub enum Outcome {
     },
     /// Ends the lease of `jid` on concurrency key `key`; its next waiters start.
     EndLease { q: usize, key: String, jid: String },
+    /// A member of batch `bid` ended (`batch::settle`). Reported before the job's own
+    /// outcome, and the acker records it first, so a job is never acknowledged before
+    /// its batch knows.
+    BatchEnd {
+        bid: Box<str>,
+        jid: String,
+        end: End,
+    },
     /// Answers once everything sent before it is in Redis.
     Flush(oneshot::Sender<()>),
 }

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::heartbeat::HEARTBEAT_TTL_SECS;
 use super::state::WorkerState;
+use crate::batch;
 use crate::runtime::conn::Conn;
 use crate::runtime::outage::Outage;
 use crate::runtime::target::Link;
@@ -160,6 +161,9 @@ async fn reap(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> {
             );
         }
     }
+    // Batches whose `jobs { }` block was abandoned, or whose block's end fired
+    // callbacks its process may not have delivered.
+    batch::sweep(c, k).await?;
     Ok(())
 }
 
@@ -206,6 +210,9 @@ async fn recover_one(
                 .await?;
             if outcome == 2 {
                 tracing::error!(jid = %p.jid, class = %p.class, "{reason}");
+                if let Some(bid) = &p.bid {
+                    batch::settle(c, k, bid, "", &[(p.jid.clone(), batch::End::Died)]).await?;
+                }
             }
             outcome
         }

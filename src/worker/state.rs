@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use super::dispatch::Dispatcher;
 use super::outcome::Outcome;
+use crate::batch::End;
 use crate::runtime::target::Target;
 use crate::store::keys::Keys;
 use crate::store::payload::Parsed;
@@ -87,6 +88,18 @@ impl WorkerState {
     pub fn report(&self, outcome: Outcome) {
         // Fails only after shutdown closed the acker; nothing is reported then.
         let _ = self.outcomes.send(outcome);
+    }
+
+    /// A member of a batch ended its run as `end`: call before reporting the job's own
+    /// outcome (see `Outcome::BatchEnd`).
+    pub fn batch_end(&self, job: &Parsed, end: End) {
+        if let Some(bid) = &job.bid {
+            self.report(Outcome::BatchEnd {
+                bid: bid.clone(),
+                jid: job.jid.clone(),
+                end,
+            });
+        }
     }
 
     /// A run of a job of queue `q` is over (after its outcome was reported): its

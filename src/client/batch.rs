@@ -1,0 +1,283 @@
+//! Batches (`lib/fiber_job/batch.rb`): opening a `jobs { }` block, recording its jobs
+//! before they are pushed (and forgetting the ones that were not), closing it, and
+//! what the Web UI and `Batch.status` read. The keys and scripts are in
+//! `store/batch_scripts.rs`; a member's end is recorded by its worker's acker.
+
+use std::collections::HashMap;
+
+use super::Client;
+use crate::batch::{self, TTL_SECS};
+use crate::error::{Error, Result};
+use crate::runtime::cancel::Cancel;
+use crate::store::batch_scripts::{BATCH_ADD, BATCH_OPEN, BATCH_UNDO, SWEEP_BY, SWEEP_DONE};
+use crate::store::payload;
+
+/// A `jobs { }` block that has not enqueued for this long counts as abandoned (its
+/// process died): the batch may complete without it. Each enqueue in the block
+/// renews it.
+pub const OPEN_LEASE_SECS: f64 = 600.0;
+
+/// What a block opens: a new batch (its description and callbacks) or an existing one.
+pub enum Opening {
+    New {
+        description: String,
+        /// (`cb:<event>`, JSON array of `[queue, jid, template, marker]`).
+        callbacks: Vec<(String, String)>,
+        /// The callbacks' queues (recorded in the queue set).
+        queues: Vec<String>,
+    },
+    Reopen,
+}
+
+impl Client {
+    /// Opens a `jobs { }` block of batch `bid` under `token`. Returns `ok`, `exists`,
+    /// `unknown` or `succeeded` (see `BATCH_OPEN`).
+    pub fn batch_open(
+        &self,
+        cancel: &Cancel,
+        bid: &str,
+        token: &str,
+        opening: &Opening,
+    ) -> Result<String> {
+        let keys = &self.keys;
+        self.call(cancel, |mut c| async move {
+            let now = payload::now();
+            let deadline = now + OPEN_LEASE_SECS;
+            // First, so that the reaper finds the block should this process die.
+            let _: i64 = SWEEP_BY
+                .key(keys.batch_sweep())
+                .arg(deadline)
+                .arg(bid)
+                .invoke_async(&mut c)
+                .await?;
+            let mut script = BATCH_OPEN.prepare_invoke();
+            for k in keys.batch(bid) {
+                script.key(k);
+            }
+            script.arg(now).arg(TTL_SECS).arg(token).arg(deadline);
+            match opening {
+                Opening::Reopen => {
+                    script.arg("1").arg(bid).arg("");
+                }
+                Opening::New {
+                    description,
+                    callbacks,
+                    ..
+                } => {
+                    script.arg("0").arg(bid).arg(description);
+                    for (field, value) in callbacks {
+                        script.arg(field).arg(value);
+                    }
+                }
+            }
+            let answer: String = script.invoke_async(&mut c).await?;
+            if answer != "ok" {
+                // Nothing opened: take back the sweep entry if it is still ours.
+                let _: i64 = SWEEP_DONE
+                    .key(keys.batch_sweep())
+                    .arg(deadline)
+                    .arg(bid)
+                    .arg(0)
+                    .invoke_async(&mut c)
+                    .await?;
+            }
+            if let (Opening::New { queues, .. }, "ok") = (opening, answer.as_str()) {
+                let mut pipe = redis::pipe();
+                pipe.cmd("ZADD")
+                    .arg(keys.batches())
+                    .arg(now)
+                    .arg(bid)
+                    .ignore();
+                pipe.cmd("ZREMRANGEBYSCORE")
+                    .arg(keys.batches())
+                    .arg("-inf")
+                    .arg(now - 3.0 * TTL_SECS as f64)
+                    .ignore();
+                if !queues.is_empty() {
+                    pipe.cmd("SADD").arg(keys.queues()).arg(queues).ignore();
+                }
+                pipe.query_async::<()>(&mut c).await?;
+            }
+            Ok(answer)
+        })
+    }
+
+    /// Records `jobs` (jid, class) as members of `bid`, before they are pushed; renews
+    /// block `token`'s lease.
+    pub fn batch_add(
+        &self,
+        cancel: &Cancel,
+        bid: &str,
+        token: &str,
+        jobs: &[(String, String)],
+    ) -> Result<i64> {
+        let keys = self.keys.batch(bid);
+        self.call(cancel, |mut c| {
+            let mut script = BATCH_ADD.prepare_invoke();
+            for k in &keys {
+                script.key(k);
+            }
+            script
+                .arg(TTL_SECS)
+                .arg(token)
+                .arg(payload::now() + OPEN_LEASE_SECS);
+            for (jid, class) in jobs {
+                script.arg(jid).arg(class);
+            }
+            async move { script.invoke_async(&mut c).await }
+        })
+        .map_err(|e| match e {
+            Error::Other(m) if m.contains("batch is gone") => Error::Other(format!(
+                "batch {bid} is gone (it expired, or was never opened); the jobs were not enqueued"
+            )),
+            other => other,
+        })
+    }
+
+    /// Forgets recorded members that were not enqueued (the push failed, or a unique
+    /// job was a duplicate).
+    pub fn batch_undo(&self, cancel: &Cancel, bid: &str, jobs: &[(String, String)]) -> Result<i64> {
+        let keys = self.keys.batch(bid);
+        self.call(cancel, |mut c| {
+            let mut script = BATCH_UNDO.prepare_invoke();
+            for k in &keys {
+                script.key(k);
+            }
+            for (jid, class) in jobs {
+                script.arg(jid).arg(class);
+            }
+            async move { script.invoke_async(&mut c).await }
+        })
+    }
+
+    /// Ends block `token` of `bid`: fires what it completes (an empty batch, or one
+    /// whose jobs all ended while the block ran) and delivers it.
+    pub fn batch_close(&self, cancel: &Cancel, bid: &str, token: &str) -> Result<()> {
+        let keys = &self.keys;
+        self.call(cancel, |mut c| async move {
+            batch::settle(&mut c, keys, bid, token, &[]).await.map(drop)
+        })
+    }
+
+    /// A batch's state: its hash without the callbacks' templates, plus `pending`,
+    /// `failures`, `dead` and `open` counts; None for an unknown (or expired) bid.
+    pub fn batch_status(
+        &self,
+        cancel: &Cancel,
+        bid: &str,
+    ) -> Result<Option<HashMap<String, String>>> {
+        let keys = self.keys.batch(bid);
+        self.call(cancel, |mut c| {
+            let mut pipe = redis::pipe();
+            pipe.cmd("HGETALL").arg(&keys[0]);
+            for (cmd, k) in [("SCARD", 1), ("SCARD", 2), ("SCARD", 3), ("ZCARD", 5)] {
+                pipe.cmd(cmd).arg(&keys[k]);
+            }
+            async move {
+                let (mut hash, pending, failures, dead, open): (
+                    HashMap<String, String>,
+                    u64,
+                    u64,
+                    u64,
+                    u64,
+                ) = pipe.query_async(&mut c).await?;
+                if hash.is_empty() {
+                    return Ok(None);
+                }
+                hash.retain(|k, _| !k.starts_with("cb:"));
+                for (k, v) in [
+                    ("pending", pending),
+                    ("failures", failures),
+                    ("dead", dead),
+                    ("open", open),
+                ] {
+                    hash.insert(k.into(), v.to_string());
+                }
+                Ok(Some(hash))
+            }
+        })
+    }
+
+    /// Members `start..=stop` (newest first) as (jid, class, state): `pending`, `failed`
+    /// (pending, failed at least once), `dead`, or `succeeded`.
+    pub fn batch_jobs(
+        &self,
+        cancel: &Cancel,
+        bid: &str,
+        start: i64,
+        stop: i64,
+    ) -> Result<Vec<(String, String, String)>> {
+        let keys = self.keys.batch(bid);
+        self.call(cancel, |mut c| {
+            let keys = keys.clone();
+            async move {
+                let entries: Vec<String> = redis::cmd("LRANGE")
+                    .arg(&keys[4])
+                    .arg(start)
+                    .arg(stop)
+                    .query_async(&mut c)
+                    .await?;
+                let members: Vec<(&str, &str)> = entries
+                    .iter()
+                    .map(|e| e.split_once(' ').unwrap_or((e, "")))
+                    .collect();
+                let mut pipe = redis::pipe();
+                for (jid, _) in &members {
+                    for k in [1, 2, 3] {
+                        pipe.cmd("SISMEMBER").arg(&keys[k]).arg(*jid);
+                    }
+                }
+                let flags: Vec<bool> = pipe.query_async(&mut c).await?;
+                Ok(members
+                    .iter()
+                    .zip(flags.chunks(3))
+                    .map(|((jid, class), f)| {
+                        let state = match f {
+                            [_, _, true] => "dead",
+                            [_, true, _] => "failed",
+                            [true, ..] => "pending",
+                            _ => "succeeded",
+                        };
+                        (jid.to_string(), class.to_string(), state.to_string())
+                    })
+                    .collect())
+            }
+        })
+    }
+
+    /// Bids of batches `start..=stop`, newest first, with the number of batches; an
+    /// entry whose batch expired is dropped from the list as it is read.
+    pub fn batches(&self, cancel: &Cancel, start: i64, stop: i64) -> Result<(Vec<String>, u64)> {
+        let index = self.keys.batches();
+        let keys = &self.keys;
+        self.call(cancel, |mut c| {
+            let index = index.clone();
+            async move {
+                let bids: Vec<String> = redis::cmd("ZREVRANGE")
+                    .arg(&index)
+                    .arg(start)
+                    .arg(stop)
+                    .query_async(&mut c)
+                    .await?;
+                let mut live = Vec::with_capacity(bids.len());
+                for bid in bids {
+                    let exists: bool = redis::cmd("EXISTS")
+                        .arg(&keys.batch(&bid)[0])
+                        .query_async(&mut c)
+                        .await?;
+                    if exists {
+                        live.push(bid);
+                    } else {
+                        redis::cmd("ZREM")
+                            .arg(&index)
+                            .arg(&bid)
+                            .query_async::<()>(&mut c)
+                            .await?;
+                    }
+                }
+                let total: u64 = redis::cmd("ZCARD").arg(&index).query_async(&mut c).await?;
+                Ok((live, total))
+            }
+        })
+    }
+}
