@@ -46,7 +46,8 @@ module FiberJob
     ASSETS = File.expand_path("web/assets", __dir__)
     ASSET_TYPES = { "app.css" => "text/css", "app.js" => "application/javascript" }.freeze
     TABS = [%w[Dashboard /], %w[Busy /busy], %w[Queues /queues], %w[Scheduled /scheduled],
-            %w[Retries /retries], %w[Dead /dead], %w[Failed /failed], %w[Cron /cron]].freeze
+            %w[Retries /retries], %w[Dead /dead], %w[Failed /failed], %w[Cron /cron],
+            %w[Batches /batches]].freeze
 
     class << self
       # Rack entry point: FiberJob::Web itself is the app.

@@ -116,6 +116,13 @@ RSpec.describe "the Web UI in a browser" do
     visit "/cron"
     expect(@driver.page_source).to include("NightlyReportJob", "30 2 * * *")
     screenshot("cron")
+    import = FiberJob::Batch.new(description: "Import 2026-12")
+    import.on(:success, BrowserJob)
+    import.jobs { BrowserJob.perform_bulk(Array.new(500) { |i| [i, "row"] }) }
+    wait_for(message: "the batch to succeed", timeout: 20) { FiberJob::Batch.status(import.bid)[:success] }
+    visit "/batches"
+    expect(@driver.find_element(css: %(tr[data-bid="#{import.bid}"])).text).to include("Import 2026-12", "500 of 500 succeeded")
+    screenshot("batches")
 
     # Stop the worker, so the retried job stays enqueued instead of dying again at once.
     Process.kill("TERM", worker)

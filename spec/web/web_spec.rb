@@ -161,6 +161,30 @@ RSpec.describe FiberJob::Web do
     end
   end
 
+  it "lists batches with their progress and callbacks, shows a batch's jobs, and the batch on each member's page" do
+    batch = FiberJob::Batch.new(description: "Import #{XSS}")
+    batch.on(:success, WebOkJob)
+    jids = nil
+    batch.jobs { jids = WebOkJob.perform_bulk([[1], [2]]) + [WebDeadJob.perform_async(3)] }
+    with_worker do
+      wait_for { FiberJob::Batch.status(batch.bid)&.fetch(:dead) == 1 && FiberJob::Batch.status(batch.bid)[:pending] == 1 }
+    end
+    get "/batches"
+    expect(last_response.status).to eq(200)
+    expect(last_response.body).to include(batch.bid, "Import &lt;script&gt;", %(<progress max="100" value="66">),
+                                          "2 of 3 succeeded", %(<span class="badge ok">complete</span>),
+                                          %(<span class="badge dead">death</span>))
+    expect(last_response.body).not_to include(XSS)
+    get "/batches/#{batch.bid}"
+    expect(last_response.body).to include("2 of 3 succeeded", "1 pending job(s) failed at least once, 1 dead", *jids)
+    expect(last_response.body.scan(%(<span class="badge ok">succeeded</span>)).size).to eq(2)
+    expect(last_response.body).to include(%(<span class="badge dead">dead</span>))
+    get "/jobs/#{jids.last}"
+    expect(last_response.body).to include("Batch", %(href="/batches/#{batch.bid}"), "2 of 3 succeeded")
+    get "/batches/unknown"
+    expect(last_response.status).to eq(404)
+  end
+
   it "pauses and resumes a queue from the queues page (POST with the CSRF token), with a badge" do
     populate
     token = csrf

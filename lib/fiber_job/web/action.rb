@@ -49,6 +49,8 @@ module FiberJob
         when "/failed"
           render("failed", jobs: Queue.failed_jobs(limit: PER_PAGE, offset: offset), total: Queue.totals[:failure_records])
         when "/cron" then render("cron", crons: Queue.cron_jobs)
+        when "/batches" then batches
+        when %r{\A/batches/([0-9A-Za-z_-]{1,64})\z} then batch_page(Regexp.last_match(1))
         when %r{\A/jobs/(\h{1,64})\z} then job_page(Regexp.last_match(1))
         when %r{\A/assets/(app\.css|app\.js)\z} then asset(Regexp.last_match(1))
         else not_found
@@ -110,6 +112,18 @@ module FiberJob
         totals = Queue.totals
         jobs = set == :scheduled ? Queue.scheduled_jobs(offset: offset, limit: PER_PAGE) : Queue.retries(offset: offset, limit: PER_PAGE)
         render("waiting", set: set, jobs: jobs, total: set == :scheduled ? totals[:scheduled] : totals[:retries])
+      end
+
+      def batches
+        list, total = Batch.list(offset: offset, limit: PER_PAGE)
+        render("batches", batches: list, total: total)
+      end
+
+      def batch_page(bid)
+        status = Batch.status(bid)
+        return not_found("No batch #{bid} (never made, or expired 30 days after its last change).") unless status
+
+        render("batch", batch: status, jobs: Batch.jobs(bid, offset: offset, limit: PER_PAGE))
       end
 
       def job_page(jid)

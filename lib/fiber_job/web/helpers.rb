@@ -67,6 +67,26 @@ module FiberJob
         %(<a class="mono" href="#{h(url("/jobs/#{ERB::Util.url_encode(jid)}"))}">#{h(jid)}</a>)
       end
 
+      def batch_link(bid)
+        %(<a class="mono" href="#{h(url("/batches/#{ERB::Util.url_encode(bid)}"))}">#{h(bid)}</a>)
+      end
+
+      # "n of total done" and a bar, for a batch's status.
+      def batch_progress(batch)
+        total = batch[:total]
+        done = total - batch[:pending]
+        pct = total.zero? ? 100 : (100.0 * done / total).floor
+        %(<progress max="100" value="#{pct}"></progress> #{number(done)} of #{number(total)} succeeded)
+      end
+
+      # A badge per callback event that fired.
+      def fired_badges(batch)
+        fired = %i[complete success death].select { |e| batch[e] }
+        return %(<span class="badge">running</span>) if fired.empty?
+
+        fired.map { |e| %(<span class="badge #{e == :death ? "dead" : "ok"}">#{e}</span>) }.join(" ")
+      end
+
       def display_class(job)
         job["wrapped"] ? "#{job["wrapped"]} (ActiveJob)" : job["class"].to_s
       end
