@@ -5,7 +5,8 @@
 # worker (concurrency 10, default prefetch; first perform to last), for a plain class, a unique one
 # (`unique_for`, distinct arguments), an expiring one (`expires_in`), a concurrency-limited
 # one (`limits_concurrency`, one key per job: never over its limit) and a throttled one (a
-# limit it never reaches): what each costs when it holds nothing back. ROUNDS rounds,
+# limit it never reaches), and one whose jobs are all in one batch (`Batch#jobs`): what
+# each costs when it holds nothing back. ROUNDS rounds,
 # medians. Usage: ruby bench/flow_costs.rb  (N=20000 ROUNDS=3 ONLY=LimitedCost,…);
 # also Redis's CPU per job while the worker runs them (INFO cpu)
 $LOAD_PATH.unshift(File.expand_path("../lib", __dir__))
@@ -52,12 +53,15 @@ class ThrottledCost < PlainCost
   throttle 1_000_000, per: 1, key: ->(i) { i % 10 }
 end
 
+# Plain jobs, all members of one batch (FiberJob::Batch#jobs around the enqueues).
+class BatchedCost < PlainCost; end
+
 clock = -> { Process.clock_gettime(Process::CLOCK_MONOTONIC) }
 median = ->(xs) { xs.sort[xs.size / 2] }
 # Redis's own CPU seconds (user + system), for its share of a job's cost.
 redis_cpu = -> { redis.info("cpu").values_at("used_cpu_user", "used_cpu_sys").sum(&:to_f) }
 puts "per job, #{N} jobs, median of #{ROUNDS}: enqueue (perform_async, one thread) / run (one worker, c10)"
-classes = [PlainCost, UniqueCost, ExpiringCost, LimitedCost, ThrottledCost]
+classes = [PlainCost, UniqueCost, ExpiringCost, LimitedCost, ThrottledCost, BatchedCost]
 classes.select! { |c| ENV["ONLY"].split(",").include?(c.name) } if ENV["ONLY"]
 classes.each do |job|
   enq = []
@@ -66,7 +70,11 @@ classes.each do |job|
   ROUNDS.times do
     redis.flushdb
     t = clock.call
-    N.times { |i| job.perform_async(i) }
+    if job == BatchedCost
+      FiberJob::Batch.new.jobs { N.times { |i| job.perform_async(i) } }
+    else
+      N.times { |i| job.perform_async(i) }
+    end
     enq << (clock.call - t) / N
     $done = 0
     $first = nil

@@ -81,42 +81,23 @@ module FiberJob
       def write(job_class, payloads, at)
         started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
         duplicates = []
-        batch, token = Thread.current[:fiber_job_batch] unless sink
-        if batch
-          duplicates = in_batch(batch.bid, token, payloads) { write_to_redis(payloads, at) }
+        open = Thread.current[:fiber_job_batch] unless sink
+        if open
+          duplicates = open.write(payloads, at)
         elsif sink
           sink.receive(job_class, payloads, at)
         else
-          duplicates = write_to_redis(payloads, at)
+          duplicates = write_payloads(payloads, at)
         end
         announce(job_class, payloads, started, duplicates) if Instrumentation.listening?(:enqueue)
         duplicates
       end
 
-      # Records a batch's jobs (those whose payload names it) before they are
-      # written, and forgets those that were not: the write raised, or duplicates.
-      def in_batch(bid, token, payloads)
-        members = payloads.select { |p| p["bid"] == bid }.map { |p| [p["jid"], p["class"].to_s] }
-        FiberJob.client._batch_add(bid, token, members) unless members.empty?
-        begin
-          duplicates = yield
-        rescue Exception # rubocop:disable Lint/RescueException
-          forget(bid, members)
-          raise
-        end
-        forget(bid, members.select { |jid, _| duplicates.include?(jid) })
-        duplicates
-      end
+      public
 
-      def forget(bid, members)
-        FiberJob.client._batch_undo(bid, members) unless members.empty?
-      rescue Error => e
-        FiberJob.logger.error("batch #{bid}: could not forget #{members.size} job(s) that were not enqueued " \
-                              "(#{e.message}); the batch waits for them until they are removed by hand")
-      end
-
-      # @return [Array<String>] jids of unique jobs not enqueued (duplicates)
-      def write_to_redis(payloads, at)
+      # Writes built payloads to Redis (`at`: epoch seconds for scheduled ones).
+      # @return [Array<String>] jids of unique jobs not enqueued (duplicates) @api private
+      def write_payloads(payloads, at)
         duplicates = []
         if payloads.first["unique_key"]
           duplicates = write_unique(payloads, at)
@@ -129,6 +110,8 @@ module FiberJob
         end
         duplicates
       end
+
+      private
 
       # Each payload only if it takes its lock (one script per queue). @return the
       # jids that did not: duplicates.
@@ -162,8 +145,8 @@ module FiberJob
         extra = unique_fields(job_class, queue, args, extra)
         limits = job_class.respond_to?(:limit_fields) && job_class.limit_fields(args)
         extra = (extra || {}).merge(limits) if limits
-        batch, = Thread.current[:fiber_job_batch]
-        extra = (extra || {}).merge("bid" => batch.bid) if batch
+        open = Thread.current[:fiber_job_batch]
+        extra = (extra || {}).merge("bid" => open.bid) if open
         json = Native.payload(name, queue.to_s, JSON.generate(args), extra && JSON.generate(extra))
         JSON.parse(json)
       end

@@ -138,7 +138,8 @@ RSpec.describe "batches (FiberJob::Batch)" do
     batch = new_batch("open")
     batch.jobs do
       BatchRowJob.perform_async(1)
-      wait_for { records.include?("row 1") }
+      BatchRowJob.perform_in(0.05, 2) # pushes the block's buffered jobs first
+      wait_for { records.include?("row 1") && records.include?("row 2") }
       sleep 0.3
       expect(fired(batch.bid)).to eq([])
       expect(FiberJob::Batch.status(batch.bid)).to include(pending: 0, open: 1, success: false)
@@ -168,7 +169,7 @@ RSpec.describe "batches (FiberJob::Batch)" do
       batch = FiberJob::Batch.new(description: "abandoned")
       batch.on(:success, BatchCallbackJob, "tag" => "abandoned")
       batch.jobs do
-        BatchRowJob.perform_async(1)
+        BatchRowJob.perform_in(0.05, 1)
         Record.add("inside \#{batch.bid}")
         sleep
       end

@@ -110,14 +110,26 @@ local M, P, F, X, O, B = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[6], KEYS[7]
 if redis.call('EXISTS', M) == 0 then return {{'0'}} end
 local now = ARGV[1]
 if ARGV[3] ~= '' then redis.call('ZREM', O, ARGV[3]) end
+local succeeded = {{}}
 for i = 4, #ARGV, 2 do
-  local op, jid = ARGV[i], ARGV[i + 1]
-  if op == 'S' then
+  if ARGV[i] == 'S' then succeeded[#succeeded + 1] = ARGV[i + 1] end
+end
+if redis.call('SCARD', F) == 0 then
+  -- No member ever failed: a success only leaves the pending set, in one call per 500.
+  for i = 1, #succeeded, 500 do
+    redis.call('SREM', P, unpack(succeeded, i, math.min(i + 499, #succeeded)))
+  end
+else
+  for _, jid in ipairs(succeeded) do
     if redis.call('SREM', P, jid) == 1 then
       redis.call('SREM', F, jid)
       redis.call('SREM', X, jid)
     end
-  elseif redis.call('SISMEMBER', P, jid) == 1 then
+  end
+end
+for i = 4, #ARGV, 2 do
+  local op, jid = ARGV[i], ARGV[i + 1]
+  if op ~= 'S' and redis.call('SISMEMBER', P, jid) == 1 then
     redis.call('SADD', F, jid)
     if op == 'D' then redis.call('SADD', X, jid) end
   end
