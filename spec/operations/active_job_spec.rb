@@ -81,6 +81,20 @@ RSpec.describe "the ActiveJob adapter" do
     expect(wait_process(pid).exitstatus).to eq(0)
   end
 
+  it "joins perform_later and set(wait:).perform_later made inside a batch's jobs block to the batch" do
+    batch = FiberJob::Batch.new(description: "mails")
+    batch.jobs do
+      AjMailJob.perform_later("dee@example.com", "In a batch")
+      AjMailJob.set(wait: 0.3).perform_later("eve@example.com", "Later in a batch")
+    end
+    expect(FiberJob::Batch.status(batch.bid)).to include(total: 2, pending: 2)
+    pid = start_worker("mailers")
+    wait_for(message: "the batch to succeed") { FiberJob::Batch.status(batch.bid)[:success] }
+    expect(notes.map { |n| n[1] }.sort).to eq(["dee@example.com", "eve@example.com"])
+    Process.kill("TERM", pid)
+    wait_process(pid)
+  end
+
   it "enqueue_at schedules in FiberJob's scheduled set; priorities are kept on the payload" do
     job = AjMailJob.set(wait: 60, priority: 5).perform_later("bob@example.com", "Later")
     scheduled = FiberJob::Queue.scheduled_jobs.first
