@@ -34,4 +34,18 @@ RSpec.describe FiberJob::Testing do
     expect { described_class.perform("class" => "Kernel", "args" => []) }
       .to raise_error(FiberJob::UnknownJobError, /"Kernel" is not a FiberJob::Job subclass/)
   end
+
+  it "gives a batch's jobs its bid in fake mode, writing nothing to Redis and running no callback" do
+    described_class.fake!
+    batch = FiberJob::Batch.new(description: "fake")
+    batch.on(:success, TestModeJob)
+    batch.jobs { TestModeJob.perform_bulk([[1], [2]]) }
+    TestModeJob.perform_async(3)
+    expect(TestModeJob.jobs.map { |j| j["bid"] }).to eq([batch.bid, batch.bid, nil])
+    expect(redis.keys("fiber_job:*")).to eq([])
+    described_class.inline! { batch.jobs { TestModeJob.perform_async(4) } }
+    expect(Ran.all).to eq([[4]])
+  ensure
+    described_class.clear
+  end
 end
