@@ -19,6 +19,10 @@
 //!   holds its job, so it applies once however often it is sent, and which Redis
 //!   runs whole even when full (see `scripts.rs`): a failure is never half recorded.
 //!
+//! Before any of that, the ends of batch members in the wake-up are recorded in their
+//! batches (`batch::settle`, one script per batch, delivering the callbacks that
+//! fired): a member is never acknowledged before its batch knows it ended.
+//!
 //! A group Redis does not apply — unreachable, refusing, a key of the wrong type — is
 //! kept and sent again with backoff until it applies; meanwhile its jobs stay held.
 //! Nothing is ever dropped.
@@ -80,8 +84,7 @@ pub async fn run(state: Arc<WorkerState>, mut rx: mpsc::UnboundedReceiver<Outcom
         }
         let (mut groups, flushes, mut batch_ends) = build(&state, msgs.drain(..));
         let mut refusals = 0u32;
-        // Batch members' ends first: a job is acknowledged only once its batch knows.
-        while !batch_ends.is_empty() {
+        while !batch_ends.is_empty() || !groups.is_empty() {
             let c = match link.get(&state.redis).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -89,34 +92,13 @@ pub async fn run(state: Arc<WorkerState>, mut rx: mpsc::UnboundedReceiver<Outcom
                     continue;
                 }
             };
-            match settle_batches(c, &state, &mut batch_ends).await {
-                Ok(()) => outage.recovered(),
-                Err(e) if is_connection_problem(&e) => {
-                    link.reset();
-                    outage.failed(&e).await;
-                }
-                Err(e) => {
-                    refusals += 1;
-                    if refusals == 1 || refusals.is_multiple_of(60) {
-                        tracing::error!(
-                            "Redis refused to record batch members' ends ({e}); their jobs stay held \
-                             and are sent again until Redis takes them"
-                        );
-                    }
-                    let pause = Duration::from_millis(50 * 2u64.pow(refusals.min(7)));
-                    tokio::time::sleep(pause.min(REFUSED_MAX_DELAY)).await;
-                }
-            }
-        }
-        while !groups.is_empty() {
-            let c = match link.get(&state.redis).await {
-                Ok(c) => c,
-                Err(e) => {
-                    outage.failed(&e).await;
-                    continue;
-                }
+            // Batch members' ends first: a job is acknowledged only once its batch knows.
+            let sent = if batch_ends.is_empty() {
+                send(c, &mut groups).await
+            } else {
+                settle_batches(c, &state, &mut batch_ends).await
             };
-            match send(c, &mut groups).await {
+            match sent {
                 Ok(None) => outage.recovered(),
                 Ok(Some(refused)) => {
                     refusals += 1;
@@ -145,17 +127,21 @@ pub async fn run(state: Arc<WorkerState>, mut rx: mpsc::UnboundedReceiver<Outcom
 }
 
 /// Records each batch's ended members and delivers the callbacks that fired
-/// (`batch::settle`), forgetting each batch once done.
+/// (`batch::settle`), forgetting each batch once done. Returns like `send`.
 async fn settle_batches(
     c: &mut Conn,
     state: &WorkerState,
     batch_ends: &mut BatchEnds,
-) -> redis::RedisResult<()> {
+) -> redis::RedisResult<Option<String>> {
     while let Some((bid, ends)) = batch_ends.first_key_value() {
-        batch::settle(c, &state.keys, bid, "", ends).await?;
+        match batch::settle(c, &state.keys, bid, "", ends).await {
+            Ok(_) => {}
+            Err(e) if is_connection_problem(&e) => return Err(e),
+            Err(e) => return Ok(Some(format!("batch {bid}: {e}"))),
+        }
         batch_ends.pop_first();
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Sends every group in one pipeline and removes the ones Redis applied. `Ok(None)`:
