@@ -138,17 +138,22 @@ module FiberJob
     end
 
     # `Batch.new(description: "…")` makes a new batch (its id is made now; it is
-    # written to Redis by its first `jobs`). `Batch.new(bid)` is an existing batch, to
-    # add jobs to from one of its jobs (its callbacks are those it was made with).
-    def initialize(bid = nil, description: nil)
+    # written to Redis by its first `jobs`). `expires_in:` (seconds or a Duration;
+    # default 30 days): how long it is kept after its last change. `Batch.new(bid)` is
+    # an existing batch, to add jobs to from one of its jobs (its callbacks and expiry
+    # are those it was made with).
+    def initialize(bid = nil, description: nil, expires_in: nil)
       unless description.nil? || description.is_a?(String)
         raise ArgumentError, "Batch.new description: takes a String, got #{description.inspect}"
       end
 
       if bid
         Batch.check_bid!(bid)
-        raise ArgumentError, "Batch.new(bid) reopens a batch; its description was set when it was made" if description
+        if description || expires_in
+          raise ArgumentError, "Batch.new(bid) reopens a batch; its description and expiry were set when it was made"
+        end
       end
+      @expires_in = expires_in && Job.positive_seconds!("Batch.new expires_in:", expires_in).ceil
       @bid = bid || SecureRandom.hex(12)
       @existing = !bid.nil?
       @description = description.to_s
@@ -228,8 +233,8 @@ module FiberJob
                    end
     end
 
-    # [[`cb:<event>`, JSON of [[queue, jid, payload template, marker], …]], …] and the
-    # callbacks' queues. The template's first argument is the marker, a JSON string
+    # [[`cb:<event>`, JSON of [[queue, jid, payload template, marker], …]], …] (and
+    # ["ttl", seconds] with `expires_in:`) and the callbacks' queues. The template's first argument is the marker, a JSON string
     # Redis replaces with the batch's status when the event fires.
     def callback_fields
       by_event = @callbacks.group_by(&:first).map do |event, callbacks|
@@ -241,6 +246,7 @@ module FiberJob
         end
         ["cb:#{event}", JSON.generate(entries)]
       end
+      by_event << ["ttl", @expires_in.to_s] if @expires_in
       [by_event, @callbacks.map { |_, job_class, _| job_class.queue_name }.uniq]
     end
   end

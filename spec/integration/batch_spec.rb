@@ -207,6 +207,13 @@ RSpec.describe "batches (FiberJob::Batch)" do
     expect { batch.jobs { FiberJob::Client.push("UniqueBatchJob", [2]) } }.to raise_error(FiberJob::Error)
     expect(FiberJob::Batch.status(batch.bid)).to include(total: 1, pending: 1)
     expect(FiberJob::Batch.status("nosuchbatch")).to be_nil
+
+    redis.del("fiber_job:queue:{default}")
+    short = FiberJob::Batch.new(description: "short", expires_in: 120)
+    short.jobs { UniqueBatchJob.perform_async(3) }
+    ttls = %w[batch batch-pending batch-jobs].map { |k| redis.ttl("fiber_job:#{k}:{b:#{short.bid}}") }
+    expect(ttls).to all(be_between(100, 120))
+    expect(redis.ttl("fiber_job:batch:{b:#{batch.bid}}")).to be > 29 * 86_400
   end
 
   it "refuses bad input with clear errors before writing anything" do
@@ -216,6 +223,8 @@ RSpec.describe "batches (FiberJob::Batch)" do
     expect { batch.on(:success, BatchCallbackJob, "x" => Object.new) }.to raise_error(ArgumentError)
     expect { batch.jobs }.to raise_error(ArgumentError, /takes a block/)
     expect { FiberJob::Batch.new("bad id!") }.to raise_error(ArgumentError, /batch id/)
+    expect { FiberJob::Batch.new(expires_in: -1) }.to raise_error(ArgumentError, /expires_in: takes a positive number/)
+    expect { FiberJob::Batch.new(description: 5) }.to raise_error(ArgumentError, /description: takes a String/)
     expect { FiberJob::Batch.new("unknownbid").jobs {} }.to raise_error(FiberJob::Error, /unknown/)
     expect { FiberJob::Batch.status(nil) }.to raise_error(ArgumentError)
     expect(redis.keys("fiber_job:batch*")).to eq([])

@@ -24,15 +24,18 @@ use redis::Script;
 
 use super::lua::waking;
 
-/// `keep(ttl)`: every key of the batch lives `ttl` seconds from now.
+/// `keep(ttl)`: every key of the batch lives the batch's own `ttl` (`expires_in:`),
+/// else `ttl`, seconds from now.
 const KEEP_LUA: &str = r"
 local function keep(ttl)
+  ttl = tonumber(redis.call('HGET', KEYS[1], 'ttl')) or ttl
   for i = 1, 7 do redis.call('EXPIRE', KEYS[i], ttl) end
 end
 ";
 
 /// Opens a `jobs { }` block. ARGV: now, ttl, token, abandoned-at, reopen (`1`/`0`),
-/// bid, description, then (field, value) pairs of callbacks (`cb:<event>`, a JSON
+/// bid, description, then (field, value) pairs: `ttl` (the batch's own expiry), and
+/// callbacks (`cb:<event>`, a JSON
 /// array of `[queue, jid, payload template, marker]`: the marker, a JSON string in
 /// the template's arguments, becomes the batch's status when the event fires). A new batch is made; a reopened one
 /// must exist and not have succeeded. Returns `ok`, `exists` (a new bid taken),
