@@ -18,13 +18,14 @@ module FiberJob
                 :executor, :shutdown_timeout, :network_timeout, :prefetch, :prefix,
                 :cron_time_zone, :log_format, :job_log_level, :redis_tls, :redis_sentinels,
                 :redis_sentinel_master, :redis_username, :redis_password, :redis_db,
-                :redis_wait_replicas, :redis_cluster
+                :redis_wait_replicas, :redis_cluster, :sidekiq_compat
 
     # Keys a YAML file (`fiber_job -C`, `config/fiber_job.yml`) may set.
     FILE_KEYS = %i[redis_url concurrency queues queue_concurrency log_level executor
                    shutdown_timeout network_timeout prefetch prefix cron_time_zone
                    log_format job_log_level redis_tls redis_sentinels redis_sentinel_master
-                   redis_username redis_password redis_db redis_wait_replicas redis_cluster].freeze
+                   redis_username redis_password redis_db redis_wait_replicas redis_cluster
+                   sidekiq_compat].freeze
     TLS_KEYS = %i[ca_file cert_file key_file verify_peer].freeze
     LOG_FORMATS = %i[text json].freeze
 
@@ -58,6 +59,8 @@ module FiberJob
       self.cron_time_zone = :local
       # :text (one readable line) or :json (one object per line).
       self.log_format = ENV.fetch("FIBER_JOB_LOG_FORMAT", "text")
+      # Workers also work what real Sidekiq clients push (README "Switching from Sidekiq").
+      @sidekiq_compat = false
       # Level of the per-job start/done/fail lines; false logs none.
       self.job_log_level = :info
       @client_middleware = Middleware::Chain.new
@@ -251,6 +254,10 @@ module FiberJob
       if @redis_cluster.any? && @redis_db != 0
         raise ConfigurationError, "a Redis Cluster has only database 0; remove redis_db"
       end
+      if @redis_cluster.any? && @sidekiq_compat
+        raise ConfigurationError, "sidekiq_compat needs a single Redis (or Sentinel), as Sidekiq does: its keys have no " \
+                                  "Cluster hash tags; drain the Sidekiq queues before moving to redis_cluster"
+      end
       if @redis_sentinels.any? && @redis_sentinel_master.nil?
         raise ConfigurationError, "redis_sentinels is set but redis_sentinel_master is not: name the master the sentinels watch"
       end
@@ -354,6 +361,14 @@ module FiberJob
         raise ConfigurationError, "prefetch must be :auto or an Integer >= 0, got #{value.inspect}"
       end
       @prefetch = value
+    end
+
+    # true: workers also take the jobs real Sidekiq clients push into Sidekiq's keys
+    # (`queue:<name>` lists, the `schedule` and `retry` sets) into FiberJob's queues.
+    def sidekiq_compat=(value)
+      raise ConfigurationError, "sidekiq_compat is true or false, got #{value.inspect}" unless [true, false].include?(value)
+
+      @sidekiq_compat = value
     end
 
     def prefix=(value)

@@ -32,10 +32,15 @@ module FiberJob
       return [:invalid] unless name.is_a?(String) && name.match?(CLASS_NAME)
 
       klass = Object.const_get(name)
-      [klass.is_a?(Class) && klass < FiberJob::Job ? klass : :not_a_job]
+      [klass.is_a?(Class) && (klass < FiberJob::Job || sidekiq_job?(klass)) ? klass : :not_a_job]
     rescue NameError, ScriptError => e
       # ScriptError: an autoloader found the file and it failed to load.
       [:unknown, e]
+    end
+
+    # A Sidekiq job class under `require "fiber_job/sidekiq"`.
+    def self.sidekiq_job?(klass)
+      defined?(FiberJob::SidekiqJob) ? klass < FiberJob::SidekiqJob : false
     end
 
     # True for an exception that means the job was interrupted rather than failed:
@@ -202,9 +207,11 @@ module FiberJob
     def failed(id, job, klass, jid, queue, args, retry_count, error, started)
       attempt = retry_count + 1
       max = job ? safely(0) { job.max_retries.to_i } : 0
-      retry_at = (Time.now.to_f + delay(job, attempt) if job && attempt <= max)
+      wait = delay(job, attempt, error) if job && attempt <= max
+      retry_at = (Time.now.to_f + wait if wait)
       priority = job ? safely(false) { job.priority_retry? ? true : false } : false
       error_class, message, backtrace = describe(error)
+      exhausted(id, job, error) if retry_at.nil? && job.respond_to?(:sidekiq_retries_exhausted)
       @native._fail(id, error_class, message, backtrace, retry_at, priority)
       what = retry_at ? "retry #{attempt}/#{max} in #{(retry_at - Time.now.to_f).round(1)}s" : "no retries left, moved to the dead set"
       ctx = Logging.context || {}
@@ -235,9 +242,23 @@ module FiberJob
       @logger.add(@job_level, @tag ? "#{ctx["class"]} jid=#{ctx["jid"]} #{message}" : message)
     end
 
-    def delay(job, attempt)
+    # Seconds before the retry, or nil: no retry (a Sidekiq job's `sidekiq_retry_in`
+    # said :kill or :discard).
+    def delay(job, attempt, error)
+      if job.respond_to?(:sidekiq_retry_delay)
+        value = safely(:default) { job.sidekiq_retry_delay(attempt, error) }
+        return value.nil? ? nil : [value == :default ? job.retry_delay(attempt) : value.to_f, 0.0].max
+      end
       value = safely(nil) { job.retry_delay(attempt) }
       value.is_a?(Numeric) && value >= 0 ? value.to_f : Job.instance_method(:retry_delay).bind(job).call(attempt)
+    end
+
+    # A Sidekiq job's `sidekiq_retries_exhausted` block, with the payload, before it
+    # goes to the dead set.
+    def exhausted(id, job, error)
+      raw = @native._payload(id)
+      payload = raw ? JSON.parse(raw) : {}
+      safely(nil) { job.sidekiq_retries_exhausted(payload, error) }
     end
 
     # A user hook that raises must not lose the job: fall back to the default.

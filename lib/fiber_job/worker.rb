@@ -41,7 +41,8 @@ module FiberJob
       @limits = config.limits_for(@queues, all: @all, given: @given)
       @native = Native::Worker.new(
         connection: config.check!.connection, prefix: config.prefix, identity: identity,
-        queues: @queues.zip(@limits).map { |q, n| [q, n, config.prefetch == :auto ? nil : config.prefetch] }
+        queues: @queues.zip(@limits).map { |q, n| [q, n, config.prefetch == :auto ? nil : config.prefetch] },
+        sidekiq_compat: config.sidekiq_compat
       )
       Worker.native = @native
       previous = install_signal_handlers

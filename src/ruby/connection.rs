@@ -10,7 +10,7 @@ use magnus::{prelude::*, RHash, Ruby, TryConvert, Value};
 use crate::runtime::target::{TargetSettings, TlsSettings};
 
 /// The value under `key` (nil and missing alike give `None`).
-fn optional<T: TryConvert>(
+pub fn optional<T: TryConvert>(
     ruby: &Ruby,
     hash: RHash,
     key: &str,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use magnus::{function, method, prelude::*, IntoValue, RArray, RHash, RModule, Ruby, Value};
 
-use super::connection::{required, target_settings};
+use super::connection::{optional, required, target_settings};
 use super::convert;
 use super::error::to_ruby;
 use super::nogvl::{blocking, handle_interrupts, without_gvl};
@@ -43,7 +43,7 @@ fn tuple(ruby: &Ruby, engine: &Engine, job: &Taken) -> Result<Value, magnus::Err
 
 impl RbWorker {
     /// `settings`: { connection: (see `connection.rs`), prefix:, identity:,
-    /// queues: [[name, concurrency, prefetch or nil for auto], …] }, converted here once.
+    /// queues: [[name, concurrency, prefetch or nil for auto], …], sidekiq_compat: }, converted here once.
     fn new(ruby: &Ruby, settings: RHash) -> Result<Self, magnus::Error> {
         let queues: Vec<(String, usize, Option<usize>)> = required(ruby, settings, "queues")?;
         let connection: RHash = required(ruby, settings, "connection")?;
@@ -59,6 +59,7 @@ impl RbWorker {
                     prefetch: prefetch.map_or(Prefetch::Auto, Prefetch::Fixed),
                 })
                 .collect(),
+            sidekiq_compat: optional(ruby, settings, "sidekiq_compat")?.unwrap_or(false),
         };
         Engine::new(settings)
             .map(RbWorker)
@@ -160,6 +161,10 @@ impl RbWorker {
         self.0.batch_of(&jid)
     }
 
+    fn busy_payload(&self, jid: String) -> Option<String> {
+        self.0.busy_payload(&jid)
+    }
+
     fn give_back(&self, id: u64) {
         self.0.give_back(id)
     }
@@ -232,6 +237,7 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     class.define_method("_ack", method!(RbWorker::ack, 1))?;
     class.define_method("_payload", method!(RbWorker::payload, 1))?;
     class.define_method("_batch_of", method!(RbWorker::batch_of, 1))?;
+    class.define_method("_busy_payload", method!(RbWorker::busy_payload, 1))?;
     class.define_method("_give_back", method!(RbWorker::give_back, 1))?;
     class.define_method("_requeue", method!(RbWorker::requeue, 1))?;
     class.define_method("_bury", method!(RbWorker::bury, 3))?;

@@ -267,11 +267,21 @@ impl Keys {
         format!("{}:batch-cb:{{{}}}:{}", self.prefix, queue, jid)
     }
 
+    /// A queue as Sidekiq keeps it (`config.sidekiq_compat`): a list, `LPUSH`ed by
+    /// Sidekiq's client. Sidekiq's keys take no prefix (and no hash tag).
+    pub fn sidekiq_queue(&self, queue: &str) -> String {
+        format!("queue:{queue}")
+    }
+
     /// How many times a job (by jid) was recovered from a dead process.
     pub fn recoveries(&self, queue: &str, jid: &str) -> String {
         format!("{}:recoveries:{{{}}}:{}", self.prefix, queue, jid)
     }
 }
+
+/// Sidekiq's sorted sets of jobs to run later and of retries (score = when).
+pub const SIDEKIQ_SCHEDULE: &str = "schedule";
+pub const SIDEKIQ_RETRY: &str = "retry";
 
 /// A Lua function for the scripts that move jobs into a queue: `wake(queue key, n)`
 /// publishes the queue's name on the ready channel when the `n` jobs just pushed are

@@ -11,3 +11,4 @@ pub mod payload;
 pub mod records;
 pub mod retention;
 pub mod scripts;
+pub mod sidekiq_scripts;

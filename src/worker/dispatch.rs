@@ -314,11 +314,13 @@ impl Dispatcher {
         self.lock().busy_jobs.get(&id).map(|job| job.raw.clone())
     }
 
-    /// The batch of the busy job `jid`, if it has one.
-    pub fn batch_of(&self, jid: &str) -> Option<String> {
+    /// What `read` reads of the busy job `jid`, if it is busy here.
+    pub fn busy_by_jid<T>(&self, jid: &str, read: impl FnOnce(&ProcessingJob) -> T) -> Option<T> {
         let st = self.lock();
-        let job = st.busy_jobs.values().find(|j| j.parsed.jid == jid)?;
-        job.parsed.bid.as_deref().map(str::to_string)
+        st.busy_jobs
+            .values()
+            .find(|j| j.parsed.jid == jid)
+            .map(read)
     }
 
     /// A handed-out job is over (acked, failed or to be given back): frees its slot.

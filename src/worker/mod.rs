@@ -22,6 +22,7 @@ mod outcome;
 mod prefetch;
 mod reaper;
 mod scheduler;
+mod sidekiq_bridge;
 mod state;
 
 pub use prefetch::Prefetch;
@@ -56,6 +57,8 @@ pub struct Settings {
     /// `host:pid:random`.
     pub identity: String,
     pub queues: Vec<QueueSettings>,
+    /// Also work the jobs real Sidekiq clients push (`sidekiq_bridge.rs`).
+    pub sidekiq_compat: bool,
 }
 
 /// One queue a worker serves: at most `limit` of its jobs run at once, and the process
@@ -77,6 +80,7 @@ pub struct Engine {
     /// The shutdown's work once begun: it runs on its own, so an interrupted wait for
     /// it (a second TERM) can wait again.
     shutting_down: Mutex<Option<JoinHandle<Result<()>>>>,
+    sidekiq_compat: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -89,6 +93,7 @@ impl Engine {
             return Err(Error::Config("a worker needs at least one queue".into()));
         }
         let redis = Target::new(&settings.target)?;
+        let sidekiq_compat = settings.sidekiq_compat;
         let timeout = settings.target.timeout;
         let rt = runtime::get()?;
         let limits: Vec<(usize, Prefetch)> = settings
@@ -120,6 +125,7 @@ impl Engine {
             background: Mutex::new(Vec::new()),
             acker: Mutex::new(None),
             shutting_down: Mutex::new(None),
+            sidekiq_compat,
         })
     }
 
@@ -140,6 +146,9 @@ impl Engine {
         background.push(h.spawn(reaper::run(state.clone())));
         if !cron.is_empty() {
             background.push(h.spawn(cron_ticker::run(state.clone(), cron, utc)));
+        }
+        if self.sidekiq_compat {
+            background.push(h.spawn(sidekiq_bridge::run(state.clone())));
         }
         let mut fetchers = lock(&self.fetchers);
         for q in 0..state.queues.len() {
@@ -210,7 +219,15 @@ impl Engine {
 
     /// The batch of the busy job `jid` (`Job#bid`).
     pub fn batch_of(&self, jid: &str) -> Option<String> {
-        self.state.dispatcher.batch_of(jid)
+        self.state
+            .dispatcher
+            .busy_by_jid(jid, |j| j.parsed.bid.as_deref().map(str::to_string))
+            .flatten()
+    }
+
+    /// The payload of the busy job `jid` (a Sidekiq job's `retry`).
+    pub fn busy_payload(&self, jid: &str) -> Option<String> {
+        self.state.dispatcher.busy_by_jid(jid, |j| j.raw.clone())
     }
 
     pub fn is_stopping(&self) -> bool {

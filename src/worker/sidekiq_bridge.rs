@@ -1,0 +1,147 @@
+//! `config.sidekiq_compat`: a worker also works the jobs real Sidekiq clients push, so
+//! web processes may keep pushing through Sidekiq while the workers are FiberJob's.
+//!
+//! Sidekiq keeps a queue's jobs in the list `queue:<name>` (LPUSH, oldest at the
+//! right), jobs to run later in the sorted set `schedule` and retries in `retry`
+//! (score = when). This task moves them into FiberJob's keys, where everything else —
+//! reliable fetch, retries, the dead set, recovery — is FiberJob's own:
+//! - each of the worker's queues, from Sidekiq's list to the front of FiberJob's queue,
+//!   oldest first, by `RPOPLPUSH` in one script (`SIDEKIQ_TAKE`): a job is in exactly
+//!   one of the two lists at every instant, so a kill -9 loses nothing;
+//! - due entries of `schedule` and `retry`, one script each (`SIDEKIQ_DUE`: `ZREM`,
+//!   which only one mover wins, then `LPUSH`), converted first: Sidekiq counts a
+//!   retry's `retry_count` from 0 at the first failure, FiberJob counts failures.
+//!
+//! Sidekiq's keys carry no Cluster hash tag, so this needs a single Redis (as Sidekiq
+//! does); `Configuration#check!` refuses it with `redis_cluster`. Sidekiq's `dead` set
+//! is left as it is.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::state::WorkerState;
+use crate::runtime::conn::Conn;
+use crate::runtime::outage::Outage;
+use crate::runtime::target::Link;
+use crate::store::keys::{SIDEKIQ_RETRY, SIDEKIQ_SCHEDULE};
+use crate::store::payload;
+use crate::store::sidekiq_scripts::{SIDEKIQ_DUE, SIDEKIQ_TAKE};
+
+/// How often an idle bridge looks at Sidekiq's keys (a busy one goes on at once).
+const POLL: Duration = Duration::from_millis(100);
+/// Most jobs one script call moves.
+const MOVE_MAX: usize = 500;
+
+pub async fn run(state: Arc<WorkerState>) {
+    let mut link = Link::new(None);
+    let mut outage = Outage::new("sidekiq bridge".to_string());
+    loop {
+        let moved = async {
+            let c = link.get(&state.redis).await?;
+            pass(&state, c).await
+        }
+        .await;
+        match moved {
+            Ok(n) => {
+                outage.recovered();
+                if n == 0 {
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+            Err(e) => {
+                link.reset();
+                outage.failed(&e).await;
+            }
+        }
+    }
+}
+
+/// One look at every key; returns how many jobs moved.
+async fn pass(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<usize> {
+    let mut moved = 0;
+    for queue in &state.queues {
+        let n: usize = SIDEKIQ_TAKE
+            .key(state.keys.sidekiq_queue(queue))
+            .key(state.keys.queue(queue))
+            .arg(MOVE_MAX)
+            .invoke_async(c)
+            .await?;
+        moved += n;
+    }
+    for set in [SIDEKIQ_SCHEDULE, SIDEKIQ_RETRY] {
+        let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(set)
+            .arg("-inf")
+            .arg(payload::now())
+            .arg("LIMIT")
+            .arg(0)
+            .arg(MOVE_MAX)
+            .query_async(c)
+            .await?;
+        for entry in due {
+            let Some((queue, job)) = convert(&entry, set == SIDEKIQ_RETRY) else {
+                tracing::error!(
+                    "Sidekiq's {set} set holds an entry that is not a job; left there: {entry}"
+                );
+                continue;
+            };
+            let n: usize = SIDEKIQ_DUE
+                .key(set)
+                .key(state.keys.queue(&queue))
+                .key(state.keys.queues())
+                .arg(&entry)
+                .arg(&job)
+                .arg(&queue)
+                .invoke_async(c)
+                .await?;
+            moved += n;
+        }
+    }
+    Ok(moved)
+}
+
+/// The queue and the FiberJob payload of a Sidekiq `schedule`/`retry` entry: `at` is
+/// dropped (it is due), and a retry's `retry_count` becomes the failures so far.
+fn convert(entry: &str, retry: bool) -> Option<(String, String)> {
+    let mut job: serde_json::Map<String, Value> = serde_json::from_str(entry).ok()?;
+    let queue = job
+        .get("queue")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string();
+    job.remove("at");
+    if retry {
+        let failures = job
+            .get("retry_count")
+            .and_then(Value::as_u64)
+            .map_or(1, |n| n + 1);
+        job.insert("retry_count".into(), Value::from(failures));
+    }
+    job.insert("enqueued_at".into(), Value::from(payload::now()));
+    Some((queue, Value::Object(job).to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_sidekiq_entries() {
+        let (q, job) = convert(
+            r#"{"class":"A","args":[18446744073709551615,"x"],"queue":"low","retry_count":0,"at":1.5}"#,
+            true,
+        )
+        .unwrap();
+        assert_eq!(q, "low");
+        let v: Value = serde_json::from_str(&job).unwrap();
+        assert_eq!(v["retry_count"], Value::from(1));
+        assert!(v.get("at").is_none());
+        assert!(job.contains("18446744073709551615"));
+        let (q, job) = convert(r#"{"class":"A","args":[]}"#, false).unwrap();
+        assert_eq!(q, "default");
+        assert!(!job.contains("retry_count"));
+        assert!(convert("[1]", false).is_none());
+    }
+}
