@@ -79,6 +79,14 @@ module FiberJob
 
       # @return [Array<String>] jids of unique jobs not enqueued (duplicates)
       def write(job_class, payloads, at)
+        if AfterCommit.defer?(job_class)
+          AfterCommit.later { write_now(job_class, payloads, at) }
+          return []
+        end
+        write_now(job_class, payloads, at)
+      end
+
+      def write_now(job_class, payloads, at)
         started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
         duplicates = []
         open = Thread.current[:fiber_job_batch] unless sink
@@ -134,7 +142,7 @@ module FiberJob
       # True when nothing needs the payloads in Ruby: the Rust fast path may write them.
       def plain?
         sink.nil? && FiberJob.config.client_middleware.empty? && !Instrumentation.listening?(:enqueue) &&
-          Thread.current[:fiber_job_batch].nil?
+          Thread.current[:fiber_job_batch].nil? && !AfterCommit.used
       end
 
       # Checks the arguments (raising the ArgumentError that names the bad one), then

@@ -18,14 +18,14 @@ module FiberJob
                 :executor, :shutdown_timeout, :network_timeout, :prefetch, :prefix,
                 :cron_time_zone, :log_format, :job_log_level, :redis_tls, :redis_sentinels,
                 :redis_sentinel_master, :redis_username, :redis_password, :redis_db,
-                :redis_wait_replicas, :redis_cluster, :sidekiq_compat
+                :redis_wait_replicas, :redis_cluster, :sidekiq_compat, :enqueue_after_commit
 
     # Keys a YAML file (`fiber_job -C`, `config/fiber_job.yml`) may set.
     FILE_KEYS = %i[redis_url concurrency queues queue_concurrency log_level executor
                    shutdown_timeout network_timeout prefetch prefix cron_time_zone
                    log_format job_log_level redis_tls redis_sentinels redis_sentinel_master
                    redis_username redis_password redis_db redis_wait_replicas redis_cluster
-                   sidekiq_compat].freeze
+                   sidekiq_compat enqueue_after_commit].freeze
     TLS_KEYS = %i[ca_file cert_file key_file verify_peer].freeze
     LOG_FORMATS = %i[text json].freeze
 
@@ -61,6 +61,8 @@ module FiberJob
       self.log_format = ENV.fetch("FIBER_JOB_LOG_FORMAT", "text")
       # Workers also work what real Sidekiq clients push (README "Switching from Sidekiq").
       @sidekiq_compat = false
+      # Enqueues inside an ActiveRecord transaction wait for its commit (AfterCommit).
+      @enqueue_after_commit = false
       # Level of the per-job start/done/fail lines; false logs none.
       self.job_log_level = :info
       @client_middleware = Middleware::Chain.new
@@ -369,6 +371,15 @@ module FiberJob
       raise ConfigurationError, "sidekiq_compat is true or false, got #{value.inspect}" unless [true, false].include?(value)
 
       @sidekiq_compat = value
+    end
+
+    def enqueue_after_commit=(value)
+      unless [true, false].include?(value)
+        raise ConfigurationError, "enqueue_after_commit is true or false, got #{value.inspect}"
+      end
+
+      AfterCommit.used = true if value
+      @enqueue_after_commit = value
     end
 
     def prefix=(value)

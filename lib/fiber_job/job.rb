@@ -139,6 +139,19 @@ module FiberJob
         @default_unique = [Job.positive_seconds!("#{name}.unique_for", seconds), till]
       end
 
+      # true: this class's enqueues inside an ActiveRecord transaction wait for its
+      # commit (and are dropped on rollback); false: never; overrides
+      # `config.enqueue_after_commit` (FiberJob::AfterCommit).
+      def enqueue_after_commit(on)
+        raise ArgumentError, "#{name}.enqueue_after_commit takes true or false, got #{on.inspect}" unless [true, false].include?(on)
+
+        AfterCommit.used = true if on
+        @enqueue_after_commit = on
+      end
+
+      # @api private
+      def enqueue_after_commit? = inherited_setting(:@enqueue_after_commit, nil)
+
       # What makes two jobs of this class the same: the block gets the arguments and
       # returns a JSON-able key (default: the arguments themselves).
       def unique_by(&block)
