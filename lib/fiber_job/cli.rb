@@ -75,6 +75,7 @@ module FiberJob
         o.on("-P", "--processes N", Integer, "fork N worker processes from one loaded app (swarm)") { |v| opts[:processes] = v }
         o.on("-v", "--verbose", "log at debug level") { opts[:verbose] = true }
         o.on("-j", "--json", "log one JSON object per line") { opts[:json] = true }
+        o.on("--health-port PORT", Integer, "serve GET /live and /ready on PORT (Kubernetes probes)") { |v| opts[:health_port] = v }
       end
     end
 
@@ -91,6 +92,9 @@ module FiberJob
 
       if opts[:processes] && !opts[:processes].positive?
         raise UsageError, "-P must be a positive number of processes, got #{opts[:processes]}"
+      end
+      if opts[:processes] && FiberJob.config.health_port
+        raise UsageError, "--health-port checks one process: run one worker per container without -P, or drop --health-port"
       end
 
       # -q's NAME:N win over -c, which wins over the configuration's concurrency.
@@ -180,6 +184,7 @@ module FiberJob
         c.executor = opts[:executor] if opts[:executor]
         c.log_level = :debug if opts[:verbose]
         c.log_format = :json if opts[:json]
+        c.health_port = opts[:health_port] if opts[:health_port]
       end
     end
   end

@@ -18,14 +18,15 @@ module FiberJob
                 :executor, :shutdown_timeout, :network_timeout, :prefetch, :prefix,
                 :cron_time_zone, :log_format, :job_log_level, :redis_tls, :redis_sentinels,
                 :redis_sentinel_master, :redis_username, :redis_password, :redis_db,
-                :redis_wait_replicas, :redis_cluster, :sidekiq_compat, :enqueue_after_commit
+                :redis_wait_replicas, :redis_cluster, :sidekiq_compat, :enqueue_after_commit,
+                :health_port, :health_host
 
     # Keys a YAML file (`fiber_job -C`, `config/fiber_job.yml`) may set.
     FILE_KEYS = %i[redis_url concurrency queues queue_concurrency log_level executor
                    shutdown_timeout network_timeout prefetch prefix cron_time_zone
                    log_format job_log_level redis_tls redis_sentinels redis_sentinel_master
                    redis_username redis_password redis_db redis_wait_replicas redis_cluster
-                   sidekiq_compat enqueue_after_commit].freeze
+                   sidekiq_compat enqueue_after_commit health_port health_host].freeze
     TLS_KEYS = %i[ca_file cert_file key_file verify_peer].freeze
     LOG_FORMATS = %i[text json].freeze
 
@@ -63,6 +64,9 @@ module FiberJob
       @sidekiq_compat = false
       # Enqueues inside an ActiveRecord transaction wait for its commit (AfterCommit).
       @enqueue_after_commit = false
+      # Health checks (`fiber_job --health-port`): off unless a port is set.
+      @health_port = nil
+      @health_host = "0.0.0.0"
       # Level of the per-job start/done/fail lines; false logs none.
       self.job_log_level = :info
       @client_middleware = Middleware::Chain.new
@@ -380,6 +384,20 @@ module FiberJob
 
       AfterCommit.used = true if value
       @enqueue_after_commit = value
+    end
+
+    def health_port=(value)
+      unless value.nil? || (value.is_a?(Integer) && value.between?(1, 65_535))
+        raise ConfigurationError, "health_port is a TCP port (1-65535) or nil, got #{value.inspect}"
+      end
+
+      @health_port = value
+    end
+
+    def health_host=(value)
+      raise ConfigurationError, "health_host is an address to listen on, e.g. \"0.0.0.0\"" unless value.is_a?(String) && !value.empty?
+
+      @health_host = value
     end
 
     def prefix=(value)

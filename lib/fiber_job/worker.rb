@@ -42,7 +42,8 @@ module FiberJob
       @native = Native::Worker.new(
         connection: config.check!.connection, prefix: config.prefix, identity: identity,
         queues: @queues.zip(@limits).map { |q, n| [q, n, config.prefetch == :auto ? nil : config.prefetch] },
-        sidekiq_compat: config.sidekiq_compat
+        sidekiq_compat: config.sidekiq_compat,
+        health: config.health_port && "#{config.health_host}:#{config.health_port}"
       )
       Worker.native = @native
       previous = install_signal_handlers

@@ -60,6 +60,7 @@ impl RbWorker {
                 })
                 .collect(),
             sidekiq_compat: optional(ruby, settings, "sidekiq_compat")?.unwrap_or(false),
+            health: optional(ruby, settings, "health")?,
         };
         Engine::new(settings)
             .map(RbWorker)
@@ -161,6 +162,10 @@ impl RbWorker {
         self.0.batch_of(&jid)
     }
 
+    fn pulse(&self) {
+        self.0.pulse()
+    }
+
     fn busy_payload(&self, jid: String) -> Option<String> {
         self.0.busy_payload(&jid)
     }
@@ -238,6 +243,7 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     class.define_method("_payload", method!(RbWorker::payload, 1))?;
     class.define_method("_batch_of", method!(RbWorker::batch_of, 1))?;
     class.define_method("_busy_payload", method!(RbWorker::busy_payload, 1))?;
+    class.define_method("_pulse", method!(RbWorker::pulse, 0))?;
     class.define_method("_give_back", method!(RbWorker::give_back, 1))?;
     class.define_method("_requeue", method!(RbWorker::requeue, 1))?;
     class.define_method("_bury", method!(RbWorker::bury, 3))?;

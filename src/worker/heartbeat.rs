@@ -81,6 +81,7 @@ pub async fn run(state: Arc<WorkerState>) {
         match result {
             Ok(paused) => {
                 outage.recovered();
+                state.pulses.beat();
                 // Before the first registration: fetchers start knowing what is paused.
                 if let Some(paused) = paused {
                     state.apply_paused(&paused);

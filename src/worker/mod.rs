@@ -17,6 +17,7 @@ mod admit;
 pub mod cron_ticker;
 mod dispatch;
 mod fetch;
+mod health;
 mod heartbeat;
 mod outcome;
 mod prefetch;
@@ -59,6 +60,8 @@ pub struct Settings {
     pub queues: Vec<QueueSettings>,
     /// Also work the jobs real Sidekiq clients push (`sidekiq_bridge.rs`).
     pub sidekiq_compat: bool,
+    /// `host:port` to serve health checks on (`health.rs`), or None.
+    pub health: Option<String>,
 }
 
 /// One queue a worker serves: at most `limit` of its jobs run at once, and the process
@@ -81,10 +84,26 @@ pub struct Engine {
     /// it (a second TERM) can wait again.
     shutting_down: Mutex<Option<JoinHandle<Result<()>>>>,
     sidekiq_compat: bool,
+    /// The health checks' socket, bound at `new` (so a taken port fails there), served
+    /// from `start`.
+    health: Mutex<Option<std::net::TcpListener>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Binds the health checks' address (`host:port`).
+fn health_listener(addr: &str) -> Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        Error::Config(format!(
+            "cannot serve health checks on {addr}: {e}; choose another --health-port"
+        ))
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::Other(format!("health checks: {e}")))?;
+    Ok(listener)
 }
 
 impl Engine {
@@ -94,6 +113,10 @@ impl Engine {
         }
         let redis = Target::new(&settings.target)?;
         let sidekiq_compat = settings.sidekiq_compat;
+        let health = match &settings.health {
+            Some(addr) => Some(health_listener(addr)?),
+            None => None,
+        };
         let timeout = settings.target.timeout;
         let rt = runtime::get()?;
         let limits: Vec<(usize, Prefetch)> = settings
@@ -126,6 +149,7 @@ impl Engine {
             acker: Mutex::new(None),
             shutting_down: Mutex::new(None),
             sidekiq_compat,
+            health: Mutex::new(health),
         })
     }
 
@@ -149,6 +173,9 @@ impl Engine {
         }
         if self.sidekiq_compat {
             background.push(h.spawn(sidekiq_bridge::run(state.clone())));
+        }
+        if let Some(listener) = lock(&self.health).take() {
+            background.push(h.spawn(health::serve(state.clone(), listener)));
         }
         let mut fetchers = lock(&self.fetchers);
         for q in 0..state.queues.len() {
@@ -228,6 +255,11 @@ impl Engine {
     /// The payload of the busy job `jid` (a Sidekiq job's `retry`).
     pub fn busy_payload(&self, jid: &str) -> Option<String> {
         self.state.dispatcher.busy_by_jid(jid, |j| j.raw.clone())
+    }
+
+    /// The executor is responsive (`health.rs`'s `/live`).
+    pub fn pulse(&self) {
+        self.state.pulses.executor_pulse();
     }
 
     pub fn is_stopping(&self) -> bool {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::dispatch::Dispatcher;
+use super::health::Pulses;
 use super::outcome::Outcome;
 use crate::batch::End;
 use crate::runtime::target::Target;
@@ -46,6 +47,8 @@ pub struct WorkerState {
     /// A queue was paused or resumed (a message): the heartbeat re-reads the paused set
     /// now instead of at its next beat.
     pause_news: Notify,
+    /// When the executor and the heartbeat last showed life (health checks).
+    pub pulses: Pulses,
 }
 
 impl WorkerState {
@@ -81,6 +84,7 @@ impl WorkerState {
             listening: watch::channel(false).0,
             scheduled: (0..count).map(|_| AtomicBool::new(true)).collect(),
             pause_news: Notify::new(),
+            pulses: Pulses::default(),
         }
     }
 

@@ -56,9 +56,11 @@ module FiberJob
         wake = IO.for_fd(@native._wake_fd, autoclose: false)
         in_reactor do |task|
           watchdog = task.async { |t| @watchdog.run(t) }
+          pulse = task.async { |t| pulse(t) } if FiberJob.config.health_port
           dispatch(task, wake)
           drain(task)
           watchdog.stop
+          pulse&.stop
         end
         raise @fatal if @fatal
       ensure
@@ -66,6 +68,17 @@ module FiberJob
       end
 
       private
+
+      # Tells the engine every second that the reactor runs (health checks' /live):
+      # a job that blocks the reactor stops it.
+      def pulse(task)
+        loop do
+          @native._pulse
+          task.with_timeout(1) { Async::Condition.new.wait }
+        rescue Async::TimeoutError
+          next
+        end
+      end
 
       def in_reactor(&block)
         reactor = Async::Task.current? ? nil : FineSelector.reactor

@@ -29,6 +29,9 @@ module FiberJob
       def run
         @watchdog.start
         threads = Array.new(@threads) { |i| Thread.new { work }.tap { |t| t.name = "fiber_job-#{i}" } }
+        # Health checks' /live: a thread that tells the engine every second that Ruby
+        # runs (a job holding the GVL stops it).
+        pulse = Thread.new { loop { @native._pulse; sleep 1 } } if FiberJob.config.health_port
         nil until @native._wait_stop(WAIT)
         deadline = Clock.now + @shutdown_timeout
         threads.each { |t| t.join([deadline - Clock.now, 0].max) }
@@ -40,6 +43,7 @@ module FiberJob
         end
         raise @fatal if @fatal
       ensure
+        pulse&.kill
         @watchdog.stop
       end
 
