@@ -11,7 +11,6 @@
 //!
 //! Each reply is one line of text; the connection is closed after it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +19,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::heartbeat::HEARTBEAT_TTL_SECS;
 use super::state::WorkerState;
-use crate::store::payload;
 
 /// `/live` fails when the executor's last pulse is older than this.
 pub const LIVE_WITHIN: Duration = Duration::from_secs(5);
@@ -28,34 +26,19 @@ pub const LIVE_WITHIN: Duration = Duration::from_secs(5);
 const READ_WITHIN: Duration = Duration::from_secs(2);
 const MAX_REQUEST: usize = 8192;
 
-/// Epoch milliseconds of events the checks look at.
-#[derive(Default)]
-pub struct Pulses {
-    /// The executor's last pulse (0: none yet).
-    executor: AtomicU64,
-    /// The last heartbeat Redis took.
-    beat: AtomicU64,
-}
-
-fn now_ms() -> u64 {
-    (payload::now() * 1000.0) as u64
-}
-
-impl Pulses {
-    pub fn executor_pulse(&self) {
-        self.executor.store(now_ms(), Ordering::Relaxed);
-    }
-
-    pub fn beat(&self) {
-        self.beat.store(now_ms(), Ordering::Relaxed);
-    }
-
-    fn age(at: &AtomicU64) -> Option<Duration> {
-        match at.load(Ordering::Relaxed) {
-            0 => None,
-            t => Some(Duration::from_millis(now_ms().saturating_sub(t))),
-        }
-    }
+/// Binds the health checks' address (`host:port`), at the engine's creation: a taken
+/// port fails the start.
+pub fn bind(addr: &str) -> crate::error::Result<std::net::TcpListener> {
+    use crate::error::Error;
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        Error::Config(format!(
+            "cannot serve health checks on {addr}: {e}; choose another --health-port"
+        ))
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::Other(format!("health checks: {e}")))?;
+    Ok(listener)
 }
 
 pub async fn serve(state: Arc<WorkerState>, listener: std::net::TcpListener) {
@@ -128,7 +111,7 @@ fn route(state: &WorkerState, request: &[u8]) -> (u16, String) {
 }
 
 fn live(state: &WorkerState) -> (u16, String) {
-    match Pulses::age(&state.pulses.executor) {
+    match state.pulses.executor_age() {
         Some(age) if age <= LIVE_WITHIN => (200, "live".into()),
         Some(age) => (
             503,
@@ -145,7 +128,7 @@ fn ready(state: &WorkerState) -> (u16, String) {
     if !state.is_registered() {
         return (503, "not ready: not registered in Redis yet".into());
     }
-    match Pulses::age(&state.pulses.beat) {
+    match state.pulses.beat_age() {
         Some(age) if age <= Duration::from_secs(HEARTBEAT_TTL_SECS) => {}
         _ => {
             return (

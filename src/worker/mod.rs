@@ -93,19 +93,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Binds the health checks' address (`host:port`).
-fn health_listener(addr: &str) -> Result<std::net::TcpListener> {
-    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
-        Error::Config(format!(
-            "cannot serve health checks on {addr}: {e}; choose another --health-port"
-        ))
-    })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| Error::Other(format!("health checks: {e}")))?;
-    Ok(listener)
-}
-
 impl Engine {
     pub fn new(settings: Settings) -> Result<Engine> {
         if settings.queues.is_empty() {
@@ -114,7 +101,7 @@ impl Engine {
         let redis = Target::new(&settings.target)?;
         let sidekiq_compat = settings.sidekiq_compat;
         let health = match &settings.health {
-            Some(addr) => Some(health_listener(addr)?),
+            Some(addr) => Some(health::bind(addr)?),
             None => None,
         };
         let timeout = settings.target.timeout;

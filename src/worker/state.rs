@@ -3,18 +3,17 @@
 //! acker, heartbeat, reaper, scheduler, cron ticker) depend on this module, never on
 //! the engine that spawns them.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::dispatch::Dispatcher;
-use super::health::Pulses;
 use super::outcome::Outcome;
 use crate::batch::End;
 use crate::runtime::target::Target;
 use crate::store::keys::Keys;
-use crate::store::payload::Parsed;
+use crate::store::payload::{self, Parsed};
 
 pub struct WorkerState {
     pub keys: Keys,
@@ -219,5 +218,45 @@ impl WorkerState {
     pub async fn wait_registered(&self) {
         let mut rx = self.registered.subscribe();
         let _ = rx.wait_for(|r| *r).await;
+    }
+}
+
+/// Epoch milliseconds of events the health checks (`health.rs`) look at.
+#[derive(Default)]
+pub struct Pulses {
+    /// The executor's last pulse (0: none yet).
+    executor: AtomicU64,
+    /// The last heartbeat Redis took.
+    beat: AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    (payload::now() * 1000.0) as u64
+}
+
+impl Pulses {
+    pub fn executor_pulse(&self) {
+        self.executor.store(now_ms(), Ordering::Relaxed);
+    }
+
+    pub fn beat(&self) {
+        self.beat.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// How long ago the executor last pulsed (None: never).
+    pub fn executor_age(&self) -> Option<Duration> {
+        age(&self.executor)
+    }
+
+    /// How long ago Redis last took a heartbeat (None: never).
+    pub fn beat_age(&self) -> Option<Duration> {
+        age(&self.beat)
+    }
+}
+
+fn age(at: &AtomicU64) -> Option<Duration> {
+    match at.load(Ordering::Relaxed) {
+        0 => None,
+        t => Some(Duration::from_millis(now_ms().saturating_sub(t))),
     }
 }
