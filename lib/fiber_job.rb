@@ -30,8 +30,16 @@ module FiberJob
   # Loaded when first named (most apps have no iterable job).
   autoload :IterableJob, File.expand_path("fiber_job/iterable_job", __dir__)
   autoload :Batch, File.expand_path("fiber_job/batch", __dir__)
+  autoload :Embedded, File.expand_path("fiber_job/embedded", __dir__)
 
   class << self
+    # Runs a worker inside this process on a thread of its own (a web server's: see
+    # FiberJob::Embedded and `plugin :fiber_job` for Puma). Arguments as for
+    # FiberJob::Worker.new. @return [FiberJob::Embedded]
+    def embed(queues: nil, concurrency: nil, executor: nil)
+      Embedded.new(Worker.new(queues: queues, concurrency: concurrency, executor: executor)).start
+    end
+
     # @yieldparam config [FiberJob::Configuration]
     # @return [FiberJob::Configuration]
     def configure

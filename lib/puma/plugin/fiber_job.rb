@@ -1,0 +1,35 @@
+# frozen_string_literal: true
+
+require "puma/plugin"
+require "fiber_job"
+
+# `plugin :fiber_job` in a Puma config: every Puma worker (after fork), or the single
+# process, runs a FiberJob worker on a thread of its own (FiberJob.embed with the
+# configured queues and concurrency), and stops it gracefully when Puma stops the
+# process (TERM, `pumactl stop`, a phased restart) — after Puma stopped serving
+# requests, before the process exits.
+Puma::Plugin.create do
+  # Cluster mode: one embedded worker per Puma worker.
+  def config(dsl)
+    plugin = self
+    dsl.on_worker_boot { plugin.embed }
+    dsl.on_worker_shutdown { plugin.unembed }
+  end
+
+  # Single mode: one embedded worker once Puma booted.
+  def start(launcher)
+    return unless launcher.options[:workers].to_i.zero?
+
+    launcher.events.on_booted { embed }
+    launcher.events.on_stopped { unembed }
+  end
+
+  def embed
+    @embedded ||= FiberJob.embed
+  end
+
+  def unembed
+    @embedded&.stop
+    @embedded = nil
+  end
+end
