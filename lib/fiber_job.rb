@@ -31,6 +31,7 @@ module FiberJob
   autoload :IterableJob, File.expand_path("fiber_job/iterable_job", __dir__)
   autoload :Batch, File.expand_path("fiber_job/batch", __dir__)
   autoload :Embedded, File.expand_path("fiber_job/embedded", __dir__)
+  autoload :ClassMetrics, File.expand_path("fiber_job/class_metrics", __dir__)
 
   class << self
     # Runs a worker inside this process on a thread of its own (a web server's: see

@@ -47,7 +47,7 @@ module FiberJob
     ASSET_TYPES = { "app.css" => "text/css", "app.js" => "application/javascript" }.freeze
     TABS = [%w[Dashboard /], %w[Busy /busy], %w[Queues /queues], %w[Scheduled /scheduled],
             %w[Retries /retries], %w[Dead /dead], %w[Failed /failed], %w[Cron /cron],
-            %w[Batches /batches]].freeze
+            %w[Batches /batches], %w[Metrics /classes]].freeze
 
     class << self
       # Rack entry point: FiberJob::Web itself is the app.

@@ -3,7 +3,7 @@
 # A strict reader of the Prometheus text exposition format (0.0.4), for specs: every
 # line must be a HELP, a TYPE or a sample; each family's HELP and TYPE come once,
 # before its samples; sample names belong to a declared family (counters end in
-# _total); label values are properly quoted and escaped; no series appears twice; the
+# _total; a histogram's are its name with _bucket (with an le label), _sum, _count); label values are properly quoted and escaped; no series appears twice; the
 # text ends with a newline. Returns { [name, labels] => value }.
 module PrometheusFormat
   NAME = /[a-zA-Z_:][a-zA-Z0-9_:]*/.freeze
@@ -40,14 +40,16 @@ module PrometheusFormat
       when /\A#/
         raise "line #{no}: comment that is neither HELP nor TYPE: #{line}"
       when SAMPLE
-        name = Regexp.last_match(1)
+        sample = Regexp.last_match(1)
         labels = labels(Regexp.last_match(2), no)
         value = Float(Regexp.last_match(-2)) rescue raise("line #{no}: bad value #{Regexp.last_match(-2).inspect}")
+        name = family_of(sample, types)
+        raise "line #{no}: histogram bucket #{sample} has no le label" if sample.end_with?("_bucket") && types[name] == "histogram" && !labels.key?("le")
         raise "line #{no}: sample #{name} has no TYPE" unless types.key?(name)
         raise "line #{no}: sample #{name} has no HELP" unless helps.key?(name)
         raise "line #{no}: counter #{name} is negative" if types[name] == "counter" && value.negative?
 
-        key = [name, labels]
+        key = [sample, labels]
         raise "line #{no}: duplicate series #{key.inspect}" if out.key?(key)
 
         seen_samples[name] = true
@@ -57,6 +59,12 @@ module PrometheusFormat
       end
     end
     out
+  end
+
+  # A histogram's samples are its name with _bucket, _sum and _count.
+  def family_of(sample, types)
+    base = sample.sub(/_(bucket|sum|count)\z/, "")
+    base != sample && types[base] == "histogram" ? base : sample
   end
 
   def labels(text, no)

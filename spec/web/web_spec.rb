@@ -185,6 +185,33 @@ RSpec.describe FiberJob::Web do
     expect(last_response.status).to eq(404)
   end
 
+  it "shows per-class metrics: a Metrics page, a class page with its histogram, and Prometheus series" do
+    stub_const("WebMeteredJob", Class.new(FiberJob::Job) { def perform(seconds) = sleep(seconds) })
+    WebMeteredJob.perform_bulk([[0.001]] * 20 + [[0.06]] * 2)
+    WebFailJob.perform_async(XSS)
+    with_worker do
+      wait_for { FiberJob::ClassMetrics.for_class("WebMeteredJob")&.fetch(:processed) == 22 && FiberJob::Queue.totals[:retries] == 1 }
+    end
+    get "/classes"
+    expect(last_response.status).to eq(200)
+    expect(last_response.body).to include("WebMeteredJob", "WebFailJob", %(<polyline class="processed"), "72 hours")
+    row = last_response.body[%r{<tr data-class="WebMeteredJob">.*?</tr>}m]
+    expect(row).to match(%r{<td class="num">22</td>\s*<td class="num">0</td>})
+    get "/classes/WebMeteredJob?minutes=1440"
+    expect(last_response.body).to include("Execution time", "last 24 hours", %(<progress max="20" value="20">),
+                                          %(<progress max="20" value="2">))
+    get "/classes/NoSuchJob"
+    expect(last_response.status).to eq(404)
+    get "/metrics"
+    series = PrometheusFormat.parse!(last_response.body)
+    expect(series[["fiber_job_class_processed_total", { "class" => "WebMeteredJob" }]]).to eq(22)
+    expect(series[["fiber_job_class_failed_total", { "class" => "WebFailJob" }]]).to eq(1)
+    expect(series[["fiber_job_class_execution_seconds_bucket", { "class" => "WebMeteredJob", "le" => "+Inf" }]]).to eq(22)
+    expect(series[["fiber_job_class_execution_seconds_bucket", { "class" => "WebMeteredJob", "le" => "0.05" }]]).to eq(20)
+    expect(series[["fiber_job_class_execution_seconds_count", { "class" => "WebMeteredJob" }]]).to eq(22)
+    expect(series[["fiber_job_class_execution_seconds_sum", { "class" => "WebMeteredJob" }]]).to be_between(0.12, 1.0)
+  end
+
   it "pauses and resumes a queue from the queues page (POST with the CSRF token), with a badge" do
     populate
     token = csrf

@@ -10,6 +10,7 @@
 
 mod admin;
 mod batch;
+mod class_metrics;
 mod cron;
 mod dead;
 mod direct;

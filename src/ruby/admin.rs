@@ -2,6 +2,8 @@
 //! admin, jobs, dead and cron calls), for `FiberJob::Queue`, the Web UI and `/metrics`.
 //! Positional arguments, no defaults.
 
+use std::collections::HashMap;
+
 use magnus::{function, method, prelude::*, RArray, RHash, RModule, Ruby};
 
 use super::error::to_ruby;
@@ -270,6 +272,16 @@ impl RbAdmin {
         blocking(ruby, |c| rb_self.0.cron_last(c))
     }
 
+    /// [all-time fields, [[minute epoch seconds, fields], …]] (per-class metrics).
+    #[allow(clippy::type_complexity)]
+    fn class_metrics(
+        ruby: &Ruby,
+        rb_self: &Self,
+        minutes: i64,
+    ) -> Result<(HashMap<String, u64>, Vec<(i64, HashMap<String, u64>)>), magnus::Error> {
+        blocking(ruby, |c| rb_self.0.class_metrics(c, minutes))
+    }
+
     fn web_secret(ruby: &Ruby, rb_self: &Self, candidate: String) -> Result<String, magnus::Error> {
         blocking(ruby, |c| rb_self.0.web_secret(c, &candidate))
     }
@@ -286,6 +298,7 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     class.define_method("_register_cron", method!(RbAdmin::register_cron, 1))?;
     class.define_method("_cron_last", method!(RbAdmin::cron_last, 0))?;
     class.define_method("_web_secret", method!(RbAdmin::web_secret, 1))?;
+    class.define_method("_class_metrics", method!(RbAdmin::class_metrics, 1))?;
 
     class.define_method("_queue_names", method!(RbAdmin::queue_names, 0))?;
     class.define_method("_metrics", method!(RbAdmin::metrics, 1))?;

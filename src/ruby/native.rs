@@ -109,6 +109,7 @@ pub fn init(native: RModule) -> Result<(), magnus::Error> {
         "DEAD_MAX_AGE_DAYS",
         (retention::DEAD_MAX_AGE_SECS / 86_400.0) as i64,
     )?;
+    native.const_set("METRICS_BUCKETS", retention::METRICS_BUCKETS.to_vec())?;
     crate::runtime::log::install();
     Ok(())
 }

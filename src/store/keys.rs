@@ -273,6 +273,20 @@ impl Keys {
         format!("queue:{queue}")
     }
 
+    /// Per-class metrics of one minute (`epoch seconds / 60`): a hash of `<class>|p`
+    /// (processed), `<class>|f` (failed), `<class>|s` (microseconds run) and
+    /// `<class>|b<i>` (runs in the execution-time histogram's bin i). Expires after
+    /// `METRICS_MINUTE_TTL_SECS`.
+    pub fn metrics_minute(&self, minute: i64) -> String {
+        format!("{}:metrics:{minute}", self.prefix)
+    }
+
+    /// The same fields since the metrics began (Prometheus's counters), never expiring:
+    /// a field per class and bin.
+    pub fn metrics_total(&self) -> String {
+        format!("{}:metrics:total", self.prefix)
+    }
+
     /// How many times a job (by jid) was recovered from a dead process.
     pub fn recoveries(&self, queue: &str, jid: &str) -> String {
         format!("{}:recoveries:{{{}}}:{}", self.prefix, queue, jid)

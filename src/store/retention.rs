@@ -9,3 +9,12 @@ pub const DEAD_MAX_AGE_SECS: f64 = 180.0 * 24.0 * 3600.0;
 /// Throughput windows: 10-second counters, kept an hour (the dashboard shows 5 minutes).
 pub const STAT_WINDOW_SECS: i64 = 10;
 pub const STAT_WINDOW_TTL_SECS: i64 = 3600;
+
+/// Per-class metrics (`worker/acker_metrics.rs`): one hash per minute, kept this long
+/// (72 hours, and an hour for the last to be read whole).
+pub const METRICS_MINUTE_TTL_SECS: i64 = 73 * 3600;
+/// Upper bounds (seconds) of the execution-time histogram's bins; a last bin takes
+/// the rest (+Inf). Prometheus's usual buckets, widened for long jobs.
+pub const METRICS_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];

@@ -47,8 +47,11 @@ use crate::store::scripts;
 
 #[path = "acker_group.rs"]
 mod group;
+#[path = "acker_metrics.rs"]
+mod metrics;
 
-use group::{build, BatchEnds, Group, Reply};
+use group::{build, BatchEnds, Built, Group, Reply};
+use metrics::Metrics;
 
 /// Most outcomes in one wake-up: big enough to amortise the round trip, small enough
 /// that one script call stays well under a millisecond of Redis time.
@@ -82,7 +85,12 @@ pub async fn run(state: Arc<WorkerState>, mut rx: mpsc::UnboundedReceiver<Outcom
                 }
             }
         }
-        let (mut groups, flushes, mut batch_ends) = build(&state, msgs.drain(..));
+        let Built {
+            mut groups,
+            flushes,
+            mut batch_ends,
+            mut metrics,
+        } = build(&state, msgs.drain(..));
         let mut refusals = 0u32;
         while !batch_ends.is_empty() || !groups.is_empty() {
             let c = match link.get(&state.redis).await {
@@ -94,7 +102,7 @@ pub async fn run(state: Arc<WorkerState>, mut rx: mpsc::UnboundedReceiver<Outcom
             };
             // Batch members' ends first: a job is acknowledged only once its batch knows.
             let sent = if batch_ends.is_empty() {
-                send(c, &mut groups).await
+                send(c, &state, &mut groups, &mut metrics).await
             } else {
                 settle_batches(c, &state, &mut batch_ends).await
             };
@@ -150,7 +158,9 @@ async fn settle_batches(
 /// again).
 async fn send(
     c: &mut Conn,
+    state: &WorkerState,
     groups: &mut BTreeMap<usize, Group>,
+    metrics: &mut Metrics,
 ) -> redis::RedisResult<Option<String>> {
     // A second round only after loading the script (Redis restarted or flushed it).
     for _ in 0..2 {
@@ -160,6 +170,7 @@ async fn send(
             .iter()
             .map(|(q, g)| (*q, g.add_to(&mut pipe)))
             .collect();
+        let metric_replies = metrics.add_to(&state.keys, &mut pipe);
         let mut results = pipe
             .query_async::<Vec<redis::RedisResult<redis::Value>>>(c)
             .await?
@@ -181,6 +192,16 @@ async fn send(
             if group.is_done() {
                 groups.remove(&q);
             }
+        }
+        if metric_replies > 0 {
+            // Bookkeeping: a refusal (another program's key) is logged, not retried.
+            if let Some(Err(e)) = results.by_ref().take(metric_replies).find(|r| r.is_err()) {
+                if is_connection_problem(&e) {
+                    return Err(e);
+                }
+                tracing::warn!("per-class metrics were not recorded: {e}");
+            }
+            metrics.clear();
         }
         if !missing_script {
             return Ok(refused);

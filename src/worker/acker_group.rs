@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use tokio::sync::oneshot;
 
+use super::metrics::Metrics;
 use crate::batch::End;
 use crate::store::retention::{
     DEAD_CAP, DEAD_MAX_AGE_SECS, FAILED_CAP, STAT_WINDOW_SECS, STAT_WINDOW_TTL_SECS,
@@ -81,14 +82,21 @@ pub(super) enum Reply {
 /// Batch members that ended, by batch: (jid, how).
 pub(super) type BatchEnds = BTreeMap<Box<str>, Vec<(String, End)>>;
 
-pub(super) fn build(
-    state: &WorkerState,
-    msgs: impl Iterator<Item = Outcome>,
-) -> (BTreeMap<usize, Group>, Vec<oneshot::Sender<()>>, BatchEnds) {
+/// What one acker wake-up sends: each queue's group, batch members' ends, the
+/// per-class metrics, and the flushes to answer once all is applied.
+pub(super) struct Built {
+    pub groups: BTreeMap<usize, Group>,
+    pub flushes: Vec<oneshot::Sender<()>>,
+    pub batch_ends: BatchEnds,
+    pub metrics: Metrics,
+}
+
+pub(super) fn build(state: &WorkerState, msgs: impl Iterator<Item = Outcome>) -> Built {
     let now = payload::now();
     let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
     let mut flushes = Vec::new();
     let mut batch_ends = BatchEnds::new();
+    let mut metrics = Metrics::new(now);
     for msg in msgs {
         let q = match &msg {
             Outcome::Acked { q, .. }
@@ -114,7 +122,10 @@ pub(super) fn build(
         let group = groups.entry(q).or_insert_with(|| Group::new(state, q, now));
         let args = &mut group.others;
         match msg {
-            Outcome::Acked { raw, listed, .. } => {
+            Outcome::Acked {
+                raw, listed, ran, ..
+            } => {
+                metrics.add(ran, false);
                 if listed {
                     group.listed_acks.push(raw);
                 } else {
@@ -127,8 +138,13 @@ pub(super) fn build(
                 ]);
             }
             Outcome::Failed {
-                raw, record, then, ..
+                raw,
+                record,
+                then,
+                ran,
+                ..
             } => {
+                metrics.add(ran, true);
                 match then {
                     AfterFailure::Retry { at, payload } => args.extend([
                         b"R".to_vec(),
@@ -192,7 +208,12 @@ pub(super) fn build(
             Outcome::Flush(_) | Outcome::BatchEnd { .. } => unreachable!("handled above"),
         }
     }
-    (groups, flushes, batch_ends)
+    Built {
+        groups,
+        flushes,
+        batch_ends,
+        metrics,
+    }
 }
 
 impl Group {

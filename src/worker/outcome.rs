@@ -15,6 +15,12 @@ pub enum AfterFailure {
     Dead { payload: String },
 }
 
+/// A run for the per-class metrics: the job's class and how long it ran.
+pub struct Ran {
+    pub class: String,
+    pub secs: f64,
+}
+
 pub enum Outcome {
     /// Performed successfully. `listed`: the job is in the processing list, not the
     /// held set (see `Keys::held`).
@@ -22,6 +28,7 @@ pub enum Outcome {
         q: usize,
         raw: Vec<u8>,
         listed: bool,
+        ran: Ran,
     },
     /// Failed: recorded, then retried or buried.
     Failed {
@@ -29,6 +36,7 @@ pub enum Outcome {
         raw: Vec<u8>,
         record: String,
         then: AfterFailure,
+        ran: Ran,
     },
     /// Taken but not started (or interrupted at shutdown): back to the queue's front,
     /// oldest first.

@@ -50,6 +50,8 @@ module FiberJob
           render("failed", jobs: Queue.failed_jobs(limit: PER_PAGE, offset: offset), total: Queue.totals[:failure_records])
         when "/cron" then render("cron", crons: Queue.cron_jobs)
         when "/batches" then batches
+        when "/classes" then render("classes", classes: ClassMetrics.recent(minutes: window), minutes: window)
+        when %r{\A/classes/([\w:]{1,200})\z} then class_page(Regexp.last_match(1))
         when %r{\A/batches/([0-9A-Za-z_-]{1,64})\z} then batch_page(Regexp.last_match(1))
         when %r{\A/jobs/(\h{1,64})\z} then job_page(Regexp.last_match(1))
         when %r{\A/assets/(app\.css|app\.js)\z} then asset(Regexp.last_match(1))
@@ -112,6 +114,13 @@ module FiberJob
         totals = Queue.totals
         jobs = set == :scheduled ? Queue.scheduled_jobs(offset: offset, limit: PER_PAGE) : Queue.retries(offset: offset, limit: PER_PAGE)
         render("waiting", set: set, jobs: jobs, total: set == :scheduled ? totals[:scheduled] : totals[:retries])
+      end
+
+      def class_page(name)
+        found = ClassMetrics.for_class(name, minutes: window)
+        return not_found("No run of #{name} in the last #{window_label(window)}.") unless found
+
+        render("class", metrics: found, minutes: window)
       end
 
       def batches

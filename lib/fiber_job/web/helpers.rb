@@ -87,6 +87,38 @@ module FiberJob
         fired.map { |e| %(<span class="badge #{e == :death ? "dead" : "ok"}">#{e}</span>) }.join(" ")
       end
 
+      WINDOWS = { 60 => "hour", 480 => "8 hours", 1440 => "24 hours", 4320 => "72 hours" }.freeze
+
+      # Minutes of the Metrics pages' window (?minutes=, one of WINDOWS).
+      def window
+        asked = request.GET["minutes"].to_i
+        WINDOWS.key?(asked) ? asked : 60
+      end
+
+      def window_label(minutes) = WINDOWS.fetch(minutes)
+
+      def window_links(path, current)
+        WINDOWS.map do |m, label|
+          css = m == current ? %( class="current") : ""
+          %(<a href="#{h(url("#{path}?minutes=#{m}"))}"#{css}>#{h(label)}</a>)
+        end.join(" ")
+      end
+
+      # An SVG chart of per-minute [time, processed, failed, seconds] rows: processed
+      # and failed as two lines, scaled to the busiest minute.
+      def chart(series, width:, height:)
+        top = [series.map { |_, p, f, _| [p, f].max }.max.to_i, 1].max
+        step = series.size > 1 ? width.to_f / (series.size - 1) : width.to_f
+        lines = { "processed" => 1, "failed" => 2 }.map do |css, col|
+          points = series.each_with_index.map do |row, i|
+            format("%.1f,%.1f", i * step, height - 2 - ((height - 4) * row[col] / top.to_f))
+          end
+          %(<polyline class="#{css}" points="#{points.join(" ")}"/>)
+        end
+        %(<svg class="chart" viewBox="0 0 #{width} #{height}" width="#{width}" height="#{height}" role="img" ) +
+          %(aria-label="runs per minute, at most #{top}">#{lines.join}</svg>)
+      end
+
       def display_class(job)
         job["wrapped"] ? "#{job["wrapped"]} (ActiveJob)" : job["class"].to_s
       end

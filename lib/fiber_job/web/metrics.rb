@@ -49,7 +49,28 @@ module FiberJob
         out << "fiber_job_dead #{value(totals[:dead])}\n"
         family(out, "fiber_job_processes", "gauge", "Live worker processes (by heartbeat).")
         out << "fiber_job_processes #{value(totals[:processes])}\n"
+        per_class(out, ClassMetrics.totals)
         out
+      end
+
+      # Per job class since the metrics began: runs and a histogram of execution time.
+      def per_class(out, classes)
+        family(out, "fiber_job_class_processed_total", "counter", "Jobs of the class performed successfully.")
+        classes.each { |name, n| out << "fiber_job_class_processed_total{class=\"#{label(name)}\"} #{n[:processed]}\n" }
+        family(out, "fiber_job_class_failed_total", "counter", "Runs of the class that raised.")
+        classes.each { |name, n| out << "fiber_job_class_failed_total{class=\"#{label(name)}\"} #{n[:failed]}\n" }
+        family(out, "fiber_job_class_execution_seconds", "histogram", "Execution time of the class's runs.")
+        classes.each do |name, n|
+          cls = label(name)
+          cumulative = 0
+          n[:histogram].each_with_index do |count, i|
+            cumulative += count
+            le = i < ClassMetrics::BUCKETS.size ? format("%g", ClassMetrics::BUCKETS[i]) : "+Inf"
+            out << "fiber_job_class_execution_seconds_bucket{class=\"#{cls}\",le=\"#{le}\"} #{cumulative}\n"
+          end
+          out << "fiber_job_class_execution_seconds_sum{class=\"#{cls}\"} #{value(n[:seconds].to_f)}\n"
+          out << "fiber_job_class_execution_seconds_count{class=\"#{cls}\"} #{cumulative}\n"
+        end
       end
 
       def family(out, name, type, help)
