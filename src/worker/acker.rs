@@ -72,11 +72,22 @@ pub async fn run(state: Arc<WorkerState>, mut rx: mpsc::UnboundedReceiver<Outcom
     let mut msgs = Vec::with_capacity(BATCH);
     let mut link = Link::new(None);
     let mut outage = Outage::new("acker".to_string());
+    let mut metrics = Metrics::new();
     loop {
-        if rx.recv_many(&mut msgs, BATCH).await == 0 {
+        // Idle with runs counted: wait no longer than until they are due.
+        let received = match metrics.due_in() {
+            Some(wait) => tokio::time::timeout(wait, rx.recv_many(&mut msgs, BATCH))
+                .await
+                .unwrap_or(usize::MAX),
+            None => rx.recv_many(&mut msgs, BATCH).await,
+        };
+        if received == 0 {
             return;
         }
-        if msgs.len() < LINGER_BELOW && !msgs.iter().any(|m| matches!(m, Outcome::Flush(_))) {
+        if received != usize::MAX
+            && msgs.len() < LINGER_BELOW
+            && !msgs.iter().any(|m| matches!(m, Outcome::Flush(_)))
+        {
             tokio::time::sleep(LINGER).await;
             while msgs.len() < BATCH {
                 match rx.try_recv() {
@@ -89,10 +100,10 @@ pub async fn run(state: Arc<WorkerState>, mut rx: mpsc::UnboundedReceiver<Outcom
             mut groups,
             flushes,
             mut batch_ends,
-            mut metrics,
-        } = build(&state, msgs.drain(..));
+        } = build(&state, msgs.drain(..), &mut metrics);
+        let mut counting = metrics.due(!flushes.is_empty());
         let mut refusals = 0u32;
-        while !batch_ends.is_empty() || !groups.is_empty() {
+        while !batch_ends.is_empty() || !groups.is_empty() || counting {
             let c = match link.get(&state.redis).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -102,7 +113,10 @@ pub async fn run(state: Arc<WorkerState>, mut rx: mpsc::UnboundedReceiver<Outcom
             };
             // Batch members' ends first: a job is acknowledged only once its batch knows.
             let sent = if batch_ends.is_empty() {
-                send(c, &state, &mut groups, &mut metrics).await
+                let metrics = counting.then_some(&mut metrics);
+                let sent = send(c, &state, &mut groups, metrics).await;
+                counting &= sent.is_err();
+                sent
             } else {
                 settle_batches(c, &state, &mut batch_ends).await
             };
@@ -160,7 +174,7 @@ async fn send(
     c: &mut Conn,
     state: &WorkerState,
     groups: &mut BTreeMap<usize, Group>,
-    metrics: &mut Metrics,
+    mut metrics: Option<&mut Metrics>,
 ) -> redis::RedisResult<Option<String>> {
     // A second round only after loading the script (Redis restarted or flushed it).
     for _ in 0..2 {
@@ -170,7 +184,9 @@ async fn send(
             .iter()
             .map(|(q, g)| (*q, g.add_to(&mut pipe)))
             .collect();
-        let metric_replies = metrics.add_to(&state.keys, &mut pipe);
+        let metric_replies = metrics
+            .as_deref()
+            .map_or(0, |m| m.add_to(&state.keys, &mut pipe));
         let mut results = pipe
             .query_async::<Vec<redis::RedisResult<redis::Value>>>(c)
             .await?
@@ -193,7 +209,7 @@ async fn send(
                 groups.remove(&q);
             }
         }
-        if metric_replies > 0 {
+        if let Some(m) = metrics.take() {
             // Bookkeeping: a refusal (another program's key) is logged, not retried.
             if let Some(Err(e)) = results.by_ref().take(metric_replies).find(|r| r.is_err()) {
                 if is_connection_problem(&e) {
@@ -201,7 +217,7 @@ async fn send(
                 }
                 tracing::warn!("per-class metrics were not recorded: {e}");
             }
-            metrics.clear();
+            m.sent();
         }
         if !missing_script {
             return Ok(refused);

@@ -82,21 +82,23 @@ pub(super) enum Reply {
 /// Batch members that ended, by batch: (jid, how).
 pub(super) type BatchEnds = BTreeMap<Box<str>, Vec<(String, End)>>;
 
-/// What one acker wake-up sends: each queue's group, batch members' ends, the
-/// per-class metrics, and the flushes to answer once all is applied.
+/// What one acker wake-up sends: each queue's group, batch members' ends, and the
+/// flushes to answer once all is applied. (Runs are counted into `metrics`.)
 pub(super) struct Built {
     pub groups: BTreeMap<usize, Group>,
     pub flushes: Vec<oneshot::Sender<()>>,
     pub batch_ends: BatchEnds,
-    pub metrics: Metrics,
 }
 
-pub(super) fn build(state: &WorkerState, msgs: impl Iterator<Item = Outcome>) -> Built {
+pub(super) fn build(
+    state: &WorkerState,
+    msgs: impl Iterator<Item = Outcome>,
+    metrics: &mut Metrics,
+) -> Built {
     let now = payload::now();
     let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
     let mut flushes = Vec::new();
     let mut batch_ends = BatchEnds::new();
-    let mut metrics = Metrics::new(now);
     for msg in msgs {
         let q = match &msg {
             Outcome::Acked { q, .. }
@@ -125,7 +127,7 @@ pub(super) fn build(state: &WorkerState, msgs: impl Iterator<Item = Outcome>) ->
             Outcome::Acked {
                 raw, listed, ran, ..
             } => {
-                metrics.add(ran, false);
+                metrics.add(ran, false, now);
                 if listed {
                     group.listed_acks.push(raw);
                 } else {
@@ -144,7 +146,7 @@ pub(super) fn build(state: &WorkerState, msgs: impl Iterator<Item = Outcome>) ->
                 ran,
                 ..
             } => {
-                metrics.add(ran, true);
+                metrics.add(ran, true, now);
                 match then {
                     AfterFailure::Retry { at, payload } => args.extend([
                         b"R".to_vec(),
@@ -212,7 +214,6 @@ pub(super) fn build(state: &WorkerState, msgs: impl Iterator<Item = Outcome>) ->
         groups,
         flushes,
         batch_ends,
-        metrics,
     }
 }
 

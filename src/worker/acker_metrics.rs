@@ -1,79 +1,134 @@
-//! Per-class metrics of one acker wake-up (`acker.rs`): each class's processed and
-//! failed runs, its total run time and its execution-time histogram, added to the
-//! minute's hash and to the all-time hash (`Keys::metrics_minute`, `metrics_total`)
-//! as plain `HINCRBY`s in the pipeline the acker sends anyway — a few commands per
-//! class and wake-up, not per job. Bookkeeping, like the counters: a refused write is
-//! logged and dropped, a lost reply may count twice.
+//! Per-class metrics (`acker.rs`): each class's processed and failed runs, its total
+//! run time and its execution-time histogram, added to the minute's hash and to the
+//! all-time hash (`Keys::metrics_minute`, `metrics_total`) as plain `HINCRBY`s.
+//!
+//! Counted in memory as jobs end (a map lookup per job) and sent at most once a
+//! second — in the pipeline the acker sends anyway, or alone when it is idle — and at
+//! every flush (shutdown): a few commands per class and second, not per job. A run
+//! counts in the minute its second of counting began. Bookkeeping, like the counters:
+//! a refused write is logged and dropped, a lost reply may count twice.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::{Duration, Instant};
 
 use crate::store::keys::Keys;
 use crate::store::retention::{METRICS_BUCKETS, METRICS_MINUTE_TTL_SECS};
 use crate::worker::outcome::Ran;
 
-#[derive(Default)]
+/// How long counts wait before they are sent.
+pub(super) const SEND_EVERY: Duration = Duration::from_secs(1);
+
+/// Fields per class: processed, failed, microseconds, then one per histogram bin.
+const FIELDS: usize = 3 + METRICS_BUCKETS.len() + 1;
+
 struct ClassStats {
-    processed: u64,
-    failed: u64,
-    micros: u64,
-    bins: [u64; METRICS_BUCKETS.len() + 1],
+    counts: [u64; FIELDS],
+    /// `<class>|p`, `|f`, `|s`, `|b<i>`: made once per class and process.
+    names: Vec<String>,
+}
+
+impl ClassStats {
+    fn new(class: &str) -> ClassStats {
+        let mut names: Vec<String> = ["p", "f", "s"]
+            .iter()
+            .map(|f| format!("{class}|{f}"))
+            .collect();
+        names.extend((0..=METRICS_BUCKETS.len()).map(|i| format!("{class}|b{i}")));
+        ClassStats {
+            counts: [0; FIELDS],
+            names,
+        }
+    }
 }
 
 pub(super) struct Metrics {
-    minute: i64,
-    classes: HashMap<String, ClassStats>,
+    /// The minute (epoch seconds / 60) and the instant counting began, while counts wait.
+    pending: Option<(i64, Instant)>,
+    classes: HashMap<String, ClassStats, BuildHasherDefault<Fnv>>,
+}
+
+/// FNV-1a: the map is looked up once per job with a short class name, where std's
+/// SipHash costs several times more; the keys come from this process's own jobs.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl Metrics {
-    pub(super) fn new(now: f64) -> Metrics {
+    pub(super) fn new() -> Metrics {
         Metrics {
-            minute: (now as i64) / 60,
-            classes: HashMap::new(),
+            pending: None,
+            classes: HashMap::default(),
         }
     }
 
-    pub(super) fn add(&mut self, ran: Ran, failed: bool) {
+    pub(super) fn add(&mut self, ran: Ran, failed: bool, now: f64) {
+        self.pending
+            .get_or_insert_with(|| ((now as i64) / 60, Instant::now()));
         let stats = match self.classes.get_mut(&ran.class) {
             Some(s) => s,
-            None => self.classes.entry(ran.class).or_default(),
+            None => {
+                let s = ClassStats::new(&ran.class);
+                self.classes.entry(ran.class).or_insert(s)
+            }
         };
-        if failed {
-            stats.failed += 1;
-        } else {
-            stats.processed += 1;
-        }
-        stats.micros += (ran.secs * 1e6) as u64;
+        stats.counts[usize::from(failed)] += 1;
+        stats.counts[2] += (ran.secs * 1e6) as u64;
         let bin = METRICS_BUCKETS
             .iter()
             .position(|le| ran.secs <= *le)
             .unwrap_or(METRICS_BUCKETS.len());
-        stats.bins[bin] += 1;
+        stats.counts[3 + bin] += 1;
     }
 
-    pub(super) fn clear(&mut self) {
-        self.classes.clear();
+    /// Whether counts wait and should go now (`flush`: at once).
+    pub(super) fn due(&self, flush: bool) -> bool {
+        self.pending
+            .is_some_and(|(_, since)| flush || since.elapsed() >= SEND_EVERY)
+    }
+
+    /// When the waiting counts are due (None: none wait).
+    pub(super) fn due_in(&self) -> Option<Duration> {
+        self.pending
+            .map(|(_, since)| SEND_EVERY.saturating_sub(since.elapsed()))
+    }
+
+    /// Forgets what was sent (or refused).
+    pub(super) fn sent(&mut self) {
+        self.pending = None;
+        for s in self.classes.values_mut() {
+            s.counts = [0; FIELDS];
+        }
     }
 
     /// Adds the commands to `pipe`; returns how many replies they have.
     pub(super) fn add_to(&self, keys: &Keys, pipe: &mut redis::Pipeline) -> usize {
-        let (minute, total) = (keys.metrics_minute(self.minute), keys.metrics_total());
+        let Some((minute, _)) = self.pending else {
+            return 0;
+        };
+        let (minute, total) = (keys.metrics_minute(minute), keys.metrics_total());
         let mut n = 0;
-        for (class, s) in &self.classes {
-            let mut fields = vec![
-                ("p".to_string(), s.processed),
-                ("f".into(), s.failed),
-                ("s".into(), s.micros),
-            ];
-            fields.extend(
-                s.bins
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| (format!("b{i}"), *c)),
-            );
-            for (field, count) in fields.into_iter().filter(|(_, c)| *c > 0) {
-                let field = format!("{class}|{field}");
-                pipe.cmd("HINCRBY").arg(&minute).arg(&field).arg(count);
-                pipe.cmd("HINCRBY").arg(&total).arg(&field).arg(count);
+        for s in self.classes.values() {
+            for (name, count) in s.names.iter().zip(s.counts).filter(|(_, c)| *c > 0) {
+                pipe.cmd("HINCRBY").arg(&minute).arg(name).arg(count);
+                pipe.cmd("HINCRBY").arg(&total).arg(name).arg(count);
                 n += 2;
             }
         }
@@ -90,8 +145,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_runs_per_class_into_bins() {
-        let mut m = Metrics::new(120.0);
+    fn counts_runs_per_class_into_bins_and_sends_them_once_due() {
+        let mut m = Metrics::new();
+        assert!(!m.due(true));
         for (secs, failed) in [(0.001, false), (0.2, false), (1000.0, true)] {
             m.add(
                 Ran {
@@ -99,14 +155,18 @@ mod tests {
                     secs,
                 },
                 failed,
+                120.0,
             );
         }
         let a = &m.classes["A"];
-        assert_eq!((a.processed, a.failed), (2, 1));
-        assert_eq!((a.bins[0], a.bins[5], a.bins[14]), (1, 1, 1));
+        assert_eq!((a.counts[0], a.counts[1]), (2, 1));
+        assert_eq!((a.counts[3], a.counts[3 + 5], a.counts[3 + 14]), (1, 1, 1));
+        assert!(m.due(true) && !m.due(false));
         let mut pipe = redis::pipe();
         // p, f, s and three bins, to two keys; then the minute's EXPIRE.
         assert_eq!(m.add_to(&Keys::new("x"), &mut pipe), 13);
-        assert_eq!(m.minute, 2);
+        m.sent();
+        assert!(!m.due(true));
+        assert_eq!(m.add_to(&Keys::new("x"), &mut redis::pipe()), 0);
     }
 }

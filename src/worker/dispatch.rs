@@ -31,8 +31,10 @@ pub struct ProcessingJob {
     pub queue: usize,
     pub raw: String,
     pub parsed: Parsed,
-    /// When it was handed out (None while buffered).
+    /// When it was handed out (None while buffered); once finished, how long it ran
+    /// is in `ran_for`.
     pub started: Option<Instant>,
+    pub ran_for: Option<Duration>,
     /// In the processing list rather than the held set (see `Keys::held`).
     pub listed: bool,
 }
@@ -199,6 +201,7 @@ impl Dispatcher {
                 raw,
                 parsed,
                 started: None,
+                ran_for: None,
                 listed,
             };
             if st.stopping || st.quiet || st.queues[q].paused {
@@ -326,11 +329,13 @@ impl Dispatcher {
     /// A handed-out job is over (acked, failed or to be given back): frees its slot.
     pub fn finish(&self, id: u64) -> Option<ProcessingJob> {
         let mut st = self.lock();
-        let job = st.busy_jobs.remove(&id)?;
+        let mut job = st.busy_jobs.remove(&id)?;
         let qs = &mut st.queues[job.queue];
         qs.busy -= 1;
         if let Some(at) = job.started {
-            qs.prefetch.finished(at.elapsed());
+            let ran_for = at.elapsed();
+            qs.prefetch.finished(ran_for);
+            job.ran_for = Some(ran_for);
         }
         if qs.to_fetch() > 0 {
             self.space[job.queue].notify_one();

@@ -16,7 +16,7 @@ impl Engine {
             self.state.batch_end(&parsed, End::Succeeded);
             let ran = Ran {
                 class: std::mem::take(&mut parsed.class),
-                secs: job.started.map_or(0.0, |at| at.elapsed().as_secs_f64()),
+                secs: job.ran_for.map_or(0.0, |d| d.as_secs_f64()),
             };
             self.state.report(Outcome::Acked {
                 q,
@@ -92,7 +92,7 @@ impl Engine {
         self.state.batch_end(&job.parsed, end);
         let ran = Ran {
             class: job.parsed.class.clone(),
-            secs: job.started.map_or(0.0, |at| at.elapsed().as_secs_f64()),
+            secs: job.ran_for.map_or(0.0, |d| d.as_secs_f64()),
         };
         self.state.report(Outcome::Failed {
             q: job.queue,
