@@ -7,6 +7,7 @@ require "securerandom"
 require_relative "../fiber_job" unless defined?(FiberJob::Queue)
 require_relative "web/metrics"
 require_relative "web/helpers"
+require_relative "web/search"
 require_relative "web/action"
 
 module FiberJob

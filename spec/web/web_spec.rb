@@ -212,6 +212,29 @@ RSpec.describe FiberJob::Web do
     expect(series[["fiber_job_class_execution_seconds_sum", { "class" => "WebMeteredJob" }]]).to be_between(0.12, 1.0)
   end
 
+  it "searches a queue, the scheduled jobs, the retries and the dead set by class, jid or arguments, paginated" do
+    populate
+    jids = Array.new(30) { |i| WebOkJob.perform_async("invoice-#{i}", i) }
+    get "/queues/default?q=invoice-7"
+    expect(last_response.body).to include("1 match(es)", jids[7])
+    expect(last_response.body).not_to include(jids[8])
+    get "/queues/default?q=#{jids[3]}"
+    expect(last_response.body).to include(jids[3], "1 match(es)")
+    get "/queues/default?q=webokjob"
+    expect(last_response.body).to include("32 match(es)", "Page 1 of 2", "q=webokjob")
+    get "/queues/default?q=webokjob&page=2"
+    expect(last_response.body.scan(%r{<a class="mono" href="/jobs/}).size).to eq(7)
+    get "/scheduled?q=#{ERB::Util.url_encode(XSS)}"
+    expect(last_response.body).to include(@scheduled_jid, "1 match(es)")
+    expect(last_response.body).not_to include(XSS)
+    get "/retries?q=WebFailJob"
+    expect(last_response.body).to include(@retry_jid)
+    get "/dead?q=nothing-like-this"
+    expect(last_response.body).to include("No job matches.", "0 match(es)")
+    get "/dead?q=WebDeadJob"
+    expect(last_response.body).to include(@dead_jid)
+  end
+
   it "pauses and resumes a queue from the queues page (POST with the CSRF token), with a badge" do
     populate
     token = csrf

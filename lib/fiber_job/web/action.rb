@@ -45,7 +45,7 @@ module FiberJob
         when %r{\A/queues/([\w.:-]+)\z} then queue_page(Regexp.last_match(1))
         when "/scheduled" then waiting_page(:scheduled)
         when "/retries" then waiting_page(:retry)
-        when "/dead" then render("dead", jobs: Queue.dead_jobs(limit: PER_PAGE, offset: offset), total: Queue.totals[:dead])
+        when "/dead" then dead_page
         when "/failed"
           render("failed", jobs: Queue.failed_jobs(limit: PER_PAGE, offset: offset), total: Queue.totals[:failure_records])
         when "/cron" then render("cron", crons: Queue.cron_jobs)
@@ -107,13 +107,32 @@ module FiberJob
 
       def queue_page(name)
         metrics = Queue.metrics([name])[name]
-        render("queue", name: name, metrics: metrics, jobs: Queue.jobs(name, offset: offset, limit: PER_PAGE))
+        jobs, total = listing(metrics[:size]) { |from, n| Queue.jobs(name, offset: from, limit: n) }
+        render("queue", name: name, metrics: metrics, jobs: jobs, total: total)
       end
 
       def waiting_page(set)
         totals = Queue.totals
-        jobs = set == :scheduled ? Queue.scheduled_jobs(offset: offset, limit: PER_PAGE) : Queue.retries(offset: offset, limit: PER_PAGE)
-        render("waiting", set: set, jobs: jobs, total: set == :scheduled ? totals[:scheduled] : totals[:retries])
+        jobs, total = listing(set == :scheduled ? totals[:scheduled] : totals[:retries]) do |from, n|
+          set == :scheduled ? Queue.scheduled_jobs(offset: from, limit: n) : Queue.retries(offset: from, limit: n)
+        end
+        render("waiting", set: set, jobs: jobs, total: total)
+      end
+
+      def dead_page
+        jobs, total = listing(Queue.totals[:dead]) { |from, n| Queue.dead_jobs(offset: from, limit: n) }
+        render("dead", jobs: jobs, total: total)
+      end
+
+      # A page of a list, or of its search's matches (`?q=`; see Search). Sets
+      # @search for the views. @return [jobs, total]
+      def listing(total)
+        query = request.GET["q"].to_s.strip[0, Search::MAX_QUERY]
+        return [yield(offset, PER_PAGE), total] if query.empty?
+
+        matches, read, more = Search.run(query, ->(from, n) { yield(from, n) })
+        @search = { query: query, read: read, more: more, matches: matches.size }
+        [matches[offset, PER_PAGE] || [], matches.size]
       end
 
       def class_page(name)

@@ -97,6 +97,18 @@ module FiberJob
 
       def window_label(minutes) = WINDOWS.fetch(minutes)
 
+      # The search form of a list page, and what the last search found.
+      def search_form
+        q = @search ? @search[:query] : ""
+        found = if @search
+                  more = @search[:more] ? " (searched the newest #{number(@search[:read])}; narrow the query)" : ""
+                  %(<span class="muted">#{number(@search[:matches])} match(es)#{more} · <a href="#{h(url(request.path_info))}">clear</a></span>)
+                end
+        %(<form method="get" action="#{h(url(request.path_info))}" class="search" role="search">) +
+          %(<input type="search" name="q" value="#{h(q)}" maxlength="200" placeholder="class, jid or part of the arguments">) +
+          %(<button type="submit">Search</button> #{found}</form>)
+      end
+
       def window_links(path, current)
         WINDOWS.map do |m, label|
           css = m == current ? %( class="current") : ""
@@ -128,10 +140,11 @@ module FiberJob
         return "" if pages == 1
 
         base = request.path_info
+        q = @search ? "&q=#{ERB::Util.url_encode(@search[:query])}" : ""
         links = []
-        links << %(<a href="#{h(url("#{base}?page=#{page - 1}"))}" rel="prev">← Newer</a>) if page > 1
+        links << %(<a href="#{h(url("#{base}?page=#{page - 1}#{q}"))}" rel="prev">← Newer</a>) if page > 1
         links << %(<span>Page #{page} of #{pages}</span>)
-        links << %(<a href="#{h(url("#{base}?page=#{page + 1}"))}" rel="next">Older →</a>) if page < pages
+        links << %(<a href="#{h(url("#{base}?page=#{page + 1}#{q}"))}" rel="next">Older →</a>) if page < pages
         %(<nav class="pager">#{links.join}</nav>)
       end
 
