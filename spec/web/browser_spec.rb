@@ -123,11 +123,20 @@ RSpec.describe "the Web UI in a browser" do
     visit "/batches"
     expect(@driver.find_element(css: %(tr[data-bid="#{import.bid}"])).text).to include("Import 2026-12", "500 of 500 succeeded")
     screenshot("batches")
+    visit "/classes"
+    expect(@driver.find_element(css: %(tr[data-class="BrowserJob"])).text).to match(/BrowserJob [\d,]+ 0/)
+    screenshot("metrics")
+    visit "/classes/BrowserJob"
+    expect(@driver.page_source).to include("Execution time", "Runs per minute")
+    screenshot("metrics_class")
 
     # Stop the worker, so the retried job stays enqueued instead of dying again at once.
     Process.kill("TERM", worker)
     expect(wait_process(worker).exitstatus).to eq(0)
 
+    visit "/retries?q=invoice"
+    expect(@driver.page_source).to include("1 match(es)")
+    screenshot("search")
     visit "/dead"
     dead_jid = FiberJob::Queue.dead_jobs.first["jid"]
     row = @driver.find_element(css: %(tr[data-jid="#{dead_jid}"]))
