@@ -5,7 +5,7 @@
 //! right), jobs to run later in the sorted set `schedule` and retries in `retry`
 //! (score = when). This task moves them into FiberJob's keys, where everything else —
 //! reliable fetch, retries, the dead set, recovery — is FiberJob's own:
-//! - each of the worker's queues, from Sidekiq's list to the front of FiberJob's queue,
+//! - each of the worker's queues, from Sidekiq's list to the back of FiberJob's queue,
 //!   oldest first, by `RPOPLPUSH` in one script (`SIDEKIQ_TAKE`): a job is in exactly
 //!   one of the two lists at every instant, so a kill -9 loses nothing;
 //! - due entries of `schedule` and `retry`, one script each (`SIDEKIQ_DUE`: `ZREM`,
