@@ -3,6 +3,27 @@
 require "digest"
 
 module FiberJob
+  # A running job's batch (FiberJob::Batch): for FiberJob::Job and the Sidekiq job
+  # classes of `fiber_job/sidekiq` alike. Needs `jid`.
+  module BatchMember
+    attr_writer :bid
+
+    # The id of the batch this job belongs to, or nil (asked of the engine, which
+    # parsed it with the payload: jobs outside batches pay nothing).
+    def bid
+      return @bid if defined?(@bid)
+
+      worker = Worker.native
+      @bid = worker && jid ? worker._batch_of(jid) : nil
+    end
+
+    # The batch this job belongs to, to add jobs to it (`batch.jobs { … }`), or nil.
+    def batch
+      id = bid
+      id && Batch.new(id)
+    end
+  end
+
   # Base class of every job. Subclasses define `perform` and may set defaults in
   # `initialize` (call `super` first), exactly as the README shows:
   #
@@ -21,7 +42,6 @@ module FiberJob
     DEFAULT_TIMEOUT = 300
 
     attr_accessor :queue, :max_retries, :timeout, :jid, :retry_count
-    attr_writer :bid
     # Seconds after which a job not yet started is not run (nil: never); see
     # `Job.expires_in`. Seconds a unique job's lock lives (nil: not unique), and when
     # it is freed (:success or :start); see `Job.unique_for`. Each defaults to its
@@ -32,6 +52,7 @@ module FiberJob
     attr_writer :limits_concurrency, :throttle
 
     extend Limits
+    include BatchMember
 
     def expires_in = defined?(@expires_in) ? @expires_in : self.class.default_expires_in
 
@@ -49,20 +70,6 @@ module FiberJob
       @timeout = DEFAULT_TIMEOUT
       @jid = nil
       @retry_count = 0
-    end
-
-    # The id of the batch this job belongs to (FiberJob::Batch), or nil.
-    def bid
-      return @bid if defined?(@bid)
-
-      worker = Worker.native
-      @bid = worker && jid ? worker._batch_of(jid) : nil
-    end
-
-    # The batch this job belongs to, to add jobs to it (`batch.jobs { … }`), or nil.
-    def batch
-      id = bid
-      id && Batch.new(id)
     end
 
     # The work. Receives exactly the arguments given to perform_async.

@@ -15,21 +15,9 @@ module FiberJob
     # Sidekiq's retry count when a job says `retry: true`.
     DEFAULT_RETRIES = 25
 
+    include BatchMember
+
     attr_accessor :jid, :retry_count
-    attr_writer :bid
-
-    # The batch this job belongs to, or nil (FiberJob::Batch).
-    def bid
-      return @bid if defined?(@bid)
-
-      worker = Worker.native
-      @bid = worker && jid ? worker._batch_of(jid) : nil
-    end
-
-    def batch
-      id = bid
-      id && Batch.new(id)
-    end
 
     def logger = FiberJob.logger
 
