@@ -3,6 +3,7 @@
 $LOAD_PATH.unshift(File.expand_path("../lib", __dir__))
 require "fiber_job"
 require "redis"
+require "timeout"
 require_relative "support/redis_server"
 require_relative "support/helpers"
 require_relative "support/worker_processes"
@@ -47,4 +48,15 @@ RSpec.configure do |config|
     kill_spawned
     @redis&.close
   end
+
+  # A backstop, not a measure: an example that hangs fails after EXAMPLE_LIMIT seconds
+  # (the slowest take about a minute) instead of eating the whole CI run.
+  config.around do |example|
+    Timeout.timeout(EXAMPLE_LIMIT, ExampleTimeout, "#{example.full_description} took over #{EXAMPLE_LIMIT}s") do
+      example.run
+    end
+  end
 end
+
+EXAMPLE_LIMIT = Integer(ENV.fetch("FIBER_JOB_SPEC_LIMIT", "420"))
+class ExampleTimeout < StandardError; end

@@ -65,11 +65,15 @@ RSpec.describe "enqueueing on the direct path" do
       puts "done"
     RUBY
     wait_for { File.read(log).include?("ready") }
-    until File.read(log).include?("done")
-      Process.kill("USR2", pid)
+    deadline = monotonic + 60
+    status = nil
+    until (status = Process.wait2(pid, Process::WNOHANG)&.last)
+      raise "the enqueuing process did not finish within 60 s; its output: #{File.read(log)}" if monotonic > deadline
+
+      Process.kill("USR2", pid) unless File.read(log).include?("done")
       sleep 0.0005
     end
-    expect(wait_process(pid).exitstatus).to eq(0)
+    expect(status.exitstatus).to eq(0), File.read(log)
     args = redis.lrange("fiber_job:queue:{default}", 0, -1).map { |j| JSON.parse(j)["args"].first }
     expect(args.size).to eq(5000)
     expect(args.sort).to eq((0...5000).to_a)

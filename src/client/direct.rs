@@ -8,7 +8,9 @@
 //! costs as much as the round trip): `push_quick`, with the GVL held, writes the
 //! request and waits at most `SPIN` for the replies; only when they are not there yet
 //! (or no connection exists) does `push` finish the job without the GVL, where it may
-//! wait up to `network_timeout` and Ctrl-C interrupts it.
+//! wait up to `network_timeout`, in slices of `SLICE` between which it looks for
+//! interrupts: Ctrl-C ends the wait; a signal trap runs and the wait goes on (the
+//! request was written: pushing again would store the jobs twice).
 //!
 //! The push is `SADD queues` (the queue's name, bookkeeping) then one `LPUSH` of every
 //! payload: the jobs are stored together or not at all, and the LPUSH's reply alone says
@@ -23,7 +25,7 @@
 //! they speak are one mechanism, and read best together.)
 
 use std::cell::RefCell;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::LazyLock;
@@ -38,6 +40,9 @@ static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 /// How long `push_quick` waits for replies while holding the GVL. A loopback round trip
 /// takes ~30 µs here; a longer wait goes on without the GVL.
 const SPIN: Duration = Duration::from_micros(300);
+
+/// How long one read of the slow step waits before it looks for interrupts.
+const SLICE: Duration = Duration::from_millis(10);
 
 /// The thread that pushed last, and when (µs since `EPOCH`). The quick step holds the
 /// GVL, so threads that push concurrently would each look alone and take turns; a push
@@ -85,8 +90,9 @@ impl Drop for InFlightPush {
 struct Direct {
     url: String,
     pid: u32,
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    stream: TcpStream,
+    /// What was read and not yet parsed into replies.
+    input: Vec<u8>,
     /// A request was written by `push_quick` and its replies are still to be read.
     pending: bool,
 }
@@ -143,19 +149,15 @@ pub fn push_quick(
         forget_stale(&mut slot, url, true);
         let conn = slot.as_mut()?;
         if let Err(e) = conn
-            .writer
+            .stream
             .write_all(&request(qkey, queues_key, queue, payloads))
         {
             *slot = None;
             return Some(Err(e));
         }
         conn.pending = true;
-        match conn.reader.fill_buf() {
-            Ok([]) => {
-                *slot = None;
-                return Some(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed")));
-            }
-            Ok(_) => {}
+        match conn.read_some() {
+            Ok(()) => {}
             // Not there yet, or a signal arrived (a read with a timeout returns EINTR
             // even under SA_RESTART): the request is written and pending; `push` reads
             // its replies. (Dropping the connection here and pushing again would store
@@ -175,7 +177,7 @@ pub fn push_quick(
                 return Some(Err(e));
             }
         }
-        let replies = buffered_replies(&mut conn.reader, REPLIES)?;
+        let replies = conn.replies(REPLIES)?;
         conn.pending = false;
         Some(outcome(&replies, payloads.len()))
     })
@@ -201,19 +203,13 @@ pub fn push(
         }
         let conn = slot.as_mut().expect("connected above");
         let result = (|| {
-            conn.reader.get_ref().set_read_timeout(Some(timeout))?;
-            let replies = if conn.pending {
-                read_replies(conn, cancel, REPLIES)?
-            } else {
-                exchange(
-                    conn,
-                    cancel,
-                    &request(qkey, queues_key, queue, payloads),
-                    REPLIES,
-                )?
-            };
+            if !conn.pending {
+                conn.stream
+                    .write_all(&request(qkey, queues_key, queue, payloads))?;
+                conn.pending = true;
+            }
+            let replies = conn.wait_replies(cancel, timeout, REPLIES)?;
             conn.pending = false;
-            conn.reader.get_ref().set_read_timeout(Some(SPIN))?;
             Ok(replies)
         })();
         match result.and_then(|replies| outcome(&replies, payloads.len())) {
@@ -238,31 +234,92 @@ fn forget_stale(slot: &mut Option<Direct>, url: &str, pending_too: bool) {
     }
 }
 
-/// Replies already in the buffer, consumed only when all `count` are complete.
-fn buffered_replies(reader: &mut BufReader<TcpStream>, count: usize) -> Option<Vec<Reply>> {
-    let mut input = reader.buffer();
-    let before = input.len();
-    let mut replies = Vec::with_capacity(count);
-    for _ in 0..count {
-        replies.push(simple_reply(&mut input)?);
+impl Direct {
+    /// One read of what has arrived, waiting at most the socket's read timeout.
+    fn read_some(&mut self) -> io::Result<()> {
+        let mut chunk = [0u8; 512];
+        match self.stream.read(&mut chunk)? {
+            0 => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            )),
+            n => {
+                self.input.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+        }
     }
-    let used = before - input.len();
-    reader.consume(used);
-    Some(replies)
+
+    /// The first `count` replies, consumed only when all have arrived.
+    fn replies(&mut self, count: usize) -> Option<Vec<Reply>> {
+        let mut input = &self.input[..];
+        let mut replies = Vec::with_capacity(count);
+        for _ in 0..count {
+            replies.push(reply(&mut input)?);
+        }
+        let used = self.input.len() - input.len();
+        self.input.drain(..used);
+        Some(replies)
+    }
+
+    /// Reads until `count` replies are complete, for at most `timeout`, looking for
+    /// interrupts every `SLICE`: `Interrupted` when the wait is given up (the request
+    /// stays pending), `TimedOut` at the deadline.
+    fn wait_replies(
+        &mut self,
+        cancel: &Cancel,
+        timeout: Duration,
+        count: usize,
+    ) -> io::Result<Vec<Reply>> {
+        let deadline = Instant::now() + timeout;
+        self.stream.set_read_timeout(Some(SLICE))?;
+        let replies = loop {
+            if let Some(replies) = self.replies(count) {
+                break replies;
+            }
+            if cancel.should_stop() {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "no reply in time"));
+            }
+            match self.read_some() {
+                Ok(()) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        };
+        self.stream.set_read_timeout(Some(SPIN))?;
+        Ok(replies)
+    }
 }
 
-/// One reply of a single line (`+`, `:`, `-`); `None` when it is incomplete or a bulk
-/// string, which the full reader handles.
-fn simple_reply(input: &mut &[u8]) -> Option<Reply> {
+/// One RESP2 reply if it has all arrived (advancing `input` past it): `+`, `:` and
+/// bulk strings are Ok, `-` an error. Arrays are not expected here (`None`, as if
+/// incomplete: the wait then times out).
+fn reply(input: &mut &[u8]) -> Option<Reply> {
     let end = input.windows(2).position(|w| w == b"\r\n")?;
     let line = std::str::from_utf8(&input[..end]).ok()?;
-    *input = &input[end + 2..];
-    Some(match line.as_bytes().first()? {
-        b'+' => Reply::Ok,
-        b':' => Reply::Int(line[1..].parse().ok()?),
-        b'-' => Reply::Error(line[1..].to_string()),
+    let rest = &input[end + 2..];
+    let (reply, rest) = match line.as_bytes().first()? {
+        b'+' => (Reply::Ok, rest),
+        b':' => (Reply::Int(line[1..].parse().ok()?), rest),
+        b'-' => (Reply::Error(line[1..].to_string()), rest),
+        b'$' => {
+            let len: i64 = line[1..].parse().ok()?;
+            let skip = if len >= 0 { len as usize + 2 } else { 0 };
+            (Reply::Ok, rest.get(skip..)?)
+        }
         _ => return None,
-    })
+    };
+    *input = rest;
+    Some(reply)
 }
 
 fn connect(url: &str, timeout: Duration, cancel: &Cancel) -> io::Result<Direct> {
@@ -278,13 +335,12 @@ fn connect(url: &str, timeout: Duration, cancel: &Cancel) -> io::Result<Direct> 
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
     let stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     let mut conn = Direct {
         url: url.to_string(),
         pid: std::process::id(),
-        reader: BufReader::new(stream.try_clone()?),
-        writer: stream,
+        stream,
+        input: Vec::with_capacity(64),
         pending: false,
     };
     let settings = info.redis_settings();
@@ -302,33 +358,14 @@ fn connect(url: &str, timeout: Duration, cancel: &Cancel) -> io::Result<Direct> 
         expected += 1;
     }
     if expected > 0 {
-        let replies = exchange(&mut conn, cancel, &buf, expected)?;
+        conn.stream.write_all(&buf)?;
+        let replies = conn.wait_replies(cancel, timeout, expected)?;
         if replies.iter().any(|r| matches!(r, Reply::Error(_))) {
             return Err(io::Error::other("AUTH or SELECT refused"));
         }
     }
-    conn.writer.set_read_timeout(Some(SPIN))?;
+    conn.stream.set_read_timeout(Some(SPIN))?;
     Ok(conn)
-}
-
-/// Writes `request` and reads `count` replies. Ctrl-C (the unblock function) shuts the
-/// socket down, which ends a blocked read at once.
-fn exchange(
-    conn: &mut Direct,
-    cancel: &Cancel,
-    request: &[u8],
-    count: usize,
-) -> io::Result<Vec<Reply>> {
-    conn.writer.write_all(request)?;
-    read_replies(conn, cancel, count)
-}
-
-fn read_replies(conn: &mut Direct, cancel: &Cancel, count: usize) -> io::Result<Vec<Reply>> {
-    let _watch = cancel.watch(&conn.writer);
-    if cancel.is_cancelled() {
-        return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
-    }
-    (0..count).map(|_| read_reply(&mut conn.reader)).collect()
 }
 
 #[derive(Debug, PartialEq)]
@@ -347,37 +384,6 @@ fn encode(buf: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
-/// Reads one RESP2 reply: `+`, `:` and bulk strings are Ok, `-` an error. Arrays are
-/// not expected here.
-fn read_reply(r: &mut impl BufRead) -> io::Result<Reply> {
-    let mut line = String::new();
-    if r.read_line(&mut line)? == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed",
-        ));
-    }
-    let line = line.trim_end_matches(['\r', '\n']);
-    let bad = || io::Error::new(io::ErrorKind::InvalidData, "bad length");
-    match line.as_bytes().first() {
-        Some(b'+') => Ok(Reply::Ok),
-        Some(b':') => Ok(Reply::Int(line[1..].parse().map_err(|_| bad())?)),
-        Some(b'-') => Ok(Reply::Error(line[1..].to_string())),
-        Some(b'$') => {
-            let len: i64 = line[1..].parse().map_err(|_| bad())?;
-            if len >= 0 {
-                let mut skip = vec![0; len as usize + 2];
-                r.read_exact(&mut skip)?;
-            }
-            Ok(Reply::Ok)
-        }
-        _ => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "unexpected reply",
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,23 +398,27 @@ mod tests {
     #[test]
     fn reads_replies() {
         let mut input: &[u8] = b":3\r\n+OK\r\n-ERR wrong type\r\n$3\r\nabc\r\n$-1\r\n";
-        assert_eq!(read_reply(&mut input).unwrap(), Reply::Int(3));
-        assert_eq!(read_reply(&mut input).unwrap(), Reply::Ok);
+        assert_eq!(reply(&mut input).unwrap(), Reply::Int(3));
+        assert_eq!(reply(&mut input).unwrap(), Reply::Ok);
         assert_eq!(
-            read_reply(&mut input).unwrap(),
+            reply(&mut input).unwrap(),
             Reply::Error("ERR wrong type".into())
         );
-        assert_eq!(read_reply(&mut input).unwrap(), Reply::Ok);
-        assert_eq!(read_reply(&mut input).unwrap(), Reply::Ok);
-        assert!(read_reply(&mut input).is_err());
+        assert_eq!(reply(&mut input).unwrap(), Reply::Ok);
+        assert_eq!(reply(&mut input).unwrap(), Reply::Ok);
+        assert!(reply(&mut input).is_none());
+        // Incomplete replies are left where they are, to be read again with more.
+        for partial in [&b":12"[..], b"$3\r\nab", b"$3\r\nabc\r"] {
+            let mut input = partial;
+            assert!(reply(&mut input).is_none());
+            assert_eq!(input, partial);
+        }
     }
 
     #[test]
     fn a_push_is_stored_when_its_lpush_was_taken_whatever_the_sadd_did() {
         let mut input: &[u8] = b"-OOM command not allowed\r\n:3\r\n";
-        let replies: Vec<Reply> = (0..REPLIES)
-            .map(|_| simple_reply(&mut input).unwrap())
-            .collect();
+        let replies: Vec<Reply> = (0..REPLIES).map(|_| reply(&mut input).unwrap()).collect();
         assert!(!outcome(&replies, 2).unwrap()); // 3 jobs after pushing 2: not empty before
         assert!(outcome(&replies, 3).unwrap()); // the queue was empty: wake fetchers
         assert!(input.is_empty());

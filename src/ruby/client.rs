@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use magnus::{function, method, prelude::*, RArray, RHash, RModule, Ruby};
 
 use super::error::to_ruby;
-use super::nogvl::blocking;
+use super::nogvl::{blocking, refuse_inside_a_wait};
 use crate::client::{Client, Opening};
 use crate::store::payload::{self, Builder};
 
@@ -74,6 +74,7 @@ impl RbClient {
         queue: &str,
         payloads: &[String],
     ) -> Result<(), magnus::Error> {
+        refuse_inside_a_wait(ruby)?;
         let empty_before = match self.0.push_quick(queue, payloads) {
             Some(done) => done.map_err(|e| to_ruby(ruby, e))?,
             None => blocking(ruby, |c| self.0.push(c, queue, payloads))?,

@@ -15,12 +15,20 @@
 //!   thread-switch timer, not only Ctrl-C or `Thread#raise`. Then the interrupts are
 //!   handled with `rb_thread_check_ints` inside `protect` (an exception it raises comes
 //!   back as an `Err` and propagates as a Ruby exception), and the call is tried again.
+//! - `blocking`'s waits run what interrupts them (a signal trap) through
+//!   `rb_thread_call_with_gvl`, on the waiting thread, inside `protect`; what raises
+//!   is kept (registered with the GC) and raised once `func` has returned.
 //! - Panics in `func` and `ubf` are caught; a panic in `func` is resumed once the GVL
 //!   is held again, where magnus turns it into a Ruby exception.
 //! - `data1`/`data2` point at locals that outlive the call, which is synchronous.
 
+use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 use std::panic::{self, AssertUnwindSafe};
+use std::ptr::NonNull;
+
+use magnus::value::BoxValue;
+use magnus::Value;
 
 struct Call<F, R> {
     func: Option<F>,
@@ -87,12 +95,72 @@ pub fn handle_interrupts() -> Result<(), magnus::Error> {
     .map(|_| ())
 }
 
-/// Runs a blocking engine call without the GVL; Ctrl-C or `Thread#kill` cancels it,
-/// and its error becomes the matching `FiberJob::…` exception.
+thread_local! {
+    /// What running a wait's interrupts raised, kept from the GC (`BoxValue`) until
+    /// `blocking` raises it.
+    static RAISED: RefCell<Option<(magnus::Error, Option<BoxValue<Value>>)>> =
+        const { RefCell::new(None) };
+    /// Set while a wait's interrupts run (a signal trap): a FiberJob call made from
+    /// there would wait inside the wait it interrupted.
+    static IN_WAIT_INTERRUPT: Cell<bool> = const { Cell::new(false) };
+}
+
+unsafe extern "C" fn interrupts_with_gvl(_: *mut c_void) -> *mut c_void {
+    IN_WAIT_INTERRUPT.set(true);
+    let result = panic::catch_unwind(handle_interrupts);
+    IN_WAIT_INTERRUPT.set(false);
+    match result {
+        Ok(Ok(())) => NonNull::<c_void>::dangling().as_ptr(),
+        Ok(Err(e)) => {
+            let kept = e.value().map(BoxValue::new);
+            RAISED.with(|r| *r.borrow_mut() = Some((e, kept)));
+            std::ptr::null_mut()
+        }
+        Err(_) => std::ptr::null_mut(),
+    }
+}
+
+/// The interrupt handler of `blocking`'s waits, called on the waiting thread without
+/// the GVL: takes the GVL, runs what interrupted the thread, and says whether to keep
+/// waiting (nothing raised).
+fn interrupts_during_wait() -> bool {
+    // SAFETY: called only by a `Cancel::resuming` wait, on the Ruby thread that
+    // released the GVL in `blocking`; the callback catches Ruby exceptions and panics.
+    !unsafe { rb_sys::rb_thread_call_with_gvl(Some(interrupts_with_gvl), std::ptr::null_mut()) }
+        .is_null()
+}
+
+/// Refuses a call made from a signal trap that interrupted a FiberJob wait on this
+/// thread (it would wait inside that wait).
+pub fn refuse_inside_a_wait(ruby: &magnus::Ruby) -> Result<(), magnus::Error> {
+    if IN_WAIT_INTERRUPT.get() {
+        return Err(super::error::to_ruby(
+            ruby,
+            crate::error::Error::Other(
+                "FiberJob was called from a signal trap that interrupted FiberJob's own wait \
+                 for Redis on this thread; enqueue from another thread (Thread.new { ... }) \
+                 or after the trap returns"
+                    .into(),
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs a blocking engine call without the GVL. What interrupts it runs meanwhile: a
+/// signal trap that returns lets the call go on (the call is not repeated: an enqueue
+/// stores its jobs once); an exception (Ctrl-C's Interrupt, `Thread#raise`, a
+/// timeout) ends the call and is raised. The call's own error becomes the matching
+/// `FiberJob::…` exception.
 pub fn blocking<T: Send>(
     ruby: &magnus::Ruby,
     f: impl FnOnce(&crate::runtime::cancel::Cancel) -> crate::error::Result<T> + Send,
 ) -> Result<T, magnus::Error> {
-    let cancel = crate::runtime::cancel::Cancel::default();
-    without_gvl(|| f(&cancel), || cancel.cancel())?.map_err(|e| super::error::to_ruby(ruby, e))
+    refuse_inside_a_wait(ruby)?;
+    let cancel = crate::runtime::cancel::Cancel::resuming(interrupts_during_wait);
+    let result = without_gvl(|| f(&cancel), || cancel.cancel());
+    if let Some((raised, _kept)) = RAISED.with(|r| r.borrow_mut().take()) {
+        return Err(raised);
+    }
+    result?.map_err(|e| super::error::to_ruby(ruby, e))
 }
