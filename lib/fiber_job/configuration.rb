@@ -14,7 +14,7 @@ module FiberJob
     EXECUTORS = %i[fiber thread].freeze
     URL_SCHEMES = %w[redis rediss unix].freeze
 
-    attr_reader :redis_url, :concurrency, :queues, :queue_concurrency, :log_level,
+    attr_reader :redis_url, :concurrency, :queues, :log_level,
                 :executor, :shutdown_timeout, :network_timeout, :prefetch, :prefix,
                 :cron_time_zone, :log_format, :job_log_level, :redis_tls, :redis_sentinels,
                 :redis_sentinel_master, :redis_username, :redis_password, :redis_db,
@@ -44,8 +44,11 @@ module FiberJob
       # Replicas each enqueue waits for (WAIT) before it returns; 0: none.
       @redis_wait_replicas = 0
       self.concurrency = 2
+      # { default: 2 } (the README's default) until set: the default queue's entry
+      # follows `concurrency` (see #queue_concurrency).
+      @queue_concurrency = {}
+      @default_follows = true
       self.queues = [:default]
-      self.queue_concurrency = { default: 2 }
       self.log_level = ENV.fetch("FIBER_JOB_LOG_LEVEL", "info")
       self.executor = :fiber
       # Seconds running jobs get to finish after TERM (Sidekiq's default, 25).
@@ -296,11 +299,23 @@ module FiberJob
     # ({ "high" => 5 }), which also sets that queue's concurrency.
     def queues=(value)
       @queues, limits = self.class.parse_queues(value)
-      self.queue_concurrency = (@queue_concurrency || {}).merge(limits) unless limits.empty?
+      return if limits.empty?
+
+      @queue_concurrency = @queue_concurrency.merge(limits)
+      @default_follows &&= !limits.key?("default")
+    end
+
+    # Per-queue concurrency. Until it is set (or a "default:N" queue entry), the default
+    # queue's entry is `concurrency`: `c.concurrency = 10` alone runs the default queue
+    # 10 at a time, as a Sidekiq user expects, not at the { default: 2 } it starts with.
+    # @return [Hash{String => Integer}]
+    def queue_concurrency
+      @default_follows ? @queue_concurrency.merge("default" => @concurrency) : @queue_concurrency
     end
 
     def queue_concurrency=(value)
       @queue_concurrency = self.class.parse_limits(value)
+      @default_follows = false
     end
 
     # Splits a queue list (names; "name:N" strings; one-pair Hashes) into queue names
@@ -409,7 +424,7 @@ module FiberJob
 
     # Concurrency of one queue: its queue_concurrency entry, else `concurrency`.
     def concurrency_for(queue)
-      @queue_concurrency.fetch(queue.to_s) { @concurrency }
+      queue_concurrency.fetch(queue.to_s) { @concurrency }
     end
 
     # The Logger level constant for `log_level`.

@@ -30,6 +30,23 @@ RSpec.describe FiberJob::Configuration do
     expect(described_class.new.log_level).to eq(:debug)
   end
 
+  it "runs the default queue at `concurrency` until queue_concurrency is set" do
+    config = described_class.new
+    config.concurrency = 10
+    expect(config.queue_concurrency).to eq("default" => 10)
+    expect(config.concurrency_for(:default)).to eq(10)
+    config.queues = ["default", "mail:3"]
+    expect(config.queue_concurrency).to eq("default" => 10, "mail" => 3)
+    config.queue_concurrency = { default: 4 }
+    config.concurrency = 20
+    expect(config.concurrency_for(:default)).to eq(4)
+    expect(config.concurrency_for(:other)).to eq(20)
+    pinned = described_class.new
+    pinned.queues = ["default:6"]
+    pinned.concurrency = 9
+    expect(pinned.concurrency_for(:default)).to eq(6)
+  end
+
   it "takes the README's configure block" do
     FiberJob.configure do |c|
       c.redis_url = TEST_REDIS.url
