@@ -9,6 +9,7 @@ require "tmpdir"
 RSpec.describe "Redis Cluster" do
   def configure_for(cluster)
     FiberJob.reset!
+    FiberJob.logger = Logger.new(File::NULL) unless ENV["FIBER_JOB_SPEC_LOG"]
     FiberJob.configure do |c|
       c.redis_cluster = cluster.seed_urls
       c.network_timeout = 2
@@ -134,6 +135,7 @@ RSpec.describe "Redis Cluster" do
       tls = { cert: cert, key: key, ca: @pki.ca_file, client_cert: client_cert, client_key: client_key }
       @cluster = ClusterGroup.new(masters: 3, password: "cluster-s3cret", tls: tls).start
       FiberJob.reset!
+      FiberJob.logger = Logger.new(@log = StringIO.new)
       FiberJob.configure do |c|
         c.redis_cluster = @cluster.seed_urls
         c.redis_tls = { ca_file: @pki.ca_file }
@@ -157,6 +159,8 @@ RSpec.describe "Redis Cluster" do
       expect(FiberJob::Queue.metrics(queues).values.map { |m| m[:processed] }).to eq([2, 3, 2])
       expect(FiberJob.config.redis_description).to include("rediss://:***@127.0.0.1")
       expect(FiberJob.config.redis_description).not_to include("cluster-s3cret")
+      expect(@log.string).to include("worker", "rediss://:***@127.0.0.1") # its start line
+      expect(@log.string).not_to include("cluster-s3cret")
     end
   end
 
