@@ -113,10 +113,10 @@ module FiberJob
         end
       end
 
-      # Batches, newest first: [[status, …], number of batches].
+      # Batches, newest first: [[status, …], number of batches] (two round trips).
       def list(offset: 0, limit: 25)
-        bids, total = FiberJob.client._batches(offset, offset + limit - 1)
-        [bids.filter_map { |bid| status(bid) }, total]
+        fields, total = FiberJob.client._batches(offset, offset + limit - 1)
+        [fields.map { |f| summary(f) }, total]
       end
 
       # @api private

@@ -216,6 +216,21 @@ RSpec.describe "batches (FiberJob::Batch)" do
     expect(redis.ttl("fiber_job:batch:{b:#{batch.bid}}")).to be > 29 * 86_400
   end
 
+  it "lists batches newest first, a page at a time, with their states, dropping expired ones" do
+    made = Array.new(4) do |i|
+      FiberJob::Batch.new(description: "listed #{i}").tap { |b| b.jobs { BatchRowJob.perform_bulk([[i], [i + 10]]) } }
+    end
+    redis.del("fiber_job:batch:{b:#{made[1].bid}}") # as if it had expired
+    page, total = FiberJob::Batch.list(offset: 0, limit: 2)
+    expect(page.map { |s| s[:description] }).to eq(["listed 3", "listed 2"])
+    expect(page.first).to include(bid: made[3].bid, total: 2, pending: 2, open: 0, complete: false)
+    expect(total).to eq(4)
+    page, total = FiberJob::Batch.list(offset: 2, limit: 2)
+    expect(page.map { |s| s[:description] }).to eq(["listed 0"]) # "listed 1" is gone, and dropped from the index
+    expect(total).to eq(3)
+    expect(FiberJob::Batch.list(offset: 0, limit: 10).first.map { |s| s[:bid] }).to eq(made.values_at(3, 2, 0).map(&:bid))
+  end
+
   it "refuses bad input with clear errors before writing anything" do
     batch = FiberJob::Batch.new
     expect { batch.on(:finished, BatchCallbackJob) }.to raise_error(ArgumentError, /:success, :complete, :death/)

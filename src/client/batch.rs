@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use redis::Value;
+
 use super::Client;
 use crate::batch::{self, TTL_SECS};
 use crate::error::{Error, Result};
@@ -169,31 +171,10 @@ impl Client {
         let keys = self.keys.batch(bid);
         self.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
-            pipe.cmd("HGETALL").arg(&keys[0]);
-            for (cmd, k) in [("SCARD", 1), ("SCARD", 2), ("SCARD", 3), ("ZCARD", 5)] {
-                pipe.cmd(cmd).arg(&keys[k]);
-            }
+            status_reads(&mut pipe, &keys);
             async move {
-                let (mut hash, pending, failures, dead, open): (
-                    HashMap<String, String>,
-                    u64,
-                    u64,
-                    u64,
-                    u64,
-                ) = pipe.query_async(&mut c).await?;
-                if hash.is_empty() {
-                    return Ok(None);
-                }
-                hash.retain(|k, _| !k.starts_with("cb:"));
-                for (k, v) in [
-                    ("pending", pending),
-                    ("failures", failures),
-                    ("dead", dead),
-                    ("open", open),
-                ] {
-                    hash.insert(k.into(), v.to_string());
-                }
-                Ok(Some(hash))
+                let replies: Vec<Value> = pipe.query_async(&mut c).await?;
+                status_of(replies)
             }
         })
     }
@@ -245,39 +226,89 @@ impl Client {
         })
     }
 
-    /// Bids of batches `start..=stop`, newest first, with the number of batches; an
-    /// entry whose batch expired is dropped from the list as it is read.
-    pub fn batches(&self, cancel: &Cancel, start: i64, stop: i64) -> Result<(Vec<String>, u64)> {
+    /// The states (as `batch_status`) of batches `start..=stop`, newest first, with
+    /// the number of batches: two round trips for a page. An entry whose batch expired
+    /// is dropped from the list as it is read.
+    pub fn batches(
+        &self,
+        cancel: &Cancel,
+        start: i64,
+        stop: i64,
+    ) -> Result<(Vec<HashMap<String, String>>, u64)> {
         let index = self.keys.batches();
         let keys = &self.keys;
         self.call(cancel, |mut c| {
             let index = index.clone();
             async move {
-                let bids: Vec<String> = redis::cmd("ZREVRANGE")
+                let (bids, total): (Vec<String>, u64) = redis::pipe()
+                    .cmd("ZREVRANGE")
                     .arg(&index)
                     .arg(start)
                     .arg(stop)
+                    .cmd("ZCARD")
+                    .arg(&index)
                     .query_async(&mut c)
                     .await?;
+                if bids.is_empty() {
+                    return Ok((Vec::new(), total));
+                }
+                let mut pipe = redis::pipe();
+                for bid in &bids {
+                    status_reads(&mut pipe, &keys.batch(bid));
+                }
+                let replies: Vec<Value> = pipe.query_async(&mut c).await?;
                 let mut live = Vec::with_capacity(bids.len());
+                let mut gone = Vec::new();
+                let mut replies = replies.into_iter();
                 for bid in bids {
-                    let exists: bool = redis::cmd("EXISTS")
-                        .arg(&keys.batch(&bid)[0])
-                        .query_async(&mut c)
-                        .await?;
-                    if exists {
-                        live.push(bid);
-                    } else {
-                        redis::cmd("ZREM")
-                            .arg(&index)
-                            .arg(&bid)
-                            .query_async::<()>(&mut c)
-                            .await?;
+                    let one: Vec<Value> = replies.by_ref().take(STATUS_READS).collect();
+                    match status_of(one)? {
+                        Some(status) => live.push(status),
+                        None => gone.push(bid),
                     }
                 }
-                let total: u64 = redis::cmd("ZCARD").arg(&index).query_async(&mut c).await?;
-                Ok((live, total))
+                if !gone.is_empty() {
+                    redis::cmd("ZREM")
+                        .arg(&index)
+                        .arg(&gone)
+                        .query_async::<()>(&mut c)
+                        .await?;
+                }
+                Ok((live, total.saturating_sub(gone.len() as u64)))
             }
         })
     }
+}
+
+/// Commands `status_reads` adds per batch.
+const STATUS_READS: usize = 5;
+
+/// Reads a batch's state: its hash, then the sizes of its pending, failed and dead
+/// sets and of its open blocks (`keys`: `Keys::batch`).
+fn status_reads(pipe: &mut redis::Pipeline, keys: &[String]) {
+    pipe.cmd("HGETALL").arg(&keys[0]);
+    for (cmd, k) in [("SCARD", 1), ("SCARD", 2), ("SCARD", 3), ("ZCARD", 5)] {
+        pipe.cmd(cmd).arg(&keys[k]);
+    }
+}
+
+/// A batch's state from the replies to `status_reads`; None when its hash is gone.
+fn status_of(replies: Vec<Value>) -> redis::RedisResult<Option<HashMap<String, String>>> {
+    let mut replies = replies.into_iter();
+    let mut hash: HashMap<String, String> = match replies.next() {
+        Some(v) => redis::from_redis_value(v)?,
+        None => return Ok(None),
+    };
+    if hash.is_empty() {
+        return Ok(None);
+    }
+    hash.retain(|k, _| !k.starts_with("cb:"));
+    for name in ["pending", "failures", "dead", "open"] {
+        let count: u64 = match replies.next() {
+            Some(v) => redis::from_redis_value(v)?,
+            None => 0,
+        };
+        hash.insert(name.into(), count.to_string());
+    }
+    Ok(Some(hash))
 }

@@ -219,13 +219,14 @@ impl RbClient {
         blocking(ruby, |c| rb_self.0.batch_jobs(c, &bid, start, stop))
     }
 
-    /// [[bid, …], number of batches] of batches `start..stop`, newest first.
+    /// [[fields, …], number of batches] of batches `start..stop`, newest first (each
+    /// as `_batch_status`).
     fn batches(
         ruby: &Ruby,
         rb_self: &Self,
         start: i64,
         stop: i64,
-    ) -> Result<(Vec<String>, u64), magnus::Error> {
+    ) -> Result<(Vec<HashMap<String, String>>, u64), magnus::Error> {
         blocking(ruby, |c| rb_self.0.batches(c, start, stop))
     }
 }
