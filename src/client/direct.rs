@@ -158,20 +158,10 @@ pub fn push_quick(
         conn.pending = true;
         match conn.read_some() {
             Ok(()) => {}
-            // Not there yet, or a signal arrived (a read with a timeout returns EINTR
-            // even under SA_RESTART): the request is written and pending; `push` reads
-            // its replies. (Dropping the connection here and pushing again would store
-            // the jobs twice: a TERM trapped during an enqueue did.)
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                return None;
-            }
+            // Not there yet, or a signal arrived: the request is written and pending;
+            // `push` reads its replies. (Dropping the connection here and pushing
+            // again would store the jobs twice: a TERM trapped during an enqueue did.)
+            Err(e) if not_yet(&e) => return None,
             Err(e) => {
                 *slot = None;
                 return Some(Err(e));
@@ -285,19 +275,22 @@ impl Direct {
             }
             match self.read_some() {
                 Ok(()) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
+                Err(e) if not_yet(&e) => {}
                 Err(e) => return Err(e),
             }
         };
         self.stream.set_read_timeout(Some(SPIN))?;
         Ok(replies)
     }
+}
+
+/// A read that ended with nothing: its timeout passed, or a signal arrived (a read with
+/// a timeout returns EINTR even under SA_RESTART).
+fn not_yet(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }
 
 /// One RESP2 reply if it has all arrived (advancing `input` past it): `+`, `:` and
