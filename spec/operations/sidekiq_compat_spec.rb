@@ -117,6 +117,35 @@ RSpec.describe "Sidekiq compatibility" do
     stop_workers(workers)
   end
 
+  it "moves Sidekiq's dead set into FiberJob's, where a dead job can be retried" do
+    killer, out = spawn_ruby(<<~RUBY)
+      require "sidekiq"
+      require "sidekiq/api"
+      Sidekiq.configure_client { |c| c.redis = { url: #{FiberJob.config.redis_url.dump} } }
+      [["default", 41], ["low", 42]].each do |queue, arg|
+        job = { "class" => "CompatJob", "args" => [arg, "revived"], "queue" => queue, "jid" => "%024x" % arg,
+                "retry" => 2, "retry_count" => 2, "error_class" => "RuntimeError", "error_message" => "nope \#{arg}",
+                "failed_at" => Time.now.to_f - 60 }
+        Sidekiq::DeadSet.new.kill(Sidekiq.dump_json(job), notify_failure: false)
+      end
+      puts "killed \#{Sidekiq::DeadSet.new.size}"
+    RUBY
+    expect(wait_process(killer).exitstatus).to eq(0)
+    expect(File.read(out)).to include("killed 2")
+    redis.zadd("dead", Time.now.to_f, "[1]") # not a job: left where it is
+    workers = start_workers(1, COMPAT_JOBS, config: COMPAT_CONFIG)
+    wait_for(timeout: 10) { FiberJob::Queue.dead_jobs.size == 2 }
+    dead = FiberJob::Queue.dead_jobs.sort_by { |j| j["args"].first }
+    expect(dead.map { |j| [j["queue"], j["args"].first, j["error"]] })
+      .to eq([["default", 41, "RuntimeError: nope 41 (died under Sidekiq)"], ["low", 42, "RuntimeError: nope 42 (died under Sidekiq)"]])
+    expect(redis.zrange("dead", 0, -1)).to eq(["[1]"])
+    expect(FiberJob::Queue.retry_dead(dead.last["jid"])).to be(true)
+    wait_for(timeout: 10) { ran.any? { |r| r[1] == "42" } }
+    expect(ran.find { |r| r[1] == "42" }[2]).to eq("revived")
+    expect(FiberJob::Queue.dead_jobs.map { |j| j["args"].first }).to eq([41])
+    stop_workers(workers)
+  end
+
   it "runs a retry Sidekiq had scheduled, counting the failure Sidekiq already saw" do
     payload = { "class" => "CompatFailJob", "args" => ["r"], "queue" => "low", "jid" => "0123456789abcdef01234567",
                 "retry" => 2, "retry_count" => 0, "error_message" => "nope", "failed_at" => Time.now.to_f }

@@ -296,6 +296,8 @@ impl Keys {
 /// Sidekiq's sorted sets of jobs to run later and of retries (score = when).
 pub const SIDEKIQ_SCHEDULE: &str = "schedule";
 pub const SIDEKIQ_RETRY: &str = "retry";
+/// Sidekiq's dead set (score = when the job died).
+pub const SIDEKIQ_DEAD: &str = "dead";
 
 /// A Lua function for the scripts that move jobs into a queue: `wake(queue key, n)`
 /// publishes the queue's name on the ready channel when the `n` jobs just pushed are

@@ -151,8 +151,11 @@ pub fn dead_entry(raw: &str, reason_class: &str, reason: &str, now: f64) -> Stri
 
 /// Fields a failure or death adds, removed when a dead job is retried by hand (and
 /// `expires_at`: a person retrying an expired job wants it run).
-const FAILURE_FIELDS: [&str; 10] = [
+const FAILURE_FIELDS: [&str; 12] = [
     "error",
+    // Sidekiq's, on entries its dead set held (`worker/sidekiq_bridge.rs`).
+    "error_backtrace",
+    "retried_at",
     "error_class",
     "error_message",
     "failed_at",

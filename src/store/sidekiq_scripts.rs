@@ -36,3 +36,20 @@ return 1
 ",
     )
 });
+
+/// KEYS: Sidekiq's dead set, FiberJob's dead set of the job's queue, FiberJob's queue
+/// set. ARGV: the entry as Sidekiq stored it, FiberJob's record of it, when it died,
+/// the queue's name, then the dead set's bounds (now, most entries, most age). Trims
+/// as every death does. Returns 1 if it moved.
+pub static SIDEKIQ_BURY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[5]) - tonumber(ARGV[7]))
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[6]) + 1))
+return 1
+",
+    )
+});

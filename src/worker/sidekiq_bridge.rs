@@ -10,11 +10,13 @@
 //!   one of the two lists at every instant, so a kill -9 loses nothing;
 //! - due entries of `schedule` and `retry`, one script each (`SIDEKIQ_DUE`: `ZREM`,
 //!   which only one mover wins, then `LPUSH`), converted first: Sidekiq counts a
-//!   retry's `retry_count` from 0 at the first failure, FiberJob counts failures.
+//!   retry's `retry_count` from 0 at the first failure, FiberJob counts failures;
+//! - every entry of Sidekiq's `dead` set into FiberJob's dead set of its queue, with
+//!   its time of death (`SIDEKIQ_BURY`: `ZREM`, then `ZADD`, trimmed to the dead set's
+//!   bounds as every death is), where the Web UI shows it and can retry it.
 //!
 //! Sidekiq's keys carry no Cluster hash tag, so this needs a single Redis (as Sidekiq
-//! does); `Configuration#check!` refuses it with `redis_cluster`. Sidekiq's `dead` set
-//! is left as it is.
+//! does); `Configuration#check!` refuses it with `redis_cluster`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,9 +27,10 @@ use super::state::WorkerState;
 use crate::runtime::conn::Conn;
 use crate::runtime::outage::Outage;
 use crate::runtime::target::Link;
-use crate::store::keys::{SIDEKIQ_RETRY, SIDEKIQ_SCHEDULE};
+use crate::store::keys::{SIDEKIQ_DEAD, SIDEKIQ_RETRY, SIDEKIQ_SCHEDULE};
 use crate::store::payload;
-use crate::store::sidekiq_scripts::{SIDEKIQ_DUE, SIDEKIQ_TAKE};
+use crate::store::retention::{DEAD_CAP, DEAD_MAX_AGE_SECS};
+use crate::store::sidekiq_scripts::{SIDEKIQ_BURY, SIDEKIQ_DUE, SIDEKIQ_TAKE};
 
 /// How often an idle bridge looks at Sidekiq's keys (a busy one goes on at once).
 const POLL: Duration = Duration::from_millis(100);
@@ -99,7 +102,67 @@ async fn pass(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<usize> {
             moved += n;
         }
     }
+    Ok(moved + bury(state, c).await?)
+}
+
+/// Moves entries of Sidekiq's dead set into FiberJob's; returns how many moved.
+async fn bury(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<usize> {
+    let dead: Vec<(String, f64)> = redis::cmd("ZRANGE")
+        .arg(SIDEKIQ_DEAD)
+        .arg(0)
+        .arg(MOVE_MAX - 1)
+        .arg("WITHSCORES")
+        .query_async(c)
+        .await?;
+    let mut moved = 0;
+    for (entry, died_at) in dead {
+        let Some((queue, record)) = dead_record(&entry, died_at) else {
+            tracing::error!(
+                "Sidekiq's dead set holds an entry that is not a job; left there: {entry}"
+            );
+            continue;
+        };
+        let n: usize = SIDEKIQ_BURY
+            .key(SIDEKIQ_DEAD)
+            .key(state.keys.dead(&queue))
+            .key(state.keys.queues())
+            .arg(&entry)
+            .arg(&record)
+            .arg(died_at)
+            .arg(&queue)
+            .arg(payload::now())
+            .arg(DEAD_CAP)
+            .arg(DEAD_MAX_AGE_SECS)
+            .invoke_async(c)
+            .await?;
+        moved += n;
+    }
     Ok(moved)
+}
+
+/// The queue and FiberJob's dead-set record of a Sidekiq `dead` entry: the job with
+/// its error as FiberJob writes it (`error`, `died_at`).
+fn dead_record(entry: &str, died_at: f64) -> Option<(String, String)> {
+    let mut job: serde_json::Map<String, Value> = serde_json::from_str(entry).ok()?;
+    job.get("class")?;
+    let queue = job
+        .get("queue")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string();
+    let class = job
+        .get("error_class")
+        .and_then(Value::as_str)
+        .unwrap_or("Error");
+    let message = job
+        .get("error_message")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let error = format!("{class}: {message} (died under Sidekiq)");
+    job.insert("error".into(), Value::from(error));
+    job.insert("died_at".into(), Value::from(died_at));
+    job.entry("failed_at").or_insert(Value::from(died_at));
+    Some((queue, Value::Object(job).to_string()))
 }
 
 /// The queue and the FiberJob payload of a Sidekiq `schedule`/`retry` entry: `at` is
@@ -143,5 +206,23 @@ mod tests {
         assert_eq!(q, "default");
         assert!(!job.contains("retry_count"));
         assert!(convert("[1]", false).is_none());
+    }
+
+    #[test]
+    fn converts_sidekiq_dead_entries() {
+        let entry = r#"{"class":"A","args":[1],"queue":"low","jid":"j","retry_count":2,"error_class":"RuntimeError","error_message":"nope","failed_at":5.0}"#;
+        let (q, record) = dead_record(entry, 7.5).unwrap();
+        assert_eq!(q, "low");
+        let v: Value = serde_json::from_str(&record).unwrap();
+        assert_eq!(v["error"], "RuntimeError: nope (died under Sidekiq)");
+        assert_eq!(v["died_at"], 7.5);
+        assert_eq!(v["failed_at"], 5.0);
+        assert_eq!(v["retry_count"], 2);
+        assert_eq!(
+            dead_record(r#"{"class":"A","args":[]}"#, 1.0).unwrap().0,
+            "default"
+        );
+        assert!(dead_record(r#"{"args":[]}"#, 1.0).is_none());
+        assert!(dead_record("not json", 1.0).is_none());
     }
 }
