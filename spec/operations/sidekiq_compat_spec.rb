@@ -132,17 +132,23 @@ RSpec.describe "Sidekiq compatibility" do
     RUBY
     expect(wait_process(killer).exitstatus).to eq(0)
     expect(File.read(out)).to include("killed 2")
-    redis.zadd("dead", Time.now.to_f, "[1]") # not a job: left where it is
+    # Entries that are not jobs (another program's): to the dead set, bytes kept.
+    redis.zadd("dead", Time.now.to_f, "[1]")
+    redis.zadd("retry", Time.now.to_f, "not json \xFF".b)
     workers = start_workers(1, COMPAT_JOBS, config: COMPAT_CONFIG)
-    wait_for(timeout: 10) { FiberJob::Queue.dead_jobs.size == 2 }
-    dead = FiberJob::Queue.dead_jobs.sort_by { |j| j["args"].first }
+    wait_for(timeout: 10) { FiberJob::Queue.dead_jobs.size == 4 }
+    jobs, odd = FiberJob::Queue.dead_jobs.partition { |j| j["class"] }
+    dead = jobs.sort_by { |j| j["args"].first }
     expect(dead.map { |j| [j["queue"], j["args"].first, j["error"]] })
       .to eq([["default", 41, "RuntimeError: nope 41 (died under Sidekiq)"], ["low", 42, "RuntimeError: nope 42 (died under Sidekiq)"]])
-    expect(redis.zrange("dead", 0, -1)).to eq(["[1]"])
+    expect(odd.map { |j| j["payload"] }.sort).to eq(["[1]", "not json \uFFFD"])
+    expect(odd.map { |j| j["error"] }.sort).to eq(["FiberJob::UnknownJobError: Sidekiq's dead set held an entry that is not a job",
+                                                   "FiberJob::UnknownJobError: Sidekiq's retry set held an entry that is not a job"])
+    expect(redis.zcard("dead") + redis.zcard("retry")).to eq(0)
     expect(FiberJob::Queue.retry_dead(dead.last["jid"])).to be(true)
     wait_for(timeout: 10) { ran.any? { |r| r[1] == "42" } }
     expect(ran.find { |r| r[1] == "42" }[2]).to eq("revived")
-    expect(FiberJob::Queue.dead_jobs.map { |j| j["args"].first }).to eq([41])
+    expect(FiberJob::Queue.dead_jobs.map { |j| j["args"]&.first }).to contain_exactly(41, nil, nil)
     stop_workers(workers)
   end
 

@@ -37,10 +37,11 @@ return 1
     )
 });
 
-/// KEYS: Sidekiq's dead set, FiberJob's dead set of the job's queue, FiberJob's queue
-/// set. ARGV: the entry as Sidekiq stored it, FiberJob's record of it, when it died,
-/// the queue's name, then the dead set's bounds (now, most entries, most age). Trims
-/// as every death does. Returns 1 if it moved.
+/// KEYS: Sidekiq's sorted set (`dead`; `schedule` or `retry` for an entry that is not
+/// a job), FiberJob's dead set of the queue, FiberJob's queue set. ARGV: the entry as
+/// Sidekiq stored it, FiberJob's record of it, when it died, the queue's name, then
+/// the dead set's bounds (now, most entries, most age). Trims as every death does.
+/// Returns 1 if it moved.
 pub static SIDEKIQ_BURY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"

@@ -15,6 +15,10 @@
 //!   its time of death (`SIDEKIQ_BURY`: `ZREM`, then `ZADD`, trimmed to the dead set's
 //!   bounds as every death is), where the Web UI shows it and can retry it.
 //!
+//! An entry of these sets that is not a job goes to the dead set of `default` with its
+//! bytes kept, as any payload FiberJob cannot read does (not left there to be logged
+//! at every look).
+//!
 //! Sidekiq's keys carry no Cluster hash tag, so this needs a single Redis (as Sidekiq
 //! does); `Configuration#check!` refuses it with `redis_cluster`.
 
@@ -28,9 +32,9 @@ use crate::runtime::conn::Conn;
 use crate::runtime::outage::Outage;
 use crate::runtime::target::Link;
 use crate::store::keys::{SIDEKIQ_DEAD, SIDEKIQ_RETRY, SIDEKIQ_SCHEDULE};
-use crate::store::payload;
 use crate::store::retention::{DEAD_CAP, DEAD_MAX_AGE_SECS};
 use crate::store::sidekiq_scripts::{SIDEKIQ_BURY, SIDEKIQ_DUE, SIDEKIQ_TAKE};
+use crate::store::{payload, records};
 
 /// How often an idle bridge looks at Sidekiq's keys (a busy one goes on at once).
 const POLL: Duration = Duration::from_millis(100);
@@ -74,7 +78,7 @@ async fn pass(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<usize> {
         moved += n;
     }
     for set in [SIDEKIQ_SCHEDULE, SIDEKIQ_RETRY] {
-        let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+        let due: Vec<Vec<u8>> = redis::cmd("ZRANGEBYSCORE")
             .arg(set)
             .arg("-inf")
             .arg(payload::now())
@@ -84,22 +88,23 @@ async fn pass(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<usize> {
             .query_async(c)
             .await?;
         for entry in due {
-            let Some((queue, job)) = convert(&entry, set == SIDEKIQ_RETRY) else {
-                tracing::error!(
-                    "Sidekiq's {set} set holds an entry that is not a job; left there: {entry}"
-                );
-                continue;
+            let job = std::str::from_utf8(&entry)
+                .ok()
+                .and_then(|e| convert(e, set == SIDEKIQ_RETRY));
+            moved += match job {
+                Some((queue, job)) => {
+                    SIDEKIQ_DUE
+                        .key(set)
+                        .key(state.keys.queue(&queue))
+                        .key(state.keys.queues())
+                        .arg(&entry)
+                        .arg(&job)
+                        .arg(&queue)
+                        .invoke_async::<usize>(c)
+                        .await?
+                }
+                None => unreadable(state, c, set, &entry).await?,
             };
-            let n: usize = SIDEKIQ_DUE
-                .key(set)
-                .key(state.keys.queue(&queue))
-                .key(state.keys.queues())
-                .arg(&entry)
-                .arg(&job)
-                .arg(&queue)
-                .invoke_async(c)
-                .await?;
-            moved += n;
         }
     }
     Ok(moved + bury(state, c).await?)
@@ -107,7 +112,7 @@ async fn pass(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<usize> {
 
 /// Moves entries of Sidekiq's dead set into FiberJob's; returns how many moved.
 async fn bury(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<usize> {
-    let dead: Vec<(String, f64)> = redis::cmd("ZRANGE")
+    let dead: Vec<(Vec<u8>, f64)> = redis::cmd("ZRANGE")
         .arg(SIDEKIQ_DEAD)
         .arg(0)
         .arg(MOVE_MAX - 1)
@@ -116,28 +121,59 @@ async fn bury(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<usize> {
         .await?;
     let mut moved = 0;
     for (entry, died_at) in dead {
-        let Some((queue, record)) = dead_record(&entry, died_at) else {
-            tracing::error!(
-                "Sidekiq's dead set holds an entry that is not a job; left there: {entry}"
-            );
-            continue;
+        let record = std::str::from_utf8(&entry)
+            .ok()
+            .and_then(|e| dead_record(e, died_at));
+        moved += match record {
+            Some((queue, record)) => {
+                bury_one(state, c, SIDEKIQ_DEAD, &entry, &queue, &record, died_at).await?
+            }
+            None => unreadable(state, c, SIDEKIQ_DEAD, &entry).await?,
         };
-        let n: usize = SIDEKIQ_BURY
-            .key(SIDEKIQ_DEAD)
-            .key(state.keys.dead(&queue))
-            .key(state.keys.queues())
-            .arg(&entry)
-            .arg(&record)
-            .arg(died_at)
-            .arg(&queue)
-            .arg(payload::now())
-            .arg(DEAD_CAP)
-            .arg(DEAD_MAX_AGE_SECS)
-            .invoke_async(c)
-            .await?;
-        moved += n;
     }
     Ok(moved)
+}
+
+/// An entry of Sidekiq's `set` that is not a job: to the dead set of `default`, its
+/// bytes kept (as FiberJob keeps any payload it cannot read).
+async fn unreadable(
+    state: &WorkerState,
+    c: &mut Conn,
+    set: &str,
+    entry: &[u8],
+) -> redis::RedisResult<usize> {
+    let reason = format!("Sidekiq's {set} set held an entry that is not a job");
+    tracing::error!("{reason}; it is in the dead set of the default queue");
+    let now = payload::now();
+    let record = records::unreadable_entry(entry, &reason, DEFAULT_QUEUE, now);
+    bury_one(state, c, set, entry, DEFAULT_QUEUE, &record, now).await
+}
+
+const DEFAULT_QUEUE: &str = "default";
+
+/// Moves `entry` of Sidekiq's `set` to the dead set of `queue` as `record`.
+async fn bury_one(
+    state: &WorkerState,
+    c: &mut Conn,
+    set: &str,
+    entry: &[u8],
+    queue: &str,
+    record: &str,
+    died_at: f64,
+) -> redis::RedisResult<usize> {
+    SIDEKIQ_BURY
+        .key(set)
+        .key(state.keys.dead(queue))
+        .key(state.keys.queues())
+        .arg(entry)
+        .arg(record)
+        .arg(died_at)
+        .arg(queue)
+        .arg(payload::now())
+        .arg(DEAD_CAP)
+        .arg(DEAD_MAX_AGE_SECS)
+        .invoke_async(c)
+        .await
 }
 
 /// The queue and FiberJob's dead-set record of a Sidekiq `dead` entry: the job with
