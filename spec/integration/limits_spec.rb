@@ -103,11 +103,13 @@ RSpec.describe "limits per key (limits_concurrency, throttle)" do
     StripeJob.perform_async(8, 100) # another key: not held back by user 7's
     wait_for(timeout: 30, message: "101 jobs") { records.size == 101 }
     starts = records.map(&:split).reject { |n, _| n == "100" }.map { |_, t| t.to_f }.sort
-    busiest = starts.map { |s| starts.count { |t| t >= s && t < s + 1.0 } }.max
+    busiest = ->(window) { starts.map { |s| starts.count { |t| t >= s && t < s + window } }.max }
     took = starts.last - enqueued
-    puts "\n    100 jobs throttled at 20/s over 3 processes: busiest 1-s window #{busiest}, " \
-         "last start after #{took.round(2)} s"
-    expect(busiest).to eq(20)
+    puts "\n    100 jobs throttled at 20/s over 3 processes: busiest 1-s window #{busiest.(1.0)} " \
+         "(0.9-s #{busiest.(0.9)}), last start after #{took.round(2)} s"
+    # The throttle admits; these are the jobs' own clocks, a few ms to (on a loaded CI
+    # machine, seen once) over 50 ms after admission: a 0.9-s window allows for that.
+    expect(busiest.(0.9)).to be <= 20
     expect(took).to be_between(3.9, 6.0)
     expect(stop_workers(workers).map(&:exitstatus)).to eq([0, 0, 0])
   end
