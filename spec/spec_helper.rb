@@ -4,6 +4,7 @@ $LOAD_PATH.unshift(File.expand_path("../lib", __dir__))
 require "fiber_job"
 require "redis"
 require "timeout"
+require_relative "support/rails_source"
 require_relative "support/redis_server"
 require_relative "support/helpers"
 require_relative "support/worker_processes"

@@ -100,8 +100,12 @@ end
 
 module ActiveJob
   module QueueAdapters
-    # The adapter ActiveJob finds for `queue_adapter = :fiber_job`.
-    class FiberJobAdapter
+    # The adapter ActiveJob finds for `queue_adapter = :fiber_job`. It follows the
+    # adapter contract of the ActiveJob it runs under: AbstractAdapter's subclass where
+    # Rails has one (7.2+), with `enqueue_all` (`ActiveJob.perform_all_later`, 7.1+),
+    # `stopping?` (Active Job Continuations, 8.1+) and `enqueue_after_transaction_commit?`
+    # (7.2's `:default` setting) answered.
+    class FiberJobAdapter < (defined?(AbstractAdapter) ? AbstractAdapter : Object)
       # @return [String, nil] the jid; nil for a duplicate of a pending unique job
       def enqueue(job)
         job.provider_job_id = FiberJob::Client.push(FiberJob::ActiveJob::Wrapper, [job.serialize],
@@ -114,7 +118,49 @@ module ActiveJob
                                                         extra: extra(job, [timestamp.to_f, Time.now.to_f].max))
       end
 
+      # `ActiveJob.perform_all_later`: every job through the bulk path, a round trip
+      # per queue for those due now and one per queue for scheduled ones. Sets each
+      # job's `provider_job_id` and `successfully_enqueued`; a job whose write failed
+      # (Redis down, full) gets the error as its `enqueue_error`. A duplicate of a
+      # pending unique job (`fiber_job_options unique_for:`) is not enqueued and not
+      # an error, as with `perform_later`: its `provider_job_id` stays nil and it is
+      # not counted.
+      # @return [Integer] how many jobs were enqueued
+      def enqueue_all(jobs)
+        now = Time.now.to_f
+        entries = jobs.map do |job|
+          at = job.scheduled_at&.to_f
+          [[job.serialize], job.queue_name.to_s, extra(job, [at || now, now].max), at]
+        end
+        results = FiberJob::Client.push_many(FiberJob::ActiveJob::Wrapper, entries)
+        jobs.zip(results).count do |job, (jid, error)|
+          job.provider_job_id = jid
+          job.successfully_enqueued = error.nil? if job.respond_to?(:successfully_enqueued=)
+          job.enqueue_error = enqueue_error(error) if error && job.respond_to?(:enqueue_error=)
+          jid
+        end
+      end
+
+      # Whether the worker running jobs in this process is stopping (TERM, a deploy):
+      # an ActiveJob::Continuable job then stops at its next step and is enqueued
+      # again to resume there. False outside a worker.
+      def stopping?(_job = nil)
+        native = FiberJob::Worker.native
+        native ? native._stopping? : false
+      end
+
+      # Rails 7.2's `enqueue_after_transaction_commit = :default` asks the adapter:
+      # a FiberJob enqueue is not part of the app's database transaction, so it waits
+      # for the commit (and is dropped on rollback).
+      def enqueue_after_transaction_commit?
+        true
+      end
+
       private
+
+      def enqueue_error(error)
+        ::ActiveJob::EnqueueError.new("#{error.class}: #{error.message}").tap { |e| e.set_backtrace(error.backtrace) }
+      end
 
       # Shown by dashboards; the priority is kept, not used for ordering (FiberJob
       # queues are FIFO; use separate queues for urgent work). Then the fields of the

@@ -50,6 +50,36 @@ module FiberJob
         deliver(job_class, [payload], future ? at : nil).first
       end
 
+      # Enqueues many jobs of one class in few round trips: one per queue for those
+      # due now, one per queue for scheduled ones (ActiveJob's `perform_all_later`).
+      # `entries`: [[args, queue, extra, at], …], `at` in epoch seconds or nil for now.
+      # Arguments are checked before anything is written. A group whose write fails
+      # does not stop the others: its entries carry the error.
+      # @return [Array<Array(String, nil), Array(nil, Exception)>] per entry, its jid
+      #   (nil when middleware stopped it or it duplicates a pending unique job) and the
+      #   error that kept it out of Redis
+      def push_many(job_class, entries)
+        now = Time.now.to_f
+        payloads = entries.map do |args, queue, extra, at|
+          future = at && at > now
+          payload = build(job_class, args, queue, expiring(job_class, extra, future ? at : now))
+          payload["at"] = at if future
+          payload
+        end
+        results = Array.new(payloads.size)
+        payloads.each_index.group_by { |i| [payloads[i].key?("at"), payloads[i].key?("unique_key")] }
+                .each do |(scheduled, _), indexes|
+          group = indexes.map { |i| payloads[i] }
+          begin
+            jids = deliver(job_class, group, scheduled ? group.map { |p| p["at"] }.min : nil)
+            indexes.zip(jids).each { |i, jid| results[i] = [jid, nil] }
+          rescue FiberJob::Error => e
+            indexes.each { |i| results[i] = [nil, e] }
+          end
+        end
+        results
+      end
+
       # A callback's payload (FiberJob::Batch): `args_json` is the JSON of its
       # arguments; the class's limits per key apply to it. @api private
       def payload_json(job_class, queue, args_json)
@@ -103,20 +133,20 @@ module FiberJob
 
       public
 
-      # Writes built payloads to Redis (`at`: epoch seconds for scheduled ones).
+      # Writes built payloads to Redis, a round trip per queue. `at`: nil for jobs due
+      # now; for scheduled ones, the time of those without their own "at".
       # @return [Array<String>] jids of unique jobs not enqueued (duplicates) @api private
       def write_payloads(payloads, at)
-        duplicates = []
-        if payloads.first["unique_key"]
-          duplicates = write_unique(payloads, at)
-        elsif at
-          payloads.each { |p| FiberJob.client._schedule(p["queue"].to_s, at, JSON.generate(p)) }
-        else
-          payloads.group_by { |p| p["queue"].to_s }.each do |queue, group|
+        return write_unique(payloads, at) if payloads.first["unique_key"]
+
+        payloads.group_by { |p| p["queue"].to_s }.each do |queue, group|
+          if at
+            FiberJob.client._schedule(queue, group.map { |p| [p.fetch("at", at).to_f, JSON.generate(p)] })
+          else
             FiberJob.client._push(queue, group.map { |p| JSON.generate(p) })
           end
         end
-        duplicates
+        []
       end
 
       private
@@ -124,9 +154,9 @@ module FiberJob
       # Each payload only if it takes its lock (one script per queue). @return the
       # jids that did not: duplicates.
       def write_unique(payloads, at)
-        payloads.group_by { |p| p["queue"].to_s }.flat_map do |queue, group|
+        payloads.group_by { |p| [p["queue"].to_s, at && p.fetch("at", at).to_f] }.flat_map do |(queue, due), group|
           jobs = group.map { |p| [p["unique_key"], p["jid"], (p["unique_for"] * 1000).ceil, JSON.generate(p)] }
-          taken = FiberJob.client._push_unique(queue, at, jobs)
+          taken = FiberJob.client._push_unique(queue, due, jobs)
           group.zip(taken).reject { |_, ok| ok }.map { |p, _| p["jid"] }
         end
       end

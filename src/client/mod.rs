@@ -297,8 +297,9 @@ impl Client {
         }
     }
 
-    /// Stores a job to run at `at` (epoch seconds) and tells schedulers about it.
-    pub fn schedule(&self, cancel: &Cancel, queue: &str, at: f64, payload: &str) -> Result<()> {
+    /// Stores jobs to run later, each at its own time (`(epoch seconds, payload)`), in
+    /// one round trip, and tells schedulers about them.
+    pub fn schedule(&self, cancel: &Cancel, queue: &str, jobs: &[(f64, String)]) -> Result<()> {
         let skey = self.keys.schedule(queue);
         let queues = self.keys.queues();
         let channel = self.keys.schedule_channel();
@@ -306,7 +307,10 @@ impl Client {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             pipe.cmd("SADD").arg(&queues).arg(queue);
-            pipe.cmd("ZADD").arg(&skey).arg(at).arg(payload);
+            let zadd = pipe.cmd("ZADD").arg(&skey);
+            for (at, payload) in jobs {
+                zadd.arg(*at).arg(payload);
+            }
             pipe.cmd("PUBLISH").arg(&channel).arg(queue);
             self.wait(&mut pipe);
             let wait = self.target.wait_replicas();

@@ -88,14 +88,17 @@ impl RbClient {
         Ok(())
     }
 
+    /// Scheduled jobs of one queue: `jobs` = [[epoch seconds, payload], …].
     fn schedule(
         ruby: &Ruby,
         rb_self: &Self,
         queue: String,
-        at: f64,
-        payload: String,
+        jobs: Vec<(f64, String)>,
     ) -> Result<(), magnus::Error> {
-        blocking(ruby, |c| rb_self.0.schedule(c, &queue, at, &payload))
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        blocking(ruby, |c| rb_self.0.schedule(c, &queue, &jobs))
     }
 
     /// Unique jobs: `jobs` = [[digest, jid, lock TTL ms, payload], …]; `at` nil for now.
@@ -236,7 +239,7 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     class.define_singleton_method("new", function!(RbClient::new, 2))?;
     class.define_method("_enqueue", method!(RbClient::enqueue, 3))?;
     class.define_method("_push", method!(RbClient::push, 2))?;
-    class.define_method("_schedule", method!(RbClient::schedule, 3))?;
+    class.define_method("_schedule", method!(RbClient::schedule, 2))?;
     class.define_method("_push_unique", method!(RbClient::push_unique, 3))?;
     class.define_method("_checkpoint", method!(RbClient::checkpoint, 4))?;
     class.define_method("_read_checkpoint", method!(RbClient::read_checkpoint, 2))?;
