@@ -152,12 +152,12 @@ module FiberJob
     def load_app(path)
       if path.nil?
         rails = File.join(Dir.pwd, "config", "environment.rb")
-        require rails if File.file?(rails)
+        load_rails(rails) if File.file?(rails)
       elsif File.directory?(path)
         rails = File.join(File.expand_path(path), "config", "environment.rb")
         raise UsageError, "#{path} is a directory without config/environment.rb; pass a Ruby file or a Rails root" unless File.file?(rails)
 
-        require rails
+        load_rails(rails)
       elsif File.file?(path)
         require File.expand_path(path)
       else
@@ -168,6 +168,20 @@ module FiberJob
 
       raise AppLoadError, "loading #{path || "the Rails app"} failed: #{e.class}: #{e.message}\n  " \
                           "#{Array(e.backtrace).first(8).join("\n  ")}"
+    end
+
+    # Rails first, then FiberJob's railtie, then the app. This process loaded FiberJob
+    # before Rails, so the app's `Bundler.require` finds it loaded and would not add the
+    # railtie; without it, Rails 7+ (no classic autoloader) cannot find the ActiveJob
+    # adapter that `config.active_job.queue_adapter = :fiber_job` names.
+    def load_rails(environment)
+      begin
+        require "rails"
+        require "fiber_job/railtie"
+      rescue LoadError
+        nil # config/environment.rb of an app that is not a Rails app
+      end
+      require environment
     end
 
     def configure(opts)

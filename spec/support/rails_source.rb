@@ -6,7 +6,7 @@
 # start. Their own dependencies (i18n, tzinfo, concurrent-ruby, sqlite3, ...) come
 # from the installed gems. Without it the installed ActiveJob is used (Debian's 6.1).
 module RailsSource
-  FRAMEWORKS = %w[activesupport activemodel activerecord activejob railties].freeze
+  FRAMEWORKS = %w[activesupport activemodel activerecord activejob actionpack actionview railties].freeze
 
   def self.setup(src = ENV.fetch("FIBER_JOB_RAILS_SRC", nil))
     return if src.nil? || src.empty?
