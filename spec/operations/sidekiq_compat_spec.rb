@@ -36,6 +36,14 @@ RSpec.describe "Sidekiq compatibility" do
     end
   RUBY
   COMPAT_CONFIG = "c.sidekiq_compat = true; c.queues = %w[default low]; c.concurrency = 10"
+  # The real Sidekiq the spawned clients and servers load: Debian's (6.4) by default,
+  # or the installed version FIBER_JOB_SIDEKIQ_VERSION names (7.3.10, 8.1.7).
+  SIDEKIQ_VERSION = ENV.fetch("FIBER_JOB_SIDEKIQ_VERSION", "")
+  SIDEKIQ_LOAD = <<~RUBY
+    gem "sidekiq", #{SIDEKIQ_VERSION.dump} unless #{SIDEKIQ_VERSION.empty?}
+    require "sidekiq"
+    require "sidekiq/api"
+  RUBY
 
   before(:all) { eval(COMPAT_JOBS.sub('require "fiber_job/sidekiq"', "")) } # rubocop:disable Security/Eval
 
@@ -77,7 +85,7 @@ RSpec.describe "Sidekiq compatibility" do
 
   it "works 10,000 jobs pushed by Debian's Sidekiq 6.4 client (immediate, scheduled, retry: 2), losing none to a kill -9" do
     pusher, out = spawn_ruby(<<~RUBY)
-      require "sidekiq"
+      #{SIDEKIQ_LOAD}
       Sidekiq.configure_client { |c| c.redis = { url: #{FiberJob.config.redis_url.dump} } }
       class CompatJob
         include Sidekiq::Job
@@ -94,7 +102,7 @@ RSpec.describe "Sidekiq compatibility" do
       puts "pushed \#{Sidekiq::VERSION}"
     RUBY
     expect(wait_process(pusher).exitstatus).to eq(0)
-    expect(File.read(out)).to include("pushed 6.4")
+    expect(File.read(out)).to include("pushed #{SIDEKIQ_VERSION.empty? ? "6.4" : SIDEKIQ_VERSION}")
     expect(redis.llen("queue:default")).to eq(9000)
     expect(redis.zcard("schedule")).to eq(500)
 
@@ -107,7 +115,7 @@ RSpec.describe "Sidekiq compatibility" do
     wait_for(timeout: 60, message: "all 9,999 to run") { ran.map { |r| r[1] }.uniq.size == 9999 }
     wait_for(timeout: 10) { records.grep(/\Aexhausted s/).any? }
     ids = ran.map { |r| r[1].to_i }
-    puts "\n    10,000 pushed by Sidekiq #{File.read(out)[/6\.4\.\d+/]}; worker killed -9 after #{ids.size > 2000 ? "2,000+" : ids.size}: " \
+    puts "\n    10,000 pushed by Sidekiq #{File.read(out)[/pushed (\S+)/, 1]}; worker killed -9 after #{ids.size > 2000 ? "2,000+" : ids.size}: " \
          "#{ids.uniq.size} distinct ran, #{ids.size - ids.uniq.size} repeated (at least once)"
     expect(ids.uniq.sort).to eq((0...9999).to_a)
     expect(ran.select { |r| r[1].to_i >= 9500 }.map { |r| r[2] }.uniq).to eq(["low"])
@@ -119,8 +127,7 @@ RSpec.describe "Sidekiq compatibility" do
 
   it "moves Sidekiq's dead set into FiberJob's, where a dead job can be retried" do
     killer, out = spawn_ruby(<<~RUBY)
-      require "sidekiq"
-      require "sidekiq/api"
+      #{SIDEKIQ_LOAD}
       Sidekiq.configure_client { |c| c.redis = { url: #{FiberJob.config.redis_url.dump} } }
       [["default", 41], ["low", 42]].each do |queue, arg|
         job = { "class" => "CompatJob", "args" => [arg, "revived"], "queue" => queue, "jid" => "%024x" % arg,
@@ -150,6 +157,93 @@ RSpec.describe "Sidekiq compatibility" do
     expect(ran.find { |r| r[1] == "42" }[2]).to eq("revived")
     expect(FiberJob::Queue.dead_jobs.map { |j| j["args"]&.first }).to contain_exactly(41, nil, nil)
     stop_workers(workers)
+  end
+
+  it "takes over from a live Sidekiq server: its retry and dead sets, perform_bulk with at:, in Sidekiq's own time format" do
+    dir = Dir.mktmpdir("fiber_job-sidekiq")
+    File.write(File.join(dir, "jobs.rb"), <<~RUBY)
+      class CompatFailJob
+        include Sidekiq::Job
+        sidekiq_options retry: 2, queue: "low"
+        sidekiq_retry_in { |_count, _error| 0.5 }
+        def perform(x) = raise("nope \#{x}")
+      end
+      class CompatDeadJob
+        include Sidekiq::Job
+        sidekiq_options retry: 0
+        def perform(x) = raise("dead \#{x}")
+      end
+    RUBY
+    script = File.join(dir, "sidekiq.rb")
+    File.write(script, <<~RUBY)
+      #{SIDEKIQ_LOAD}
+      $stdout.sync = true
+      ARGV.replace(["-r", #{File.join(dir, "jobs.rb").dump}, "-q", "default", "-q", "low", "-c", "2"])
+      load Gem.bin_path("sidekiq", "sidekiq")
+    RUBY
+    log = File.join(dir, "sidekiq.log")
+    server = Process.spawn({ "REDIS_URL" => FiberJob.config.redis_url }, RbConfig.ruby, script, out: log, err: %i[child out],
+                           pgroup: true)
+    (@spawned ||= []) << server
+    pusher, out = spawn_ruby(<<~RUBY)
+      #{SIDEKIQ_LOAD}
+      Sidekiq.configure_client { |c| c.redis = { url: #{FiberJob.config.redis_url.dump} } }
+      require #{File.join(dir, "jobs.rb").dump}
+      CompatFailJob.perform_async("r")
+      CompatDeadJob.perform_async("d")
+      puts "pushed \#{Sidekiq::VERSION}"
+    RUBY
+    expect(wait_process(pusher).exitstatus).to eq(0), File.read(out)
+    wait_for(timeout: 30, message: "Sidekiq's retry and dead entries (#{log})") do
+      redis.zcard("retry") == 1 && redis.zcard("dead") == 1
+    end
+    Process.kill("TERM", server)
+    wait_process(server, timeout: 30)
+    sidekiq_retry = JSON.parse(redis.zrange("retry", 0, -1).first)
+    expect(sidekiq_retry).to include("retry_count" => 0, "error_message" => "nope r")
+
+    bulk, out = spawn_ruby(<<~RUBY)
+      #{SIDEKIQ_LOAD}
+      Sidekiq.configure_client { |c| c.redis = { url: #{FiberJob.config.redis_url.dump} } }
+      class CompatJob
+        include Sidekiq::Job
+      end
+      at = Time.now.to_f + 1
+      Sidekiq::Client.push_bulk("class" => CompatJob, "args" => [[101, "bulk_at"], [102, "bulk_at"]], "at" => [at, at])
+      CompatJob.perform_bulk([[103, "bulk"]])
+      CompatJob.set(wait_until: at).perform_bulk([[104, "bulk_at"]]) if Sidekiq::VERSION >= "7"
+      puts "at \#{at}"
+    RUBY
+    expect(wait_process(bulk).exitstatus).to eq(0), File.read(out)
+    at = File.read(out)[/at (\S+)/, 1].to_f
+
+    workers = start_workers(1, COMPAT_JOBS, config: COMPAT_CONFIG)
+    begin
+      wait_for(timeout: 30, message: "the jobs to run") do # Sidekiq adds up to 10 s of jitter to a retry
+        records.grep(/\Aexhausted r/).any? && ran.size >= (SIDEKIQ_VERSION.empty? ? 3 : 4)
+      end
+    rescue RuntimeError
+      raise "#{$!.message}; records: #{records.inspect}"
+    end
+    # Sidekiq failed it once (retry_count 0); FiberJob's CompatFailJob runs it twice more.
+    expect(records.grep(/\Afail r/)).to eq(["fail r 1", "fail r 2"])
+    bulk_ran = ran.select { |r| r[2] == "bulk_at" }
+    expect(bulk_ran.map { |r| r[1] }.sort).to eq(SIDEKIQ_VERSION.empty? ? %w[101 102] : %w[101 102 104])
+    dead = FiberJob::Queue.dead_jobs.to_h { |j| [j["class"], j] }
+    expect(dead.keys).to contain_exactly("CompatFailJob", "CompatDeadJob")
+    expect(dead["CompatDeadJob"]["error"]).to eq("RuntimeError: dead d (died under Sidekiq)")
+    # Times in seconds, whatever Sidekiq wrote (8.x: integer milliseconds).
+    %w[created_at failed_at].each do |field|
+      expect(dead["CompatDeadJob"][field]).to be_within(120).of(Time.now.to_f), "#{field}: #{dead["CompatDeadJob"][field]}"
+    end
+    expect(FiberJob::Queue.metrics.values.map { |m| m[:latency] }).to all(be < 60)
+    expect(%w[queue:default queue:low].map { |k| redis.llen(k) } + %w[schedule retry dead].map { |k| redis.zcard(k) })
+      .to eq([0, 0, 0, 0, 0])
+    puts "\n    Sidekiq #{File.read(log)[/Sidekiq (\d+\.\d+\.\d+)/, 1] || SIDEKIQ_VERSION} server's retry and dead " \
+         "entries, run or kept by FiberJob; bulk at: ran #{bulk_ran.size}, #{at.round(1)}"
+    stop_workers(workers)
+  ensure
+    FileUtils.rm_rf(dir) if dir
   end
 
   it "runs a retry Sidekiq had scheduled, counting the failure Sidekiq already saw" do

@@ -411,10 +411,8 @@ fn busy_by_queue(
 }
 
 fn enqueued_at(raw: &str) -> Option<f64> {
-    serde_json::from_str::<serde_json::Value>(raw)
-        .ok()?
-        .get("enqueued_at")?
-        .as_f64()
+    let job = serde_json::from_str::<serde_json::Value>(raw).ok()?;
+    crate::store::payload::epoch_seconds(job.get("enqueued_at")?)
 }
 
 #[cfg(test)]

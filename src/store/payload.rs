@@ -282,9 +282,45 @@ pub fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Epoch seconds from a payload's time field. FiberJob and Sidekiq up to 7 write float
+/// seconds; Sidekiq 8 writes integer milliseconds (`created_at`, `enqueued_at`,
+/// `failed_at`, `retried_at`). An integer of 10^11 or more is milliseconds: as seconds
+/// it would be the year 5138, as milliseconds it passed in 1973.
+pub fn epoch_seconds(v: &Value) -> Option<f64> {
+    let t = v.as_f64()?;
+    let millis = (v.is_i64() || v.is_u64()) && t >= 1e11;
+    Some(if millis { t / 1000.0 } else { t })
+}
+
+/// The time fields of a job payload that Sidekiq 8 writes in milliseconds.
+pub const TIME_FIELDS: [&str; 4] = ["created_at", "enqueued_at", "failed_at", "retried_at"];
+
+/// Rewrites a payload's time fields in epoch seconds (see `epoch_seconds`).
+pub fn times_in_seconds(job: &mut serde_json::Map<String, Value>) {
+    for field in TIME_FIELDS {
+        if let Some(v) = job.get_mut(field) {
+            if let Some(seconds) = epoch_seconds(v) {
+                *v = Value::from(seconds);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_sidekiq_8_millisecond_times_as_seconds() {
+        let json = serde_json::json!({"created_at": 1_764_000_000_123u64, "enqueued_at": 1_764_000_000.5,
+            "failed_at": 1_764_000_000i64, "retried_at": "x"});
+        let mut job = json.as_object().unwrap().clone();
+        times_in_seconds(&mut job);
+        assert_eq!(job["created_at"], Value::from(1_764_000_000.123));
+        assert_eq!(job["enqueued_at"], Value::from(1_764_000_000.5));
+        assert_eq!(job["failed_at"], Value::from(1_764_000_000.0));
+        assert_eq!(job["retried_at"], Value::from("x"));
+    }
 
     #[test]
     fn parses_a_good_payload() {

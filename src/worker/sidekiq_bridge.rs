@@ -195,6 +195,7 @@ fn dead_record(entry: &str, died_at: f64) -> Option<(String, String)> {
         .and_then(Value::as_str)
         .unwrap_or("");
     let error = format!("{class}: {message} (died under Sidekiq)");
+    payload::times_in_seconds(&mut job);
     job.insert("error".into(), Value::from(error));
     job.insert("died_at".into(), Value::from(died_at));
     job.entry("failed_at").or_insert(Value::from(died_at));
@@ -211,6 +212,7 @@ fn convert(entry: &str, retry: bool) -> Option<(String, String)> {
         .unwrap_or("default")
         .to_string();
     job.remove("at");
+    payload::times_in_seconds(&mut job);
     if retry {
         let failures = job
             .get("retry_count")

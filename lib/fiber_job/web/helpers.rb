@@ -36,7 +36,8 @@ module FiberJob
       def time(t)
         return "—" unless t.is_a?(Numeric) || t.is_a?(Time)
 
-        t = Time.at(t) if t.is_a?(Numeric)
+        # Sidekiq 8 writes integer milliseconds (a job its client pushed).
+        t = Time.at(t.is_a?(Integer) && t >= 100_000_000_000 ? t / 1000.0 : t) if t.is_a?(Numeric)
         %(<time datetime="#{h(t.utc.iso8601)}" title="#{h(t.utc.iso8601)}">#{h(relative(t))}</time>)
       rescue RangeError, ArgumentError, FloatDomainError
         "—"
