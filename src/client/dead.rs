@@ -38,7 +38,10 @@ impl Client {
             .map(|e| {
                 let at = serde_json::from_str::<serde_json::Value>(&e.0)
                     .ok()
-                    .and_then(|v| v.get("failed_at").and_then(crate::store::payload::epoch_seconds))
+                    .and_then(|v| {
+                        v.get("failed_at")
+                            .and_then(crate::store::payload::epoch_seconds)
+                    })
                     .unwrap_or(f64::MIN);
                 (e.0, at)
             });
