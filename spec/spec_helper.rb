@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 $LOAD_PATH.unshift(File.expand_path("../lib", __dir__))
+require_relative "support/gem_versions"
 require "fiber_job"
 require "redis"
 require "timeout"
