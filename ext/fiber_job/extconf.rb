@@ -16,13 +16,31 @@ root = File.expand_path("../..", __dir__)
 keep_target = ENV.key?("FIBER_JOB_CARGO_TARGET_DIR")
 target_dir = File.expand_path(ENV.fetch("FIBER_JOB_CARGO_TARGET_DIR", File.join(Dir.pwd, "target")))
 
+darwin = RbConfig::CONFIG["host_os"].include?("darwin")
 cargo = ENV["CARGO"] || [*ENV.fetch("PATH", "").split(File::PATH_SEPARATOR), File.expand_path("~/.cargo/bin")]
         .map { |dir| File.join(dir, "cargo") }
         .find { |path| File.executable?(path) }
-abort "fiber_job: cargo (the Rust toolchain) is needed to build the extension; install it from rustup or your distribution" unless cargo
+unless cargo
+  abort <<~MSG
+    fiber_job: building the extension from source needs Rust's cargo (1.74 or newer), and
+    none was found on PATH or in ~/.cargo/bin. Either:
+      - install Rust: https://rustup.rs (then `gem install fiber_job` again); bindgen also
+        needs libclang (#{darwin ? "Xcode's command line tools: xcode-select --install" : "Debian/Ubuntu: apt-get install libclang-dev; Fedora: dnf install clang-devel; Alpine: apk add clang-dev"}), or
+      - use a precompiled gem, which needs no toolchain: they are published for
+        x86_64-linux, aarch64-linux, x86_64-linux-musl, arm64-darwin and x86_64-darwin
+        (RubyGems picks one by itself unless `--platform ruby` or Bundler's
+        `force_ruby_platform` asks for the source gem).
+  MSG
+end
 
 dlext = RbConfig::CONFIG["DLEXT"]
-built = File.join(target_dir, "release", "libfiber_job.so")
+# cargo names a cdylib libfiber_job.so on Linux and libfiber_job.dylib on macOS; Ruby
+# loads it as fiber_job.<DLEXT> (.so, .bundle).
+built = File.join(target_dir, "release", darwin ? "libfiber_job.dylib" : "libfiber_job.so")
+# On macOS the library leaves Ruby's symbols to be found when Ruby loads it, as every
+# C extension there does (Linux allows undefined symbols in a shared library anyway).
+build = darwin ? "rustc --release --locked --lib" : "build --release --locked --lib"
+link = darwin ? " -- -C link-arg=-Wl,-undefined,dynamic_lookup" : ""
 sitearchdir = RbConfig::CONFIG["sitearchdir"]
 q = ->(s) { Shellwords.escape(s) }
 
@@ -40,7 +58,7 @@ File.write("Makefile", <<~MAKE)
   # Every copy goes to a new file renamed over the old one: a process that has the
   # old library mapped keeps it, where a copy in place would crash it (SIGBUS).
   $(SO): FORCE
-  \tcd $(ROOT) && RUBY=$(RUBY) $(CARGO) build --release --locked --lib --target-dir $(TARGET_DIR)
+  \tcd $(ROOT) && RUBY=$(RUBY) $(CARGO) #{build} --target-dir $(TARGET_DIR)#{link}
   \tcp #{q[built]} $(SO).tmp && mv -f $(SO).tmp $(SO)
 
   install: all
