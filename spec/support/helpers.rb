@@ -23,7 +23,7 @@ module SpecHelpers
     ssl = tls && { ca_file: tls[:ca_file], cert: tls[:cert_file] && OpenSSL::X509::Certificate.new(File.read(tls[:cert_file])),
                    key: tls[:key_file] && OpenSSL::PKey.read(File.read(tls[:key_file])) }.compact
     if config.redis_cluster.any?
-      ssl ? Redis.new(cluster: config.redis_cluster, ssl: true, ssl_params: ssl) : Redis.new(cluster: config.redis_cluster)
+      cluster_redis(config.redis_cluster, ssl)
     elsif config.redis_sentinels.any?
       sentinels = config.redis_sentinels.map { |u| URI(u).then { |x| { host: x.host, port: x.port } } }
       Redis.new(url: "redis://#{config.redis_sentinel_master}", sentinels: sentinels, role: :master)
@@ -32,6 +32,17 @@ module SpecHelpers
     else
       Redis.new(url: config.redis_url)
     end
+  end
+
+  # A cluster client: redis-rb 4's `Redis.new(cluster:)`, or redis-rb 5's, which moved
+  # it to the redis-clustering gem.
+  def cluster_redis(nodes, ssl)
+    if Gem::Version.new(Redis::VERSION) < Gem::Version.new("5")
+      return ssl ? Redis.new(cluster: nodes, ssl: true, ssl_params: ssl) : Redis.new(cluster: nodes)
+    end
+
+    require "redis-clustering"
+    ssl ? Redis::Cluster.new(nodes: nodes, ssl: true, ssl_params: ssl) : Redis::Cluster.new(nodes: nodes)
   end
 
   # Ruby source that configures a spawned process to reach Redis as this one does.

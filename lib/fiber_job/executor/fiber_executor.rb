@@ -29,9 +29,19 @@ module FiberJob
     # Uses only what async 1.30 and 2.x share: Kernel#Async, Task#async, Task#stop,
     # Task.current, Task#with_timeout, Async::Condition, Async::Notification,
     # Async::TimeoutError; and under 1.x its reactor with FineSelector (on-time timers).
+    # Where they differ, nothing depends on it: a Task#stop may run the stopped fiber at
+    # once (2.x) or later (1.x, and 2.x when it cannot at once), and a Condition's
+    # signal may resume at once or be queued (see Idle).
     class FiberExecutor
       # Jobs taken per call into the engine: one call hands out a batch.
       BATCH = 256
+
+      # A worker fiber waiting for a job: the dispatcher puts the job in `job`, then
+      # signals `condition`. The job travels in the struct, not in the signal: async
+      # 1.x's Condition#signal resumes the waiter at once and drops a value nobody waits
+      # for, async 2.x's queues it for the next wait, so neither may carry a job that a
+      # worker could miss. A worker that ends gives back what it was handed.
+      Idle = Struct.new(:condition, :job)
 
       # Job timeouts go through one FiberWatchdog, not Timeout.timeout, which would
       # raise in whatever fiber runs when its thread fires (async 1.30's scheduler does
@@ -110,16 +120,18 @@ module FiberJob
       # workers than jobs that ran at once (the engine's limits bound that).
       def hand(task, tuple)
         if (idle = @idle.pop)
-          idle.signal(tuple)
+          idle.job = tuple
+          idle.condition.signal
         else
           spawn_worker(task, tuple)
         end
       end
 
       def spawn_worker(task, first)
+        idle = Idle.new(Async::Condition.new, nil)
         task.async do |me|
           @workers[me] = true
-          work(me, first)
+          work(me, first, idle)
         rescue Async::Stop
           nil # its job, if any, was given back to the queue by the processor
         rescue Exception => e # rubocop:disable Lint/RescueException
@@ -127,12 +139,14 @@ module FiberJob
         ensure
           @workers.delete(me)
           @busy.delete(me)
+          @idle.delete(idle)
+          # Handed a job it did not start (it was stopped while idle): to its queue.
+          @native._give_back(idle.job.first) if idle.job
           @finished.signal
         end
       end
 
-      def work(me, tuple)
-        ready = Async::Condition.new
+      def work(me, tuple, idle)
         while tuple
           @busy[me] = tuple
           @processor.run(tuple)
@@ -147,8 +161,10 @@ module FiberJob
           tuple = @native._take_one
           next if tuple
 
-          @idle << ready
-          tuple = ready.wait # nil: shutting down
+          @idle << idle
+          idle.condition.wait until idle.job # a wake-up without a job waits again
+          tuple = idle.job
+          idle.job = nil
         end
       end
 

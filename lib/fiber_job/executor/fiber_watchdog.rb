@@ -25,12 +25,16 @@ module FiberJob
       # Runs the block, raising FiberJob::TimeoutError in it after `seconds`.
       def guard(seconds)
         task = Async::Task.current
+        @timed_out.delete(task)
         deadline = Clock.now + seconds
         @deadlines[task] = deadline
         @wake.signal if @next.nil? || deadline < @next
         yield
       rescue Async::Stop
-        raise unless @timed_out.delete(task)
+        # Only this run's own deadline makes a timeout. A stop the watchdog sent to an
+        # earlier run that async delivered late, or the worker's shutdown, goes on as
+        # an interruption: the job goes back to its queue.
+        raise unless @timed_out.delete(task) && Clock.now >= deadline
 
         raise FiberJob::TimeoutError, "execution expired"
       ensure
@@ -71,6 +75,12 @@ module FiberJob
         t = Clock.now
         overdue = @deadlines.select { |_, deadline| deadline <= t }.keys
         overdue.each do |job_task|
+          # Stopping one task may run it at once (async 2), and it may wait on I/O,
+          # letting the others run: one that finished (or started its next job)
+          # meanwhile is not stopped.
+          deadline = @deadlines[job_task]
+          next unless deadline && deadline <= t
+
           @deadlines.delete(job_task)
           @timed_out[job_task] = true
           @stopped[job_task] = true
