@@ -15,17 +15,18 @@ require "open3"
 # time zone of the enqueue reach the job. The provider_job_id tests (async, delayed_job,
 # sidekiq, queue_classic) and "should interrupt jobs" (Continuations; sidekiq) do not run.
 #
-# Rails' files are run as they are. What the copy needs around them:
+# Rails' files run as they are; nothing in them is patched. What the copy needs around them:
 # - tools/ beside activejob/: test/helper.rb requires ../../tools/strict_warnings.
-# - A Gemfile, through BUNDLE_GEMFILE and RUBYOPT=-rbundler/setup, which is what
-#   `bundle exec` with Rails' own Gemfile is on Rails' CI: the dummy app Rails' helper
-#   generates boots through `require "bundler/setup"` and `require "bootsnap/setup"`,
-#   requires "rails/all" and `Bundler.require`s, and its config/initializers/assets.rb
-#   sets config.assets (propshaft). So: rails from the source tree (each framework by
-#   its gemspec), sqlite3, propshaft, bootsnap and FiberJob from this checkout, which
-#   needs nokogiri, rails-html-sanitizer, rails-dom-testing, mail, marcel,
-#   websocket-driver, msgpack, irb and, for 8.1, action_text-trix installed. Without
-#   them the example is skipped with Bundler's message.
+# - A Gemfile, through BUNDLE_GEMFILE and RUBYOPT=-rbundler/setup (what `bundle exec`
+#   with Rails' own Gemfile is on Rails' CI). The dummy app that Rails' helper generates
+#   boots through `require "bundler/setup"` and `require "bootsnap/setup"`, requires
+#   "rails/all", calls `Bundler.require`, and its config/initializers/assets.rb sets
+#   config.assets (propshaft). The Gemfile has rails from the source tree (each framework
+#   through its gemspec), sqlite3, propshaft, bootsnap and FiberJob from this checkout;
+#   all their dependencies must be installed, beyond the usual ones nokogiri,
+#   rails-html-sanitizer, rails-dom-testing, mail, marcel, websocket-driver, msgpack,
+#   irb and, for 8.1, action_text-trix. When Bundler cannot resolve them, the example is
+#   skipped with Bundler's message.
 # - Rails 7.2: minitest < 6 (its railties' line filtering overrides Minitest::Runnable.run
 #   with minitest 5's arity; Rails' 7.2 lockfile has minitest 5.25).
 # - TMPDIR inside the run's directory: the helper generates the dummy app in a
@@ -33,7 +34,7 @@ require "open3"
 RSpec.describe "Rails' ActiveJob integration test (queuing_test.rb)", :slow do
   RAILS_INTEGRATION_LIMIT = 300 # seconds; the run takes about 20
 
-  let(:src) { File.expand_path(ENV.fetch("FIBER_JOB_RAILS_SRC", "")) }
+  let(:src) { ENV.fetch("FIBER_JOB_RAILS_SRC", "").then { |s| s.empty? ? s : File.expand_path(s) } }
   let(:dir) { Dir.mktmpdir("fiber_job-rails-integration") }
   let(:version) { Gem::Version.new(File.read(File.join(src, "RAILS_VERSION")).strip) }
 
@@ -50,7 +51,10 @@ RSpec.describe "Rails' ActiveJob integration test (queuing_test.rb)", :slow do
                  File.join(dir, "activejob", "test", "support", "integration", "adapters", "fiber_job.rb"))
   end
 
+  # FIBER_JOB_ASYNC_VERSION's pin (spec/support/gem_versions.rb) goes in as well: this
+  # RUBYOPT replaces the one that carries it.
   def write_gemfile
+    async = ENV.fetch("FIBER_JOB_ASYNC_VERSION", "")
     File.write(File.join(dir, "Gemfile"), <<~RUBY)
       # Written by spec/operations/rails_integration_spec.rb for one run.
       gem "rails", path: #{src.dump}
@@ -59,6 +63,7 @@ RSpec.describe "Rails' ActiveJob integration test (queuing_test.rb)", :slow do
       gem "bootsnap", require: false
       gem "fiber_job", path: #{root.dump}
       #{'gem "minitest", "< 6"' if version < Gem::Version.new("8.0")}
+      #{"gem \"async\", #{async.dump}" unless async.empty?}
     RUBY
   end
 
@@ -79,11 +84,14 @@ RSpec.describe "Rails' ActiveJob integration test (queuing_test.rb)", :slow do
   it "passes with FiberJob as the adapter and a fiber_job worker process" do
     skip "set FIBER_JOB_RAILS_SRC to a Rails source tree (7.2+) to run its ActiveJob integration test" if src.empty?
     skip "runs against one Redis, not the cluster pass" if TEST_CLUSTER
+    ruby = Gem::Specification.load(File.join(src, "rails.gemspec")).required_ruby_version
+    skip "Rails #{version} needs Ruby #{ruby}" unless ruby.satisfied_by?(Gem::Version.new(RUBY_VERSION))
 
     copy_tests
     write_gemfile
     out, status = Open3.capture2e(env, RbConfig.ruby, "-e", "", chdir: dir)
-    skip "the gems of the dummy app are not all installed: #{out.lines.first&.strip}" if !status.success? && out.include?("Could not find")
+    missing = out[/(Could not find|Unable to satisfy) [^\n]*/] unless status.success?
+    skip "the gems of the run are not all installed: #{missing}" if missing
     expect(status).to be_success, out
 
     rails_libs = RailsSource::FRAMEWORKS.map { |f| "-I#{File.join(src, f, "lib")}" }
@@ -93,7 +101,8 @@ RSpec.describe "Rails' ActiveJob integration test (queuing_test.rb)", :slow do
     begin
       deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + RAILS_INTEGRATION_LIMIT
       until (status = Process.wait2(pid, Process::WNOHANG)&.last)
-        raise "queuing_test.rb took over #{RAILS_INTEGRATION_LIMIT}s:\n#{File.read(log)}" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+        over = Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+        raise "queuing_test.rb took over #{RAILS_INTEGRATION_LIMIT}s:\n#{File.read(log)}" if over
 
         sleep 0.2
       end
@@ -120,6 +129,7 @@ RSpec.describe "Rails' ActiveJob integration test (queuing_test.rb)", :slow do
     # The jobs ran in the worker the jobs manager started, and it stopped on TERM.
     worker_log = Dir[File.join(dir, "tmp", "*", "dummy", "log", "fiber_job.log")]
     expect(worker_log.size).to eq(1)
-    expect(File.read(worker_log.first)).to include("started: queues integration_tests=1 ").and include("done:").and include("stopped")
+    expect(File.read(worker_log.first)).to include("started: queues integration_tests=1 ")
+      .and include("done:").and include("stopped")
   end
 end
