@@ -65,6 +65,8 @@ RSpec.describe "Sidekiq compatibility" do
     expect(ran.find { |r| r[1] == "1" }[3]).to eq(jid)
     expect(records.grep(/\Afail /)).to eq(["fail x 0", "fail x 1", "fail x 2"]) # retry: 2
     expect(records.grep(/\Aexhausted /)).to eq(["exhausted x nope"])
+    # The exhausted hook runs before the death is written (as in Sidekiq), so wait for it.
+    wait_for(timeout: 5, message: "two dead jobs") { FiberJob::Queue.dead_jobs.size == 2 }
     dead = FiberJob::Queue.dead_jobs.map { |j| j["class"] }.sort
     expect(dead).to eq(%w[CompatFailJob CompatKillJob]) # :kill → dead at once
     expect(FiberJob::Queue.dead_jobs.find { |j| j["class"] == "CompatFailJob" }["queue"]).to eq("low")
