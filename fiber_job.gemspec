@@ -11,7 +11,8 @@ Gem::Specification.new do |spec|
                      "Ruby runs only your job's perform, in fibers or threads."
   spec.authors = ["FiberJob developers"]
   spec.license = "MIT"
-  spec.required_ruby_version = ">= 3.1"
+  # Run on 3.1, 3.4 and 4.0 (README, "Compatibility").
+  spec.required_ruby_version = ">= 3.1", "< 4.1"
 
   spec.files = Dir[
     "lib/**/*.{rb,erb,css,js,svg}", "ext/fiber_job/extconf.rb", "src/**/*.rs", "Cargo.toml", "Cargo.lock",
@@ -22,8 +23,9 @@ Gem::Specification.new do |spec|
   spec.executables = ["fiber_job"]
   spec.extensions = ["ext/fiber_job/extconf.rb"]
 
-  # The fiber executor (the default) runs on the async gem's reactor.
+  # The fiber executor (the default) runs on the async gem's reactor: run on 1.30 and 2.43.
   spec.add_dependency "async", ">= 1.30", "< 3"
   # FiberJob::Web (the dashboard and /metrics) is a Rack app.
-  spec.add_dependency "rack", ">= 2.2", "< 4"
+  # Run on 2.2 and 3.2.
+  spec.add_dependency "rack", ">= 2.2", "< 3.3"
 end
