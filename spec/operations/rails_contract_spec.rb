@@ -7,7 +7,7 @@ require "open3"
 # path, after-commit enqueues in a real Rails app on SQLite, and `stopping?` for Active
 # Job Continuations, each through real `fiber_job` worker processes.
 RSpec.describe "the ActiveJob adapter contract" do
-  JOBS = <<~RUBY
+  CONTRACT_JOBS = <<~RUBY
     module CtNote
       def self.add(*parts) = FiberJob.client._push("record", [JSON.generate(parts)])
     end
@@ -51,7 +51,7 @@ RSpec.describe "the ActiveJob adapter contract" do
     require "fiber_job/active_job"
     ActiveJob::Base.queue_adapter = :fiber_job
     ActiveJob::Base.logger = Logger.new(nil)
-    eval(JOBS, TOPLEVEL_BINDING) unless defined?(CtBulkJob) # rubocop:disable Security/Eval
+    eval(CONTRACT_JOBS, TOPLEVEL_BINDING) unless defined?(CtBulkJob) # rubocop:disable Security/Eval
   end
 
   after { FileUtils.rm_rf(dir) unless ENV["KEEP"] }
@@ -85,7 +85,7 @@ RSpec.describe "the ActiveJob adapter contract" do
       ActiveRecord::Base.establish_connection(adapter: "sqlite3", database: #{File.join(root, "app.db").dump})
       ActiveRecord::Base.connection.create_table(:accounts, if_not_exists: true) { |t| t.string :name }
       class Account < ActiveRecord::Base; end
-      #{JOBS}
+      #{CONTRACT_JOBS}
       #{extra}
     RUBY
     root
@@ -159,7 +159,7 @@ RSpec.describe "the ActiveJob adapter contract" do
       require "fiber_job/active_job"
       ActiveJob::Base.queue_adapter = :fiber_job
       ActiveJob::Base.logger = Logger.new(nil)
-      #{JOBS}
+      #{CONTRACT_JOBS}
     RUBY
     pid = worker("-q", "ct_a,ct_b,default", "-r", app)
     wait_for(message: "1,002 jobs run", timeout: 30) { records.size >= 1002 }
