@@ -22,7 +22,7 @@ cargo = ENV["CARGO"] || [*ENV.fetch("PATH", "").split(File::PATH_SEPARATOR), Fil
         .find { |path| File.executable?(path) }
 unless cargo
   abort <<~MSG
-    fiber_job: building the extension from source needs Rust's cargo (1.74 or newer), and
+    fiber_job: building the extension from source needs Rust's cargo (1.88 or newer), and
     none was found on PATH or in ~/.cargo/bin. Either:
       - install Rust: https://rustup.rs (then `gem install fiber_job` again); bindgen also
         needs libclang (#{darwin ? "Xcode's command line tools: xcode-select --install" : "Debian/Ubuntu: apt-get install libclang-dev; Fedora: dnf install clang-devel; Alpine: apk add clang-dev"}), or
@@ -30,6 +30,45 @@ unless cargo
         x86_64-linux, aarch64-linux, x86_64-linux-musl, arm64-darwin and x86_64-darwin
         (RubyGems picks one by itself unless `--platform ruby` or Bundler's
         `force_ruby_platform` asks for the source gem).
+  MSG
+end
+
+# bindgen (in rb-sys) reads Ruby's headers through libclang, which it loads at build
+# time. Look where it looks (clang-sys): LIBCLANG_PATH, llvm-config, the usual library
+# directories and, on macOS, Xcode's.
+def libclang_dirs(darwin)
+  return [ENV["LIBCLANG_PATH"]] if ENV["LIBCLANG_PATH"].to_s != ""
+
+  dirs = []
+  begin
+    libdir = IO.popen([ENV.fetch("LLVM_CONFIG_PATH", "llvm-config"), "--libdir"], err: File::NULL, &:read).strip
+    dirs << libdir unless libdir.empty?
+  rescue SystemCallError
+    nil # no llvm-config: look in the usual places
+  end
+  if darwin
+    begin
+      xcode = IO.popen(%w[xcode-select --print-path], err: File::NULL, &:read).strip
+      dirs << "#{xcode}/Toolchains/XcodeDefault.xctoolchain/usr/lib" << "#{xcode}/usr/lib" unless xcode.empty?
+    rescue SystemCallError
+      nil
+    end
+    dirs += %w[/Library/Developer/CommandLineTools/usr/lib /opt/homebrew/opt/llvm/lib /usr/local/opt/llvm/lib]
+  else
+    dirs += %w[/usr/lib /usr/lib64 /usr/local/lib /usr/lib/*-linux-gnu /usr/lib/llvm-*/lib /usr/lib64/llvm*/lib /usr/lib/llvm*/lib]
+  end
+  dirs
+end
+
+libclang = libclang_dirs(darwin).flat_map { |dir| Dir.glob(File.join(dir, "libclang{,-[0-9]*}.{so,dylib}{,.[0-9]*}")) }
+if libclang.empty?
+  abort <<~MSG
+    fiber_job: building the extension from source needs libclang (bindgen reads Ruby's C
+    headers with it), and none was found#{ENV["LIBCLANG_PATH"] ? " in LIBCLANG_PATH=#{ENV["LIBCLANG_PATH"]}" : ""}. Install it:
+      #{darwin ? "macOS: xcode-select --install (Xcode's command line tools)" : "Debian/Ubuntu: apt-get install libclang-dev; Fedora/RHEL: dnf install clang-devel; Alpine: apk add clang-dev; Arch: pacman -S clang"}
+    or, if it is installed somewhere else, set LIBCLANG_PATH to the directory holding it.
+    A precompiled gem needs neither Rust nor libclang: they are published for x86_64-linux,
+    aarch64-linux, x86_64-linux-musl, arm64-darwin and x86_64-darwin.
   MSG
 end
 

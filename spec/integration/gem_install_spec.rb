@@ -43,4 +43,21 @@ RSpec.describe "gem build and gem install", :slow do
       expect(Dir[File.join(installed, "lib", "fiber_job", "web", "views", "*.erb")].size).to be >= 10
     end
   end
+
+  it "stops before building, saying what to install, where there is no cargo" do
+    Dir.mktmpdir("fiber_job-gem") do |dir|
+      out, status = Open3.capture2e({ "RUBYOPT" => nil, "RUBYLIB" => nil }, "gem", "build", "fiber_job.gemspec",
+                                    "-o", File.join(dir, "fiber_job.gem"), chdir: root)
+      expect(status).to be_success, out
+      FileUtils.mkdir_p(File.join(dir, "home"))
+      env = { "PATH" => "/usr/bin:/bin", "HOME" => File.join(dir, "home"), "GEM_HOME" => File.join(dir, "gems"),
+              "GEM_PATH" => [File.join(dir, "gems"), *Gem.path].join(":"), "LANG" => "C.UTF-8" }
+      out, status = Open3.capture2e(env, "gem", "install", "--local", "--no-document", File.join(dir, "fiber_job.gem"),
+                                    unsetenv_others: true, chdir: dir)
+      expect(status).not_to be_success
+      expect(out).to include("needs Rust's cargo").and include("https://rustup.rs")
+        .and include("x86_64-linux, aarch64-linux")
+      expect(Dir[File.join(dir, "gems", "gems", "fiber_job-*", "lib", "fiber_job", "*.so")]).to be_empty
+    end
+  end
 end
