@@ -57,8 +57,7 @@ module FiberJob
     # @param timeout [#call] (seconds, &block) → runs block, raising
     #   FiberJob::TimeoutError in the job when it runs too long (each executor's watchdog)
     # @param carrier [Symbol] :fiber or :thread: what a running job is, for backtraces
-    def initialize(native, logger, timeout:, carrier: :fiber)
-      @native = native
+    def initialize(logger, timeout:, carrier: :fiber)
       @logger = logger
       @timeout = timeout
       @carrier = carrier
@@ -71,110 +70,109 @@ module FiberJob
       @tag = !(logger.respond_to?(:formatter) && logger.formatter.is_a?(Logging::TextFormatter))
     end
 
-    # @param tuple [Array] [id, queue, class, args, jid, retry_count] from the engine
-    def run(tuple)
-      id, queue, class_name, args, jid, retry_count = tuple
+    # @param job [Native::TakenJob] from the engine; ended here exactly once
+    def run(job)
       reported = false
-      klass = @classes[class_name]
+      klass = @classes[job.class_name]
       if klass
-        perform(id, klass, queue, args, jid, retry_count)
+        perform(job, klass)
       else
-        resolve_and_run(id, queue, class_name, args, jid, retry_count)
+        resolve_and_run(job)
       end
       reported = true
     ensure
       # Only when something above raised before the job was reported (a bug, or an
       # interruption): it goes back to its queue. A no-op for a job already reported.
-      @native._give_back(id) unless reported || id.nil?
+      job.give_back unless reported
     end
 
     private
 
     # The first job of a class name: resolve it (caching a job class), then run, retry
     # or bury the job.
-    def resolve_and_run(id, queue, class_name, args, jid, retry_count)
-      found, missing = constant(class_name)
+    def resolve_and_run(job)
+      found, missing = constant(job.class_name)
       case found
       when Class
-        @classes[class_name] = found
-        perform(id, found, queue, args, jid, retry_count)
-      when :unknown then unknown(id, queue, class_name, args, jid, retry_count, missing)
-      else reject(id, queue, class_name, args, jid, found)
+        @classes[job.class_name] = found
+        perform(job, found)
+      when :unknown then unknown(job, missing)
+      else reject(job, found)
       end
     end
 
     # A class name that is no constant, or a constant that is not a job: to the dead set.
-    def reject(id, queue, class_name, args, jid, why)
+    def reject(job, why)
       reason = if why == :invalid
-                 "class name #{class_name.inspect} is not a Ruby constant name"
+                 "class name #{job.class_name.inspect} is not a Ruby constant name"
                else
-                 "class #{class_name.inspect} is not a FiberJob::Job subclass"
+                 "class #{job.class_name.inspect} is not a FiberJob::Job subclass"
                end
-      @native._bury(id, "FiberJob::UnknownJobError", reason)
-      @logger.error("jid=#{jid} queue=#{queue} moved to the dead set: #{reason}")
+      job.bury("FiberJob::UnknownJobError", reason)
+      @logger.error("jid=#{job.jid} queue=#{job.queue} moved to the dead set: #{reason}")
       return unless Instrumentation.listening?(:dead)
 
-      Instrumentation.emit(:dead, job_class: class_name, jid: jid, queue: queue, args: args,
+      Instrumentation.emit(:dead, job_class: job.class_name, jid: job.jid, queue: job.queue, args: job.args,
                                   error: UnknownJobError.new(reason))
     end
 
     # A class this worker does not have (yet): a failure retried with backoff, so a
     # worker with newer code runs it (Sidekiq retries a NameError too).
-    def unknown(id, queue, class_name, args, jid, retry_count, missing)
-      attempt = retry_count + 1
+    def unknown(job, missing)
+      attempt = job.retry_count + 1
       retry_at = (Time.now.to_f + Job.new.retry_delay(attempt) if attempt <= UNKNOWN_CLASS_RETRIES)
-      reason = "class #{class_name.inspect} is not defined in this worker (#{missing.class}: #{missing.message}); " \
+      reason = "class #{job.class_name.inspect} is not defined in this worker (#{missing.class}: #{missing.message}); " \
                "retried with backoff, so a worker running newer code (a rolling deploy) can run it"
-      @native._fail(id, "FiberJob::UnknownJobError", reason, [], retry_at, false)
+      job.fail(error_class: "FiberJob::UnknownJobError", message: reason, backtrace: [], retry_at: retry_at, priority: false)
       what = retry_at ? "retry #{attempt}/#{UNKNOWN_CLASS_RETRIES} in #{(retry_at - Time.now.to_f).round(1)}s" : "no retries left, moved to the dead set"
-      @logger.warn("jid=#{jid} queue=#{queue} #{reason} (#{what})")
+      @logger.warn("jid=#{job.jid} queue=#{job.queue} #{reason} (#{what})")
       event = retry_at ? :retry : :dead
       return unless Instrumentation.listening?(event)
 
-      Instrumentation.emit(event, job_class: class_name, jid: jid, queue: queue, args: args,
+      Instrumentation.emit(event, job_class: job.class_name, jid: job.jid, queue: job.queue, args: job.args,
                                   error: UnknownJobError.new(reason), retry_at: retry_at)
     end
 
-    def perform(id, klass, queue, args, jid, retry_count)
+    def perform(job, klass)
       carrier = @carrier == :thread ? Thread.current : Fiber.current
-      ctx = { "class" => klass.name, "jid" => jid, "queue" => queue }
+      ctx = { "class" => klass.name, "jid" => job.jid, "queue" => job.queue }
       Thread.current[Logging::CONTEXT] = ctx
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       RUNNING[carrier] = [ctx, started]
       log_job(ctx, "start") if logging?
-      job = klass.new
-      job.jid = jid
-      job.retry_count = retry_count
-      with_timeout(job.timeout) { call_perform(job, id, queue, args) }
-      @native._ack(id)
-      finished(ctx, klass, jid, queue, args, started, nil)
+      instance = klass.new
+      instance.jid = job.jid
+      instance.retry_count = job.retry_count
+      with_timeout(instance.timeout) { call_perform(instance, job) }
+      job.ack
+      finished(ctx, klass, job, started, nil)
     rescue Exception => e # rubocop:disable Lint/RescueException
-      return requeue(id, ctx, e) if e.is_a?(Requeue)
+      return requeue(job, ctx, e) if e.is_a?(Requeue)
 
       if self.class.interruption?(e)
         # The job did not finish and is not at fault: back to the front of its queue;
         # the exception goes on to the executor.
-        @native._give_back(id)
+        job.give_back
         raise
       end
-      failed(id, job, klass, jid, queue, args, retry_count, e, started)
+      failed(job, instance, klass, e, started)
     ensure
       RUNNING.delete(carrier)
       Thread.current[Logging::CONTEXT] = nil
     end
 
     # A job that stopped early to run again (FiberJob::Requeue): back to its queue.
-    def requeue(id, ctx, error)
-      error.front? ? @native._give_back(id) : @native._requeue(id)
+    def requeue(job, ctx, error)
+      error.front? ? job.give_back : job.requeue
       log_job(ctx, "requeued to the #{error.front? ? "front" : "back"} of its queue: #{error.message}") if logging?
     end
 
-    def call_perform(job, id, queue, args)
-      return job.perform(*args) if @middleware.empty?
+    def call_perform(instance, job)
+      return instance.perform(*job.args) if @middleware.empty?
 
-      raw = @native._payload(id)
-      payload = raw ? JSON.parse(raw) : { "class" => job.class.name, "args" => args, "jid" => job.jid }
-      @middleware.invoke(job, payload, queue) { job.perform(*args) }
+      raw = job.payload
+      payload = raw ? JSON.parse(raw) : { "class" => instance.class.name, "args" => job.args, "jid" => job.jid }
+      @middleware.invoke(instance, payload, job.queue) { instance.perform(*job.args) }
     end
 
     def with_timeout(seconds, &block)
@@ -187,7 +185,7 @@ module FiberJob
       end
     end
 
-    def finished(ctx, klass, jid, queue, args, started, error)
+    def finished(ctx, klass, job, started, error)
       log = logging? && error.nil?
       listening = Instrumentation.listening?(:perform)
       return unless log || listening || error
@@ -199,30 +197,31 @@ module FiberJob
       end
       return duration unless listening
 
-      Instrumentation.emit(:perform, job_class: klass, jid: jid, queue: queue, args: args,
+      Instrumentation.emit(:perform, job_class: klass, jid: job.jid, queue: job.queue, args: job.args,
                                      duration: duration, error: error)
       duration
     end
 
-    def failed(id, job, klass, jid, queue, args, retry_count, error, started)
-      attempt = retry_count + 1
-      max = job ? safely(0) { job.max_retries.to_i } : 0
-      wait = delay(job, attempt, error) if job && attempt <= max
+    # `instance` is nil when `klass.new` raised.
+    def failed(job, instance, klass, error, started)
+      attempt = job.retry_count + 1
+      max = instance ? safely(0) { instance.max_retries.to_i } : 0
+      wait = delay(instance, attempt, error) if instance && attempt <= max
       retry_at = (Time.now.to_f + wait if wait)
-      priority = job ? safely(false) { job.priority_retry? ? true : false } : false
+      priority = instance ? safely(false) { instance.priority_retry? ? true : false } : false
       error_class, message, backtrace = describe(error)
-      exhausted(id, job, error) if retry_at.nil? && job.respond_to?(:sidekiq_retries_exhausted)
-      @native._fail(id, error_class, message, backtrace, retry_at, priority)
+      exhausted(job, instance, error) if retry_at.nil? && instance.respond_to?(:sidekiq_retries_exhausted)
+      job.fail(error_class: error_class, message: message, backtrace: backtrace, retry_at: retry_at, priority: priority)
       what = retry_at ? "retry #{attempt}/#{max} in #{(retry_at - Time.now.to_f).round(1)}s" : "no retries left, moved to the dead set"
       ctx = Logging.context || {}
-      duration = finished(ctx, klass, jid, queue, args, started, error)
+      duration = finished(ctx, klass, job, started, error)
       ctx["elapsed"] = duration.round(4)
-      @logger.warn("#{@tag ? "#{klass} jid=#{jid} " : ""}fail: #{format("%.4f", duration)} sec: " \
+      @logger.warn("#{@tag ? "#{klass} jid=#{job.jid} " : ""}fail: #{format("%.4f", duration)} sec: " \
                    "#{error_class}: #{message} (#{what})")
       event = retry_at ? :retry : :dead
       return unless Instrumentation.listening?(event)
 
-      Instrumentation.emit(event, job_class: klass, jid: jid, queue: queue, args: args,
+      Instrumentation.emit(event, job_class: klass, jid: job.jid, queue: job.queue, args: job.args,
                                   error: error, retry_at: retry_at)
     end
 
@@ -244,21 +243,21 @@ module FiberJob
 
     # Seconds before the retry, or nil: no retry (a Sidekiq job's `sidekiq_retry_in`
     # said :kill or :discard).
-    def delay(job, attempt, error)
-      if job.respond_to?(:sidekiq_retry_delay)
-        value = safely(:default) { job.sidekiq_retry_delay(attempt, error) }
-        return value.nil? ? nil : [value == :default ? job.retry_delay(attempt) : value.to_f, 0.0].max
+    def delay(instance, attempt, error)
+      if instance.respond_to?(:sidekiq_retry_delay)
+        value = safely(:default) { instance.sidekiq_retry_delay(attempt, error) }
+        return value.nil? ? nil : [value == :default ? instance.retry_delay(attempt) : value.to_f, 0.0].max
       end
-      value = safely(nil) { job.retry_delay(attempt) }
-      value.is_a?(Numeric) && value >= 0 ? value.to_f : Job.instance_method(:retry_delay).bind(job).call(attempt)
+      value = safely(nil) { instance.retry_delay(attempt) }
+      value.is_a?(Numeric) && value >= 0 ? value.to_f : Job.instance_method(:retry_delay).bind(instance).call(attempt)
     end
 
     # A Sidekiq job's `sidekiq_retries_exhausted` block, with the payload, before it
     # goes to the dead set.
-    def exhausted(id, job, error)
-      raw = @native._payload(id)
+    def exhausted(job, instance, error)
+      raw = job.payload
       payload = raw ? JSON.parse(raw) : {}
-      safely(nil) { job.sidekiq_retries_exhausted(payload, error) }
+      safely(nil) { instance.sidekiq_retries_exhausted(payload, error) }
     end
 
     # A user hook that raises must not lose the job: fall back to the default.

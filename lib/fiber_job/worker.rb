@@ -103,12 +103,12 @@ module FiberJob
       when :thread
         require_relative "executor/thread_executor"
         Executor::ThreadExecutor.new(@native, config.shutdown_timeout, @limits.sum) do |timeout|
-          Processor.new(@native, FiberJob.logger, timeout: timeout, carrier: :thread)
+          Processor.new(FiberJob.logger, timeout: timeout, carrier: :thread)
         end
       else
         require_relative "executor/fiber_executor"
         Executor::FiberExecutor.new(@native, config.shutdown_timeout) do |timeout|
-          Processor.new(@native, FiberJob.logger, timeout: timeout)
+          Processor.new(FiberJob.logger, timeout: timeout)
         end
       end
     end

@@ -41,12 +41,12 @@ RSpec.describe FiberJob::Processor do
   before { Ran.reset! }
 
   let(:processor) do
-    ->(native) { described_class.new(native, Logger.new(File::NULL), timeout: ->(_s, &b) { b.call }) }
+    ->(_native) { described_class.new(Logger.new(File::NULL), timeout: ->(_s, &b) { b.call }) }
   end
 
   def run_one(native, &check)
-    tuple = take_one(native)
-    processor.call(native).run(tuple)
+    job = take_one(native)
+    processor.call(native).run(job)
     wait_for(message: "the outcome in Redis", &check)
   end
 
@@ -99,8 +99,8 @@ RSpec.describe FiberJob::Processor do
   it "gives an interrupted job back to the front of its queue and lets the interruption through" do
     queue_raw("ProcInterruptedJob")
     with_native_worker do |native|
-      tuple = take_one(native)
-      expect { processor.call(native).run(tuple) }.to raise_error(FiberJob::Shutdown)
+      job = take_one(native)
+      expect { processor.call(native).run(job) }.to raise_error(FiberJob::Shutdown)
       native._stop # else the engine fetches it again at once
       wait_for { redis.llen("fiber_job:queue:{default}") == 1 }
     end

@@ -17,7 +17,7 @@ module NativeWorker
     native&._shutdown
   end
 
-  # Waits for the engine to hand out one job; returns its tuple.
+  # Waits for the engine to hand out one job; returns it (a Native::TakenJob).
   def take_one(native)
     wait_for(message: "a job to take") { native._take(1).first }
   end

@@ -2,14 +2,20 @@
 //! `lib/fiber_job/worker.rb` and its executors. It calls only `Engine` methods.
 //!
 //! Executors pull: `_take` (fibers: never blocks, then wait on `_wake_fd`) or
-//! `_take_blocking` (threads: waits without the GVL), then report with `_ack`,
-//! `_fail`, `_give_back` or `_bury`. Each taken job is a tuple
-//! `[id, queue, class, args, jid, retry_count]`.
+//! `_take_blocking` (threads: waits without the GVL). Each taken job reaches Ruby as a
+//! `FiberJob::Native::TakenJob`, built once here: its readers (`id`, `queue`,
+//! `class_name`, `args`, `jid`, `retry_count`) and the verbs that end it, exactly one of
+//! `ack`, `_fail` (through `TakenJob#fail` in `lib/fiber_job/taken_job.rb`), `give_back`,
+//! `requeue` or `bury`, plus `payload` (the raw JSON, for middleware).
 
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use magnus::{function, method, prelude::*, IntoValue, RArray, RHash, RModule, Ruby, Value};
+use magnus::value::Lazy;
+use magnus::{
+    function, method, prelude::*, typed_data::Obj, RArray, RClass, RHash, RModule, RStruct, Ruby,
+    Value,
+};
 
 use super::connection::{optional, required, target_settings};
 use super::convert;
@@ -26,19 +32,95 @@ use crate::worker::{Engine, Prefetch, QueueSettings, Settings, Taken};
 #[magnus::wrap(class = "FiberJob::Native::Worker", free_immediately, size)]
 pub struct RbWorker(Engine);
 
-fn tuple(ruby: &Ruby, engine: &Engine, job: &Taken) -> Result<Value, magnus::Error> {
+/// `FiberJob::Native::TakenJob`'s members, in order. `worker` (the Native::Worker that
+/// handed the job out) and `id` are the verbs' own; the rest are what a job is.
+const TAKEN_JOB_MEMBERS: (&str, &str, &str, &str, &str, &str, &str) =
+    ("worker", "id", "queue", "class_name", "args", "jid", "retry_count");
+const WORKER: usize = 0;
+const ID: usize = 1;
+
+/// The Struct class, defined by `init` (a constant: never collected).
+static TAKEN_JOB: Lazy<RClass> = Lazy::new(|ruby| {
+    ruby.class_object()
+        .const_get::<_, RModule>("FiberJob")
+        .and_then(|m| m.const_get::<_, RModule>("Native"))
+        .and_then(|m| m.const_get("TakenJob"))
+        .expect("FiberJob::Native::TakenJob is defined by init")
+});
+
+fn taken_job(ruby: &Ruby, worker: Obj<RbWorker>, job: &Taken) -> Result<Value, magnus::Error> {
     let args = ruby.ary_new_capa(job.args.len());
     for a in &job.args {
         args.push(convert::to_ruby(ruby, a)?)?;
     }
-    let t = ruby.ary_new_capa(6);
-    t.push(job.id)?;
-    t.push(ruby.str_new(engine.queue_name(job.queue)))?;
-    t.push(ruby.str_new(&job.class))?;
-    t.push(args)?;
-    t.push(ruby.str_new(&job.jid))?;
-    t.push(job.retry_count)?;
-    Ok(t.into_value_with(ruby))
+    let queue = ruby.str_new(worker.0.queue_name(job.queue));
+    ruby.get_inner(&TAKEN_JOB).new_instance((
+        worker,
+        job.id,
+        queue,
+        ruby.str_new(&job.class),
+        args,
+        ruby.str_new(&job.jid),
+        job.retry_count,
+    ))
+}
+
+/// A TakenJob's engine and id, for its verbs.
+fn owner(job: RStruct) -> Result<(Obj<RbWorker>, u64), magnus::Error> {
+    Ok((job.aref(WORKER)?, job.aref(ID)?))
+}
+
+impl RbWorker {
+    fn ack(job: RStruct) -> Result<(), magnus::Error> {
+        let (worker, id) = owner(job)?;
+        worker.0.ack(id);
+        Ok(())
+    }
+
+    fn give_back(job: RStruct) -> Result<(), magnus::Error> {
+        let (worker, id) = owner(job)?;
+        worker.0.give_back(id);
+        Ok(())
+    }
+
+    fn requeue(job: RStruct) -> Result<(), magnus::Error> {
+        let (worker, id) = owner(job)?;
+        worker.0.requeue(id);
+        Ok(())
+    }
+
+    fn bury(job: RStruct, error_class: String, reason: String) -> Result<(), magnus::Error> {
+        let (worker, id) = owner(job)?;
+        worker.0.bury(id, &error_class, &reason);
+        Ok(())
+    }
+
+    /// `TakenJob#fail(error_class:, message:, backtrace:, retry_at:, priority:)` calls
+    /// this with its keywords in that order: a retry at `retry_at` (epoch seconds), or
+    /// the dead set when it is nil.
+    fn fail(
+        job: RStruct,
+        error_class: String,
+        message: String,
+        backtrace: Vec<String>,
+        retry_at: Option<f64>,
+        priority: bool,
+    ) -> Result<(), magnus::Error> {
+        let (worker, id) = owner(job)?;
+        let failure = Failure {
+            error_class,
+            error_message: message,
+            backtrace,
+            failed_at: payload::now(),
+        };
+        worker.0.fail(id, failure, retry_at, priority);
+        Ok(())
+    }
+
+    fn payload(job: RStruct) -> Result<Option<String>, magnus::Error> {
+        let (worker, id) = owner(job)?;
+        Ok(worker.0.payload(id))
+    }
 }
 
 impl RbWorker {
@@ -99,27 +181,27 @@ impl RbWorker {
         rb_self.0.start(defs, utc).map_err(|e| to_ruby(ruby, e))
     }
 
-    fn take(ruby: &Ruby, rb_self: &Self, max: usize) -> Result<RArray, magnus::Error> {
+    fn take(ruby: &Ruby, rb_self: Obj<Self>, max: usize) -> Result<RArray, magnus::Error> {
         let taken = rb_self.0.take(max);
         let out = ruby.ary_new_capa(taken.len());
         for job in &taken {
-            out.push(tuple(ruby, &rb_self.0, job)?)?;
+            out.push(taken_job(ruby, rb_self, job)?)?;
         }
         Ok(out)
     }
 
     /// One job that may start now, or nil (a worker fiber going straight on to its
-    /// next job: no Array for one tuple).
-    fn take_one(ruby: &Ruby, rb_self: &Self) -> Result<Option<Value>, magnus::Error> {
+    /// next job: no Array for one job).
+    fn take_one(ruby: &Ruby, rb_self: Obj<Self>) -> Result<Option<Value>, magnus::Error> {
         match rb_self.0.take(1).first() {
-            Some(job) => Ok(Some(tuple(ruby, &rb_self.0, job)?)),
+            Some(job) => Ok(Some(taken_job(ruby, rb_self, job)?)),
             None => Ok(None),
         }
     }
 
     fn take_blocking(
         ruby: &Ruby,
-        rb_self: &Self,
+        rb_self: Obj<Self>,
         timeout: f64,
     ) -> Result<Option<Value>, magnus::Error> {
         let engine = &rb_self.0;
@@ -131,7 +213,7 @@ impl RbWorker {
                 engine.interrupt();
             },
         )?;
-        taken.map(|job| tuple(ruby, engine, &job)).transpose()
+        taken.map(|job| taken_job(ruby, rb_self, &job)).transpose()
     }
 
     fn wait_stop(&self, timeout: f64) -> Result<bool, magnus::Error> {
@@ -150,14 +232,6 @@ impl RbWorker {
         self.0.wake_socket().as_raw_fd()
     }
 
-    fn ack(&self, id: u64) {
-        self.0.ack(id)
-    }
-
-    fn payload(&self, id: u64) -> Option<String> {
-        self.0.payload(id)
-    }
-
     fn batch_of(&self, jid: String) -> Option<String> {
         self.0.batch_of(&jid)
     }
@@ -168,36 +242,6 @@ impl RbWorker {
 
     fn busy_payload(&self, jid: String) -> Option<String> {
         self.0.busy_payload(&jid)
-    }
-
-    fn give_back(&self, id: u64) {
-        self.0.give_back(id)
-    }
-
-    fn requeue(&self, id: u64) {
-        self.0.requeue(id)
-    }
-
-    fn bury(&self, id: u64, error_class: String, reason: String) {
-        self.0.bury(id, &error_class, &reason)
-    }
-
-    fn fail(
-        &self,
-        id: u64,
-        error_class: String,
-        message: String,
-        backtrace: Vec<String>,
-        retry_at: Option<f64>,
-        priority: bool,
-    ) {
-        let failure = Failure {
-            error_class,
-            error_message: message,
-            backtrace,
-            failed_at: payload::now(),
-        };
-        self.0.fail(id, failure, retry_at, priority)
     }
 
     fn stop(&self) {
@@ -239,19 +283,23 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     class.define_method("_take_blocking", method!(RbWorker::take_blocking, 1))?;
     class.define_method("_wait_stop", method!(RbWorker::wait_stop, 1))?;
     class.define_method("_wake_fd", method!(RbWorker::wake_fd, 0))?;
-    class.define_method("_ack", method!(RbWorker::ack, 1))?;
-    class.define_method("_payload", method!(RbWorker::payload, 1))?;
     class.define_method("_batch_of", method!(RbWorker::batch_of, 1))?;
     class.define_method("_busy_payload", method!(RbWorker::busy_payload, 1))?;
     class.define_method("_pulse", method!(RbWorker::pulse, 0))?;
-    class.define_method("_give_back", method!(RbWorker::give_back, 1))?;
-    class.define_method("_requeue", method!(RbWorker::requeue, 1))?;
-    class.define_method("_bury", method!(RbWorker::bury, 3))?;
-    class.define_method("_fail", method!(RbWorker::fail, 6))?;
     class.define_method("_stop", method!(RbWorker::stop, 0))?;
     class.define_method("_quiet", method!(RbWorker::quiet, 0))?;
     class.define_method("_stopping?", method!(RbWorker::is_stopping, 0))?;
     class.define_method("_identity", method!(RbWorker::identity, 0))?;
     class.define_method("_shutdown", method!(RbWorker::shutdown, 0))?;
+
+    let job = ruby.define_struct(None, TAKEN_JOB_MEMBERS)?;
+    native.const_set("TakenJob", job)?;
+    Lazy::force(&TAKEN_JOB, ruby);
+    job.define_method("ack", method!(RbWorker::ack, 0))?;
+    job.define_method("give_back", method!(RbWorker::give_back, 0))?;
+    job.define_method("requeue", method!(RbWorker::requeue, 0))?;
+    job.define_method("bury", method!(RbWorker::bury, 2))?;
+    job.define_method("_fail", method!(RbWorker::fail, 5))?;
+    job.define_method("payload", method!(RbWorker::payload, 0))?;
     Ok(())
 }

@@ -54,7 +54,7 @@ module FiberJob
         @watchdog = FiberWatchdog.new
         @processor = processor_for.call(->(seconds, &block) { @watchdog.guard(seconds, &block) })
         @shutdown_timeout = shutdown_timeout
-        @busy = {}.compare_by_identity # worker task → the tuple it runs
+        @busy = {}.compare_by_identity # worker task → the job it runs
         @workers = {}.compare_by_identity # every worker task
         @idle = []                     # conditions of workers waiting for a job
         # Signalled when a job ends; a Notification resumes the waiter from the reactor,
@@ -111,19 +111,19 @@ module FiberJob
             wake.read_nonblock(4096, exception: false)
             next
           end
-          jobs.each { |tuple| hand(task, tuple) }
+          jobs.each { |job| hand(task, job) }
         end
       end
 
       # Gives a job to an idle worker fiber, or starts one. Workers live on: a fiber and
       # a Task per job would cost more than a no-op job itself. There are never more
       # workers than jobs that ran at once (the engine's limits bound that).
-      def hand(task, tuple)
+      def hand(task, job)
         if (idle = @idle.pop)
-          idle.job = tuple
+          idle.job = job
           idle.condition.signal
         else
-          spawn_worker(task, tuple)
+          spawn_worker(task, job)
         end
       end
 
@@ -141,15 +141,15 @@ module FiberJob
           @busy.delete(me)
           @idle.delete(idle)
           # Handed a job it did not start (it was stopped while idle): to its queue.
-          @native._give_back(idle.job.first) if idle.job
+          idle.job&.give_back
           @finished.signal
         end
       end
 
-      def work(me, tuple, idle)
-        while tuple
-          @busy[me] = tuple
-          @processor.run(tuple)
+      def work(me, job, idle)
+        while job
+          @busy[me] = job
+          @processor.run(job)
           @busy.delete(me)
           @finished.signal
           # A worker the watchdog stopped (a timed-out job) retires: a fresh one
@@ -158,12 +158,12 @@ module FiberJob
 
           # Straight on to the next job when the engine has one: waiting for the
           # dispatcher fiber to be woken and hand it over cost W2 ~0.2 ms per job.
-          tuple = @native._take_one
-          next if tuple
+          job = @native._take_one
+          next if job
 
           @idle << idle
           idle.condition.wait until idle.job # a wake-up without a job waits again
-          tuple = idle.job
+          job = idle.job
           idle.job = nil
         end
       end

@@ -51,8 +51,8 @@ module FiberJob
 
       def work
         until @native._stopping?
-          tuple = @native._take_blocking(WAIT)
-          @processor.run(tuple) if tuple
+          job = @native._take_blocking(WAIT)
+          @processor.run(job) if job
         end
       rescue Exception => e # rubocop:disable Lint/RescueException
         # The forced end of a shutdown: the processor gave the job back.

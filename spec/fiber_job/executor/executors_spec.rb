@@ -41,7 +41,7 @@ RSpec.describe "executors" do
 
       def executor_for(native, build, timeout, limit)
         build.call(native, timeout, limit) do |hook|
-          FiberJob::Processor.new(native, Logger.new(File::NULL), timeout: hook, carrier: carrier)
+          FiberJob::Processor.new(Logger.new(File::NULL), timeout: hook, carrier: carrier)
         end
       end
 
