@@ -110,11 +110,11 @@ module FiberJob
     # Counters and sizes per queue, kept in Redis by the engine:
     #   { "default" => { processed:, failed:, expired: (jobs not started by their expires_in),
     #                    size:, scheduled:, retries:, processing:,
-    #                    held:, busy:, latency: seconds the oldest ready job has waited (0.0 if none),
+    #                    held:, latency: seconds the oldest ready job has waited (0.0 if none),
     #                    paused: true while Queue.pause holds it,
     #                    limited: jobs waiting in Redis for a concurrency slot or a throttle } }
     # processing: jobs running now, each in a worker slot (from the workers' heartbeats,
-    # at most a second old); busy: the same (its older name); held: jobs workers have
+    # at most a second old); held: jobs workers have
     # taken and not finished — running, or prefetched and waiting for a slot (from their
     # held sets and processing lists, exact).
     # @param queues [Array, nil] which queues (default: every known queue)
@@ -122,10 +122,11 @@ module FiberJob
     def metrics(queues = nil)
       names = queues ? Array(queues).map(&:to_s) : self.names
       now = Time.now.to_f
-      FiberJob.admin._metrics(names).to_h do |name, processed, failed, size, scheduled, retries, held, running, oldest, expired, paused, limited|
-        [name, { processed: processed, failed: failed, expired: expired, size: size, scheduled: scheduled, retries: retries,
-                 processing: running, held: held, busy: running,
-                 latency: oldest ? [now - oldest, 0.0].max.round(3) : 0.0, paused: paused, limited: limited }]
+      FiberJob.admin._metrics(names).to_h do |m|
+        oldest = m[:oldest_enqueued_at]
+        [m[:name], { processed: m[:processed], failed: m[:failed], expired: m[:expired], size: m[:size],
+                     scheduled: m[:scheduled], retries: m[:retries], processing: m[:running], held: m[:held],
+                     latency: oldest ? [now - oldest, 0.0].max.round(3) : 0.0, paused: m[:paused], limited: m[:limited] }]
       end
     end
 
@@ -133,17 +134,16 @@ module FiberJob
     # set), failure_records (Queue.failed_jobs), and the sums of the per-queue sizes.
     # @return [Hash]
     def totals
-      processed, failed, dead, records = FiberJob.admin._totals
       per_queue = metrics.values
       sum = ->(key) { per_queue.sum { |m| m[key] } }
-      { processed: processed, failed: failed, dead: dead, failure_records: records,
+      FiberJob.admin._totals.merge(
         enqueued: sum[:size], scheduled: sum[:scheduled], retries: sum[:retries], processing: sum[:processing],
-        held: sum[:held], busy: sum[:busy],
-        processes: processes.size }
+        held: sum[:held], processes: processes.size
+      )
     end
 
     # Live worker processes from their heartbeats, each a Hash: identity, hostname,
-    # pid, queues, concurrency (per queue), busy, quiet, rss_kb, started_at, beat_at,
+    # pid, queues, concurrency (per queue), processing (jobs running now), quiet, rss_kb, started_at, beat_at,
     # and error: nil, or what is wrong with a heartbeat FiberJob did not write (its
     # other fields are then empty or zero). @return [Array<Hash>]
     def processes
@@ -154,7 +154,7 @@ module FiberJob
         error ||= "queues is not a list of names" if h.key?("queues") && queues.empty?
         { identity: h["identity"].to_s, hostname: h["hostname"].to_s, pid: h["pid"].to_i,
           queues: queues, concurrency: parse_list(h["concurrency"]).map(&:to_i),
-          busy: h["busy"].to_i, quiet: h["quiet"] == "true", rss_kb: h["rss"].to_i,
+          processing: h["busy"].to_i, quiet: h["quiet"] == "true", rss_kb: h["rss"].to_i,
           started_at: Time.at(h["started_at"].to_f), beat_at: Time.at(h["beat"].to_f), error: error }
       end
     end
@@ -216,8 +216,8 @@ module FiberJob
       digest = job["unique_key"]
       return nil unless digest.is_a?(String) && !digest.empty?
 
-      holder, ms = FiberJob.admin._unique_lock(queue_string(job["queue"] || "default"), digest)
-      holder && { held_by: holder, expires_in: ms.positive? ? (ms / 1000.0).round(1) : nil }
+      lock = FiberJob.admin._unique_lock(queue_string(job["queue"] || "default"), digest)
+      lock && { held_by: lock[:held_by], expires_in: lock[:expires_in_ms].positive? ? (lock[:expires_in_ms] / 1000.0).round(1) : nil }
     end
 
     # Where the limits of a job (a payload Hash) stand, for each it has:
@@ -229,12 +229,12 @@ module FiberJob
       state = {}
       c, t = job.values_at("concurrency", "throttle").map { |l| l.is_a?(Hash) && l["key"].is_a?(String) && l }
       if c
-        running, waiting = FiberJob.admin._limit_state(queue, "concurrency", c["key"], 0.0)
-        state[:concurrency] = { key: c["key"], to: c["to"], lease: c["lease"], running: running, waiting: waiting }
+        now = FiberJob.admin._limit_state(queue, "concurrency", c["key"], 0.0)
+        state[:concurrency] = { key: c["key"], to: c["to"], lease: c["lease"], running: now[:counted], waiting: now[:waiting] }
       end
       if t
-        started, waiting = FiberJob.admin._limit_state(queue, "throttle", t["key"], t["per"].to_f)
-        state[:throttle] = { key: t["key"], limit: t["limit"], per: t["per"], started: started, waiting: waiting }
+        now = FiberJob.admin._limit_state(queue, "throttle", t["key"], t["per"].to_f)
+        state[:throttle] = { key: t["key"], limit: t["limit"], per: t["per"], started: now[:counted], waiting: now[:waiting] }
       end
       state
     end
@@ -261,10 +261,8 @@ module FiberJob
     # or nil.
     def find_job(jid)
       found = FiberJob.admin._find(names, jid_string(jid))
-      return nil unless found
-
-      state, queue, raw, at = found
-      { state: state, queue: queue, job: decode(raw), at: at && Time.at(at) }
+      found && { state: found[:state], queue: found[:queue], job: decode(found[:payload]),
+                 at: found[:run_at] && Time.at(found[:run_at]) }
     end
 
     # Jobs processed and failed per 10-second window over the last `minutes`, oldest
@@ -272,9 +270,7 @@ module FiberJob
     # is still filling. Windows are kept an hour.
     def throughput(minutes: 5)
       windows = (minutes.to_f * 6).ceil.clamp(1, 360)
-      FiberJob.admin._throughput(windows).map do |at, processed, failed|
-        { at: Time.at(at), processed: processed, failed: failed }
-      end
+      FiberJob.admin._throughput(windows).map { |window| window.merge(at: Time.at(window[:at])) }
     end
 
     # Redis server facts for dashboards: where FiberJob is connected (a Sentinel

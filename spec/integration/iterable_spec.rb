@@ -57,7 +57,7 @@ RSpec.describe "iterable jobs (FiberJob::IterableJob)" do
     SweepJob.perform_async(10_000)
     wait_for { records.size > 1200 }
     sleep rand(0.0..0.5)
-    pid = wait_for(message: "the busy worker") { FiberJob::Queue.processes.find { |p| p[:busy].positive? } }[:pid]
+    pid = wait_for(message: "the busy worker") { FiberJob::Queue.processes.find { |p| p[:processing].positive? } }[:pid]
     Process.kill("KILL", pid)
     wait_process(pid)
     wait_for(timeout: 40) { records.include?("done 10000") }

@@ -122,7 +122,7 @@ RSpec.describe "logging, instrumentation and metrics" do
       wait_for(message: "all five") { FiberJob::Queue.metrics.values.sum { |m| m[:processed] + m[:failed] } == 5 }
     end
     metrics = FiberJob::Queue.metrics
-    expect(metrics["default"]).to include(processed: 3, failed: 1, size: 0, busy: 0)
+    expect(metrics["default"]).to include(processed: 3, failed: 1, size: 0, processing: 0)
     expect(metrics["other"]).to include(processed: 1, failed: 0)
     expect(FiberJob::Queue.totals).to include(processed: 4, failed: 1, dead: 1)
 

@@ -116,7 +116,7 @@ RSpec.describe FiberJob::Web do
   it "shows live processes and the jobs they run on the busy page" do
     jid = WebSlowJob.perform_async(3, XSS)
     with_worker do
-      wait_for(message: "busy") { FiberJob::Queue.totals[:busy] == 1 && FiberJob::Queue.processes.first&.fetch(:busy) == 1 }
+      wait_for(message: "busy") { FiberJob::Queue.totals[:processing] == 1 && FiberJob::Queue.processes.first&.fetch(:processing) == 1 }
       get "/busy"
       body = last_response.body
       process = FiberJob::Queue.processes.first
@@ -124,7 +124,7 @@ RSpec.describe FiberJob::Web do
       expect(body).to include("1 / 2")
       expect(body).not_to include("<script>alert")
       get "/"
-      expect(last_response.body).to match(/data-stat="busy">1</)
+      expect(last_response.body).to match(/data-stat="processing">1</)
     end
   end
 

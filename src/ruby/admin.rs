@@ -1,34 +1,19 @@
 //! `FiberJob::Native::Admin`: what dashboards read and change (`crate::client`'s
 //! admin, jobs, dead and cron calls), for `FiberJob::Queue`, the Web UI and `/metrics`.
-//! Positional arguments, no defaults.
+//! Positional arguments, no defaults; records come back as symbol-keyed Hashes
+//! (`convert::record`), lists as Arrays of them.
 
 use std::collections::HashMap;
 
-use magnus::{function, method, prelude::*, RArray, RHash, RModule, Ruby};
+use magnus::{function, method, prelude::*, IntoValue, RArray, RHash, RModule, Ruby};
 
+use super::convert::record;
 use super::error::to_ruby;
 use super::nogvl::blocking;
 use crate::client::{Client, CronLast, Waiting};
 
 #[magnus::wrap(class = "FiberJob::Native::Admin", free_immediately, size)]
 pub struct RbAdmin(Client);
-
-type MetricsRow = (
-    String,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    u64,
-    Option<f64>,
-    u64,
-    bool,
-    u64,
-);
-/// [state, queue, payload, run_at or nil]
-type FoundRow = (String, String, String, Option<f64>);
 
 fn waiting(ruby: &Ruby, set: &str) -> Result<Waiting, magnus::Error> {
     match set {
@@ -59,39 +44,45 @@ impl RbAdmin {
         blocking(ruby, |c| rb_self.0.queue_names(c))
     }
 
-    /// [[name, processed, failed, size, scheduled, retries, processing, busy,
-    /// oldest_enqueued_at], …]
-    fn metrics(
-        ruby: &Ruby,
-        rb_self: &Self,
-        queues: Vec<String>,
-    ) -> Result<Vec<MetricsRow>, magnus::Error> {
+    /// [{ name:, processed:, failed:, expired:, size:, scheduled:, retries:, held:,
+    /// running:, oldest_enqueued_at: (epoch seconds or nil), paused:, limited: }, …]
+    fn metrics(ruby: &Ruby, rb_self: &Self, queues: Vec<String>) -> Result<RArray, magnus::Error> {
         let rows = blocking(ruby, |c| rb_self.0.metrics(c, &queues))?;
-        Ok(rows
-            .into_iter()
-            .map(|m| {
-                (
-                    m.name,
-                    m.processed,
-                    m.failed,
-                    m.size,
-                    m.scheduled,
-                    m.retries,
-                    m.held,
-                    m.running,
-                    m.oldest_enqueued_at,
-                    m.expired,
-                    m.paused,
-                    m.limited,
-                )
-            })
-            .collect())
+        let out = ruby.ary_new_capa(rows.len());
+        for m in rows {
+            out.push(record(
+                ruby,
+                [
+                    ("name", m.name.into_value_with(ruby)),
+                    ("processed", m.processed.into_value_with(ruby)),
+                    ("failed", m.failed.into_value_with(ruby)),
+                    ("expired", m.expired.into_value_with(ruby)),
+                    ("size", m.size.into_value_with(ruby)),
+                    ("scheduled", m.scheduled.into_value_with(ruby)),
+                    ("retries", m.retries.into_value_with(ruby)),
+                    ("held", m.held.into_value_with(ruby)),
+                    ("running", m.running.into_value_with(ruby)),
+                    ("oldest_enqueued_at", m.oldest_enqueued_at.into_value_with(ruby)),
+                    ("paused", m.paused.into_value_with(ruby)),
+                    ("limited", m.limited.into_value_with(ruby)),
+                ],
+            )?)?;
+        }
+        Ok(out)
     }
 
-    /// [processed, failed, dead, failure_records]
-    fn totals(ruby: &Ruby, rb_self: &Self) -> Result<(u64, u64, u64, u64), magnus::Error> {
+    /// { processed:, failed:, dead:, failure_records: }
+    fn totals(ruby: &Ruby, rb_self: &Self) -> Result<RHash, magnus::Error> {
         let t = blocking(ruby, |c| rb_self.0.totals(c))?;
-        Ok((t.processed, t.failed, t.dead, t.failure_records))
+        record(
+            ruby,
+            [
+                ("processed", t.processed.into_value_with(ruby)),
+                ("failed", t.failed.into_value_with(ruby)),
+                ("dead", t.dead.into_value_with(ruby)),
+                ("failure_records", t.failure_records.into_value_with(ruby)),
+            ],
+        )
     }
 
     fn processes(ruby: &Ruby, rb_self: &Self) -> Result<Vec<Vec<(String, String)>>, magnus::Error> {
@@ -176,17 +167,28 @@ impl RbAdmin {
         blocking(ruby, |c| rb_self.0.set_paused(c, &queue, paused))
     }
 
-    /// [holder jid, ms left] of a unique job's lock, or nil when free.
+    /// { held_by: jid, expires_in_ms: } of a unique job's lock, or nil when free.
     fn unique_lock(
         ruby: &Ruby,
         rb_self: &Self,
         queue: String,
         digest: String,
-    ) -> Result<Option<(String, i64)>, magnus::Error> {
-        blocking(ruby, |c| rb_self.0.unique_lock(c, &queue, &digest))
+    ) -> Result<Option<RHash>, magnus::Error> {
+        let lock = blocking(ruby, |c| rb_self.0.unique_lock(c, &queue, &digest))?;
+        lock.map(|(jid, ms)| {
+            record(
+                ruby,
+                [
+                    ("held_by", jid.into_value_with(ruby)),
+                    ("expires_in_ms", ms.into_value_with(ruby)),
+                ],
+            )
+        })
+        .transpose()
     }
 
-    /// [jobs the key counts now, jobs waiting] of a limit per key.
+    /// { counted:, waiting: } of a limit per key: the jobs it counts now (running, or
+    /// started in the window) and those waiting in Redis for it.
     fn limit_state(
         ruby: &Ruby,
         rb_self: &Self,
@@ -194,33 +196,61 @@ impl RbAdmin {
         kind: String,
         key: String,
         window: f64,
-    ) -> Result<(u64, u64), magnus::Error> {
-        blocking(ruby, |c| {
+    ) -> Result<RHash, magnus::Error> {
+        let (counted, waiting) = blocking(ruby, |c| {
             rb_self.0.limit_state(c, &queue, &kind, &key, window)
-        })
+        })?;
+        record(
+            ruby,
+            [
+                ("counted", counted.into_value_with(ruby)),
+                ("waiting", waiting.into_value_with(ruby)),
+            ],
+        )
     }
 
     fn paused(ruby: &Ruby, rb_self: &Self) -> Result<Vec<String>, magnus::Error> {
         blocking(ruby, |c| rb_self.0.paused(c))
     }
 
-    /// [state, queue, payload, run_at or nil], or nil.
+    /// { state:, queue:, payload: (raw JSON), run_at: (epoch seconds or nil) }, or nil.
     fn find(
         ruby: &Ruby,
         rb_self: &Self,
         queues: Vec<String>,
         jid: String,
-    ) -> Result<Option<FoundRow>, magnus::Error> {
+    ) -> Result<Option<RHash>, magnus::Error> {
         let found = blocking(ruby, |c| rb_self.0.find(c, &queues, &jid))?;
-        Ok(found.map(|f| (f.state.to_string(), f.queue, f.raw, f.score)))
+        found
+            .map(|f| {
+                record(
+                    ruby,
+                    [
+                        ("state", f.state.to_string().into_value_with(ruby)),
+                        ("queue", f.queue.into_value_with(ruby)),
+                        ("payload", f.raw.into_value_with(ruby)),
+                        ("run_at", f.score.into_value_with(ruby)),
+                    ],
+                )
+            })
+            .transpose()
     }
 
-    fn throughput(
-        ruby: &Ruby,
-        rb_self: &Self,
-        windows: i64,
-    ) -> Result<Vec<(i64, u64, u64)>, magnus::Error> {
-        blocking(ruby, |c| rb_self.0.throughput(c, windows))
+    /// [{ at: (window start, epoch seconds), processed:, failed: }, …], oldest first.
+    fn throughput(ruby: &Ruby, rb_self: &Self, windows: i64) -> Result<RArray, magnus::Error> {
+        let rows = blocking(ruby, |c| rb_self.0.throughput(c, windows))?;
+        let out = ruby.ary_new_capa(rows.len());
+        for (at, processed, failed) in rows {
+            out.push(record(
+                ruby,
+                [
+                    ("at", at.into_value_with(ruby)),
+                    ("processed", processed.into_value_with(ruby)),
+                    ("failed", failed.into_value_with(ruby)),
+                ],
+            )?)?;
+        }
+        Ok(out)
     }
 
     fn cron_defs(ruby: &Ruby, rb_self: &Self) -> Result<Vec<(String, String)>, magnus::Error> {

@@ -34,3 +34,16 @@ pub fn to_ruby(ruby: &Ruby, v: &Json) -> Result<Value, magnus::Error> {
         }
     })
 }
+
+/// A symbol-keyed Hash: how a record crosses to Ruby, named field by field, never as a
+/// positional tuple (two swapped counts would pass unnoticed).
+pub fn record<const N: usize>(
+    ruby: &Ruby,
+    fields: [(&str, Value); N],
+) -> Result<magnus::RHash, magnus::Error> {
+    let hash = ruby.hash_new();
+    for (name, value) in fields {
+        hash.aset(ruby.to_symbol(name), value)?;
+    }
+    Ok(hash)
+}

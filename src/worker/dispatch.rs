@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 use super::prefetch::{Depth, Prefetch};
 use crate::store::payload::Parsed;
 
-/// A job this process is processing: taken from Redis (so in its processing list),
-/// buffered or busy, until it is acked or given back.
+/// A held job (ARCHITECTURE.md, "Words"): taken from Redis by this process (so in its
+/// held set or processing list), buffered or busy, until it is acked or given back.
 #[derive(Debug)]
-pub struct ProcessingJob {
+pub struct HeldJob {
     pub id: u64,
     pub queue: usize,
     pub raw: String,
@@ -55,7 +55,7 @@ pub struct Taken {
 struct QueueState {
     limit: usize,
     prefetch: Depth,
-    buffer: VecDeque<ProcessingJob>,
+    buffer: VecDeque<HeldJob>,
     busy: usize,
     /// `Queue.pause`d: nothing is fetched or started (running jobs go on).
     paused: bool,
@@ -82,7 +82,7 @@ impl QueueState {
 
 struct State {
     queues: Vec<QueueState>,
-    busy_jobs: HashMap<u64, ProcessingJob>,
+    busy_jobs: HashMap<u64, HeldJob>,
     next_id: u64,
     stopping: bool,
     quiet: bool,
@@ -189,13 +189,13 @@ impl Dispatcher {
     /// Adds fetched jobs to queue `q`'s buffer. Once stopping or quiet they are not
     /// buffered but returned, for the caller to give back to Redis.
     /// Each job comes with whether it is in the processing list (else the held set).
-    pub fn buffer(&self, q: usize, jobs: Vec<(String, Parsed, bool)>) -> Vec<ProcessingJob> {
+    pub fn buffer(&self, q: usize, jobs: Vec<(String, Parsed, bool)>) -> Vec<HeldJob> {
         let mut st = self.lock();
         let mut out = Vec::new();
         for (raw, parsed, listed) in jobs {
             let id = st.next_id;
             st.next_id += 1;
-            let job = ProcessingJob {
+            let job = HeldJob {
                 id,
                 queue: q,
                 raw,
@@ -318,7 +318,7 @@ impl Dispatcher {
     }
 
     /// What `read` reads of the busy job `jid`, if it is busy here.
-    pub fn busy_by_jid<T>(&self, jid: &str, read: impl FnOnce(&ProcessingJob) -> T) -> Option<T> {
+    pub fn busy_by_jid<T>(&self, jid: &str, read: impl FnOnce(&HeldJob) -> T) -> Option<T> {
         let st = self.lock();
         st.busy_jobs
             .values()
@@ -327,7 +327,7 @@ impl Dispatcher {
     }
 
     /// A handed-out job is over (acked, failed or to be given back): frees its slot.
-    pub fn finish(&self, id: u64) -> Option<ProcessingJob> {
+    pub fn finish(&self, id: u64) -> Option<HeldJob> {
         let mut st = self.lock();
         let mut job = st.busy_jobs.remove(&id)?;
         let qs = &mut st.queues[job.queue];
@@ -369,7 +369,7 @@ impl Dispatcher {
 
     /// Pauses or resumes queue `q`. `None` when that is its state already; else the
     /// buffered jobs a pause took out, for the caller to give back to Redis.
-    pub fn set_paused(&self, q: usize, paused: bool) -> Option<Vec<ProcessingJob>> {
+    pub fn set_paused(&self, q: usize, paused: bool) -> Option<Vec<HeldJob>> {
         let mut st = self.lock();
         let qs = &mut st.queues[q];
         if qs.paused == paused {
@@ -394,7 +394,7 @@ impl Dispatcher {
     }
 
     /// Takes every buffered, unstarted job out (at shutdown, to give back to Redis).
-    pub fn drain_buffers(&self) -> Vec<ProcessingJob> {
+    pub fn drain_buffers(&self) -> Vec<HeldJob> {
         let mut st = self.lock();
         st.queues
             .iter_mut()

@@ -19,7 +19,6 @@ module FiberJob
         ["fiber_job_retries", "gauge", "Failed jobs waiting for a retry.", :retries],
         ["fiber_job_processing", "gauge", "Jobs running now, each using a worker slot.", :processing],
         ["fiber_job_held", "gauge", "Jobs workers have taken and not finished (running, or prefetched and waiting).", :held],
-        ["fiber_job_busy", "gauge", "Jobs running now (the same as fiber_job_processing; kept for dashboards).", :busy],
         ["fiber_job_limited", "gauge", "Jobs waiting in Redis for a concurrency slot or a throttle (limits per key).", :limited],
         ["fiber_job_queue_paused", "gauge", "1 while the queue is paused (Queue.pause), else 0.", :paused]
       ].freeze
