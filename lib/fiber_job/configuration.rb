@@ -185,7 +185,7 @@ module FiberJob
       if tls[:cert_file].nil? != tls[:key_file].nil?
         raise ConfigurationError, "redis_tls: cert_file and key_file go together (mutual TLS needs both)"
       end
-      @redis_tls = { verify_peer: true }.merge(tls)
+      @redis_tls = { ca_file: nil, cert_file: nil, key_file: nil, verify_peer: true }.merge(tls)
     end
 
     # Sentinel URLs ("redis://[:password@]host:26379"); with them, FiberJob asks the

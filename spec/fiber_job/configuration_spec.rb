@@ -95,6 +95,25 @@ RSpec.describe FiberJob::Configuration do
       .to raise_error(FiberJob::ConfigurationError, /mixes redis:\/\/ and rediss:\/\/ nodes/)
   end
 
+  it "hands the engine complete settings, which it reads with no defaults and no unknown keys" do
+    connection = config.connection
+    expect { FiberJob::Native::Admin.new(connection, "fiber_job") }.not_to raise_error
+
+    misspelt = connection.merge(wait_replica: 1)
+    expect { FiberJob::Native::Admin.new(misspelt, "fiber_job") }
+      .to raise_error(ArgumentError, /unknown connection settings :wait_replica \(known: .*:wait_replicas/)
+    expect { FiberJob::Native::Admin.new(connection.reject { |k, _| k == :db }, "fiber_job") }
+      .to raise_error(ArgumentError, /the connection settings lack :db/)
+    expect { FiberJob::Native::Admin.new(connection.merge(db: "zero"), "fiber_job") }
+      .to raise_error(TypeError, /setting :db/)
+    tls = connection.merge(tls: { ca_file: nil, cert_file: nil, key_file: nil, verify: false })
+    expect { FiberJob::Native::Admin.new(tls, "fiber_job") }
+      .to raise_error(ArgumentError, /the connection tls settings lack :verify_peer/)
+    worker = { connection: connection, prefix: "fiber_job", identity: "x", queues: [["default", 1, nil]],
+               sidekiq_compat: false }
+    expect { FiberJob::Native::Worker.new(worker) }.to raise_error(ArgumentError, /the worker settings lack :health/)
+  end
+
   it "rejects an unparsable URL" do
     expect { config.redis_url = "redis://a b" }.to raise_error(FiberJob::ConfigurationError, /redis_url "redis:\/\/a b" is not a URL/)
   end

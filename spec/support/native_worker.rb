@@ -8,7 +8,8 @@ module NativeWorker
     config = FiberJob.config
     native = FiberJob::Native::Worker.new(
       connection: config.connection, prefix: config.prefix,
-      identity: "spec:#{Process.pid}:#{rand(1 << 30)}", queues: [[queue, limit, 0]]
+      identity: "spec:#{Process.pid}:#{rand(1 << 30)}", queues: [[queue, limit, 0]],
+      sidekiq_compat: false, health: nil
     )
     native._start([], true)
     yield native

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use magnus::{function, method, prelude::*, IntoValue, RArray, RHash, RModule, Ruby};
+use magnus::{function, method, prelude::*, IntoValue, RArray, RHash, RModule, Ruby, Value};
 
 use super::convert::record;
 use super::error::to_ruby;
@@ -28,7 +28,7 @@ fn waiting(ruby: &Ruby, set: &str) -> Result<Waiting, magnus::Error> {
 
 impl RbAdmin {
     /// `connection`: `Configuration#connection` (see `connection.rs`).
-    fn new(ruby: &Ruby, connection: RHash, prefix: String) -> Result<Self, magnus::Error> {
+    fn new(ruby: &Ruby, connection: Value, prefix: String) -> Result<Self, magnus::Error> {
         let target = super::connection::target_settings(ruby, connection)?;
         Client::new(&target, &prefix)
             .map(RbAdmin)
@@ -62,7 +62,10 @@ impl RbAdmin {
                     ("retries", m.retries.into_value_with(ruby)),
                     ("held", m.held.into_value_with(ruby)),
                     ("running", m.running.into_value_with(ruby)),
-                    ("oldest_enqueued_at", m.oldest_enqueued_at.into_value_with(ruby)),
+                    (
+                        "oldest_enqueued_at",
+                        m.oldest_enqueued_at.into_value_with(ruby),
+                    ),
                     ("paused", m.paused.into_value_with(ruby)),
                     ("limited", m.limited.into_value_with(ruby)),
                 ],

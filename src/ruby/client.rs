@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use magnus::{function, method, prelude::*, RArray, RHash, RModule, Ruby};
+use magnus::{function, method, prelude::*, RArray, RModule, Ruby, Value};
 
 use super::error::to_ruby;
 use super::nogvl::{blocking, refuse_inside_a_wait};
@@ -16,7 +16,7 @@ pub struct RbClient(Client);
 
 impl RbClient {
     /// `connection`: `Configuration#connection` (see `connection.rs`).
-    fn new(ruby: &Ruby, connection: RHash, prefix: String) -> Result<Self, magnus::Error> {
+    fn new(ruby: &Ruby, connection: Value, prefix: String) -> Result<Self, magnus::Error> {
         let target = super::connection::target_settings(ruby, connection)?;
         Client::new(&target, &prefix)
             .map(RbClient)

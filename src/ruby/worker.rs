@@ -13,11 +13,10 @@ use std::time::Duration;
 
 use magnus::value::Lazy;
 use magnus::{
-    function, method, prelude::*, typed_data::Obj, RArray, RClass, RHash, RModule, RStruct, Ruby,
-    Value,
+    function, method, prelude::*, typed_data::Obj, RArray, RClass, RModule, RStruct, Ruby, Value,
 };
 
-use super::connection::{optional, required, target_settings};
+use super::connection::{target_settings, Fields};
 use super::convert;
 use super::error::to_ruby;
 use super::nogvl::{blocking, handle_interrupts, without_gvl};
@@ -34,8 +33,15 @@ pub struct RbWorker(Engine);
 
 /// `FiberJob::Native::TakenJob`'s members, in order. `worker` (the Native::Worker that
 /// handed the job out) and `id` are the verbs' own; the rest are what a job is.
-const TAKEN_JOB_MEMBERS: (&str, &str, &str, &str, &str, &str, &str) =
-    ("worker", "id", "queue", "class_name", "args", "jid", "retry_count");
+const TAKEN_JOB_MEMBERS: (&str, &str, &str, &str, &str, &str, &str) = (
+    "worker",
+    "id",
+    "queue",
+    "class_name",
+    "args",
+    "jid",
+    "retry_count",
+);
 const WORKER: usize = 0;
 const ID: usize = 1;
 
@@ -124,15 +130,16 @@ impl RbWorker {
 }
 
 impl RbWorker {
-    /// `settings`: { connection: (see `connection.rs`), prefix:, identity:,
-    /// queues: [[name, concurrency, prefetch or nil for auto], …], sidekiq_compat: }, converted here once.
-    fn new(ruby: &Ruby, settings: RHash) -> Result<Self, magnus::Error> {
-        let queues: Vec<(String, usize, Option<usize>)> = required(ruby, settings, "queues")?;
-        let connection: RHash = required(ruby, settings, "connection")?;
+    /// `settings`: { connection: (see `connection.rs`), prefix:, identity:, queues:
+    /// [[name, concurrency, prefetch or nil for auto], …], sidekiq_compat:, health:
+    /// "host:port" or nil }, every key present; converted here once.
+    fn new(ruby: &Ruby, settings: Value) -> Result<Self, magnus::Error> {
+        let mut f = Fields::new(ruby, settings, "worker")?;
+        let queues: Vec<(String, usize, Option<usize>)> = f.get(ruby, "queues")?;
         let settings = Settings {
-            target: target_settings(ruby, connection)?,
-            prefix: required(ruby, settings, "prefix")?,
-            identity: required(ruby, settings, "identity")?,
+            target: target_settings(ruby, f.get(ruby, "connection")?)?,
+            prefix: f.get(ruby, "prefix")?,
+            identity: f.get(ruby, "identity")?,
             queues: queues
                 .into_iter()
                 .map(|(name, limit, prefetch)| QueueSettings {
@@ -141,9 +148,10 @@ impl RbWorker {
                     prefetch: prefetch.map_or(Prefetch::Auto, Prefetch::Fixed),
                 })
                 .collect(),
-            sidekiq_compat: optional(ruby, settings, "sidekiq_compat")?.unwrap_or(false),
-            health: optional(ruby, settings, "health")?,
+            sidekiq_compat: f.get(ruby, "sidekiq_compat")?,
+            health: f.nullable(ruby, "health")?,
         };
+        f.finish(ruby)?;
         Engine::new(settings)
             .map(RbWorker)
             .map_err(|e| to_ruby(ruby, e))
