@@ -1,4 +1,4 @@
-//! Per-class metrics as the acker writes them (`worker/acker_metrics.rs`): the Web
+//! Per-class metrics as the acker writes them (`worker/acker/metrics.rs`): the Web
 //! UI's Metrics pages and `/metrics` read them here.
 
 use std::collections::HashMap;

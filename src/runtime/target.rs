@@ -1,6 +1,6 @@
 //! Where Redis is and how to reach it: the one place that builds every connection the
 //! engine opens — the shared one of clients, each fetcher's blocking one, the acker's,
-//! the heartbeat's, the pub/sub listener, the reaper's, cron's.
+//! the heartbeat's, the notifier (pub/sub), the reaper's, cron's.
 //!
 //! A target is a URL (`redis://`, `rediss://` with `TlsSettings`, `unix://`), a Redis
 //! Cluster (seed node URLs: the redis crate's Cluster connection finds the rest and
@@ -180,7 +180,7 @@ impl Target {
         *self.generation.borrow()
     }
 
-    /// Wakes when the Sentinel master changes (the schedule listener resubscribes).
+    /// Wakes when the Sentinel master changes (the notifier resubscribes).
     pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.generation.subscribe()
     }
@@ -242,7 +242,7 @@ impl Target {
         *self.shared.lock().await = None;
     }
 
-    /// A pub/sub connection (the schedule listener). In a Cluster, to the first seed
+    /// A pub/sub connection (the notifier). In a Cluster, to the first seed
     /// node that answers: every node delivers every message.
     pub async fn pubsub(&self) -> redis::RedisResult<PubSub> {
         if let Kind::Cluster { seeds, .. } = &self.kind {

@@ -10,7 +10,7 @@ pub const DEAD_MAX_AGE_SECS: f64 = 180.0 * 24.0 * 3600.0;
 pub const STAT_WINDOW_SECS: i64 = 10;
 pub const STAT_WINDOW_TTL_SECS: i64 = 3600;
 
-/// Per-class metrics (`worker/acker_metrics.rs`): one hash per minute, kept this long
+/// Per-class metrics (`worker/acker/metrics.rs`): one hash per minute, kept this long
 /// (72 hours, and an hour for the last to be read whole).
 pub const METRICS_MINUTE_TTL_SECS: i64 = 73 * 3600;
 /// Upper bounds (seconds) of the execution-time histogram's bins; a last bin takes

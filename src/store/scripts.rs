@@ -289,7 +289,7 @@ bump(KEYS[7], failed)
 bump(KEYS[9], expired)
 return {processed, failed, problems}";
 
-/// Records a batch of one queue's job outcomes (see `acker.rs`): acks, failures (with a
+/// Records a batch of one queue's job outcomes (see `worker/acker/`): acks, failures (with a
 /// retry or to the dead set), burials of jobs that cannot run, and give-backs to the
 /// queue's front. Each outcome applies only if this process still holds its job, which
 /// the script's first write (SREM or LREM, `release`) checks: a batch sent twice

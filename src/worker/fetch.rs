@@ -33,7 +33,7 @@ use crate::store::{payload, records};
 
 /// Longest an idle fetcher waits for a wake-up before it looks at its queue anyway:
 /// what a lost wake-up (a program pushing to the list without publishing) can cost in
-/// latency on a queue idle for a while. While the listener is not subscribed, idle
+/// latency on a queue idle for a while. While the notifier is not subscribed, idle
 /// fetchers poll every second instead.
 pub const IDLE_BACKSTOP: Duration = Duration::from_secs(60);
 const FIRST_BACKSTOP: Duration = Duration::from_secs(1);

@@ -1,8 +1,9 @@
 //! One worker process: its engine (this file), the state its tasks share
 //! (`state.rs`), and the tasks on the tokio runtime — a fetcher per queue (`fetch.rs`),
-//! the acker (`acker.rs`), the heartbeat (`heartbeat.rs`) and the reaper
-//! (`reaper.rs`), the scheduler (`scheduler.rs`), the cron ticker (`cron_ticker.rs`).
-//! Executors (Ruby) take jobs from the dispatcher (`dispatch.rs`) and report outcomes
+//! the acker (`acker/`), the heartbeat (`heartbeat.rs`) and the reaper
+//! (`reaper.rs`), the scheduler (`scheduler.rs`), the notifier (`notifier.rs`: the one
+//! pub/sub subscriber, waking the others), the cron ticker (`cron_ticker.rs`).
+//! Executors (Ruby) take jobs from the dispatcher (`dispatch/`) and report outcomes
 //! (`outcome.rs`) through the engine's methods; `ruby/worker.rs` calls nothing else.
 //!
 //! Lifecycle: `new` (plain values, no I/O) → `start` (spawns the tasks; never waits on
@@ -20,6 +21,7 @@ mod fetch;
 mod finish;
 mod health;
 mod heartbeat;
+mod notifier;
 mod outcome;
 mod prefetch;
 mod reaper;
@@ -75,7 +77,7 @@ pub struct Engine {
     rt: Arc<Runtime>,
     outcomes: Mutex<Option<mpsc::UnboundedReceiver<Outcome>>>,
     fetchers: Mutex<Vec<JoinHandle<()>>>,
-    /// Heartbeat, scheduler, schedule listener, reaper, cron ticker: aborted at shutdown.
+    /// Heartbeat, scheduler, notifier, reaper, cron ticker: aborted at shutdown.
     background: Mutex<Vec<JoinHandle<()>>>,
     acker: Mutex<Option<JoinHandle<()>>>,
     /// The shutdown's work once begun: it runs on its own, so an interrupted wait for
@@ -151,7 +153,7 @@ impl Engine {
         let mut background = lock(&self.background);
         background.push(h.spawn(heartbeat::run(state.clone())));
         background.push(h.spawn(scheduler::run(state.clone(), wake.clone())));
-        background.push(h.spawn(scheduler::listen(state.clone(), wake)));
+        background.push(h.spawn(notifier::run(state.clone(), wake)));
         background.push(h.spawn(reaper::run(state.clone())));
         if !cron.is_empty() {
             background.push(h.spawn(cron_ticker::run(state.clone(), cron, utc)));

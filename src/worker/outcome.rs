@@ -1,5 +1,5 @@
 //! The outcome of one job this process took: what an executor's report becomes, on its
-//! way to the acker (`acker.rs`), which writes it to Redis. Payloads travel as bytes:
+//! way to the acker (`acker/`), which writes it to Redis. Payloads travel as bytes:
 //! a job is found in its held set or processing list by its exact bytes.
 
 use tokio::sync::oneshot;

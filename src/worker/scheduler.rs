@@ -2,8 +2,8 @@
 //! queues, on time to the millisecond.
 //!
 //! It sleeps until the earliest due job of its queues, not on a fixed interval. Jobs
-//! scheduled meanwhile (by any process) publish on the `scheduled` channel; a
-//! subscriber task marks their queue and wakes the scheduler, which promotes and
+//! scheduled meanwhile (by any process) publish on the `scheduled` channel; the
+//! process's notifier (`notifier.rs`) marks their queue and wakes the scheduler, which promotes and
 //! re-reads only the queues that were marked or are due. Every queue is looked at
 //! again after each (re)subscribe and, as a backstop for a lost message, every
 //! `FULL_PASS` (every `MAX_SLEEP` while unsubscribed): so an idle worker's cost does
@@ -14,7 +14,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio::sync::Notify;
 
 use super::state::WorkerState;
@@ -25,7 +24,7 @@ use crate::store::{flow_scripts, scripts};
 
 /// Longest sleep without a wake-up.
 const MAX_SLEEP: Duration = Duration::from_secs(5);
-/// How often every queue is looked at while the listener is subscribed: a backstop
+/// How often every queue is looked at while the notifier is subscribed: a backstop
 /// for a message lost on a live subscription, which TCP makes rare (a reconnect marks
 /// every queue anyway).
 const FULL_PASS: Duration = Duration::from_secs(300);
@@ -154,61 +153,6 @@ async fn promote_flow(
         .query_async(c)
         .await?;
     Ok(next.first().map(|(_, at)| *at))
-}
-
-/// Listens on the `scheduled`, `ready` and `pause` channels: wakes the scheduler for a
-/// job scheduled on one of this worker's queues, a queue's idle fetcher when its queue
-/// got jobs, and the heartbeat when a queue was paused or resumed. After every (re)subscribe everything is woken once, to re-read; while
-/// unsubscribed, fetchers poll. When the Sentinel master changes it subscribes again,
-/// on the new master. One connection per process, whatever the number of queues.
-pub async fn listen(state: Arc<WorkerState>, wake: Arc<Notify>) {
-    let mut outage = Outage::new("schedule listener".to_string());
-    let scheduled = state.keys.schedule_channel();
-    let ready = state.keys.ready_channel();
-    let pause = state.keys.pause_channel();
-    let mut changes = state.redis.changes();
-    loop {
-        changes.borrow_and_update();
-        let subscribed = async {
-            let mut pubsub = state.redis.pubsub().await?;
-            pubsub.subscribe(&[&scheduled, &ready, &pause]).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        }
-        .await;
-        match subscribed {
-            Ok(pubsub) => {
-                outage.recovered();
-                state.set_listening(true); // (marks every queue for the scheduler too)
-                wake.notify_one();
-                let mut messages = pubsub.into_on_message();
-                let switched = loop {
-                    tokio::select! {
-                        msg = messages.next() => match msg {
-                            Some(msg) if msg.get_channel_name() == pause => state.pause_announced(),
-                            Some(msg) => {
-                                let queue: String = msg.get_payload().unwrap_or_default();
-                                if let Some(q) = state.queues.iter().position(|n| *n == queue) {
-                                    if msg.get_channel_name() == ready {
-                                        state.wake(q);
-                                    } else {
-                                        state.mark_scheduled(q);
-                                        wake.notify_one();
-                                    }
-                                }
-                            }
-                            None => break false, // the connection dropped
-                        },
-                        _ = changes.changed() => break true, // a new master: subscribe there
-                    }
-                };
-                state.set_listening(false);
-                if !switched {
-                    outage.failed(&"subscription closed").await;
-                }
-            }
-            Err(e) => outage.failed(&e).await,
-        }
-    }
 }
 
 /// How long the scheduler sleeps: until the earliest due job (`next_due`, epoch

@@ -38,7 +38,7 @@ pub struct WorkerState {
     registered: watch::Sender<bool>,
     /// Per queue: wakes its idle fetcher (a message on the ready channel).
     ready: Vec<Notify>,
-    /// Whether the listener is subscribed to the ready channel; without it idle
+    /// whether the notifier is subscribed to the ready channel; without it idle
     /// fetchers poll every second.
     listening: watch::Sender<bool>,
     /// Per queue: a job was scheduled or a retry was set since the scheduler looked.
@@ -141,14 +141,14 @@ impl WorkerState {
         self.ready[q].notify_one();
     }
 
-    /// Wakes every idle fetcher: after the listener (re)subscribed or lost its
+    /// Wakes every idle fetcher: after the notifier (re)subscribed or lost its
     /// subscription, each looks at its queue again.
     pub fn wake_all(&self) {
         self.ready.iter().for_each(Notify::notify_one);
     }
 
     /// Waits until queue `q` may have jobs: a wake-up, or `backstop` at the latest —
-    /// one second while the listener is not subscribed.
+    /// one second while the notifier is not subscribed.
     pub async fn idle(&self, q: usize, backstop: Duration) {
         let wait = if *self.listening.borrow() {
             backstop

@@ -11,7 +11,7 @@
 //! waits on the read end of a socketpair (an IO its scheduler understands), to which a
 //! byte is written when work may be available and it said it was waiting.
 //!
-//! (Its tests are in `dispatch_tests.rs`.)
+//! Submodules: `tests`.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
@@ -434,5 +434,4 @@ impl Dispatcher {
 }
 
 #[cfg(test)]
-#[path = "dispatch_tests.rs"]
 mod tests;

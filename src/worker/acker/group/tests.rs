@@ -1,4 +1,4 @@
-//! Tests of `acker_group.rs`: the two forms of a group and what each reply means.
+//! Tests of `group.rs`: the two forms of a group and what each reply means.
 
 use super::*;
 

@@ -27,8 +27,8 @@
 //! kept and sent again with backoff until it applies; meanwhile its jobs stay held.
 //! Nothing is ever dropped.
 //!
-//! (A group's commands and replies are in `acker_group.rs`, the tests in
-//! `acker_tests.rs`.)
+//! Submodules: `group` (a group's commands and replies, and its tests) and `metrics`
+//! (per-class metrics).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,9 +45,7 @@ use crate::runtime::outage::Outage;
 use crate::runtime::target::Link;
 use crate::store::scripts;
 
-#[path = "acker_group.rs"]
 mod group;
-#[path = "acker_metrics.rs"]
 mod metrics;
 
 use group::{build, BatchEnds, Built, Group, Reply};

@@ -1,4 +1,4 @@
-//! One queue's outcomes of an acker batch (`acker.rs`): built from the messages,
+//! One queue's outcomes of an acker batch (`acker/mod.rs`): built from the messages,
 //! turned into commands (plain ones for acks, the `OUTCOMES` script for the rest), and
 //! updated from Redis's replies.
 
@@ -363,5 +363,4 @@ impl Group {
 }
 
 #[cfg(test)]
-#[path = "acker_tests.rs"]
 mod tests;

@@ -1,4 +1,4 @@
-//! Per-class metrics (`acker.rs`): each class's processed and failed runs, its total
+//! Per-class metrics (`acker/mod.rs`): each class's processed and failed runs, its total
 //! run time and its execution-time histogram, added to the minute's hash and to the
 //! all-time hash (`Keys::metrics_minute`, `metrics_total`) as plain `HINCRBY`s.
 //!

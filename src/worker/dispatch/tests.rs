@@ -1,4 +1,4 @@
-//! Tests of `dispatch.rs`: limits, prefetch room, order, waking.
+//! Tests of the dispatcher (`mod.rs`): limits, prefetch room, order, waking.
 
 use super::*;
 use crate::store::payload::parse;
