@@ -124,17 +124,6 @@ RSpec.describe "the engine, end to end" do
     expect(redis.get("fiber_job:stat:processed").to_i).to eq(2)
   end
 
-  it "recovers the held jobs of a dead process that only held-owners still lists (an older reaper dropped it)" do
-    ghost = "gone-host:4242:0123abcd"
-    payload = JSON.generate("class" => "EmailJob", "args" => [9, "ghost"], "jid" => "b" * 24, "queue" => "default")
-    redis.sadd?("fiber_job:queues", "default")
-    redis.sadd?("fiber_job:held:{default}:#{ghost}", payload)
-    redis.sadd?("fiber_job:held-owners", ghost)
-    with_worker { wait_for(message: "recovered and run") { Ran.calls == [[9, "ghost"]] } }
-    expect(redis.sismember("fiber_job:held-owners", ghost)).to be(false)
-    expect(held_keys).to be_empty
-  end
-
   it "counts running jobs as processing, and prefetched ones only as held" do
     FiberJob.config.queue_concurrency = { default: 2 }
     FiberJob.config.prefetch = 5

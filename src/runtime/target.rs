@@ -134,10 +134,6 @@ impl Target {
         &self.description
     }
 
-    pub fn is_cluster(&self) -> bool {
-        matches!(self.kind, Kind::Cluster { .. })
-    }
-
     /// The URL of a plain-TCP target, which the direct enqueue path may use (not when
     /// enqueues wait for replicas: that path writes one pipeline of its own).
     pub fn plain_url(&self) -> Option<&str> {

@@ -21,10 +21,6 @@ impl Keys {
         }
     }
 
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     /// Ready jobs of a queue: LPUSH to enqueue, taken from the right (FIFO).
     pub fn queue(&self, queue: &str) -> String {
         format!("{}:queue:{{{}}}", self.prefix, queue)
@@ -54,13 +50,6 @@ impl Keys {
         format!("{}:held:{{{}}}:{}", self.prefix, queue, identity)
     }
 
-    /// Every process that may have `held` sets. Reapers look here as well as in
-    /// `processes`: a reaper of a version before the sets (0.2) removes a dead process
-    /// from `processes` after recovering its lists only.
-    pub fn held_owners(&self) -> String {
-        format!("{}:held-owners", self.prefix)
-    }
-
     /// Set of every queue name ever enqueued to.
     pub fn queues(&self) -> String {
         format!("{}:queues", self.prefix)
@@ -85,20 +74,6 @@ impl Keys {
     /// score = died at.
     pub fn dead(&self, queue: &str) -> String {
         format!("{}:dead:{{{}}}", self.prefix, queue)
-    }
-
-    /// The process-wide failed list and dead set of versions before 0.2, which a
-    /// worker moves into the per-queue ones once (`scripts::MIGRATE_LEGACY`).
-    pub fn legacy_failed(&self) -> String {
-        format!("{}:failed", self.prefix)
-    }
-
-    pub fn legacy_dead(&self) -> String {
-        format!("{}:dead", self.prefix)
-    }
-
-    pub fn legacy_cron_last(&self) -> String {
-        format!("{}:cron:last", self.prefix)
     }
 
     /// Pub/sub channel that tells schedulers a job was scheduled (payload: the queue).

@@ -324,55 +324,6 @@ return 1",
     )
 });
 
-/// Moves the process-wide failed list, dead set and last cron ticks of versions
-/// before 0.2 into the per-queue keys, by each entry's `queue` (a cron class's queue is
-/// in its definition; default `default`), keeping order, then deletes them. Runs only
-/// on a single Redis (a Cluster never had them), where one script may touch any key.
-/// KEYS: legacy failed, legacy dead, legacy cron last, cron definitions. ARGV: prefix.
-/// Returns the number of entries moved.
-pub static MIGRATE_LEGACY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local prefix, moved = ARGV[1], 0
-local function queue_of(json)
-  local ok, v = pcall(cjson.decode, json or '')
-  local q = 'default'
-  if ok and type(v) == 'table' and type(v['queue']) == 'string' and v['queue'] ~= '' then q = v['queue'] end
-  -- the per-queue keys are read for the known queues: make sure this one is known
-  redis.call('SADD', prefix .. ':queues', q)
-  return q
-end
-local function typed(k, want) return redis.call('TYPE', k)['ok'] == want end
-if typed(KEYS[1], 'list') then
-  local failed = redis.call('LRANGE', KEYS[1], 0, -1)
-  for i = #failed, 1, -1 do
-    redis.call('LPUSH', prefix .. ':failed:{' .. queue_of(failed[i]) .. '}', failed[i])
-    moved = moved + 1
-  end
-  redis.call('DEL', KEYS[1])
-end
-if typed(KEYS[2], 'zset') then
-  local dead = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
-  for i = 1, #dead, 2 do
-    redis.call('ZADD', prefix .. ':dead:{' .. queue_of(dead[i]) .. '}', dead[i + 1], dead[i])
-    moved = moved + 1
-  end
-  redis.call('DEL', KEYS[2])
-end
-if typed(KEYS[3], 'hash') then
-  local last = redis.call('HGETALL', KEYS[3])
-  local defs = typed(KEYS[4], 'hash')
-  for i = 1, #last, 2 do
-    local def = defs and redis.call('HGET', KEYS[4], last[i]) or false
-    redis.call('HSET', prefix .. ':cron:last:{' .. queue_of(def) .. '}', last[i], last[i + 1])
-    moved = moved + 1
-  end
-  redis.call('DEL', KEYS[3])
-end
-return moved"#,
-    )
-});
-
 /// Find, delete or run now one job by jid in a list or sorted set (or find one in a
 /// set: a held set, at most a worker's concurrency and prefetch). A cheap substring
 /// test picks candidates, JSON decoding confirms them. Scans in chunks of 500; an

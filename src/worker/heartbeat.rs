@@ -138,10 +138,6 @@ async fn register(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<Optio
         .arg(state.keys.processes())
         .arg(&state.identity)
         .ignore();
-    pipe.cmd("SADD")
-        .arg(state.keys.held_owners())
-        .arg(&state.identity)
-        .ignore();
     // One command for every queue: its cost must not grow with them.
     pipe.cmd("SADD")
         .arg(state.keys.queues())

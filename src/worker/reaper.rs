@@ -5,8 +5,7 @@
 //! `HEARTBEAT_TTL_SECS`: killed, crashed, or cut off from Redis) and moves each job in
 //! its processing lists and held sets back to the front of its queue (`RECOVER`:
 //! atomic, and a no-op for a job its owner finished meanwhile). The processes looked at
-//! are those in `processes` and in `held-owners` (see `Keys::held_owners`). Each recovery of a job is counted; the
-//! `MAX_RECOVERIES`-th sends it to the dead set instead, so a job that kills its
+//! are those in `processes`. Each recovery of a job is counted; the `MAX_RECOVERIES`-th sends it to the dead set instead, so a job that kills its
 //! worker (a poison pill) cannot take down workers forever.
 //!
 //! Right after this worker's own Redis outage it waits one heartbeat TTL before reaping:
@@ -37,7 +36,6 @@ pub async fn run(state: Arc<WorkerState>) {
     let mut outage = Outage::new("reaper".to_string());
     let mut link = Link::new(None);
     let mut quiet_until = Instant::now();
-    let mut migrated = state.redis.is_cluster();
     loop {
         tokio::time::sleep(REAP_EVERY).await;
         if Instant::now() < quiet_until {
@@ -45,10 +43,6 @@ pub async fn run(state: Arc<WorkerState>) {
         }
         let result = async {
             let c = link.get(&state.redis).await?;
-            if !migrated {
-                migrate_legacy(&state, c).await?;
-                migrated = true;
-            }
             reap(&state, c).await
         }
         .await;
@@ -61,24 +55,6 @@ pub async fn run(state: Arc<WorkerState>) {
             }
         }
     }
-}
-
-/// Moves the process-wide dead set, failure records and cron ticks an older version
-/// left into the per-queue keys (`MIGRATE_LEGACY`), once per worker start.
-async fn migrate_legacy(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> {
-    let k = &state.keys;
-    let moved: i64 = scripts::MIGRATE_LEGACY
-        .key(k.legacy_failed())
-        .key(k.legacy_dead())
-        .key(k.legacy_cron_last())
-        .key(k.cron())
-        .arg(k.prefix())
-        .invoke_async(c)
-        .await?;
-    if moved > 0 {
-        tracing::info!("moved {moved} dead job(s), failure record(s) and cron tick(s) of an older FiberJob into per-queue keys");
-    }
-    Ok(())
 }
 
 async fn reap(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> {
@@ -94,17 +70,10 @@ async fn reap(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> {
     if locked.is_none() {
         return Ok(());
     }
-    let mut processes: Vec<String> = redis::cmd("SMEMBERS")
+    let processes: Vec<String> = redis::cmd("SMEMBERS")
         .arg(k.processes())
         .query_async(c)
         .await?;
-    let owners: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(k.held_owners())
-        .query_async(c)
-        .await?;
-    processes.extend(owners);
-    processes.sort_unstable();
-    processes.dedup();
     for id in processes.iter().filter(|id| **id != state.identity) {
         let alive: bool = redis::cmd("EXISTS")
             .arg(k.process(id))
@@ -139,15 +108,9 @@ async fn reap(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> {
                 }
             }
         }
-        redis::pipe()
-            .cmd("SREM")
+        redis::cmd("SREM")
             .arg(k.processes())
             .arg(id)
-            .ignore()
-            .cmd("SREM")
-            .arg(k.held_owners())
-            .arg(id)
-            .ignore()
             .query_async::<()>(c)
             .await?;
         if moved + buried > 0 {
