@@ -20,7 +20,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::admit::{self, Fetched};
+use super::flow::admit::{self, Fetched};
 use super::outcome::Outcome;
 use super::state::WorkerState;
 use crate::batch::End;

@@ -9,12 +9,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::flow::leases;
 use super::state::WorkerState;
 use crate::error::is_connection_problem;
 use crate::runtime::conn::Conn;
 use crate::runtime::outage::Outage;
 use crate::runtime::target::Link;
-use crate::store::{flow_scripts, payload, scripts};
+use crate::store::{payload, scripts};
 
 /// How often a worker refreshes its heartbeat.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
@@ -71,7 +72,7 @@ pub async fn run(state: Arc<WorkerState>) {
             beat.invoke_async::<()>(c).await?;
             // A refused renewal (Redis full) is retried at the next beat; only a lost
             // connection fails the beat.
-            match renew_leases(&state, c).await {
+            match leases::renew(&state, c).await {
                 Err(e) if is_connection_problem(&e) => return Err(e),
                 _ => {}
             }
@@ -99,31 +100,6 @@ pub async fn run(state: Arc<WorkerState>) {
             }
         }
     }
-}
-
-/// Renews the concurrency leases of the limited jobs this process runs or holds
-/// (`flow_scripts::RENEW`): one call per queue that has any.
-async fn renew_leases(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> {
-    let mut leases = state.dispatcher.leases();
-    if leases.is_empty() {
-        return Ok(());
-    }
-    leases.sort_by_key(|a| a.0);
-    let now = payload::now();
-    for one_queue in leases.chunk_by(|a, b| a.0 == b.0) {
-        let queue = &state.queues[one_queue[0].0];
-        let mut renew = flow_scripts::RENEW.prepare_invoke();
-        renew.arg(now);
-        for (i, (_, key, jid, lease)) in one_queue.iter().enumerate() {
-            renew
-                .key(state.keys.concurrency(queue, key))
-                .arg(i + 1)
-                .arg(jid)
-                .arg(lease);
-        }
-        renew.invoke_async::<()>(c).await?;
-    }
-    Ok(())
 }
 
 /// Adds this process to the process set and its queues to the queue set, on every

@@ -14,11 +14,11 @@
 //! the queues, unregisters).
 
 mod acker;
-mod admit;
 pub mod cron_ticker;
 mod dispatch;
 mod fetch;
 mod finish;
+mod flow;
 mod health;
 mod heartbeat;
 mod notifier;

@@ -25,6 +25,16 @@ use crate::store::payload::Parsed;
 
 /// A held job (ARCHITECTURE.md, "Words"): taken from Redis by this process (so in its
 /// held set or processing list), buffered or busy, until it is acked or given back.
+/// A concurrency lease a held job has on its key (`limits_concurrency`), renewed by
+/// the heartbeat (`flow/leases.rs`).
+#[derive(Debug)]
+pub struct Lease {
+    pub queue: usize,
+    pub key: String,
+    pub jid: String,
+    pub seconds: f64,
+}
+
 #[derive(Debug)]
 pub struct HeldJob {
     pub id: u64,
@@ -418,16 +428,21 @@ impl Dispatcher {
         self.lock().queues.iter().map(|q| q.busy).collect()
     }
 
-    /// The concurrency leases this process holds: (queue, key, jid, lease seconds) of
-    /// every limited job it runs or has buffered (admitted, so holding a slot).
-    pub fn leases(&self) -> Vec<(usize, String, String, f64)> {
+    /// The concurrency leases this process holds: one per limited job it runs or has
+    /// buffered (admitted, so holding a slot).
+    pub fn leases(&self) -> Vec<Lease> {
         let state = self.lock();
         let buffered = state.queues.iter().flat_map(|q| q.buffer.iter());
         buffered
             .chain(state.busy_jobs.values())
             .filter_map(|job| {
                 let c = job.parsed.concurrency()?;
-                Some((job.queue, c.key.clone(), job.parsed.jid.clone(), c.lease))
+                Some(Lease {
+                    queue: job.queue,
+                    key: c.key.clone(),
+                    jid: job.parsed.jid.clone(),
+                    seconds: c.lease,
+                })
             })
             .collect()
     }

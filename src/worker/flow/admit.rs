@@ -9,12 +9,12 @@ use crate::store::payload::{self, Parsed};
 use crate::worker::state::WorkerState;
 
 /// A fetched job: its payload, parsed, and whether it is in the processing list.
-pub(super) type Fetched = (String, Parsed, bool);
+pub type Fetched = (String, Parsed, bool);
 
 /// Keeps the jobs that may run now, in order; the others wait in Redis. On an error
 /// the limited jobs are dropped from `jobs` too: they are in this process's held set,
 /// and the caller gives them back (`reconcile`) before fetching again.
-pub(super) async fn admit(
+pub async fn admit(
     state: &WorkerState,
     q: usize,
     c: &mut Conn,

@@ -1,0 +1,32 @@
+//! Lease renewal: a job admitted under `limits_concurrency` holds a lease on its key
+//! that expires unless renewed, so a crashed process's slots free themselves. The
+//! heartbeat calls `renew` on every beat for the leases this process holds.
+
+use crate::runtime::conn::Conn;
+use crate::store::{flow_scripts, payload};
+use crate::worker::state::WorkerState;
+
+/// Renews the concurrency leases of the limited jobs this process runs or holds
+/// (`flow_scripts::RENEW`): one call per queue that has any.
+pub async fn renew(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> {
+    let mut leases = state.dispatcher.leases();
+    if leases.is_empty() {
+        return Ok(());
+    }
+    leases.sort_by_key(|l| l.queue);
+    let now = payload::now();
+    for one_queue in leases.chunk_by(|a, b| a.queue == b.queue) {
+        let queue = &state.queues[one_queue[0].queue];
+        let mut renew = flow_scripts::RENEW.prepare_invoke();
+        renew.arg(now);
+        for (i, lease) in one_queue.iter().enumerate() {
+            renew
+                .key(state.keys.concurrency(queue, &lease.key))
+                .arg(i + 1)
+                .arg(&lease.jid)
+                .arg(lease.seconds);
+        }
+        renew.invoke_async::<()>(c).await?;
+    }
+    Ok(())
+}
