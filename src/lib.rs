@@ -9,6 +9,7 @@
 //! - `batch`: batches' Redis work shared by the acker, the reaper and the client.
 //! - `cron_expr`: crontab expressions.
 //! - `ruby`: the only code that touches magnus; its `init` is the extension's entry.
+//! - `error`: the one error type, with Redis's replies sorted and explained.
 //!
 //! Everything but `ruby` is plain Rust, tested with `cargo test`.
 
@@ -20,3 +21,6 @@ mod ruby;
 mod runtime;
 mod store;
 mod worker;
+
+#[cfg(test)]
+mod tree_tests;

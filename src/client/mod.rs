@@ -1,7 +1,9 @@
 //! What any process (not only workers) does with Redis: enqueue and schedule (this
 //! file, with the direct path in `direct.rs`), and what dashboards read and change
 //! (`admin.rs`: metrics and processes; `jobs.rs`: jobs by queue and jid; `dead.rs`:
-//! the failed list and dead set; `cron.rs`: cron records). Calls go through the
+//! the failed list and dead set; `cron.rs`: cron records; `class_metrics.rs`: per-class
+//! metrics), and what features add: `flow.rs` (pausing, unique jobs, limits per key),
+//! `batch.rs` (batches) and `iteration.rs` (iterable jobs' checkpoints). Calls go through the
 //! runtime's shared connection, so concurrent callers (threads of a web server) share
 //! pipelined round trips; a push made alone may take the direct path.
 //!

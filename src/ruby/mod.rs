@@ -2,7 +2,8 @@
 //! `worker`) and one for `FiberJob::Native`'s module functions (`native`), each with
 //! `init`, called in order from here when `require "fiber_job/fiber_job"` loads the
 //! extension; plus the helpers they share — the one GVL release (`nogvl`), arguments to
-//! JSON (`encode`), JSON to Ruby (`convert`), errors to `FiberJob::…` (`error`).
+//! JSON (`encode`), JSON to Ruby (`convert`), errors to `FiberJob::…` (`error`), and
+//! settings read strictly (`connection`).
 
 mod admin;
 mod client;

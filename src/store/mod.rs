@@ -1,6 +1,10 @@
-//! The Redis data model: every key name (`keys`), every Lua script (`scripts`), the
-//! job payload format and the one builder of new payloads (`payload`), and how much of
-//! what is kept (`retention`). Plain Rust, no I/O.
+//! The Redis data model, plain Rust, no I/O: every key name (`keys`); the Lua scripts —
+//! the core's (`scripts`), batches' (`batch_scripts`), limits per key
+//! (`flow_scripts`), the Sidekiq bridge's (`sidekiq_scripts`) and the pieces they
+//! share (`lua`); the job payload format and the one builder of new payloads
+//! (`payload`); what is written about a job besides it — failure records, dead
+//! entries, revived payloads (`records`); payload bytes that are not UTF-8
+//! (`base64`); and how much of what is kept (`retention`).
 
 pub mod base64;
 pub mod batch_scripts;

@@ -3,8 +3,11 @@
 //! the acker (`acker/`), the heartbeat (`heartbeat.rs`) and the reaper
 //! (`reaper.rs`), the scheduler (`scheduler.rs`), the notifier (`notifier.rs`: the one
 //! pub/sub subscriber, waking the others), the cron ticker (`cron_ticker.rs`).
-//! Executors (Ruby) take jobs from the dispatcher (`dispatch/`) and report outcomes
-//! (`outcome.rs`) through the engine's methods; `ruby/worker.rs` calls nothing else.
+//! Executors (Ruby) take jobs from the dispatcher (`dispatch/`, holding up to what
+//! `prefetch.rs` allows) and report outcomes (`outcome.rs`) through the engine's
+//! methods (`finish.rs`); `ruby/worker.rs` calls nothing else. Beside them: limits per
+//! key (`flow/`), the Sidekiq bridge (`sidekiq_bridge.rs`) and the health server
+//! (`health.rs`).
 //!
 //! Lifecycle: `new` (plain values, no I/O) → `start` (spawns the tasks; never waits on
 //! Redis, so a worker starts while Redis is down) → executors `take` and report jobs →
