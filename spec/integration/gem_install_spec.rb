@@ -7,14 +7,16 @@ require "open3"
 # directory. The slowest spec (a cold cargo build, about 80 s here).
 RSpec.describe "gem build and gem install", :slow do
   root = File.expand_path("../..", __dir__)
+  # This Ruby's gem command, not whichever is first on PATH.
+  gem = File.join(RbConfig::CONFIG["bindir"], "gem")
 
   it "installs a gem that works from another directory and carries no cargo target/" do
     Dir.mktmpdir("fiber_job-gem") do |dir|
       gem_home = File.join(dir, "gems")
       env = { "GEM_HOME" => gem_home, "GEM_PATH" => [gem_home, *Gem.path].join(":"), "RUBYOPT" => nil, "RUBYLIB" => nil }
-      out, status = Open3.capture2e(env, "gem", "build", "fiber_job.gemspec", "-o", File.join(dir, "fiber_job.gem"), chdir: root)
+      out, status = Open3.capture2e(env, gem, "build", "fiber_job.gemspec", "-o", File.join(dir, "fiber_job.gem"), chdir: root)
       expect(status).to be_success, out
-      out, status = Open3.capture2e(env, "gem", "install", "--local", "--no-document", File.join(dir, "fiber_job.gem"), chdir: dir)
+      out, status = Open3.capture2e(env, gem, "install", "--local", "--no-document", File.join(dir, "fiber_job.gem"), chdir: dir)
       expect(status).to be_success, out
 
       installed = Dir[File.join(gem_home, "gems", "fiber_job-*")].first
@@ -46,13 +48,13 @@ RSpec.describe "gem build and gem install", :slow do
 
   it "stops before building, saying what to install, where there is no cargo" do
     Dir.mktmpdir("fiber_job-gem") do |dir|
-      out, status = Open3.capture2e({ "RUBYOPT" => nil, "RUBYLIB" => nil }, "gem", "build", "fiber_job.gemspec",
+      out, status = Open3.capture2e({ "RUBYOPT" => nil, "RUBYLIB" => nil }, gem, "build", "fiber_job.gemspec",
                                     "-o", File.join(dir, "fiber_job.gem"), chdir: root)
       expect(status).to be_success, out
       FileUtils.mkdir_p(File.join(dir, "home"))
       env = { "PATH" => "/usr/bin:/bin", "HOME" => File.join(dir, "home"), "GEM_HOME" => File.join(dir, "gems"),
               "GEM_PATH" => [File.join(dir, "gems"), *Gem.path].join(":"), "LANG" => "C.UTF-8" }
-      out, status = Open3.capture2e(env, "gem", "install", "--local", "--no-document", File.join(dir, "fiber_job.gem"),
+      out, status = Open3.capture2e(env, gem, "install", "--local", "--no-document", File.join(dir, "fiber_job.gem"),
                                     unsetenv_others: true, chdir: dir)
       expect(status).not_to be_success
       expect(out).to include("needs Rust's cargo").and include("https://rustup.rs")

@@ -98,11 +98,12 @@ RSpec.describe "the fiber_job command" do
       pid, log = start_cli("-r", app, "-t", "1", "-x", executor)
       wait_for(message: "job start") { File.read(log).include?("INFO: start") }
       Process.kill("TTIN", pid)
-      wait_for(message: "TTIN dump") { File.read(log).include?("in `perform'") }
+      # Ruby 3.4 writes backtraces as "in 'CliJob#perform'", older ones "in `perform'".
+      wait_for(message: "TTIN dump") { File.read(log).match?(/in [`'](\w+#)?perform'/) }
       dump = File.read(log)
       expect(dump).to match(/TTIN: 1 job\(s\) running/)
       expect(dump).to match(/TTIN: CliJob jid=\h+ queue=default running [\d.]+s/)
-      expect(dump).to include("app.rb:4:in `sleep'")
+      expect(dump).to match(/app\.rb:4:in [`'](Kernel#)?sleep'/)
       Process.kill("TERM", pid)
       expect(wait_process(pid).exitstatus).to eq(0)
       # The interrupted job went back to its queue.

@@ -38,6 +38,8 @@ RSpec.describe "embedded in Puma (plugin :fiber_job)" do
       # configure it here (or preload_app!).
       FiberJob.configure { |c| c.queue_concurrency = { default: 5 }; c.shutdown_timeout = 10 }
       threads 2, 2
+      # A phased restart needs the app loaded in each worker (Puma 7+ preloads by default).
+      preload_app! false
       bind "tcp://127.0.0.1:#{port}"
       pidfile #{File.join(dir, "puma.pid").dump}
       directory #{dir.dump}
@@ -100,7 +102,7 @@ RSpec.describe "embedded in Puma (plugin :fiber_job)" do
          "#{done.uniq.size} ran, #{FiberJob::Queue.jobs("default").size} back in the queue after TERM, 0 lost"
     expect(pids.size).to be >= 2
     expect_none_lost(100)
-    expect(File.read(File.join(dir, "puma.log"))).to include("Starting phased worker restart", "queues default=5",
-                                                             "shutdown_timeout 10s")
+    log = File.read(File.join(dir, "puma.log"))
+    expect(log).to include("Starting phased worker restart", "queues default=5", "shutdown_timeout 10s"), log
   end
 end

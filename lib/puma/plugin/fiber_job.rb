@@ -10,18 +10,25 @@ require "fiber_job"
 # requests, before the process exits.
 Puma::Plugin.create do
   # Cluster mode: one embedded worker per Puma worker.
+  # (Puma 7 renamed its hooks: before_worker_boot was on_worker_boot, after_booted was
+  # on_booted; the old names warn there and are gone in later versions.)
   def config(dsl)
     plugin = self
-    dsl.on_worker_boot { plugin.embed }
-    dsl.on_worker_shutdown { plugin.unembed }
+    dsl.respond_to?(:before_worker_boot) ? dsl.before_worker_boot { plugin.embed } : dsl.on_worker_boot { plugin.embed }
+    if dsl.respond_to?(:before_worker_shutdown)
+      dsl.before_worker_shutdown { plugin.unembed }
+    else
+      dsl.on_worker_shutdown { plugin.unembed }
+    end
   end
 
   # Single mode: one embedded worker once Puma booted.
   def start(launcher)
     return unless launcher.options[:workers].to_i.zero?
 
-    launcher.events.on_booted { embed }
-    launcher.events.on_stopped { unembed }
+    events = launcher.events
+    events.respond_to?(:after_booted) ? events.after_booted { embed } : events.on_booted { embed }
+    events.respond_to?(:after_stopped) ? events.after_stopped { unembed } : events.on_stopped { unembed }
   end
 
   def embed
