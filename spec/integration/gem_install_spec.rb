@@ -23,17 +23,7 @@ RSpec.describe "gem build and gem install", :slow do
       expect(Dir[File.join(installed, "**", "target")]).to be_empty
       expect(Dir[File.join(gem_home, "**", "fiber_job.so")]).not_to be_empty
 
-      script = <<~RUBY
-        require "fiber_job"
-        abort "loaded from the repo" if $LOADED_FEATURES.grep(%r{#{root}/lib}).any?
-        FiberJob.configure { |c| c.redis_url = #{TEST_REDIS.url.dump}; c.log_level = :warn }
-        class InstalledJob < FiberJob::Job
-          def perform(a, b) = (puts "performed \#{a} \#{b}"; $w.stop)
-        end
-        InstalledJob.perform_async(1, "two")
-        $w = FiberJob::Worker.new
-        $w.start
-      RUBY
+      script = installed_gem_job_script(%(abort "loaded from the repo" if $LOADED_FEATURES.grep(%r{#{root}/lib}).any?))
       out, status = Open3.capture2e(env, RbConfig.ruby, "-e", script, chdir: dir)
       expect(status).to be_success, out
       expect(out).to include("performed 1 two")

@@ -52,18 +52,9 @@ RSpec.describe "the precompiled platform gem (rake native)", :slow do
           .to eq(rubies.map { |r| "lib/fiber_job/#{ruby_facts(r)[:abi]}/fiber_job.so" }.sort)
         expect(Dir[File.join(gem_home, "extensions", "**", "*.so")]).to be_empty
 
-        script = <<~RUBY
-          require "fiber_job"
-          native = $LOADED_FEATURES.grep(/fiber_job\\.so\\z/)
-          abort "engine loaded from \#{native}" unless native == [#{File.join(installed, "lib/fiber_job", facts[:abi], "fiber_job.so").dump}]
-          FiberJob.configure { |c| c.redis_url = #{TEST_REDIS.url.dump}; c.log_level = :warn }
-          class PlatformGemJob < FiberJob::Job
-            def perform(a, b) = (puts "performed \#{a} \#{b} on \#{RUBY_VERSION}"; $w.stop)
-          end
-          PlatformGemJob.perform_async(1, "two")
-          $w = FiberJob::Worker.new
-          $w.start
-        RUBY
+        engine = File.join(installed, "lib/fiber_job", facts[:abi], "fiber_job.so")
+        script = installed_gem_job_script(%(native = $LOADED_FEATURES.grep(/fiber_job\\.so\\z/)
+          abort "engine loaded from \#{native}" unless native == [#{engine.dump}]))
         out, status = run.call(ruby, "-e", script)
         expect(status).to be_success, out
         expect(out).to include("performed 1 two on #{facts[:abi]}")

@@ -73,6 +73,23 @@ module SpecHelpers
 
   # Pushes payloads onto a queue's list the way another program would, and publishes
   # the wake-up idle fetchers wait for (the protocol in docs/ARCHITECTURE.md).
+  # A Ruby script for an installed copy of the gem: after `check` (a line that aborts
+  # when the gem loaded from the wrong place), it enqueues one job against the test Redis
+  # and runs a worker until the job printed "performed 1 two on <RUBY_VERSION>".
+  def installed_gem_job_script(check)
+    <<~RUBY
+      require "fiber_job"
+      #{check}
+      FiberJob.configure { |c| c.redis_url = #{TEST_REDIS.url.dump}; c.log_level = :warn }
+      class InstalledJob < FiberJob::Job
+        def perform(a, b) = (puts "performed \#{a} \#{b} on \#{RUBY_VERSION}"; $w.stop)
+      end
+      InstalledJob.perform_async(1, "two")
+      $w = FiberJob::Worker.new
+      $w.start
+    RUBY
+  end
+
   def raw_push(queue, payloads, client: redis)
     client.lpush("#{FiberJob.config.prefix}:queue:{#{queue}}", payloads)
     client.publish("#{FiberJob.config.prefix}:ready", queue.to_s)
