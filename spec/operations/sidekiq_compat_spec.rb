@@ -125,6 +125,7 @@ RSpec.describe "Sidekiq compatibility" do
     expect(ids.uniq.sort).to eq((0...9999).to_a)
     expect(ran.select { |r| r[1].to_i >= 9500 }.map { |r| r[2] }.uniq).to eq(["low"])
     expect(records.grep(/\Afail s/)).to eq(["fail s 0", "fail s 1", "fail s 2"])
+    wait_for(timeout: 5, message: "the dead job") { FiberJob::Queue.dead_jobs.any? } # written after the exhausted hook
     expect(FiberJob::Queue.dead_jobs.map { |j| j["class"] }).to eq(["CompatFailJob"])
     expect(%w[queue:default queue:low].map { |k| redis.llen(k) } + [redis.zcard("schedule")]).to eq([0, 0, 0])
     stop_workers(workers)
@@ -234,6 +235,8 @@ RSpec.describe "Sidekiq compatibility" do
     expect(records.grep(/\Afail r/)).to eq(["fail r 1", "fail r 2"])
     bulk_ran = ran.select { |r| r[2] == "bulk_at" }
     expect(bulk_ran.map { |r| r[1] }.sort).to eq(BULK_AT ? %w[101 102 104] : %w[101 102])
+    # The exhausted hook runs before the death is written (as in Sidekiq), so wait for it.
+    wait_for(timeout: 5, message: "two dead jobs") { FiberJob::Queue.dead_jobs.size == 2 }
     dead = FiberJob::Queue.dead_jobs.to_h { |j| [j["class"], j] }
     expect(dead.keys).to contain_exactly("CompatFailJob", "CompatDeadJob")
     expect(dead["CompatDeadJob"]["error"]).to eq("RuntimeError: dead d (died under Sidekiq)")
