@@ -1,0 +1,121 @@
+# frozen_string_literal: true
+
+require_relative "../support/doc_examples"
+
+# The manual cannot rot: every ```ruby block of README.md and docs/guides/*.md runs
+# here, in a Ruby process of its own, through the real gem against the suite's
+# redis-server; whatever it enqueues is then run by a worker, and must succeed. A
+# block that cannot run alone says why in the comment before its fence
+# (spec/support/doc_examples.rb lists the directives). The links between the pages
+# are checked too.
+RSpec.describe "The manual" do
+  # Seconds one example's process may take (a worker start and stop included).
+  CHILD_LIMIT = 40
+  HELPER = File.expand_path("../support/doc_examples.rb", __dir__)
+
+  # Starts the block's process; returns [pid, output file].
+  def start_child(block)
+    dir = Dir.mktmpdir("fiber_job-doc")
+    (@spawn_dirs ||= []) << dir # removed after the example (kill_spawned)
+    plan = File.join(dir, "plan.json")
+    File.write(plan, JSON.generate(DocExamples.plan(block, redis_url: TEST_REDIS.url)))
+    out = File.join(dir, "out.log")
+    # No REDIS_URL: an example that configures Sentinel or a Cluster must not find one.
+    env = { "REDIS_URL" => nil, "FIBER_JOB_LOG_LEVEL" => nil, "FIBER_JOB_LOG_FORMAT" => nil }.merge(block.env)
+    pid = Process.spawn(env, RbConfig.ruby, "-I", SpecHelpers::LIB, "-r", HELPER, "-e", "DocExamples::Child.main(ARGV[0])",
+                        plan, chdir: dir, out: out, err: %i[child out], pgroup: true)
+    (@spawned ||= []) << pid
+    [pid, out]
+  end
+
+  # A block that runs a worker itself: TERM it each time a worker has started and
+  # nothing is left in the queues, until the process ends.
+  def stop_its_workers(pid, out)
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + CHILD_LIMIT
+    stopped = 0
+    loop do
+      done = Process.wait2(pid, Process::WNOHANG)
+      return [done.last, stopped] if done
+
+      started = File.read(out).scan(/worker \S+ started:/).size
+      if started > stopped && !work_left?
+        Process.kill("TERM", pid)
+        stopped += 1
+      end
+      raise "still running after #{CHILD_LIMIT}s (#{stopped} TERM sent):\n#{File.read(out)}" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+      sleep 0.05
+    end
+  ensure
+    @spawned.delete(pid)
+  end
+
+  def work_left?
+    redis.keys("fiber_job:queue:*").any? { |key| redis.llen(key).positive? } || held_keys.any?
+  end
+
+  def run_block(block)
+    pid, out = start_child(block)
+    status, stopped = if block.worker
+                        stop_its_workers(pid, out)
+                      else
+                        [wait_process(pid, timeout: CHILD_LIMIT), 0]
+                      end
+    output = File.read(out)
+    error = output[/^#{DocExamples::ERROR} (.*)$/, 1]
+    if error
+      e = JSON.parse(error)
+      raise "#{e["where"] || block.where}: #{e["class"]}: #{e["message"]}\n#{e["backtrace"].join("\n")}\n--- output:\n#{output[-3000..] || output}"
+    end
+    result = output[/^#{DocExamples::RESULT} (.*)$/, 1]
+    unless result && status.success?
+      raise "#{block.where}: the process ended (#{status.inspect}) without a result:\n#{output[-3000..] || output}"
+    end
+
+    [JSON.parse(result), stopped, output]
+  end
+
+  DocExamples.blocks.each do |block|
+    it "runs #{block.where}#{" (#{block.name})" if block.name}" do
+      raise block.errors.join("; ") if block.errors.any?
+
+      skip(block.skip) if block.skip
+      result, stopped, output = run_block(block)
+      expect(stopped).to be_positive, "#{block.where} runs a worker, none started:\n#{output}" if block.worker
+      expect(result["raised"]).to eq(block.raises) if block.raises
+      expect(result["drain"]).to eq("ran").or(eq("nothing to run")).or(eq("not the spec's Redis")),
+                                 "#{block.where}: the jobs it enqueued did not finish (#{result["drain"]}):\n#{output}"
+      expect([result["failed"].to_i, result["dead"].to_i]).to eq([0, 0]),
+                                                              "#{block.where}: its jobs failed:\n#{output[-3000..] || output}"
+    end
+  end
+
+  it "marks every fenced block with its language, so no Ruby escapes the run above" do
+    untagged = DocExamples.files.flat_map do |file|
+      DocExamples.fences(file).select { |lang, *| lang.empty? }.map { |_, line, *| "#{file}:#{line - 1}" }
+    end
+    expect(untagged).to be_empty
+  end
+
+  it "links only to files and headings that exist" do
+    broken = DocExamples.files.flat_map do |file|
+      DocExamples.links(file).filter_map do |line, path, anchor|
+        full = File.join(DocExamples::ROOT, path)
+        if !File.exist?(full)
+          "#{file}:#{line}: #{path} does not exist"
+        elsif anchor && path.end_with?(".md") && !DocExamples.anchors(path).include?(anchor)
+          "#{file}:#{line}: #{path} has no heading ##{anchor}"
+        end
+      end
+    end
+    expect(broken).to be_empty
+  end
+
+  it "lists every guide in the README, and every guide links back to it" do
+    guides = DocExamples.files - ["README.md"]
+    expect(guides).not_to be_empty
+    readme_links = DocExamples.links("README.md").map { |_, path, _| path }
+    expect(guides - readme_links).to be_empty
+    expect(guides.reject { |g| DocExamples.links(g).any? { |_, path, _| path == "README.md" } }).to be_empty
+  end
+end
