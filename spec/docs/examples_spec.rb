@@ -72,6 +72,8 @@ RSpec.describe "The manual" do
       raise "#{block.where}: the process ended (#{status.inspect}) without a result:\n#{output[-3000..] || output}"
     end
 
+    # FIBER_JOB_DOC_RESULTS=1 shows what each example did (checks, jobs run).
+    warn "#{block.where}: #{result}" if ENV["FIBER_JOB_DOC_RESULTS"]
     [JSON.parse(result), stopped, output]
   end
 

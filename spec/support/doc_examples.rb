@@ -358,6 +358,8 @@ module DocExamples
     end
 
     def load_frameworks
+      require "rspec/core" if @plan["rspec"]
+      require "rack" if @plan["rackup"].any?
       require "active_support/all" if @plan["active_support"] || @plan["active_job"] || @plan["active_record"]
       if @plan["active_job"]
         require "active_job"
