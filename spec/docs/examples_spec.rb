@@ -9,10 +9,6 @@ require_relative "../support/doc_examples"
 # (spec/support/doc_examples.rb lists the directives). The links between the pages
 # are checked too.
 RSpec.describe "The manual" do
-  # Seconds one example's process may take (a worker start and stop included).
-  CHILD_LIMIT = 40
-  HELPER = File.expand_path("../support/doc_examples.rb", __dir__)
-
   # Starts the block's process; returns [pid, output file].
   def start_child(block)
     dir = Dir.mktmpdir("fiber_job-doc")
@@ -22,33 +18,39 @@ RSpec.describe "The manual" do
     out = File.join(dir, "out.log")
     # No REDIS_URL: an example that configures Sentinel or a Cluster must not find one.
     env = { "REDIS_URL" => nil, "FIBER_JOB_LOG_LEVEL" => nil, "FIBER_JOB_LOG_FORMAT" => nil }.merge(block.env)
-    pid = Process.spawn(env, RbConfig.ruby, "-I", SpecHelpers::LIB, "-r", HELPER, "-e", "DocExamples::Child.main(ARGV[0])",
-                        plan, chdir: dir, out: out, err: %i[child out], pgroup: true)
+    pid = Process.spawn(env, RbConfig.ruby, "-I", SpecHelpers::LIB, "-r", DocExamples::HELPER,
+                        "-e", "DocExamples::Child.main(ARGV[0])", plan,
+                        chdir: dir, out: out, err: %i[child out], pgroup: true)
     (@spawned ||= []) << pid
     [pid, out]
   end
 
-  # A block that runs a worker itself: TERM it each time a worker has started and
-  # nothing is left in the queues, until the process ends.
-  def stop_its_workers(pid, out)
-    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + CHILD_LIMIT
+  # Waits for the block's process; a block that runs a worker itself is sent TERM each
+  # time a worker has started and nothing is left in the queues. Returns [status, TERMs
+  # sent]. A process still running at the deadline stays in @spawned, so kill_spawned
+  # (after the example) kills it.
+  def wait_for_child(pid, out, block)
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + DocExamples::CHILD_LIMIT
     stopped = 0
     loop do
       done = Process.wait2(pid, Process::WNOHANG)
-      return [done.last, stopped] if done
-
-      started = File.read(out).scan(/worker \S+ started:/).size
-      if started > stopped && !work_left?
+      if done
+        @spawned.delete(pid)
+        return [done.last, stopped]
+      end
+      if block.worker && File.read(out).scan(/worker \S+ started:/).size > stopped && !work_left?
         Process.kill("TERM", pid)
         stopped += 1
       end
-      raise "still running after #{CHILD_LIMIT}s (#{stopped} TERM sent):\n#{File.read(out)}" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+      if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+        raise "#{block.where}: still running after #{DocExamples::CHILD_LIMIT}s (#{stopped} TERM sent):\n#{tail(File.read(out))}"
+      end
 
-      sleep 0.05
+      sleep 0.02
     end
-  ensure
-    @spawned.delete(pid)
   end
+
+  def tail(text) = text.length > 3000 ? "…#{text[-3000..]}" : text
 
   def work_left?
     redis.keys("fiber_job:queue:*").any? { |key| redis.llen(key).positive? } || held_keys.any?
@@ -56,20 +58,16 @@ RSpec.describe "The manual" do
 
   def run_block(block)
     pid, out = start_child(block)
-    status, stopped = if block.worker
-                        stop_its_workers(pid, out)
-                      else
-                        [wait_process(pid, timeout: CHILD_LIMIT), 0]
-                      end
+    status, stopped = wait_for_child(pid, out, block)
     output = File.read(out)
     error = output[/^#{DocExamples::ERROR} (.*)$/, 1]
     if error
       e = JSON.parse(error)
-      raise "#{e["where"] || block.where}: #{e["class"]}: #{e["message"]}\n#{e["backtrace"].join("\n")}\n--- output:\n#{output[-3000..] || output}"
+      raise "#{e["where"] || block.where}: #{e["class"]}: #{e["message"]}\n#{e["backtrace"].join("\n")}\n--- output:\n#{tail(output)}"
     end
     result = output[/^#{DocExamples::RESULT} (.*)$/, 1]
     unless result && status.success?
-      raise "#{block.where}: the process ended (#{status.inspect}) without a result:\n#{output[-3000..] || output}"
+      raise "#{block.where}: the process ended (#{status.inspect}) without a result:\n#{tail(output)}"
     end
 
     # FIBER_JOB_DOC_RESULTS=1 shows what each example did (checks, jobs run).
@@ -83,12 +81,12 @@ RSpec.describe "The manual" do
 
       skip(block.skip) if block.skip
       result, stopped, output = run_block(block)
-      expect(stopped).to be_positive, "#{block.where} runs a worker, none started:\n#{output}" if block.worker
+      expect(stopped).to be_positive, "#{block.where} runs a worker, none started:\n#{tail(output)}" if block.worker
       expect(result["raised"]).to eq(block.raises) if block.raises
       expect(result["drain"]).to eq("ran").or(eq("nothing to run")).or(eq("not the spec's Redis")),
-                                 "#{block.where}: the jobs it enqueued did not finish (#{result["drain"]}):\n#{output}"
+                                 "#{block.where}: the jobs it enqueued did not finish (#{result["drain"]}):\n#{tail(output)}"
       expect([result["failed"].to_i, result["dead"].to_i]).to eq([0, 0]),
-                                                              "#{block.where}: its jobs failed:\n#{output[-3000..] || output}"
+                                                              "#{block.where}: its jobs failed:\n#{tail(output)}"
     end
   end
 
@@ -100,7 +98,7 @@ RSpec.describe "The manual" do
   end
 
   it "links only to files and headings that exist" do
-    broken = DocExamples.files.flat_map do |file|
+    broken = (DocExamples.files + %w[docs/PERFORMANCE.md CHANGELOG.md]).flat_map do |file|
       DocExamples.links(file).filter_map do |line, path, anchor|
         full = File.join(DocExamples::ROOT, path)
         if !File.exist?(full)

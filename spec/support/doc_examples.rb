@@ -34,6 +34,9 @@ require "ripper"
 # ActiveJob with the :fiber_job adapter and an ApplicationJob.
 module DocExamples
   ROOT = File.expand_path("../..", __dir__)
+  HELPER = __FILE__
+  # Seconds one example's process may take (a worker's start and stop included).
+  CHILD_LIMIT = 40
   RESULT = "DOC-EXAMPLE-RESULT"
   ERROR = "DOC-EXAMPLE-ERROR"
   MARKER = /\A\s*<!--\s*example:\s*(.*?)\s*-->\s*\z/.freeze
@@ -472,6 +475,7 @@ module DocExamples
     end
     module Report
       def self.generate_daily = AppLog.record(:daily_report)
+      def self.generate(report_id) = AppLog.record(:report, report_id)
     end
     module Accounts
       def self.sync(account_id) = AppLog.record(:sync, account_id)
