@@ -16,7 +16,7 @@ Gem::Specification.new do |spec|
 
   spec.files = Dir[
     "lib/**/*.{rb,erb,css,js,svg}", "ext/fiber_job/extconf.rb", "src/**/*.rs", "Cargo.toml", "Cargo.lock",
-    "README.md", "CHANGELOG.md", "LICENSE", "docs/*.md", "exe/*"
+    "README.md", "CHANGELOG.md", "LICENSE", "docs/**/*.md", "exe/*"
   ]
   spec.require_paths = ["lib"]
   spec.bindir = "exe"

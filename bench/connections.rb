@@ -67,16 +67,15 @@ class FiberBench < FiberJob::Job; end
 # One W1 round against the Redis `url`; returns jobs/s measured inside the worker.
 def w1_round(url, prefetch, tls_ca: nil)
   use(url, tls_ca: tls_ca)
-  admin = FiberJob.admin
-  admin._clear_queue("default")
-  admin._clear_queue("bench_result")
+  FiberJob::Queue.clear("default")
+  FiberJob::Queue.clear("bench_result")
   (0...100_000).each_slice(1000) { |s| FiberBench.perform_bulk(s.map { |i| [i] }) }
   env = { "REDIS_URL" => url, "MODE" => "noop", "N" => "100000", "CONC" => "10", "PREFETCH" => prefetch.to_s,
           "TLS_CA" => tls_ca }.compact
   pid = Process.spawn(env, RbConfig.ruby, File.join(BENCH, "fiber_job_worker.rb"), out: File::NULL)
   json = Timeout.timeout(300) do
     loop do
-      found = admin._queue_jobs("bench_result", 0, 1).first
+      found = FiberJob::Queue.jobs("bench_result", limit: 1).first
       break found if found
 
       sleep 0.02
@@ -84,7 +83,7 @@ def w1_round(url, prefetch, tls_ca: nil)
   end
   Process.kill("TERM", pid)
   Process.wait(pid)
-  JSON.parse(json)["jobs_per_s"]
+  json["jobs_per_s"]
 end
 
 def enqueue_round(url, wait)

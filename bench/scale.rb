@@ -108,7 +108,7 @@ def throughput(system, target, redis, queues, processes)
   queues.each do |q|
     per_queue.times.each_slice(1000) do |slice|
       if system == :fiber_job
-        FiberJob::Client.push_bulk(ScaleJob, slice.map { |i| [i] }, queue: q)
+        FiberJob.const_get(:Internal)::Enqueue.push_bulk(ScaleJob, slice.map { |i| [i] }, queue: q)
       else
         Sidekiq::Client.push_bulk("class" => ScaleSidekiqJob, "args" => slice.map { |i| [i] }, "queue" => q)
       end

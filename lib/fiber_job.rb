@@ -8,26 +8,30 @@ require "securerandom"
 
 require_relative "fiber_job/version"
 require_relative "fiber_job/errors"
+require_relative "fiber_job/internal"
 require_relative "fiber_job/native"
 require_relative "fiber_job/middleware"
-require_relative "fiber_job/instrumentation"
+require_relative "fiber_job/internal/instrumentation"
 require_relative "fiber_job/logging"
 require_relative "fiber_job/configuration"
-require_relative "fiber_job/arguments"
-require_relative "fiber_job/after_commit"
-require_relative "fiber_job/client"
-require_relative "fiber_job/limits"
+require_relative "fiber_job/internal/arguments"
+require_relative "fiber_job/internal/after_commit"
+require_relative "fiber_job/internal/enqueue"
+require_relative "fiber_job/internal/limits"
+require_relative "fiber_job/internal/job_settings"
 require_relative "fiber_job/job"
 require_relative "fiber_job/cron_job"
 require_relative "fiber_job/queue"
-require_relative "fiber_job/taken_job"
-require_relative "fiber_job/processor"
-require_relative "fiber_job/log_bridge"
+require_relative "fiber_job/internal/taken_job"
+require_relative "fiber_job/internal/processor"
+require_relative "fiber_job/internal/log_bridge"
 require_relative "fiber_job/worker"
 require_relative "fiber_job/active_job" if defined?(::ActiveJob::Base)
 require_relative "fiber_job/railtie" if defined?(::Rails::Railtie)
 
 module FiberJob
+  private_constant :Internal
+
   # Loaded when first named (most apps have no iterable job).
   autoload :IterableJob, File.expand_path("fiber_job/iterable_job", __dir__)
   autoload :Batch, File.expand_path("fiber_job/batch", __dir__)
@@ -47,8 +51,7 @@ module FiberJob
     def configure
       yield config # each setter validates its own value
       config.check!
-      @client = nil
-      @admin = nil
+      Internal.reset!
       if @logger
         logger.level = config.logger_level
         logger.formatter = Logging.formatter(config.log_format) if @default_logger
@@ -64,10 +67,9 @@ module FiberJob
     # Restores every default (used by tests and by apps that reconfigure from scratch).
     def reset!
       @config = nil
-      @client = nil
-      @admin = nil
+      Internal.reset!
       @logger = nil
-      Instrumentation.clear
+      Internal::Instrumentation.clear
     end
 
     # @return [Logger] where FiberJob logs; assign any Logger-compatible object
@@ -87,39 +89,26 @@ module FiberJob
     end
 
     # Subscribes to a job event (:enqueue, :perform, :retry, :dead); see
-    # FiberJob::Instrumentation. @return [Proc] the block, for FiberJob.off
+    # the README's metrics guide. @return [Proc] the block, for FiberJob.off
     def on(event, &block)
-      Instrumentation.subscribe(event, &block)
+      Internal::Instrumentation.subscribe(event, &block)
     end
 
     def off(event, block)
-      Instrumentation.unsubscribe(event, block)
+      Internal::Instrumentation.unsubscribe(event, block)
     end
 
-    # The native client (enqueue) for the current configuration and process.
-    # @api private
-    def client
-      fresh_after_fork
-      @client ||= Native::Client.new(config.connection, config.prefix)
-    end
-
-    # The native admin (what FiberJob::Queue and the Web UI read and change) for the
-    # current configuration and process. @api private
-    def admin
-      fresh_after_fork
-      @admin ||= Native::Admin.new(config.connection, config.prefix)
-    end
-
-    private
-
-    # A forked child builds its own native objects (the runtime notices the new pid).
-    def fresh_after_fork
-      pid = Process.pid
-      return if @native_pid == pid
-
-      @native_pid = pid
-      @client = nil
-      @admin = nil
+    # Records every loaded cron job in Redis (for dashboards) and returns them.
+    # Idempotent; workers call it when they start.
+    # @return [Array<Class>]
+    def register_cron_jobs
+      jobs = CronJob.all
+      entries = jobs.map do |job|
+        [job.name, JSON.generate("class" => job.name, "cron" => job.cron, "queue" => job.queue_name,
+                                 "time_zone" => config.cron_time_zone.to_s)]
+      end
+      Internal.cron._register(entries)
+      jobs
     end
   end
 end

@@ -66,13 +66,13 @@ module FiberJob
 
       def checked_fiber_job_options(options)
         checked = {}
-        checked[:expires_in] = Job.positive_seconds!("#{name} expires_in:", options[:expires_in]) if options[:expires_in]
+        checked[:expires_in] = Internal::JobSettings.positive_seconds!("#{name} expires_in:", options[:expires_in]) if options[:expires_in]
         if options[:unique_for]
-          checked[:unique] = [Job.positive_seconds!("#{name} unique_for:", options[:unique_for]),
+          checked[:unique] = [Internal::JobSettings.positive_seconds!("#{name} unique_for:", options[:unique_for]),
                               (options[:unique_until] || :success).to_s, options[:unique_by]]
         end
-        checked[:concurrency] = Limits.concurrency!(name, options[:limits_concurrency]) if options[:limits_concurrency]
-        checked[:throttle] = Limits.throttle!(name, options[:throttle]) if options[:throttle]
+        checked[:concurrency] = Internal::Limits.concurrency!(name, options[:limits_concurrency]) if options[:limits_concurrency]
+        checked[:throttle] = Internal::Limits.throttle!(name, options[:throttle]) if options[:throttle]
         checked
       end
     end
@@ -88,18 +88,20 @@ module FiberJob
       fields["expires_at"] = due + settings[:expires_in] if settings[:expires_in]
       if (seconds, till, by = settings[:unique]) && job.executions.to_i.zero?
         key = by ? by.call(*args) : ::ActiveJob::Arguments.serialize(args)
-        fields.merge!("unique_key" => Job.lock_digest(job.class.name, job.queue_name, key), "unique_for" => seconds,
+        fields.merge!("unique_key" => Internal::JobSettings.lock_digest(job.class.name, job.queue_name, key), "unique_for" => seconds,
                       "unique_until" => till)
       end
-      fields.merge(Limits.fields(job.class, settings.slice(:concurrency, :throttle), args))
+      fields.merge(Internal::Limits.fields(job.class, settings.slice(:concurrency, :throttle), args))
     end
   end
 end
 
 ::ActiveJob::Base.extend(FiberJob::ActiveJob::Options)
 
-module ActiveJob
-  module QueueAdapters
+# Written inside `module FiberJob` so that the adapter reaches the gem's private
+# `Internal`; the class is ActiveJob::QueueAdapters::FiberJobAdapter.
+module FiberJob
+  module ::ActiveJob::QueueAdapters
     # The adapter ActiveJob finds for `queue_adapter = :fiber_job`. It follows the
     # adapter contract of the ActiveJob it runs under: AbstractAdapter's subclass where
     # Rails has one (7.2+), with `enqueue_all` (`ActiveJob.perform_all_later`, 7.1+),
@@ -108,14 +110,14 @@ module ActiveJob
     class FiberJobAdapter < (defined?(AbstractAdapter) ? AbstractAdapter : Object)
       # @return [String, nil] the jid; nil for a duplicate of a pending unique job
       def enqueue(job)
-        job.provider_job_id = FiberJob::Client.push(FiberJob::ActiveJob::Wrapper, [job.serialize],
-                                                    queue: job.queue_name.to_s, extra: extra(job, Time.now.to_f))
+        job.provider_job_id = Internal::Enqueue.push(FiberJob::ActiveJob::Wrapper, [job.serialize],
+                                                      queue: job.queue_name.to_s, extra: extra(job, Time.now.to_f))
       end
 
       def enqueue_at(job, timestamp)
-        job.provider_job_id = FiberJob::Client.schedule(FiberJob::ActiveJob::Wrapper, timestamp.to_f, [job.serialize],
-                                                        queue: job.queue_name.to_s,
-                                                        extra: extra(job, [timestamp.to_f, Time.now.to_f].max))
+        job.provider_job_id = Internal::Enqueue.schedule(FiberJob::ActiveJob::Wrapper, timestamp.to_f, [job.serialize],
+                                                          queue: job.queue_name.to_s,
+                                                          extra: extra(job, [timestamp.to_f, Time.now.to_f].max))
       end
 
       # `ActiveJob.perform_all_later`: every job through the bulk path, a round trip
@@ -132,7 +134,7 @@ module ActiveJob
           at = job.scheduled_at&.to_f
           [[job.serialize], job.queue_name.to_s, extra(job, [at || now, now].max), at]
         end
-        results = FiberJob::Client.push_many(FiberJob::ActiveJob::Wrapper, entries)
+        results = Internal::Enqueue.push_many(FiberJob::ActiveJob::Wrapper, entries)
         jobs.zip(results).count do |job, (jid, error)|
           job.provider_job_id = jid
           job.successfully_enqueued = error.nil? if job.respond_to?(:successfully_enqueued=)

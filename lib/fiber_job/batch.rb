@@ -73,9 +73,9 @@ module FiberJob
 
       def record(payloads, at)
         members = payloads.select { |p| p["bid"] == bid }.map { |p| [p["jid"], p["class"].to_s] }
-        FiberJob.client._batch_add(bid, @token, members) unless members.empty?
+        Internal.batches._add(bid, @token, members) unless members.empty?
         begin
-          duplicates = Client.write_payloads(payloads, at)
+          duplicates = Internal::Enqueue.write_payloads(payloads, at)
         rescue Exception # rubocop:disable Lint/RescueException
           forget(members)
           raise
@@ -85,7 +85,7 @@ module FiberJob
       end
 
       def forget(members)
-        FiberJob.client._batch_undo(bid, members) unless members.empty?
+        Internal.batches._undo(bid, members) unless members.empty?
       rescue Error => e
         FiberJob.logger.error("batch #{bid}: could not forget #{members.size} job(s) that were not enqueued " \
                               "(#{e.message}); the batch waits for them until they are removed by hand")
@@ -100,7 +100,7 @@ module FiberJob
       # at least once, `dead` those in the dead set, `open` the `jobs` blocks running.
       def status(bid)
         check_bid!(bid)
-        fields = FiberJob.client._batch_status(bid)
+        fields = Internal.batches._status(bid)
         fields && summary(fields)
       end
 
@@ -108,14 +108,14 @@ module FiberJob
       # { jid:, class:, state: } with state "pending", "failed", "dead" or "succeeded".
       def jobs(bid, offset: 0, limit: 50)
         check_bid!(bid)
-        FiberJob.client._batch_jobs(bid, offset, offset + limit - 1).map do |jid, klass, state|
+        Internal.batches._jobs(bid, offset, offset + limit - 1).map do |jid, klass, state|
           { jid: jid, class: klass, state: state }
         end
       end
 
       # Batches, newest first: [[status, …], number of batches] (two round trips).
       def list(offset: 0, limit: 25)
-        fields, total = FiberJob.client._batches(offset, offset + limit - 1)
+        fields, total = Internal.batches._list(offset, offset + limit - 1)
         [fields.map { |f| summary(f) }, total]
       end
 
@@ -153,7 +153,7 @@ module FiberJob
           raise ArgumentError, "Batch.new(bid) reopens a batch; its description and expiry were set when it was made"
         end
       end
-      @expires_in = expires_in && Job.positive_seconds!("Batch.new expires_in:", expires_in).ceil
+      @expires_in = expires_in && Internal::JobSettings.positive_seconds!("Batch.new expires_in:", expires_in).ceil
       @bid = bid || SecureRandom.hex(12)
       @existing = !bid.nil?
       @description = description.to_s
@@ -177,7 +177,7 @@ module FiberJob
         raise ArgumentError, "batch #{bid}: callbacks are set before its first `jobs` block (it is already made)"
       end
 
-      Arguments.check!("#{job_class}, a callback of batch #{bid}", [options])
+      Internal::Arguments.check!("#{job_class}, a callback of batch #{bid}", [options])
       @callbacks << [event.to_s.to_sym, job_class, options]
       self
     end
@@ -191,10 +191,10 @@ module FiberJob
     def jobs
       raise ArgumentError, "Batch#jobs takes a block that enqueues the batch's jobs" unless block_given?
 
-      return within(Open.new(bid, nil)) { yield self } if Client.sink # test mode: no Redis
+      return within(Open.new(bid, nil)) { yield self } if Internal::Enqueue.sink # test mode: no Redis
 
       token = SecureRandom.hex(8)
-      opened = FiberJob.client._batch_open(bid, token, description, @existing || @made ? nil : callback_fields)
+      opened = Internal.batches._open(bid, token, description, @existing || @made ? nil : callback_fields)
       refuse(opened) unless opened == "ok"
       @made = true
       open = Open.new(bid, token)
@@ -204,7 +204,7 @@ module FiberJob
         begin
           open.flush
         ensure
-          FiberJob.client._batch_close(bid, token)
+          Internal.batches._close(bid, token)
         end
       end
       self
@@ -241,7 +241,7 @@ module FiberJob
         entries = callbacks.map do |_, job_class, options|
           marker = JSON.generate("fiber_job:batch-status:#{SecureRandom.hex(8)}")
           queue = job_class.queue_name
-          json = Client.payload_json(job_class, queue, "[#{marker},#{JSON.generate(options)}]")
+          json = Internal::Enqueue.payload_json(job_class, queue, "[#{marker},#{JSON.generate(options)}]")
           [queue, JSON.parse(json)["jid"], json, marker]
         end
         ["cb:#{event}", JSON.generate(entries)]

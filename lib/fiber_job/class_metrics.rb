@@ -5,7 +5,7 @@ module FiberJob
   # and since the start): processed and failed runs, time run, and an execution-time
   # histogram with `BUCKETS` (upper bounds in seconds; a last bin for longer runs).
   module ClassMetrics
-    BUCKETS = Native::METRICS_BUCKETS
+    BUCKETS = Internal::Native::METRICS_BUCKETS
     # Longest window the per-minute data covers.
     MAX_MINUTES = 72 * 60
 
@@ -15,7 +15,7 @@ module FiberJob
       #    series: [[Time, processed, failed, seconds], …] (one per minute, oldest first) }]
       def recent(minutes: 60)
         minutes = Integer(minutes).clamp(1, MAX_MINUTES)
-        _total, per_minute = FiberJob.admin._class_metrics(minutes)
+        _total, per_minute = Internal.class_metrics._read(minutes)
         classes = per_minute.flat_map { |_, fields| fields.keys.map { |f| f.rpartition("|").first } }.uniq
         classes.map { |name| summary(name, per_minute) }.sort_by { |c| [-c[:processed] - c[:failed], c[:class]] }
       end
@@ -28,7 +28,7 @@ module FiberJob
       # Since the metrics began, per class: { "Class" => { processed:, failed:,
       # seconds:, histogram: [...] } } (Prometheus's counters).
       def totals
-        total, = FiberJob.admin._class_metrics(1)
+        total, = Internal.class_metrics._read(1)
         total.group_by { |f, _| f.rpartition("|").first }.to_h do |name, fields|
           [name, numbers(fields.to_h { |f, v| [f.rpartition("|").last, v] })]
         end

@@ -194,7 +194,7 @@ module FiberJob
       list = Array(value).map(&:to_s)
       list.each do |url|
         unless url.match?(%r{\Arediss?://[^/\s]+\z}) || url.match?(%r{\Arediss?://[^/\s]+/\z})
-          raise ConfigurationError, "redis_sentinels: #{Native.mask_password(url).inspect} is not a sentinel URL like redis://10.0.0.1:26379"
+          raise ConfigurationError, "redis_sentinels: #{Internal::Native.mask_password(url).inspect} is not a sentinel URL like redis://10.0.0.1:26379"
         end
       end
       @redis_sentinels = list
@@ -207,7 +207,7 @@ module FiberJob
       list = Array(value).map(&:to_s)
       list.each do |url|
         unless url.match?(%r{\Arediss?://[^/\s]+/?\z})
-          raise ConfigurationError, "redis_cluster: #{Native.mask_password(url).inspect} is not a Cluster node URL like redis://10.0.0.1:7000 " \
+          raise ConfigurationError, "redis_cluster: #{Internal::Native.mask_password(url).inspect} is not a Cluster node URL like redis://10.0.0.1:7000 " \
                                     "(a Cluster has only database 0)"
         end
       end
@@ -283,11 +283,11 @@ module FiberJob
     # Where Redis is, password masked, for logs and the banner.
     def redis_description
       if @redis_cluster.any?
-        "Redis Cluster via #{@redis_cluster.map { |u| Native.mask_password(u) }.join(", ")}"
+        "Redis Cluster via #{@redis_cluster.map { |u| Internal::Native.mask_password(u) }.join(", ")}"
       elsif @redis_sentinels.any?
-        "sentinel master #{@redis_sentinel_master.inspect} via #{@redis_sentinels.map { |u| Native.mask_password(u) }.join(", ")}"
+        "sentinel master #{@redis_sentinel_master.inspect} via #{@redis_sentinels.map { |u| Internal::Native.mask_password(u) }.join(", ")}"
       else
-        Native.mask_password(@redis_url) + (@redis_tls ? " (TLS#{@redis_tls[:verify_peer] ? "" : ", peer not verified"})" : "")
+        Internal::Native.mask_password(@redis_url) + (@redis_tls ? " (TLS#{@redis_tls[:verify_peer] ? "" : ", peer not verified"})" : "")
       end
     end
 
@@ -335,7 +335,7 @@ module FiberJob
         raise ConfigurationError, "enqueue_after_commit is true or false, got #{value.inspect}"
       end
 
-      AfterCommit.used = true if value
+      Internal::AfterCommit.used = true if value
       @enqueue_after_commit = value
     end
 

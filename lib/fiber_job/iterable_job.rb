@@ -39,28 +39,20 @@ module FiberJob
           raise ArgumentError, "#{name}.checkpoint_every iterations: takes a positive Integer, got #{iterations.inspect}"
         end
 
-        @checkpoint_every = [iterations, Job.positive_seconds!("#{name}.checkpoint_every seconds:", seconds)]
+        @checkpoint_every = [iterations, Internal::JobSettings.positive_seconds!("#{name}.checkpoint_every seconds:", seconds)]
       end
 
       # After this many seconds in one run the job saves its cursor and goes to the back
       # of its queue, so one job does not hold a worker slot forever (nil: no limit).
       def max_iteration_runtime(seconds)
-        @max_iteration_runtime = Job.positive_seconds!("#{name}.max_iteration_runtime", seconds)
+        @max_iteration_runtime = Internal::JobSettings.positive_seconds!("#{name}.max_iteration_runtime", seconds)
       end
-
-      # @api private
-      def checkpoint_interval
-        inherited_setting(:@checkpoint_every, [DEFAULT_CHECKPOINT_ITERATIONS, DEFAULT_CHECKPOINT_SECONDS])
-      end
-
-      # @api private
-      def iteration_runtime = inherited_setting(:@max_iteration_runtime, nil)
 
       # Cancels a running or waiting iterable job of this class: it stops at its next
       # checkpoint (or start) and succeeds without the rest of its items.
       # @return [void]
       def cancel(jid)
-        FiberJob.client._checkpoint(queue_name, jid.to_s, [%w[cancelled 1]], CHECKPOINT_TTL)
+        Internal.checkpoints._write(queue_name, jid.to_s, [%w[cancelled 1]], CHECKPOINT_TTL)
         nil
       end
 
@@ -73,7 +65,7 @@ module FiberJob
 
     # The saved progress of job `jid` of `queue` (see `.progress`), whatever its class.
     def self.progress_of(queue, jid)
-      pairs = FiberJob.client._read_checkpoint(queue.to_s, jid.to_s).to_h
+      pairs = Internal.checkpoints._read(queue.to_s, jid.to_s).to_h
       return nil if pairs.empty?
 
       { cursor: pairs["cursor"] && JSON.parse(pairs["cursor"]), iterations: pairs["iterations"].to_i,
@@ -136,8 +128,9 @@ module FiberJob
     private
 
     def each_item(args, started)
-      every, seconds = self.class.checkpoint_interval
-      limit = self.class.iteration_runtime
+      every, seconds = Internal::JobSettings.inherited(self.class, :@checkpoint_every,
+                                                       [DEFAULT_CHECKPOINT_ITERATIONS, DEFAULT_CHECKPOINT_SECONDS])
+      limit = Internal::JobSettings.inherited(self.class, :@max_iteration_runtime, nil)
       since, saved_at = 0, clock
       enumerator = build_enumerator(*args, cursor: @cursor)
       raise ArgumentError, "#{self.class}#build_enumerator must return an Enumerator, got #{enumerator.class}" unless enumerator.respond_to?(:each)
@@ -174,12 +167,12 @@ module FiberJob
     # Saves the cursor; true when the job was cancelled from outside meanwhile.
     def save(started)
       runtime = @runtime + (clock - started)
-      FiberJob.client._checkpoint(queue_name, jid, [["cursor", JSON.generate(@cursor)], ["iterations", @iterations.to_s],
+      Internal.checkpoints._write(queue_name, jid, [["cursor", JSON.generate(@cursor)], ["iterations", @iterations.to_s],
                                                     ["runtime", runtime.round(3).to_s]], CHECKPOINT_TTL)
     end
 
     def finish
-      FiberJob.client._delete_checkpoint(queue_name, jid)
+      Internal.checkpoints._delete(queue_name, jid)
       nil
     end
 

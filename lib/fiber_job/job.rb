@@ -1,7 +1,5 @@
 # frozen_string_literal: true
 
-require "digest"
-
 module FiberJob
   # A running job's batch (FiberJob::Batch): for FiberJob::Job and the Sidekiq job
   # classes of `fiber_job/sidekiq` alike. Needs `jid`.
@@ -48,21 +46,20 @@ module FiberJob
     # class's setting, read only when asked: a worker makes a job object per run.
     attr_writer :expires_in, :unique_for, :unique_until
     # Limits per key ({ to:, key:, lease:, group: } and { limit:, per:, key:, group: }),
-    # defaulting to the class's; see FiberJob::Limits.
+    # defaulting to the class's; see `Job.limits_concurrency` and `Job.throttle`.
     attr_writer :limits_concurrency, :throttle
 
-    extend Limits
     include BatchMember
 
-    def expires_in = defined?(@expires_in) ? @expires_in : self.class.default_expires_in
+    def expires_in = defined?(@expires_in) ? @expires_in : class_setting(:@default_expires_in)
 
-    def unique_for = defined?(@unique_for) ? @unique_for : self.class.default_unique[0]
+    def unique_for = defined?(@unique_for) ? @unique_for : class_setting(:@default_unique, [nil, nil])[0]
 
-    def unique_until = defined?(@unique_until) ? @unique_until : self.class.default_unique[1]
+    def unique_until = defined?(@unique_until) ? @unique_until : class_setting(:@default_unique, [nil, nil])[1]
 
-    def limits_concurrency = defined?(@limits_concurrency) ? @limits_concurrency : self.class.default_limits_concurrency
+    def limits_concurrency = defined?(@limits_concurrency) ? @limits_concurrency : class_setting(:@limits_concurrency)
 
-    def throttle = defined?(@throttle) ? @throttle : self.class.default_throttle
+    def throttle = defined?(@throttle) ? @throttle : class_setting(:@throttle)
 
     def initialize
       @queue = :default
@@ -88,10 +85,16 @@ module FiberJob
       false
     end
 
+    private
+
+    def class_setting(ivar, fallback = nil) = Internal::JobSettings.inherited(self.class, ivar, fallback)
+
+    public
+
     class << self
       # Enqueues the job to run now. @return [String] the job id
       def perform_async(*args)
-        Client.push(self, args)
+        Internal::Enqueue.push(self, args)
       end
 
       # Runs the job `interval` seconds from now (Numeric or an ActiveSupport::Duration).
@@ -101,18 +104,18 @@ module FiberJob
           raise ArgumentError, "#{name}.perform_in takes seconds (Numeric or a Duration) first, got #{interval.inspect}"
         end
 
-        Client.schedule(self, Time.now.to_f + interval.to_f, args)
+        Internal::Enqueue.schedule(self, Time.now.to_f + interval.to_f, args)
       end
 
       # Runs the job at `time`: a Time, Date, DateTime, or epoch seconds.
       # @return [String] the job id
       def perform_at(time, *args)
-        Client.schedule(self, epoch_seconds(time), args)
+        Internal::Enqueue.schedule(self, epoch_seconds(time), args)
       end
 
       # Enqueues one job per argument list in one round trip. @return [Array<String>]
       def perform_bulk(args_list)
-        Client.push_bulk(self, args_list)
+        Internal::Enqueue.push_bulk(self, args_list)
       end
 
       # The queue this class's jobs go to (its `@queue` default), as a String.
@@ -126,7 +129,7 @@ module FiberJob
       # and puts it in the dead set as `FiberJob::Expired`, where it can still be seen
       # or retried by hand. The deadline holds for every start, retries included.
       def expires_in(seconds)
-        @default_expires_in = Job.positive_seconds!("#{name}.expires_in", seconds)
+        @default_expires_in = Internal::JobSettings.positive_seconds!("#{name}.expires_in", seconds)
       end
 
       # Enqueues a job of this class only if no job with the same class, queue and
@@ -143,7 +146,7 @@ module FiberJob
           raise ArgumentError, "#{name}.unique_for until: is :success or :start, got #{till.inspect}"
         end
 
-        @default_unique = [Job.positive_seconds!("#{name}.unique_for", seconds), till]
+        @default_unique = [Internal::JobSettings.positive_seconds!("#{name}.unique_for", seconds), till]
       end
 
       # true: this class's enqueues inside an ActiveRecord transaction wait for its
@@ -152,12 +155,9 @@ module FiberJob
       def enqueue_after_commit(on)
         raise ArgumentError, "#{name}.enqueue_after_commit takes true or false, got #{on.inspect}" unless [true, false].include?(on)
 
-        AfterCommit.used = true if on
+        Internal::AfterCommit.used = true if on
         @enqueue_after_commit = on
       end
-
-      # @api private
-      def enqueue_after_commit? = inherited_setting(:@enqueue_after_commit, nil)
 
       # What makes two jobs of this class the same: the block gets the arguments and
       # returns a JSON-able key (default: the arguments themselves).
@@ -167,67 +167,26 @@ module FiberJob
         @unique_by = block
       end
 
-      # @api private
-      def default_unique = inherited_setting(:@default_unique, [nil, nil])
-
-      # [seconds, :success | :start] for unique jobs of this class, or nil.
-      # @api private
-      def uniqueness
-        return @uniqueness if defined?(@uniqueness)
-
-        job = new
-        @uniqueness = job.unique_for && [Job.positive_seconds!("#{name} @unique_for", job.unique_for),
-                                         (job.unique_until || :success).to_sym]
+      # At most `to` jobs of this class with the same key run at once, across every
+      # process. `key` gets the job's arguments (default: one key for the class); keys
+      # are per class unless `group` names a scope several classes share. A job over
+      # the limit waits in Redis, not in a worker, and starts when a slot of its key
+      # frees, in order. A slot is held from the job's start until it succeeds, fails
+      # or dies; its worker renews it every second, so `lease` (seconds, at least 2)
+      # is how long a slot outlives a lost worker (killed with -9) at most. Also
+      # settable in `initialize`:
+      #   @limits_concurrency = { to: 2, key: ->(account_id, *) { account_id }, lease: 600 }
+      def limits_concurrency(to:, key: nil, lease: Internal::Limits::DEFAULT_LEASE, group: nil)
+        @limits_concurrency = { to: to, key: key, lease: lease, group: group }
       end
 
-      # The lock's name for one job of this class: a digest of class, queue and key.
-      # @api private
-      def unique_digest(queue, args)
-        by = unique_by_block
-        Job.lock_digest(name, queue, by ? by.call(*args) : args)
-      end
-
-      # The unique lock's name of a job of class `class_name` on `queue` with `key`
-      # (Job classes and ActiveJob's fiber_job_options alike).
-      # @api private
-      def lock_digest(class_name, queue, key)
-        Digest::SHA256.hexdigest(JSON.generate([class_name, queue.to_s, key]))[0, 32]
-      rescue JSON::GeneratorError, TypeError => e
-        raise ArgumentError, "#{class_name} unique_by returned a key that is not JSON (#{e.message})"
-      end
-
-      # @api private
-      def unique_by_block = inherited_setting(:@unique_by, nil)
-
-      # @api private
-      def default_expires_in = inherited_setting(:@default_expires_in, nil)
-
-      # A class macro's setting: this class's, else the nearest job superclass's, else
-      # `fallback`.
-      # @api private
-      def inherited_setting(ivar, fallback)
-        return instance_variable_get(ivar) if instance_variable_defined?(ivar)
-
-        superclass.respond_to?(:inherited_setting) ? superclass.inherited_setting(ivar, fallback) : fallback
-      end
-
-      # Seconds this class's jobs expire after, or nil (its `@expires_in` default).
-      # @api private
-      def expiry
-        return @expiry if defined?(@expiry)
-
-        value = new.expires_in
-        @expiry = value && Job.positive_seconds!("#{name} @expires_in", value)
-      end
-
-      # @api private
-      def positive_seconds!(what, value)
-        seconds = value.is_a?(Numeric) || (value.respond_to?(:to_f) && !value.is_a?(String)) ? value.to_f : nil
-        unless seconds&.positive? && seconds.finite?
-          raise ArgumentError, "#{what} takes a positive number of seconds (or a Duration), got #{value.inspect}"
-        end
-
-        seconds
+      # At most `limit` jobs of this class with the same key start in any `per` seconds
+      # (a sliding window). `key` and `group` as for `limits_concurrency`. Jobs over the
+      # rate wait in Redis and start, in order, when the window has room. Also settable
+      # in `initialize`:
+      #   @throttle = { limit: 100, per: 60, key: ->(user_id, *) { "stripe-#{user_id}" } }
+      def throttle(limit, per:, key: nil, group: nil)
+        @throttle = { limit: limit, per: per, key: key, group: group }
       end
 
       private

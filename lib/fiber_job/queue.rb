@@ -2,7 +2,8 @@
 
 module FiberJob
   # Read access to queues and failures, for people and dashboards. Everything goes
-  # through the engine's admin calls (`FiberJob.admin`, src/client/).
+  # through the engine (`Internal.admin`, `.jobs`, `.dead_set`, `.flow`, `.cron`:
+  # src/client/).
   module Queue
     module_function
 
@@ -18,7 +19,7 @@ module FiberJob
     # 'error_class', 'error_message', 'backtrace', 'failed_at', 'retry_count'.
     # @return [Array<Hash>]
     def failed_jobs(limit: 100, offset: 0)
-      FiberJob.admin._failed(offset, offset + limit - 1).map { |json| JSON.parse(json) }
+      Internal.dead_set._failed(offset, offset + limit - 1).map { |json| JSON.parse(json) }
     end
 
     # Jobs that will not run again (retries exhausted, or unrunnable), newest first;
@@ -26,29 +27,29 @@ module FiberJob
     # 180 days (the dead set is per queue, under the queue's hash tag).
     # @return [Array<Hash>]
     def dead_jobs(limit: 100, offset: 0)
-      FiberJob.admin._dead(offset, offset + limit - 1).map { |json| JSON.parse(json) }
+      Internal.dead_set._dead(offset, offset + limit - 1).map { |json| JSON.parse(json) }
     end
 
     # Puts a dead job back on its queue with its retry count reset.
     # @return [Boolean] whether a job with that jid was found and moved
     def retry_dead(jid)
-      FiberJob.admin._retry_dead(jid_string(jid)).positive?
+      Internal.dead_set._retry(jid_string(jid)).positive?
     end
 
     # Deletes a dead job. @return [Boolean] whether it was there
     def delete_dead(jid)
-      FiberJob.admin._delete_dead(jid_string(jid)).positive?
+      Internal.dead_set._delete(jid_string(jid)).positive?
     end
 
     # Puts every dead job back on its queue (each queue keeps its 10,000 newest of
     # the last 180 days: Native::DEAD_CAP, Native::DEAD_MAX_AGE_DAYS). @return [Integer] how many moved
     def retry_all_dead
-      FiberJob.admin._retry_dead(nil)
+      Internal.dead_set._retry(nil)
     end
 
     # Empties the dead set. @return [Integer] how many were deleted
     def clear_dead_jobs
-      FiberJob.admin._delete_dead(nil)
+      Internal.dead_set._delete(nil)
     end
 
     # Cron jobs with their expression, queue, next run and last run: the ones loaded
@@ -56,9 +57,9 @@ module FiberJob
     # does not load the app lists them too). A last run Redis holds in a form FiberJob
     # did not write is nil, with the reason in :last_run_error. @return [Array<Hash>]
     def cron_jobs
-      pairs, unreadable = FiberJob.admin._cron_last
+      pairs, unreadable = Internal.cron._last
       last = pairs.to_h
-      defs = FiberJob.admin._cron_defs.to_h { |name, json| [name, parse_cron(json)] }
+      defs = Internal.cron._defs.to_h { |name, json| [name, parse_cron(json)] }
       CronJob.all.each { |job| defs[job.name] = { "cron" => job.cron, "queue" => job.queue_name } }
       utc = FiberJob.config.cron_time_zone == :utc
       defs.sort.filter_map do |name, d|
@@ -66,7 +67,7 @@ module FiberJob
 
         tick, tick_error = last_tick(last[name], unreadable)
         next_run = begin
-          Time.at(Native.cron_next(d["cron"], d.fetch("time_zone", utc ? "utc" : "local") == "utc", Time.now.to_f))
+          Time.at(Internal::Native.cron_next(d["cron"], d.fetch("time_zone", utc ? "utc" : "local") == "utc", Time.now.to_f))
         rescue FiberJob::InvalidCronError
           nil
         end
@@ -92,7 +93,7 @@ module FiberJob
       job = cron_jobs.find { |j| j[:class] == name.to_s }
       raise ArgumentError, "no cron job named #{name.inspect} is registered" unless job
 
-      Client.push(job[:class], [], queue: job[:queue])
+      Internal::Enqueue.push(job[:class], [], queue: job[:queue])
     end
 
     def parse_cron(json)
@@ -104,7 +105,7 @@ module FiberJob
 
     # Every queue enqueued to or worked, sorted. @return [Array<String>]
     def names
-      FiberJob.admin._queue_names
+      Internal.admin._queue_names
     end
 
     # Counters and sizes per queue, kept in Redis by the engine:
@@ -122,7 +123,7 @@ module FiberJob
     def metrics(queues = nil)
       names = queues ? Array(queues).map(&:to_s) : self.names
       now = Time.now.to_f
-      FiberJob.admin._metrics(names).to_h do |m|
+      Internal.admin._metrics(names).to_h do |m|
         oldest = m[:oldest_enqueued_at]
         [m[:name], { processed: m[:processed], failed: m[:failed], expired: m[:expired], size: m[:size],
                      scheduled: m[:scheduled], retries: m[:retries], processing: m[:running], held: m[:held],
@@ -136,7 +137,7 @@ module FiberJob
     def totals
       per_queue = metrics.values
       sum = ->(key) { per_queue.sum { |m| m[key] } }
-      FiberJob.admin._totals.merge(
+      Internal.admin._totals.merge(
         enqueued: sum[:size], scheduled: sum[:scheduled], retries: sum[:retries], processing: sum[:processing],
         held: sum[:held], processes: processes.size
       )
@@ -147,7 +148,7 @@ module FiberJob
     # and error: nil, or what is wrong with a heartbeat FiberJob did not write (its
     # other fields are then empty or zero). @return [Array<Hash>]
     def processes
-      FiberJob.admin._processes.map do |pairs|
+      Internal.admin._processes.map do |pairs|
         h = pairs.to_h
         queues = parse_list(h["queues"]).map(&:to_s)
         error = h["error"]
@@ -162,12 +163,12 @@ module FiberJob
     # Jobs a process is processing — taken and not finished (payload Hashes with
     # "queue"), oldest first.
     def processing_jobs(process)
-      FiberJob.admin._processing_jobs(process[:identity], process[:queues]).map { |_queue, raw| decode(raw) }
+      Internal.admin._processing_jobs(process[:identity], process[:queues]).map { |_queue, raw| decode(raw) }
     end
 
     # Ready jobs of a queue, oldest (next to run) first. @return [Array<Hash>]
     def jobs(queue, offset: 0, limit: 25)
-      FiberJob.admin._queue_jobs(queue_string(queue), offset.to_i, limit.to_i).map { |raw| decode(raw) }
+      Internal.jobs._queue(queue_string(queue), offset.to_i, limit.to_i).map { |raw| decode(raw) }
     end
 
     # Scheduled jobs over every queue, soonest first; each payload has "at".
@@ -183,12 +184,12 @@ module FiberJob
 
     # Deletes one ready job. @return [Boolean] whether it was there
     def delete_job(queue, jid)
-      FiberJob.admin._delete_queued(queue_string(queue), jid_string(jid))
+      Internal.jobs._delete_queued(queue_string(queue), jid_string(jid))
     end
 
     # Empties a queue. @return [Integer] how many jobs were deleted
     def clear(queue)
-      FiberJob.admin._clear_queue(queue_string(queue))
+      Internal.jobs._clear(queue_string(queue))
     end
 
     # Pauses a queue for every worker, on every host, within a second: no new job of it
@@ -196,13 +197,13 @@ module FiberJob
     # enqueueing goes on). The state is in Redis: it survives worker restarts.
     # @return [Boolean] whether the queue was running until now
     def pause(queue)
-      FiberJob.admin._set_paused(queue_string(queue), true)
+      Internal.flow._set_paused(queue_string(queue), true)
     end
 
     # Resumes a paused queue: workers start its jobs again within a second.
     # @return [Boolean] whether the queue was paused until now
     def resume(queue)
-      FiberJob.admin._set_paused(queue_string(queue), false)
+      Internal.flow._set_paused(queue_string(queue), false)
     end
 
     # @return [Boolean]
@@ -216,7 +217,7 @@ module FiberJob
       digest = job["unique_key"]
       return nil unless digest.is_a?(String) && !digest.empty?
 
-      lock = FiberJob.admin._unique_lock(queue_string(job["queue"] || "default"), digest)
+      lock = Internal.flow._unique_lock(queue_string(job["queue"] || "default"), digest)
       lock && { held_by: lock[:held_by], expires_in: lock[:expires_in_ms].positive? ? (lock[:expires_in_ms] / 1000.0).round(1) : nil }
     end
 
@@ -229,11 +230,11 @@ module FiberJob
       state = {}
       c, t = job.values_at("concurrency", "throttle").map { |l| l.is_a?(Hash) && l["key"].is_a?(String) && l }
       if c
-        now = FiberJob.admin._limit_state(queue, "concurrency", c["key"], 0.0)
+        now = Internal.flow._limit_state(queue, "concurrency", c["key"], 0.0)
         state[:concurrency] = { key: c["key"], to: c["to"], lease: c["lease"], running: now[:counted], waiting: now[:waiting] }
       end
       if t
-        now = FiberJob.admin._limit_state(queue, "throttle", t["key"], t["per"].to_f)
+        now = Internal.flow._limit_state(queue, "throttle", t["key"], t["per"].to_f)
         state[:throttle] = { key: t["key"], limit: t["limit"], per: t["per"], started: now[:counted], waiting: now[:waiting] }
       end
       state
@@ -241,26 +242,26 @@ module FiberJob
 
     # The paused queues, sorted. @return [Array<String>]
     def paused
-      FiberJob.admin._paused
+      Internal.flow._paused
     end
 
     # Deletes a scheduled job or a pending retry (set: :scheduled or :retry).
     # @return [Boolean] whether it was there
     def delete_waiting(set, queue, jid)
-      FiberJob.admin._delete_waiting(set_string(set), queue_string(queue), jid_string(jid))
+      Internal.jobs._delete_waiting(set_string(set), queue_string(queue), jid_string(jid))
     end
 
     # Runs a scheduled job or pending retry now: it moves to the front of its queue.
     # @return [Boolean] whether it was there (false if it already ran)
     def run_now(set, queue, jid)
-      FiberJob.admin._run_waiting_now(set_string(set), queue_string(queue), jid_string(jid))
+      Internal.jobs._run_waiting_now(set_string(set), queue_string(queue), jid_string(jid))
     end
 
     # Where a job is and its payload: { state: "enqueued" | "scheduled" | "retry" |
     # "limited" (waiting for a limit per key) | "processing" | "dead", queue:, job:, at: }
     # or nil.
     def find_job(jid)
-      found = FiberJob.admin._find(names, jid_string(jid))
+      found = Internal.jobs._find(names, jid_string(jid))
       found && { state: found[:state], queue: found[:queue], job: decode(found[:payload]),
                  at: found[:run_at] && Time.at(found[:run_at]) }
     end
@@ -270,17 +271,17 @@ module FiberJob
     # is still filling. Windows are kept an hour.
     def throughput(minutes: 5)
       windows = (minutes.to_f * 6).ceil.clamp(1, 360)
-      FiberJob.admin._throughput(windows).map { |window| window.merge(at: Time.at(window[:at])) }
+      Internal.admin._throughput(windows).map { |window| window.merge(at: Time.at(window[:at])) }
     end
 
     # Redis server facts for dashboards: where FiberJob is connected (a Sentinel
     # master's current address; passwords masked), version, memory, clients, uptime.
     def redis_info
-      info = FiberJob.admin._redis_info.each_line.to_h do |line|
+      info = Internal.admin._redis_info.each_line.to_h do |line|
         key, value = line.chomp.split(":", 2)
         [key, value]
       end
-      { connected_to: FiberJob.admin._connected_to, version: info["redis_version"], used_memory: info["used_memory_human"],
+      { connected_to: Internal.handle._connected_to, version: info["redis_version"], used_memory: info["used_memory_human"],
         peak_memory: info["used_memory_peak_human"], connected_clients: info["connected_clients"].to_i,
         uptime_days: info["uptime_in_days"].to_i }
     end
@@ -291,7 +292,7 @@ module FiberJob
       offset = offset.to_i
       limit = limit.to_i
       all = names.flat_map do |queue|
-        FiberJob.admin._waiting_jobs(set, queue, 0, offset + limit).map do |raw, at|
+        Internal.jobs._waiting(set, queue, 0, offset + limit).map do |raw, at|
           decode(raw).merge("queue" => queue, "at" => at)
         end
       end

@@ -83,7 +83,7 @@ module FiberJob
       # retry_count, the server middleware. Errors propagate to the test.
       # @raise [FiberJob::UnknownJobError] when the payload names no job class
       def perform(payload)
-        klass, = Processor.job_class(payload["class"])
+        klass, = Internal::Processor.job_class(payload["class"])
         unless klass.is_a?(Class)
           raise UnknownJobError, "#{payload["class"].inspect} is not a FiberJob::Job subclass loaded here"
         end
@@ -115,7 +115,7 @@ module FiberJob
 
       def apply(mode)
         @mode = mode
-        FiberJob::Client.sink = mode == :disable ? nil : @sink
+        Internal::Enqueue.sink = mode == :disable ? nil : @sink
       end
     end
 

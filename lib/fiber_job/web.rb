@@ -87,7 +87,7 @@ module FiberJob
 
       # @api private
       def secret
-        @secret ||= ENV["FIBER_JOB_WEB_SECRET"] || FiberJob.admin._web_secret(SecureRandom.hex(32))
+        @secret ||= ENV["FIBER_JOB_WEB_SECRET"] || Internal.admin._web_secret(SecureRandom.hex(32))
       end
 
       # Serves the UI (and /metrics) with WEBrick, or the server Rack picks, until INT/TERM.

@@ -39,7 +39,7 @@ module FiberJob
     def start
       config = FiberJob.config
       @limits = config.limits_for(@queues, all: @all, given: @given)
-      @native = Native::Worker.new(
+      @native = Internal::Native::Worker.new(
         connection: config.check!.connection, prefix: config.prefix, identity: identity,
         queues: @queues.zip(@limits).map { |q, n| [q, n, config.prefetch == :auto ? nil : config.prefetch] },
         sidekiq_compat: config.sidekiq_compat,
@@ -47,8 +47,8 @@ module FiberJob
       )
       Worker.native = @native
       previous = install_signal_handlers
-      logs = LogBridge.new(FiberJob.logger).start
-      cron = FiberJob.register_cron_jobs.map { |job| [job.name, job.queue_name, job.cron, JSON.generate(job.tick_fields)] }
+      logs = Internal::LogBridge.new(FiberJob.logger).start
+      cron = FiberJob.register_cron_jobs.map { |job| [job.name, job.queue_name, job.cron, JSON.generate(Internal::JobSettings.cron_tick_fields(job))] }
       @native._start(cron, config.cron_time_zone == :utc)
       @native._stop if @stop_requested
       log_banner(@limits)
@@ -101,14 +101,14 @@ module FiberJob
     def executor(config)
       case @executor_name
       when :thread
-        require_relative "executor/thread_executor"
-        Executor::ThreadExecutor.new(@native, config.shutdown_timeout, @limits.sum) do |timeout|
-          Processor.new(FiberJob.logger, timeout: timeout, carrier: :thread)
+        require_relative "internal/executor/thread_executor"
+        Internal::Executor::ThreadExecutor.new(@native, config.shutdown_timeout, @limits.sum) do |timeout|
+          Internal::Processor.new(FiberJob.logger, timeout: timeout, carrier: :thread)
         end
       else
-        require_relative "executor/fiber_executor"
-        Executor::FiberExecutor.new(@native, config.shutdown_timeout) do |timeout|
-          Processor.new(FiberJob.logger, timeout: timeout)
+        require_relative "internal/executor/fiber_executor"
+        Internal::Executor::FiberExecutor.new(@native, config.shutdown_timeout) do |timeout|
+          Internal::Processor.new(FiberJob.logger, timeout: timeout)
         end
       end
     end
@@ -141,7 +141,7 @@ module FiberJob
 
     def log_dump
       logger = FiberJob.logger
-      jobs = Processor::RUNNING.to_a
+      jobs = Internal::Processor::RUNNING.to_a
       logger.warn("TTIN: #{jobs.size} job(s) running in #{@native&._identity}")
       now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       jobs.each do |carrier, (ctx, started)|

@@ -91,27 +91,27 @@ RSpec.describe FiberJob::Configuration do
     expect { with_url.check! }.to raise_error(FiberJob::ConfigurationError, /redis_cluster is set together with redis_url/)
 
     mixed = described_class.new.tap { |c| c.redis_cluster = ["redis://10.0.0.1:7000", "rediss://10.0.0.2:7000"] }
-    expect { FiberJob::Native::Client.new(mixed.connection, "fiber_job") }
+    expect { FiberJob.const_get(:Internal)::Native::Handle.new(mixed.connection, "fiber_job") }
       .to raise_error(FiberJob::ConfigurationError, /mixes redis:\/\/ and rediss:\/\/ nodes/)
   end
 
   it "hands the engine complete settings, which it reads with no defaults and no unknown keys" do
     connection = config.connection
-    expect { FiberJob::Native::Admin.new(connection, "fiber_job") }.not_to raise_error
+    expect { FiberJob.const_get(:Internal)::Native::Handle.new(connection, "fiber_job") }.not_to raise_error
 
     misspelt = connection.merge(wait_replica: 1)
-    expect { FiberJob::Native::Admin.new(misspelt, "fiber_job") }
+    expect { FiberJob.const_get(:Internal)::Native::Handle.new(misspelt, "fiber_job") }
       .to raise_error(ArgumentError, /unknown connection settings :wait_replica \(known: .*:wait_replicas/)
-    expect { FiberJob::Native::Admin.new(connection.reject { |k, _| k == :db }, "fiber_job") }
+    expect { FiberJob.const_get(:Internal)::Native::Handle.new(connection.reject { |k, _| k == :db }, "fiber_job") }
       .to raise_error(ArgumentError, /the connection settings lack :db/)
-    expect { FiberJob::Native::Admin.new(connection.merge(db: "zero"), "fiber_job") }
+    expect { FiberJob.const_get(:Internal)::Native::Handle.new(connection.merge(db: "zero"), "fiber_job") }
       .to raise_error(TypeError, /setting :db/)
     tls = connection.merge(tls: { ca_file: nil, cert_file: nil, key_file: nil, verify: false })
-    expect { FiberJob::Native::Admin.new(tls, "fiber_job") }
+    expect { FiberJob.const_get(:Internal)::Native::Handle.new(tls, "fiber_job") }
       .to raise_error(ArgumentError, /the connection tls settings lack :verify_peer/)
     worker = { connection: connection, prefix: "fiber_job", identity: "x", queues: [["default", 1, nil]],
                sidekiq_compat: false }
-    expect { FiberJob::Native::Worker.new(worker) }.to raise_error(ArgumentError, /the worker settings lack :health/)
+    expect { FiberJob.const_get(:Internal)::Native::Worker.new(worker) }.to raise_error(ArgumentError, /the worker settings lack :health/)
   end
 
   it "rejects an unparsable URL" do

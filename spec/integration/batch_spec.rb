@@ -204,7 +204,7 @@ RSpec.describe "batches (FiberJob::Batch)" do
 
     # A push Redis refuses: the job is not in the batch either.
     redis.set("fiber_job:queue:{default}", "not a list")
-    expect { batch.jobs { FiberJob::Client.push("UniqueBatchJob", [2]) } }.to raise_error(FiberJob::Error)
+    expect { batch.jobs { FiberJob.const_get(:Internal)::Enqueue.push("UniqueBatchJob", [2]) } }.to raise_error(FiberJob::Error)
     expect(FiberJob::Batch.status(batch.bid)).to include(total: 1, pending: 1)
     expect(FiberJob::Batch.status("nosuchbatch")).to be_nil
 

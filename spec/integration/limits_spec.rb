@@ -156,15 +156,16 @@ RSpec.describe "limits per key (limits_concurrency, throttle)" do
   end
 
   it "refuses bad settings and bad keys with an ArgumentError, before anything is written" do
-    expect { Class.new(FiberJob::Job) { limits_concurrency(to: 0) }.limits }
+    enqueue = ->(&body) { stub_const("BadLimitsJob", Class.new(FiberJob::Job, &body)).perform_async(1) }
+    expect { enqueue.call { limits_concurrency(to: 0) } }
       .to raise_error(ArgumentError, /limits_concurrency to: takes a positive Integer/)
-    expect { Class.new(FiberJob::Job) { limits_concurrency(to: 1, lease: 1) }.limits }
+    expect { enqueue.call { limits_concurrency(to: 1, lease: 1) } }
       .to raise_error(ArgumentError, /lease: takes at least 2 seconds/)
-    expect { Class.new(FiberJob::Job) { limits_concurrency(to: 1, key: :account) }.limits }
+    expect { enqueue.call { limits_concurrency(to: 1, key: :account) } }
       .to raise_error(ArgumentError, /key: takes a lambda/)
-    expect { Class.new(FiberJob::Job) { throttle(5, per: 0) }.limits }
+    expect { enqueue.call { throttle(5, per: 0) } }
       .to raise_error(ArgumentError, /throttle per: takes a positive number/)
-    expect { Class.new(FiberJob::Job) { def initialize = (super; @throttle = 5) }.limits }
+    expect { enqueue.call { def initialize = (super; @throttle = 5) } }
       .to raise_error(ArgumentError, /@throttle must be a Hash/)
     stub_const("BadKeyJob", Class.new(FiberJob::Job) { limits_concurrency to: 1, key: ->(x) { x } })
     expect { BadKeyJob.perform_async([1]) }.to raise_error(ArgumentError, /key: returned \[1\]; return a String/)

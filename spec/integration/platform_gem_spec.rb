@@ -72,13 +72,13 @@ RSpec.describe "the precompiled platform gem (rake native)", :slow do
       Dir[File.join(lib, "[0-9]*.[0-9]*")].each { |abi| FileUtils.rm_rf(abi) }
       FileUtils.mkdir_p(File.join(lib, "9.8"))
       FileUtils.mkdir_p(File.join(lib, "9.10"))
-      FileUtils.cp(Dir[File.join(root, "lib/fiber_job", FiberJob::RUBY_ABI, "fiber_job.so")].first, File.join(lib, "9.8"))
+      FileUtils.cp(Dir[File.join(root, "lib/fiber_job", FiberJob.const_get(:Internal)::RUBY_ABI, "fiber_job.so")].first, File.join(lib, "9.8"))
       FileUtils.cp(File.join(lib, "9.8", "fiber_job.so"), File.join(lib, "9.10"))
 
       out, status = Open3.capture2e({ "RUBYOPT" => nil, "RUBYLIB" => nil }, RbConfig.ruby, "-I", File.join(dir, "lib"),
                                     "-e", 'begin; require "fiber_job/native"; rescue LoadError => e; puts e.message; end')
       expect(status).to be_success
-      expect(out).to include("not built for Ruby #{FiberJob::RUBY_ABI}")
+      expect(out).to include("not built for Ruby #{FiberJob.const_get(:Internal)::RUBY_ABI}")
         .and include("for Ruby 9.8, 9.10 only")
         .and include("gem install fiber_job --platform ruby")
     end

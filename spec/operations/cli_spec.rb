@@ -12,7 +12,7 @@ RSpec.describe "the fiber_job command" do
       class CliJob < FiberJob::Job
         def perform(label, seconds = 0)
           sleep(seconds)
-          FiberJob.client._push("record", [label])
+          FiberJob.const_get(:Internal).enqueue._push("record", [label])
         end
       end
     RUBY
@@ -58,8 +58,8 @@ RSpec.describe "the fiber_job command" do
   end
 
   it "works the queues given with -q and -c, and stops on TERM with exit 0" do
-    FiberJob::Client.push(CliTestJob, ["a"], queue: "high")
-    FiberJob::Client.push(CliTestJob, ["b"], queue: "low")
+    FiberJob.const_get(:Internal)::Enqueue.push(CliTestJob, ["a"], queue: "high")
+    FiberJob.const_get(:Internal)::Enqueue.push(CliTestJob, ["b"], queue: "low")
     pid, log = start_cli("-r", app, "-q", "high:3,low", "-c", "4", "-t", "5")
     expect(File.read(log)).to match(/queues high=3, low=4 \(concurrency 7\), executor fiber/)
     wait_for(message: "both jobs") { records.sort == %w[a b] }
@@ -94,7 +94,7 @@ RSpec.describe "the fiber_job command" do
 
   %w[fiber thread].each do |executor|
     it "logs every running job's backtrace on TTIN (#{executor} executor), then stops cleanly" do
-      FiberJob::Client.push(CliTestJob, ["slow", 30], queue: "default")
+      FiberJob.const_get(:Internal)::Enqueue.push(CliTestJob, ["slow", 30], queue: "default")
       pid, log = start_cli("-r", app, "-t", "1", "-x", executor)
       wait_for(message: "job start") { File.read(log).include?("INFO: start") }
       Process.kill("TTIN", pid)
@@ -112,12 +112,12 @@ RSpec.describe "the fiber_job command" do
   end
 
   it "goes quiet on TSTP: running jobs finish, nothing new starts" do
-    FiberJob::Client.push(CliTestJob, ["first", 1], queue: "default")
+    FiberJob.const_get(:Internal)::Enqueue.push(CliTestJob, ["first", 1], queue: "default")
     pid, log = start_cli("-r", app)
     wait_for(message: "job start") { File.read(log).include?("INFO: start") }
     Process.kill("TSTP", pid)
     sleep 0.2
-    FiberJob::Client.push(CliTestJob, ["second"], queue: "default")
+    FiberJob.const_get(:Internal)::Enqueue.push(CliTestJob, ["second"], queue: "default")
     wait_for(message: "first job") { records == ["first"] }
     sleep 1.5
     expect(records).to eq(["first"])
@@ -130,7 +130,7 @@ RSpec.describe "the fiber_job command" do
     FileUtils.mkdir_p(File.join(dir, "rails_app", "config"))
     File.write(File.join(dir, "rails_app", "config", "environment.rb"), <<~RUBY)
       require_relative "../../app"
-      FiberJob.client._push("record", ["environment loaded"])
+      FiberJob.const_get(:Internal).enqueue._push("record", ["environment loaded"])
     RUBY
     pid, = start_cli("-r", File.join(dir, "rails_app"))
     wait_for(message: "environment") { records == ["environment loaded"] }

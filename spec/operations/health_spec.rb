@@ -52,7 +52,7 @@ RSpec.describe "health checks (fiber_job --health-port)" do
   it "turns /live 503 while a job blocks the reactor, and back to 200 after it; /ready 503 when quiet" do
     pid = start(FiberJob.config.redis_url)
     wait_for(timeout: 10) { check("/live").first == 200 }
-    FiberJob::Client.push("StuckJob", [8])
+    FiberJob.const_get(:Internal)::Enqueue.push("StuckJob", [8])
     wait_for(timeout: 12, message: "/live to fail") { check("/live").first == 503 }
     expect(check("/live").last).to include("has not answered", "blocking its reactor")
     wait_for(timeout: 15, message: "/live to recover") { check("/live").first == 200 }

@@ -117,7 +117,7 @@ RSpec.describe "logging, instrumentation and metrics" do
   it "keeps processed and failed counters per queue in Redis, read by Queue.metrics" do
     3.times { ObservedJob.perform_async("ok") }
     ObservedOnceJob.perform_async("fail")
-    FiberJob::Client.push(ObservedJob, ["ok"], queue: "other")
+    FiberJob.const_get(:Internal)::Enqueue.push(ObservedJob, ["ok"], queue: "other")
     with_worker(queues: %i[default other]) do
       wait_for(message: "all five") { FiberJob::Queue.metrics.values.sum { |m| m[:processed] + m[:failed] } == 5 }
     end

@@ -22,7 +22,7 @@ RSpec.describe "embedded in Puma (plugin :fiber_job)" do
       class PumaJob < FiberJob::Job
         def perform(i)
           sleep 0.3
-          FiberJob.client._push("record", ["done \#{i} \#{Process.pid}"])
+          FiberJob.const_get(:Internal).enqueue._push("record", ["done \#{i} \#{Process.pid}"])
         end
       end
       run lambda { |env|

@@ -9,7 +9,7 @@ require "open3"
 RSpec.describe "the ActiveJob adapter contract" do
   CONTRACT_JOBS = <<~RUBY
     module CtNote
-      def self.add(*parts) = FiberJob.client._push("record", [JSON.generate(parts)])
+      def self.add(*parts) = FiberJob.const_get(:Internal).enqueue._push("record", [JSON.generate(parts)])
     end
 
     class CtBulkJob < ActiveJob::Base

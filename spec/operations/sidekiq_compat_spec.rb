@@ -80,7 +80,7 @@ RSpec.describe "Sidekiq compatibility" do
     expect(CompatFailJob.get_sidekiq_options).to include("retry" => 2, "queue" => "low")
     expect { Class.new { include Sidekiq::Job }.sidekiq_options(retry: "often") }
       .to raise_error(ArgumentError, /retry: is true, false or a number/)
-    expect(FiberJob::Processor.job_class("CompatJob")).to eq([CompatJob])
+    expect(FiberJob.const_get(:Internal)::Processor.job_class("CompatJob")).to eq([CompatJob])
     expect(defined?(Sidekiq::VERSION)).to be_nil
     config = FiberJob::Configuration.new.tap { |c| c.redis_cluster = ["redis://127.0.0.1:7000"] }
     config.sidekiq_compat = true

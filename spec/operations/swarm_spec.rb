@@ -14,7 +14,7 @@ RSpec.describe "fiber_job -P (swarm)" do
       class SwarmJob < FiberJob::Job
         def perform(label, seconds = 0)
           sleep(seconds)
-          FiberJob.client._push("record", ["\#{label}:\#{Process.pid}:\#{$loaded_in}"])
+          FiberJob.const_get(:Internal).enqueue._push("record", ["\#{label}:\#{Process.pid}:\#{$loaded_in}"])
         end
       end
     RUBY
@@ -46,7 +46,7 @@ RSpec.describe "fiber_job -P (swarm)" do
     expect(first.uniq.size).to eq(3)
     expect(first).not_to include(parent)
 
-    FiberJob::Client.push_bulk(SwarmJob, 60.times.map { |i| ["j#{i}", 0.05] })
+    FiberJob.const_get(:Internal)::Enqueue.push_bulk(SwarmJob, 60.times.map { |i| ["j#{i}", 0.05] })
     wait_for(timeout: 20, message: "60 jobs") { records.size == 60 }
     workers, loaded_in = records.map { |r| r.split(":")[1, 2].map(&:to_i) }.transpose
     expect(loaded_in.uniq).to eq([parent]) # the app was loaded once, in the parent

@@ -35,7 +35,7 @@ RSpec.describe "Redis Cluster" do
   # A producer process: enqueues `total` ClusterJobs on `queue` at about `rate` a
   # second, writing each acknowledged one down; retries what raised.
   def start_cluster_producer(total, queue:, rate: 400)
-    start_producer(total, dir: @dir, prelude: RUN_JOB, enqueue: "FiberJob::Client.push(ClusterJob, [i], queue: #{queue.dump})",
+    start_producer(total, dir: @dir, prelude: RUN_JOB, enqueue: "FiberJob.const_get(:Internal)::Enqueue.push(ClusterJob, [i], queue: #{queue.dump})",
                    pause: 1.0 / rate, env: { "RUNS" => @dir })
   end
 
@@ -76,12 +76,12 @@ RSpec.describe "Redis Cluster" do
         def perform(tag, args)
           raise ArgumentError, "unwanted #{tag}" if tag == "fail"
 
-          FiberJob.client._push("record", [JSON.generate([tag, args])])
+          FiberJob.const_get(:Internal).enqueue._push("record", [JSON.generate([tag, args])])
         end
       end)
       args = [1, "two", { "three" => [3.5, nil, true] }]
-      queues.each { |q| FiberJob::Client.push(SlotJob, [q, args], queue: q) }
-      FiberJob::Client.push(SlotJob, ["fail", []], queue: queues[2])
+      queues.each { |q| FiberJob.const_get(:Internal)::Enqueue.push(SlotJob, [q, args], queue: q) }
+      FiberJob.const_get(:Internal)::Enqueue.push(SlotJob, ["fail", []], queue: queues[2])
       with_worker(queues: queues, concurrency: 2) do
         wait_for(timeout: 15, message: "every job") do
           records.size == 3 && FiberJob::Queue.totals[:dead] == 1
@@ -148,10 +148,10 @@ RSpec.describe "Redis Cluster" do
     it "enqueues, schedules and works jobs on every master, and never shows the password" do
       queues = @cluster.queues_on_different_masters(3)
       stub_const("TlsClusterJob", Class.new(FiberJob::Job) do
-        def perform(tag) = FiberJob.client._push("record", [tag])
+        def perform(tag) = FiberJob.const_get(:Internal).enqueue._push("record", [tag])
       end)
-      queues.each { |q| FiberJob::Client.push_bulk(TlsClusterJob, [["#{q}-a"], ["#{q}-b"]], queue: q) }
-      FiberJob::Client.schedule(TlsClusterJob, Time.now.to_f + 1, ["later"], queue: queues[1])
+      queues.each { |q| FiberJob.const_get(:Internal)::Enqueue.push_bulk(TlsClusterJob, [["#{q}-a"], ["#{q}-b"]], queue: q) }
+      FiberJob.const_get(:Internal)::Enqueue.schedule(TlsClusterJob, Time.now.to_f + 1, ["later"], queue: queues[1])
       with_worker(queues: queues, concurrency: 2) do
         wait_for(timeout: 15, message: "every job") { records.size == 7 }
       end

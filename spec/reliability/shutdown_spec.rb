@@ -73,7 +73,7 @@ RSpec.describe "graceful shutdown" do
         end
       end
     RUBY
-    push = 'FiberJob.client._push("default", [JSON.generate("class" => "StopperJob", "args" => [], "jid" => "s0")])'
+    push = 'FiberJob.const_get(:Internal).enqueue._push("default", [JSON.generate("class" => "StopperJob", "args" => [], "jid" => "s0")])'
     (pid, log), = start_workers(1, stopper, config: "c.redis_url = #{server.url.dump}; c.network_timeout = 5",
                                             worker: "(#{push}; $worker = FiberJob::Worker.new)")
     wait_for(message: "the job started") { own.llen("fiber_job:queue:{record}") == 1 }

@@ -1,12 +1,12 @@
 # frozen_string_literal: true
 
-# The engine of a worker (FiberJob::Native::Worker) started on the test Redis, for unit
+# The engine of a worker (FiberJob.const_get(:Internal)::Native::Worker) started on the test Redis, for unit
 # specs that drive it directly the way executors do: take a job, hand it to a
 # Processor, look at what the engine wrote to Redis.
 module NativeWorker
   def with_native_worker(limit: 5, queue: "default")
     config = FiberJob.config
-    native = FiberJob::Native::Worker.new(
+    native = FiberJob.const_get(:Internal)::Native::Worker.new(
       connection: config.connection, prefix: config.prefix,
       identity: "spec:#{Process.pid}:#{rand(1 << 30)}", queues: [[queue, limit, 0]],
       sidekiq_compat: false, health: nil

@@ -6,7 +6,7 @@
 module WorkerProcesses
   RECORD = <<~RUBY
     module Record
-      def self.add(value) = FiberJob.client._push("record", [value.to_s])
+      def self.add(value) = FiberJob.const_get(:Internal).enqueue._push("record", [value.to_s])
     end
   RUBY
 

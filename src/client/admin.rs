@@ -8,9 +8,11 @@
 //! keys — bytes that are not UTF-8, a counter that is not a number, a key of the wrong
 //! type — shows up as that row's bad data, never as an error for the whole page.
 
+use std::sync::Arc;
+
 use redis::{FromRedisValue, RedisResult, Value};
 
-use super::{Client, Lossy};
+use super::{DeadSet, Flow, Handle, Lossy};
 use crate::error::Result;
 use crate::runtime::cancel::Cancel;
 
@@ -71,21 +73,18 @@ pub struct Totals {
     pub failure_records: u64,
 }
 
-impl Client {
-    /// Every queue enqueued to or worked, sorted.
-    pub fn queue_names(&self, cancel: &Cancel) -> Result<Vec<String>> {
-        self.sorted_members(cancel, self.keys.queues())
+pub struct Admin {
+    handle: Arc<Handle>,
+}
+
+impl Admin {
+    pub fn new(handle: Arc<Handle>) -> Admin {
+        Admin { handle }
     }
 
-    /// The members of the set at `key`, sorted.
-    pub(super) fn sorted_members(&self, cancel: &Cancel, key: String) -> Result<Vec<String>> {
-        let names: Vec<Lossy> = self.call(cancel, |mut c| {
-            let key = key.clone();
-            async move { redis::cmd("SMEMBERS").arg(key).query_async(&mut c).await }
-        })?;
-        let mut names: Vec<String> = names.into_iter().map(String::from).collect();
-        names.sort();
-        Ok(names)
+    /// Every queue enqueued to or worked, sorted.
+    pub fn queue_names(&self, cancel: &Cancel) -> Result<Vec<String>> {
+        self.handle.queue_names(cancel)
     }
 
     /// Metrics of `queues`, in the order given.
@@ -93,10 +92,10 @@ impl Client {
         if queues.is_empty() {
             return Ok(Vec::new());
         }
-        let k = &self.keys;
+        let k = &self.handle.keys;
         // One pipeline for the process set, the paused set and every queue's counters and
         // sizes, then one for the held sets and processing lists it names.
-        let (ids, paused, rows) = self.call(cancel, |mut c| {
+        let (ids, paused, rows) = self.handle.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             pipe.cmd("SMEMBERS").arg(k.processes());
@@ -133,7 +132,7 @@ impl Client {
         let mut held = vec![0u64; queues.len()];
         let mut running = vec![0u64; queues.len()];
         if !ids.is_empty() {
-            let replies: Vec<RedisResult<Value>> = self.call(cancel, |mut c| {
+            let replies: Vec<RedisResult<Value>> = self.handle.call(cancel, |mut c| {
                 let mut pipe = redis::pipe();
                 pipe.ignore_errors();
                 for id in &ids {
@@ -196,21 +195,22 @@ impl Client {
                 }
             })
             .collect();
-        self.count_limited(cancel, &mut metrics)?;
+        Flow::new(self.handle.clone()).count_limited(cancel, &mut metrics)?;
         Ok(metrics)
     }
 
     /// Process-wide counters.
     pub fn totals(&self, cancel: &Cancel) -> Result<Totals> {
-        let k = &self.keys;
-        let values: Vec<RedisResult<Value>> = self.call(cancel, |mut c| {
+        let k = &self.handle.keys;
+        let values: Vec<RedisResult<Value>> = self.handle.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             pipe.cmd("GET").arg(k.stat("processed"));
             pipe.cmd("GET").arg(k.stat("failed"));
             async move { pipe.query_async(&mut c).await }
         })?;
-        let (dead, failure_records) = self.dead_and_failed_counts(cancel)?;
+        let (dead, failure_records) =
+            DeadSet::new(self.handle.clone()).dead_and_failed_counts(cancel)?;
         let mut values = values.into_iter();
         Ok(Totals {
             processed: count(values.next()),
@@ -220,26 +220,16 @@ impl Client {
         })
     }
 
-    /// Identities in the process set (live, or dead and not yet reaped).
-    pub(super) fn process_ids(&self, cancel: &Cancel) -> Result<Vec<String>> {
-        let key = self.keys.processes();
-        let ids: Vec<Lossy> = self.call(cancel, |mut c| {
-            let key = key.clone();
-            async move { redis::cmd("SMEMBERS").arg(key).query_async(&mut c).await }
-        })?;
-        Ok(ids.into_iter().map(String::from).collect())
-    }
-
     /// Heartbeat hashes of live processes (field/value pairs), sorted by identity. A
     /// heartbeat key that is not a hash reads as `identity` and `error` only.
     pub fn processes(&self, cancel: &Cancel) -> Result<Vec<Vec<(String, String)>>> {
-        let mut ids = self.process_ids(cancel)?;
+        let mut ids = self.handle.process_ids(cancel)?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         ids.sort();
-        let k = &self.keys;
-        let beats: Vec<RedisResult<Vec<(Lossy, Lossy)>>> = self.call(cancel, |mut c| {
+        let k = &self.handle.keys;
+        let beats: Vec<RedisResult<Vec<(Lossy, Lossy)>>> = self.handle.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             for id in &ids {
@@ -276,8 +266,8 @@ impl Client {
         if queues.is_empty() {
             return Ok(Vec::new());
         }
-        let k = &self.keys;
-        let lists: Vec<RedisResult<Vec<Lossy>>> = self.call(cancel, |mut c| {
+        let k = &self.handle.keys;
+        let lists: Vec<RedisResult<Vec<Lossy>>> = self.handle.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             for q in queues {
@@ -312,9 +302,9 @@ impl Client {
         if buckets.is_empty() {
             return Ok(Vec::new());
         }
-        let k = &self.keys;
+        let k = &self.handle.keys;
         // One GET per window (each key is in a slot of its own in a Cluster).
-        let counts: Vec<Option<u64>> = self.call(cancel, |mut c| {
+        let counts: Vec<Option<u64>> = self.handle.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             for name in ["processed", "failed"] {
                 for b in &buckets {
@@ -333,7 +323,7 @@ impl Client {
 
     /// `INFO` of the Redis server, as Redis prints it.
     pub fn redis_info(&self, cancel: &Cancel) -> Result<String> {
-        let reply: Value = self.call(cancel, |mut c| async move {
+        let reply: Value = self.handle.call(cancel, |mut c| async move {
             redis::cmd("INFO").query_async(&mut c).await
         })?;
         Ok(match reply {
@@ -353,8 +343,8 @@ impl Client {
     /// The Web UI's signing secret: `candidate` if none is stored yet, else the stored
     /// one, so every web process signs with the same.
     pub fn web_secret(&self, cancel: &Cancel, candidate: &str) -> Result<String> {
-        let key = self.keys.web_secret();
-        self.call(cancel, |mut c| {
+        let key = self.handle.keys.web_secret();
+        self.handle.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.cmd("SET").arg(&key).arg(candidate).arg("NX").ignore();
             pipe.cmd("GET").arg(&key);

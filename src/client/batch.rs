@@ -4,10 +4,11 @@
 //! `store/batch_scripts.rs`; a member's end is recorded by its worker's acker.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use redis::Value;
 
-use super::Client;
+use super::Handle;
 use crate::batch::{self, TTL_SECS};
 use crate::error::{Error, Result};
 use crate::runtime::cancel::Cancel;
@@ -31,18 +32,26 @@ pub enum Opening {
     Reopen,
 }
 
-impl Client {
+pub struct Batches {
+    handle: Arc<Handle>,
+}
+
+impl Batches {
+    pub fn new(handle: Arc<Handle>) -> Batches {
+        Batches { handle }
+    }
+
     /// Opens a `jobs { }` block of batch `bid` under `token`. Returns `ok`, `exists`,
     /// `unknown` or `succeeded` (see `BATCH_OPEN`).
-    pub fn batch_open(
+    pub fn open(
         &self,
         cancel: &Cancel,
         bid: &str,
         token: &str,
         opening: &Opening,
     ) -> Result<String> {
-        let keys = &self.keys;
-        self.call(cancel, |mut c| async move {
+        let keys = &self.handle.keys;
+        self.handle.call(cancel, |mut c| async move {
             let now = payload::now();
             let deadline = now + OPEN_LEASE_SECS;
             // First, so that the reaper finds the block should this process die.
@@ -106,41 +115,42 @@ impl Client {
 
     /// Records `jobs` (jid, class) as members of `bid`, before they are pushed; renews
     /// block `token`'s lease.
-    pub fn batch_add(
+    pub fn add(
         &self,
         cancel: &Cancel,
         bid: &str,
         token: &str,
         jobs: &[(String, String)],
     ) -> Result<i64> {
-        let keys = self.keys.batch(bid);
-        self.call(cancel, |mut c| {
-            let mut script = BATCH_ADD.prepare_invoke();
-            for k in &keys {
-                script.key(k);
-            }
-            script
-                .arg(TTL_SECS)
-                .arg(token)
-                .arg(payload::now() + OPEN_LEASE_SECS);
-            for (jid, class) in jobs {
-                script.arg(jid).arg(class);
-            }
-            async move { script.invoke_async(&mut c).await }
-        })
-        .map_err(|e| match e {
-            Error::Other(m) if m.contains("batch is gone") => Error::Other(format!(
+        let keys = self.handle.keys.batch(bid);
+        self.handle
+            .call(cancel, |mut c| {
+                let mut script = BATCH_ADD.prepare_invoke();
+                for k in &keys {
+                    script.key(k);
+                }
+                script
+                    .arg(TTL_SECS)
+                    .arg(token)
+                    .arg(payload::now() + OPEN_LEASE_SECS);
+                for (jid, class) in jobs {
+                    script.arg(jid).arg(class);
+                }
+                async move { script.invoke_async(&mut c).await }
+            })
+            .map_err(|e| match e {
+                Error::Other(m) if m.contains("batch is gone") => Error::Other(format!(
                 "batch {bid} is gone (it expired, or was never opened); the jobs were not enqueued"
             )),
-            other => other,
-        })
+                other => other,
+            })
     }
 
     /// Forgets recorded members that were not enqueued (the push failed, or a unique
     /// job was a duplicate).
-    pub fn batch_undo(&self, cancel: &Cancel, bid: &str, jobs: &[(String, String)]) -> Result<i64> {
-        let keys = self.keys.batch(bid);
-        self.call(cancel, |mut c| {
+    pub fn undo(&self, cancel: &Cancel, bid: &str, jobs: &[(String, String)]) -> Result<i64> {
+        let keys = self.handle.keys.batch(bid);
+        self.handle.call(cancel, |mut c| {
             let mut script = BATCH_UNDO.prepare_invoke();
             for k in &keys {
                 script.key(k);
@@ -154,22 +164,18 @@ impl Client {
 
     /// Ends block `token` of `bid`: fires what it completes (an empty batch, or one
     /// whose jobs all ended while the block ran) and delivers it.
-    pub fn batch_close(&self, cancel: &Cancel, bid: &str, token: &str) -> Result<()> {
-        let keys = &self.keys;
-        self.call(cancel, |mut c| async move {
+    pub fn close(&self, cancel: &Cancel, bid: &str, token: &str) -> Result<()> {
+        let keys = &self.handle.keys;
+        self.handle.call(cancel, |mut c| async move {
             batch::settle(&mut c, keys, bid, token, &[]).await.map(drop)
         })
     }
 
     /// A batch's state: its hash without the callbacks' templates, plus `pending`,
     /// `failures`, `dead` and `open` counts; None for an unknown (or expired) bid.
-    pub fn batch_status(
-        &self,
-        cancel: &Cancel,
-        bid: &str,
-    ) -> Result<Option<HashMap<String, String>>> {
-        let keys = self.keys.batch(bid);
-        self.call(cancel, |mut c| {
+    pub fn status(&self, cancel: &Cancel, bid: &str) -> Result<Option<HashMap<String, String>>> {
+        let keys = self.handle.keys.batch(bid);
+        self.handle.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             status_reads(&mut pipe, &keys);
             async move {
@@ -181,15 +187,15 @@ impl Client {
 
     /// Members `start..=stop` (newest first) as (jid, class, state): `pending`, `failed`
     /// (pending, failed at least once), `dead`, or `succeeded`.
-    pub fn batch_jobs(
+    pub fn jobs(
         &self,
         cancel: &Cancel,
         bid: &str,
         start: i64,
         stop: i64,
     ) -> Result<Vec<(String, String, String)>> {
-        let keys = self.keys.batch(bid);
-        self.call(cancel, |mut c| {
+        let keys = self.handle.keys.batch(bid);
+        self.handle.call(cancel, |mut c| {
             let keys = keys.clone();
             async move {
                 let entries: Vec<String> = redis::cmd("LRANGE")
@@ -226,18 +232,18 @@ impl Client {
         })
     }
 
-    /// The states (as `batch_status`) of batches `start..=stop`, newest first, with
+    /// The states (as `status`) of batches `start..=stop`, newest first, with
     /// the number of batches: two round trips for a page. An entry whose batch expired
     /// is dropped from the list as it is read.
-    pub fn batches(
+    pub fn list(
         &self,
         cancel: &Cancel,
         start: i64,
         stop: i64,
     ) -> Result<(Vec<HashMap<String, String>>, u64)> {
-        let index = self.keys.batches();
-        let keys = &self.keys;
-        self.call(cancel, |mut c| {
+        let index = self.handle.keys.batches();
+        let keys = &self.handle.keys;
+        self.handle.call(cancel, |mut c| {
             let index = index.clone();
             async move {
                 let (bids, total): (Vec<String>, u64) = redis::pipe()

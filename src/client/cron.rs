@@ -1,23 +1,33 @@
 //! Cron as dashboards see it: the definitions workers register, and the last tick each
 //! class fired (which `cron_ticker.rs` writes).
 
+use std::sync::Arc;
+
 use redis::RedisResult;
 
-use super::{Client, Lossy};
+use super::{Handle, Lossy};
 use crate::error::Result;
 use crate::runtime::cancel::Cancel;
 
 /// Last ticks per cron class as stored, and why the record was unreadable, if it was.
 pub type CronLast = (Vec<(String, String)>, Option<String>);
 
-impl Client {
+pub struct Cron {
+    handle: Arc<Handle>,
+}
+
+impl Cron {
+    pub fn new(handle: Arc<Handle>) -> Cron {
+        Cron { handle }
+    }
+
     /// Records cron definitions (class → JSON) so dashboards can list them.
-    pub fn register_cron(&self, cancel: &Cancel, entries: &[(String, String)]) -> Result<()> {
+    pub fn register(&self, cancel: &Cancel, entries: &[(String, String)]) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
-        let key = self.keys.cron();
-        self.call(cancel, |mut c| {
+        let key = self.handle.keys.cron();
+        self.handle.call(cancel, |mut c| {
             let mut cmd = redis::cmd("HSET");
             cmd.arg(&key);
             for (class, def) in entries {
@@ -30,9 +40,9 @@ impl Client {
     /// Last fired tick per cron class, as stored (epoch seconds, unless something else
     /// wrote there), and why some could not be read (a key of the wrong type). Each
     /// queue keeps its classes' ticks; the queues are the registered definitions'.
-    pub fn cron_last(&self, cancel: &Cancel) -> Result<CronLast> {
+    pub fn last(&self, cancel: &Cancel) -> Result<CronLast> {
         let mut queues: Vec<String> = self
-            .cron_defs(cancel)?
+            .definitions(cancel)?
             .iter()
             .map(|(_, def)| {
                 serde_json::from_str::<serde_json::Value>(def)
@@ -43,11 +53,14 @@ impl Client {
             .collect();
         queues.sort();
         queues.dedup();
-        let keys: Vec<String> = queues.iter().map(|q| self.keys.cron_last(q)).collect();
+        let keys: Vec<String> = queues
+            .iter()
+            .map(|q| self.handle.keys.cron_last(q))
+            .collect();
         if keys.is_empty() {
             return Ok(CronLast::default());
         }
-        let reads: Vec<RedisResult<Vec<(Lossy, Lossy)>>> = self.call(cancel, |mut c| {
+        let reads: Vec<RedisResult<Vec<(Lossy, Lossy)>>> = self.handle.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             for key in &keys {
@@ -67,9 +80,9 @@ impl Client {
     }
 
     /// Cron definitions workers registered: (class, JSON {class, cron, queue, time_zone}).
-    pub fn cron_defs(&self, cancel: &Cancel) -> Result<Vec<(String, String)>> {
-        let key = self.keys.cron();
-        let defs: RedisResult<Vec<(Lossy, Lossy)>> = self.call(cancel, |mut c| {
+    pub fn definitions(&self, cancel: &Cancel) -> Result<Vec<(String, String)>> {
+        let key = self.handle.keys.cron();
+        let defs: RedisResult<Vec<(Lossy, Lossy)>> = self.handle.call(cancel, |mut c| {
             let key = key.clone();
             async move {
                 let mut pipe = redis::pipe();

@@ -7,23 +7,33 @@
 //! pages of many queues cost more: an admin read, not a worker path.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use redis::{RedisResult, Value};
 
-use super::{Client, Lossy};
+use super::handle::{Holder, JidAction};
+use super::{Handle, Lossy};
 use crate::error::Result;
 use crate::runtime::cancel::Cancel;
 use crate::store::{payload, records, scripts};
 
-impl Client {
+pub struct DeadSet {
+    handle: Arc<Handle>,
+}
+
+impl DeadSet {
+    pub fn new(handle: Arc<Handle>) -> DeadSet {
+        DeadSet { handle }
+    }
+
     /// Failure records of every queue, newest first, `start..=stop` (LRANGE-style
     /// indexes, not negative).
     pub fn failed(&self, cancel: &Cancel, start: i64, stop: i64) -> Result<Vec<String>> {
-        let keys = self.per_queue(cancel, |q| self.keys.failed(q))?;
+        let keys = self.per_queue(cancel, |q| self.handle.keys.failed(q))?;
         if keys.is_empty() {
             return Ok(Vec::new()); // (an empty pipeline is an error)
         }
-        let lists: Vec<RedisResult<Vec<Lossy>>> = self.call(cancel, |mut c| {
+        let lists: Vec<RedisResult<Vec<Lossy>>> = self.handle.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             for key in &keys {
@@ -50,11 +60,11 @@ impl Client {
 
     /// Dead-set entries of every queue, newest first, `start..=stop`.
     pub fn dead(&self, cancel: &Cancel, start: i64, stop: i64) -> Result<Vec<String>> {
-        let keys = self.per_queue(cancel, |q| self.keys.dead(q))?;
+        let keys = self.per_queue(cancel, |q| self.handle.keys.dead(q))?;
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let sets: Vec<RedisResult<Vec<(Lossy, f64)>>> = self.call(cancel, |mut c| {
+        let sets: Vec<RedisResult<Vec<(Lossy, f64)>>> = self.handle.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             for key in &keys {
@@ -75,16 +85,16 @@ impl Client {
 
     /// Sizes of every queue's dead set and failure records: (dead, records).
     pub(super) fn dead_and_failed_counts(&self, cancel: &Cancel) -> Result<(u64, u64)> {
-        let queues = self.queue_names(cancel)?;
+        let queues = self.handle.queue_names(cancel)?;
         if queues.is_empty() {
             return Ok((0, 0));
         }
-        let counts: Vec<RedisResult<Value>> = self.call(cancel, |mut c| {
+        let counts: Vec<RedisResult<Value>> = self.handle.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             for q in &queues {
-                pipe.cmd("ZCARD").arg(self.keys.dead(q));
-                pipe.cmd("LLEN").arg(self.keys.failed(q));
+                pipe.cmd("ZCARD").arg(self.handle.keys.dead(q));
+                pipe.cmd("LLEN").arg(self.handle.keys.failed(q));
             }
             async move { pipe.query_async(&mut c).await }
         })?;
@@ -100,6 +110,7 @@ impl Client {
     /// `key_of` each known queue.
     fn per_queue(&self, cancel: &Cancel, key_of: impl Fn(&str) -> String) -> Result<Vec<String>> {
         Ok(self
+            .handle
             .queue_names(cancel)?
             .iter()
             .map(|q| key_of(q))
@@ -111,18 +122,22 @@ impl Client {
     /// when `None`.
     fn dead_members(&self, cancel: &Cancel, jid: Option<&str>) -> Result<Vec<(String, Vec<u8>)>> {
         let mut found = Vec::new();
-        for key in self.per_queue(cancel, |q| self.keys.dead(q))? {
+        for key in self.per_queue(cancel, |q| self.handle.keys.dead(q))? {
             match jid {
                 Some(jid) => {
-                    if let Some((raw, _)) =
-                        self.jid_op_bytes(cancel, &key, &key, "zset", "find", jid)?
-                    {
+                    if let Some((raw, _)) = self.handle.jid_op(
+                        cancel,
+                        (&key, Holder::SortedSet),
+                        &key,
+                        JidAction::Find,
+                        jid,
+                    )? {
                         found.push((key, raw));
                         break;
                     }
                 }
                 None => {
-                    let members: Vec<Vec<u8>> = self.call(cancel, |mut c| {
+                    let members: Vec<Vec<u8>> = self.handle.call(cancel, |mut c| {
                         let key = key.clone();
                         async move {
                             redis::cmd("ZRANGE")
@@ -142,28 +157,28 @@ impl Client {
 
     /// Moves dead jobs (one jid, or all) back to their queues with a fresh retry
     /// count. Returns how many moved; each moves once even under concurrent calls.
-    pub fn retry_dead(&self, cancel: &Cancel, jid: Option<&str>) -> Result<usize> {
+    pub fn retry(&self, cancel: &Cancel, jid: Option<&str>) -> Result<usize> {
         let mut moved = 0;
         for (dead, member) in self.dead_members(cancel, jid)? {
             let entry = String::from_utf8_lossy(&member);
             let Some((queue, job)) = records::revived(&entry, payload::now()) else {
                 continue;
             };
-            let queue_key = self.keys.queue(&queue);
+            let queue_key = self.handle.keys.queue(&queue);
             // The job's own queue is normally the dead set's; one that names another
             // queue (edited by hand) cannot move in one script in a Cluster.
-            if self.keys.dead(&queue) != dead {
+            if self.handle.keys.dead(&queue) != dead {
                 tracing::warn!(
                     "dead job {entry} names queue {queue:?} but is in {dead}; left there"
                 );
                 continue;
             }
-            let queues = self.keys.queues();
-            let n: i64 = self.call(cancel, |mut c| {
+            let queues = self.handle.keys.queues();
+            let n: i64 = self.handle.call(cancel, |mut c| {
                 let mut inv = scripts::DEAD_RETRY.prepare_invoke();
                 inv.key(&dead).key(&queue_key).arg(&member).arg(&job);
                 if let Some((digest, jid, ttl_ms)) = unique_lock(&job) {
-                    inv.key(self.keys.unique(&queue, &digest))
+                    inv.key(self.handle.keys.unique(&queue, &digest))
                         .arg(jid)
                         .arg(ttl_ms);
                 }
@@ -184,20 +199,27 @@ impl Client {
 
     /// Deletes dead jobs (one jid, or all, each queue's in one atomic step). Returns
     /// how many.
-    pub fn delete_dead(&self, cancel: &Cancel, jid: Option<&str>) -> Result<usize> {
+    pub fn delete(&self, cancel: &Cancel, jid: Option<&str>) -> Result<usize> {
         let mut deleted = 0;
-        for key in self.per_queue(cancel, |q| self.keys.dead(q))? {
+        for key in self.per_queue(cancel, |q| self.handle.keys.dead(q))? {
             match jid {
                 Some(jid) => {
                     if self
-                        .jid_op(cancel, &key, &key, "zset", "delete", jid)?
+                        .handle
+                        .jid_op(
+                            cancel,
+                            (&key, Holder::SortedSet),
+                            &key,
+                            JidAction::Delete,
+                            jid,
+                        )?
                         .is_some()
                     {
                         return Ok(1);
                     }
                 }
                 None => {
-                    deleted += self.call(cancel, |mut c| {
+                    deleted += self.handle.call(cancel, |mut c| {
                         let mut pipe = redis::pipe();
                         pipe.atomic()
                             .cmd("ZCARD")

@@ -6,19 +6,28 @@
 //! own), read by every worker's heartbeat; the announcement on `Keys::pause_channel`
 //! only makes workers read it at once instead of at their next beat.
 
+use std::sync::Arc;
+
 use redis::{FromRedisValue, RedisResult, Value};
 
 use super::admin::QueueMetrics;
-use super::{lock, Client, Lossy};
+use super::{Handle, Lossy};
 use crate::error::Result;
 use crate::runtime::cancel::Cancel;
-use crate::store::scripts;
 
-impl Client {
+pub struct Flow {
+    handle: Arc<Handle>,
+}
+
+impl Flow {
+    pub fn new(handle: Arc<Handle>) -> Flow {
+        Flow { handle }
+    }
+
     /// Pauses or resumes `queue` for every worker. Returns whether that changed it.
     pub fn set_paused(&self, cancel: &Cancel, queue: &str, paused: bool) -> Result<bool> {
-        let k = &self.keys;
-        self.call(cancel, |mut c| {
+        let k = &self.handle.keys;
+        self.handle.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.cmd(if paused { "SADD" } else { "SREM" })
                 .arg(k.paused())
@@ -36,48 +45,6 @@ impl Client {
         })
     }
 
-    /// Enqueues unique jobs of one queue, now (`at` None) or scheduled: each only if it
-    /// takes its lock, in one script (`UNIQUE_ENQUEUE`). `jobs`: (digest, jid, lock TTL
-    /// in ms, payload). Returns, per job, whether it was enqueued (false: a duplicate).
-    pub fn push_unique(
-        &self,
-        cancel: &Cancel,
-        queue: &str,
-        at: Option<f64>,
-        jobs: &[(String, String, u64, String)],
-    ) -> Result<Vec<bool>> {
-        let k = &self.keys;
-        let target = match at {
-            Some(_) => k.schedule(queue),
-            None => k.queue(queue),
-        };
-        let flags: Vec<i64> = self.call(cancel, |mut c| {
-            let mut inv = scripts::UNIQUE_ENQUEUE.prepare_invoke();
-            inv.key(&target)
-                .arg(at.map(|t| t.to_string()).unwrap_or_default())
-                .arg(k.schedule_channel())
-                .arg(queue);
-            for (digest, jid, ttl_ms, payload) in jobs {
-                inv.key(k.unique(queue, digest))
-                    .arg(jid)
-                    .arg(*ttl_ms)
-                    .arg(payload);
-            }
-            let known = lock(&self.registered).contains(queue);
-            let mut register = redis::cmd("SADD");
-            register.arg(k.queues()).arg(queue);
-            async move {
-                let flags: Vec<i64> = inv.invoke_async(&mut c).await?;
-                if !known {
-                    register.query_async::<()>(&mut c).await?;
-                }
-                Ok(flags)
-            }
-        })?;
-        lock(&self.registered).insert(queue.to_string());
-        Ok(flags.into_iter().map(|f| f == 1).collect())
-    }
-
     /// A unique job's lock: the jid holding it and its remaining life in ms, or None
     /// when free.
     pub fn unique_lock(
@@ -86,8 +53,8 @@ impl Client {
         queue: &str,
         digest: &str,
     ) -> Result<Option<(String, i64)>> {
-        let key = self.keys.unique(queue, digest);
-        let (holder, ttl): (Option<Lossy>, i64) = self.call(cancel, |mut c| {
+        let key = self.handle.keys.unique(queue, digest);
+        let (holder, ttl): (Option<Lossy>, i64) = self.handle.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.cmd("GET").arg(&key).cmd("PTTL").arg(&key);
             async move { pipe.query_async(&mut c).await }
@@ -97,7 +64,8 @@ impl Client {
 
     /// The paused queues, sorted.
     pub fn paused(&self, cancel: &Cancel) -> Result<Vec<String>> {
-        self.sorted_members(cancel, self.keys.paused())
+        self.handle
+            .sorted_members(cancel, self.handle.keys.paused())
     }
 
     /// Fills in `limited` of each queue: the lengths of its keys' waiting lists.
@@ -112,14 +80,14 @@ impl Client {
             .flat_map(|(i, m)| {
                 m.flow_due
                     .iter()
-                    .filter_map(move |member| self.keys.flow_member(&m.name, member))
+                    .filter_map(move |member| self.handle.keys.flow_member(&m.name, member))
                     .map(move |(_, waiting)| (i, waiting))
             })
             .collect();
         if lists.is_empty() {
             return Ok(());
         }
-        let lens: Vec<RedisResult<Value>> = self.call(cancel, |mut c| {
+        let lens: Vec<RedisResult<Value>> = self.handle.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             for (_, waiting) in &lists {
@@ -147,7 +115,7 @@ impl Client {
         key: &str,
         window: f64,
     ) -> Result<(u64, u64)> {
-        let k = &self.keys;
+        let k = &self.handle.keys;
         let (counted, waiting) = match kind {
             "throttle" => (k.throttle(queue, key), k.throttle_wait(queue, key)),
             _ => (k.concurrency(queue, key), k.concurrency_wait(queue, key)),
@@ -159,7 +127,7 @@ impl Client {
         } else {
             now
         };
-        self.call(cancel, |mut c| {
+        self.handle.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.cmd("ZCOUNT")
                 .arg(&counted)

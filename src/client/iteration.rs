@@ -3,15 +3,25 @@
 //! crash resumes there. One hash per job (`Keys::iteration`), in its queue's slot;
 //! every write is one `MULTI` that also refreshes its expiry.
 
-use super::Client;
+use std::sync::Arc;
+
+use super::Handle;
 use crate::error::Result;
 use crate::runtime::cancel::Cancel;
 
-impl Client {
+pub struct Checkpoints {
+    handle: Arc<Handle>,
+}
+
+impl Checkpoints {
+    pub fn new(handle: Arc<Handle>) -> Checkpoints {
+        Checkpoints { handle }
+    }
+
     /// Writes `fields` (name, value) to the checkpoint of job `jid` of `queue` and keeps
     /// it `ttl_secs`. Returns whether the job was cancelled meanwhile (read in the same
     /// transaction, so a running job learns of a cancel at its next checkpoint).
-    pub fn checkpoint(
+    pub fn write(
         &self,
         cancel: &Cancel,
         queue: &str,
@@ -19,8 +29,8 @@ impl Client {
         fields: &[(String, String)],
         ttl_secs: u64,
     ) -> Result<bool> {
-        let key = self.keys.iteration(queue, jid);
-        self.call(cancel, |mut c| {
+        let key = self.handle.keys.iteration(queue, jid);
+        self.handle.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.atomic();
             if !fields.is_empty() {
@@ -36,14 +46,9 @@ impl Client {
     }
 
     /// The checkpoint of job `jid` (field, value pairs; empty when it has none).
-    pub fn read_checkpoint(
-        &self,
-        cancel: &Cancel,
-        queue: &str,
-        jid: &str,
-    ) -> Result<Vec<(String, String)>> {
-        let key = self.keys.iteration(queue, jid);
-        self.call(cancel, |mut c| {
+    pub fn read(&self, cancel: &Cancel, queue: &str, jid: &str) -> Result<Vec<(String, String)>> {
+        let key = self.handle.keys.iteration(queue, jid);
+        self.handle.call(cancel, |mut c| {
             let mut cmd = redis::cmd("HGETALL");
             cmd.arg(&key);
             async move { cmd.query_async(&mut c).await }
@@ -51,9 +56,9 @@ impl Client {
     }
 
     /// Forgets the checkpoint of a job that finished (or died).
-    pub fn delete_checkpoint(&self, cancel: &Cancel, queue: &str, jid: &str) -> Result<()> {
-        let key = self.keys.iteration(queue, jid);
-        self.call(cancel, |mut c| {
+    pub fn delete(&self, cancel: &Cancel, queue: &str, jid: &str) -> Result<()> {
+        let key = self.handle.keys.iteration(queue, jid);
+        self.handle.call(cancel, |mut c| {
             let mut cmd = redis::cmd("DEL");
             cmd.arg(&key);
             async move { cmd.query_async(&mut c).await }

@@ -3,7 +3,10 @@
 //! (`JID_OP`), so a job clicked twice, or promoted by a scheduler at the same moment,
 //! moves exactly once.
 
-use super::{Client, Lossy};
+use std::sync::Arc;
+
+use super::handle::{Holder, JidAction};
+use super::{Handle, Lossy};
 use crate::error::Result;
 use crate::runtime::cancel::Cancel;
 
@@ -24,7 +27,15 @@ pub struct Found {
     pub score: Option<f64>,
 }
 
-impl Client {
+pub struct Jobs {
+    handle: Arc<Handle>,
+}
+
+impl Jobs {
+    pub fn new(handle: Arc<Handle>) -> Jobs {
+        Jobs { handle }
+    }
+
     /// Ready jobs of a queue, oldest first, `offset..offset+limit`.
     pub fn queue_jobs(
         &self,
@@ -34,8 +45,8 @@ impl Client {
         limit: i64,
     ) -> Result<Vec<String>> {
         // The oldest job is at the right end (LPUSH enqueues, the right end is taken).
-        let key = self.keys.queue(queue);
-        let jobs: Vec<Lossy> = self.call(cancel, |mut c| {
+        let key = self.handle.keys.queue(queue);
+        let jobs: Vec<Lossy> = self.handle.call(cancel, |mut c| {
             let key = key.clone();
             async move {
                 redis::cmd("LRANGE")
@@ -59,7 +70,7 @@ impl Client {
         limit: i64,
     ) -> Result<Vec<(String, f64)>> {
         let key = self.waiting_key(set, queue);
-        let jobs: Vec<(Lossy, f64)> = self.call(cancel, |mut c| {
+        let jobs: Vec<(Lossy, f64)> = self.handle.call(cancel, |mut c| {
             let key = key.clone();
             async move {
                 redis::cmd("ZRANGE")
@@ -76,16 +87,17 @@ impl Client {
 
     fn waiting_key(&self, set: Waiting, queue: &str) -> String {
         match set {
-            Waiting::Scheduled => self.keys.schedule(queue),
-            Waiting::Retry => self.keys.retry(queue),
+            Waiting::Scheduled => self.handle.keys.schedule(queue),
+            Waiting::Retry => self.handle.keys.retry(queue),
         }
     }
 
     /// Deletes the ready job `jid` from `queue`. Returns whether it was there.
     pub fn delete_queued(&self, cancel: &Cancel, queue: &str, jid: &str) -> Result<bool> {
-        let key = self.keys.queue(queue);
+        let key = self.handle.keys.queue(queue);
         Ok(self
-            .jid_op(cancel, &key, &key, "list", "delete", jid)?
+            .handle
+            .jid_op(cancel, (&key, Holder::List), &key, JidAction::Delete, jid)?
             .is_some())
     }
 
@@ -99,7 +111,14 @@ impl Client {
     ) -> Result<bool> {
         let key = self.waiting_key(set, queue);
         Ok(self
-            .jid_op(cancel, &key, &key, "zset", "delete", jid)?
+            .handle
+            .jid_op(
+                cancel,
+                (&key, Holder::SortedSet),
+                &key,
+                JidAction::Delete,
+                jid,
+            )?
             .is_some())
     }
 
@@ -113,16 +132,23 @@ impl Client {
         jid: &str,
     ) -> Result<bool> {
         let key = self.waiting_key(set, queue);
-        let qkey = self.keys.queue(queue);
+        let qkey = self.handle.keys.queue(queue);
         Ok(self
-            .jid_op(cancel, &key, &qkey, "zset", "run", jid)?
+            .handle
+            .jid_op(
+                cancel,
+                (&key, Holder::SortedSet),
+                &qkey,
+                JidAction::RunNow,
+                jid,
+            )?
             .is_some())
     }
 
     /// Empties a queue's ready jobs. Returns how many were deleted.
     pub fn clear_queue(&self, cancel: &Cancel, queue: &str) -> Result<u64> {
-        let key = self.keys.queue(queue);
-        self.call(cancel, |mut c| {
+        let key = self.handle.keys.queue(queue);
+        self.handle.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             pipe.atomic();
             pipe.cmd("LLEN").arg(&key);
@@ -140,88 +166,71 @@ impl Client {
         if queues.is_empty() {
             return Ok(None);
         }
-        let ids = self.process_ids(cancel)?;
+        let ids = self.handle.process_ids(cancel)?;
         // Every queue's limited keys with waiting jobs, in one round trip.
-        let due: Vec<Vec<Lossy>> = self.call(cancel, |mut c| {
+        let due: Vec<Vec<Lossy>> = self.handle.call(cancel, |mut c| {
             let mut pipe = redis::pipe();
             for q in queues {
-                pipe.cmd("ZRANGE").arg(self.keys.flow_due(q)).arg(0).arg(-1);
+                pipe.cmd("ZRANGE")
+                    .arg(self.handle.keys.flow_due(q))
+                    .arg(0)
+                    .arg(-1);
             }
             async move { pipe.query_async(&mut c).await }
         })?;
         for (q, members) in queues.iter().zip(due) {
             let places = [
-                ("enqueued", self.keys.queue(q), "list"),
-                ("scheduled", self.keys.schedule(q), "zset"),
-                ("retry", self.keys.retry(q), "zset"),
+                ("enqueued", self.handle.keys.queue(q), Holder::List),
+                ("scheduled", self.handle.keys.schedule(q), Holder::SortedSet),
+                ("retry", self.handle.keys.retry(q), Holder::SortedSet),
             ];
             let limited = members
                 .into_iter()
                 .map(String::from)
-                .filter_map(|m| self.keys.flow_member(q, &m))
-                .map(|(_, waiting)| ("limited", waiting, "list"));
+                .filter_map(|m| self.handle.keys.flow_member(q, &m))
+                .map(|(_, waiting)| ("limited", waiting, Holder::List));
             let places = places.into_iter().chain(limited);
             let processing = ids.iter().flat_map(|id| {
                 [
-                    ("processing", self.keys.held(q, id), "set"),
-                    ("processing", self.keys.processing(q, id), "list"),
+                    ("processing", self.handle.keys.held(q, id), Holder::Set),
+                    (
+                        "processing",
+                        self.handle.keys.processing(q, id),
+                        Holder::List,
+                    ),
                 ]
             });
             for (state, key, kind) in places.chain(processing) {
-                if let Some((raw, score)) = self.jid_op(cancel, &key, &key, kind, "find", jid)? {
+                if let Some((raw, score)) =
+                    self.handle
+                        .jid_op(cancel, (&key, kind), &key, JidAction::Find, jid)?
+                {
                     return Ok(Some(Found {
                         state,
                         queue: q.clone(),
-                        raw,
+                        raw: String::from_utf8_lossy(&raw).into_owned(),
                         score,
                     }));
                 }
             }
         }
         for q in queues {
-            let dead = self.keys.dead(q);
-            if let Some((raw, _)) = self.jid_op(cancel, &dead, &dead, "zset", "find", jid)? {
+            let dead = self.handle.keys.dead(q);
+            if let Some((raw, _)) = self.handle.jid_op(
+                cancel,
+                (&dead, Holder::SortedSet),
+                &dead,
+                JidAction::Find,
+                jid,
+            )? {
                 return Ok(Some(Found {
                     state: "dead",
                     queue: q.clone(),
-                    raw,
+                    raw: String::from_utf8_lossy(&raw).into_owned(),
                     score: None,
                 }));
             }
         }
         Ok(None)
-    }
-
-    /// Runs `JID_OP` (see `scripts.rs`): (payload, run-at) of the job found, if any.
-    pub(crate) fn jid_op(
-        &self,
-        cancel: &Cancel,
-        key: &str,
-        dest: &str,
-        kind: &str,
-        action: &str,
-        jid: &str,
-    ) -> Result<Option<(String, Option<f64>)>> {
-        Ok(self
-            .jid_op_bytes(cancel, key, dest, kind, action, jid)?
-            .map(|(raw, score)| (String::from_utf8_lossy(&raw).into_owned(), score)))
-    }
-
-    /// `jid_op` with the payload's exact bytes (to act on the member afterwards).
-    pub(crate) fn jid_op_bytes(
-        &self,
-        cancel: &Cancel,
-        key: &str,
-        dest: &str,
-        kind: &str,
-        action: &str,
-        jid: &str,
-    ) -> Result<Option<(Vec<u8>, Option<f64>)>> {
-        let found: Option<(Vec<u8>, Lossy)> = self.call(cancel, |mut c| {
-            let mut inv = crate::store::scripts::JID_OP.prepare_invoke();
-            inv.key(key).key(dest).arg(jid).arg(kind).arg(action);
-            async move { inv.invoke_async(&mut c).await }
-        })?;
-        Ok(found.map(|(raw, score)| (raw, score.0.parse().ok())))
     }
 }

@@ -1,4 +1,4 @@
-//! `FiberJob::Native`'s module functions and constants: the payload builder for Ruby's
+//! `FiberJob::Internal::Native`'s module functions and constants: the payload builder for Ruby's
 //! enqueue path, cron expressions, URL masking, the log bridge, and the limits the
 //! engine keeps (so Ruby states them without repeating them).
 

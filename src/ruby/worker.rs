@@ -1,9 +1,9 @@
-//! `FiberJob::Native::Worker`: the engine of one worker process, driven by
+//! `FiberJob::Internal::Native::Worker`: the engine of one worker process, driven by
 //! `lib/fiber_job/worker.rb` and its executors. It calls only `Engine` methods.
 //!
 //! Executors pull: `_take` (fibers: never blocks, then wait on `_wake_fd`) or
 //! `_take_blocking` (threads: waits without the GVL). Each taken job reaches Ruby as a
-//! `FiberJob::Native::TakenJob`, built once here: its readers (`id`, `queue`,
+//! `FiberJob::Internal::Native::TakenJob`, built once here: its readers (`id`, `queue`,
 //! `class_name`, `args`, `jid`, `retry_count`) and the verbs that end it, exactly one of
 //! `ack`, `_fail` (through `TakenJob#fail` in `lib/fiber_job/taken_job.rb`), `give_back`,
 //! `requeue` or `bury`, plus `payload` (the raw JSON, for middleware).
@@ -28,10 +28,10 @@ use crate::store::records::Failure;
 use crate::worker::cron_ticker::CronDef;
 use crate::worker::{Engine, Prefetch, QueueSettings, Settings, Taken};
 
-#[magnus::wrap(class = "FiberJob::Native::Worker", free_immediately, size)]
+#[magnus::wrap(class = "FiberJob::Internal::Native::Worker", free_immediately, size)]
 pub struct RbWorker(Engine);
 
-/// `FiberJob::Native::TakenJob`'s members, in order. `worker` (the Native::Worker that
+/// `FiberJob::Internal::Native::TakenJob`'s members, in order. `worker` (the Native::Worker that
 /// handed the job out) and `id` are the verbs' own; the rest are what a job is.
 const TAKEN_JOB_MEMBERS: (&str, &str, &str, &str, &str, &str, &str) = (
     "worker",
@@ -49,9 +49,10 @@ const ID: usize = 1;
 static TAKEN_JOB: Lazy<RClass> = Lazy::new(|ruby| {
     ruby.class_object()
         .const_get::<_, RModule>("FiberJob")
+        .and_then(|m| m.const_get::<_, RModule>("Internal"))
         .and_then(|m| m.const_get::<_, RModule>("Native"))
         .and_then(|m| m.const_get("TakenJob"))
-        .expect("FiberJob::Native::TakenJob is defined by init")
+        .expect("FiberJob::Internal::Native::TakenJob is defined by init")
 });
 
 fn taken_job(ruby: &Ruby, worker: Obj<RbWorker>, job: &Taken) -> Result<Value, magnus::Error> {

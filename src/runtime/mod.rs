@@ -27,7 +27,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 
 /// Two worker threads: the runtime only does I/O (fetching, acking, timers), which two
-/// threads keep up with at the measured rates (bench W1); more would compete with the
+/// threads keep up with at the measured rates (no-op jobs as fast as they go); more would compete with the
 /// Ruby threads that run jobs.
 const WORKER_THREADS: usize = 2;
 

@@ -1,5 +1,5 @@
 //! How much FiberJob keeps in Redis, in one place. Ruby reads these through
-//! `FiberJob::Native` (for the README's promises and the Web UI).
+//! `FiberJob::Internal::Native` (for the README's promises and the Web UI).
 
 /// Failure records kept in `failed` (newest first); older ones are trimmed.
 pub const FAILED_CAP: isize = 1000;

@@ -6,7 +6,7 @@
 //! is empty, it waits in one of two ways:
 //! - **hot** (jobs were found in the last `HOT_FOR`): blocks in `BRPOPLPUSH` for up to
 //!   `BLOCK_SECS` on a connection of its own, so a job enqueued now is taken the
-//!   instant Redis stores it (pickup latency, W4); such a job lands in the processing
+//!   instant Redis stores it (the pickup latency of a job enqueued to an idle worker); such a job lands in the processing
 //!   list (`BRPOPLPUSH` moves list to list) and is acked there;
 //! - **cold**: gives that connection back and waits for a wake-up on the ready channel
 //!   (an enqueue or a script that found the queue empty publishes one; see
@@ -14,7 +14,7 @@
 //!   while the queue stays empty up to `IDLE_BACKSTOP`.
 //!
 //! So a busy queue is served as fast as Redis allows, and an idle worker costs Redis
-//! its heartbeat and one pub/sub connection, whatever the number of its queues (W10).
+//! its heartbeat and one pub/sub connection, whatever the number of its queues.
 //! Ends when the worker stops.
 
 use std::sync::Arc;

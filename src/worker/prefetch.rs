@@ -1,7 +1,7 @@
 //! How many jobs of a queue a process may hold beyond the ones it runs.
 //!
 //! Prefetching hides the fetch round trip: a slot that frees finds a job in memory
-//! instead of waiting on Redis, which is most of the throughput for short jobs (W1).
+//! instead of waiting on Redis, which is most of the throughput for short jobs.
 //! Its cost is that a held job waits for a slot of *this* process while another
 //! process may be idle. So the default (`Auto`) holds about what this process finishes
 //! in `HORIZON`, measured: `limit × HORIZON / average run time` (Little's law), capped.

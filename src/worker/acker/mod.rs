@@ -8,7 +8,7 @@
 //!   job in the held set (O(1) per job, see `Keys::held`), an `LREM` per job in the
 //!   processing list (taken by the blocking fetch), and the counters' `INCRBY`s: a Lua
 //!   `redis.call` costs Redis about a microsecond more per job than the command itself
-//!   (a quarter of W1's throughput), and a transaction's QUEUED replies cost the
+//!   (a quarter of no-op jobs' throughput), and a transaction's QUEUED replies cost the
 //!   worker. An ack is done when Redis took its command; each command Redis refused is
 //!   kept and sent again (removing a job no longer held is a no-op), and so are the
 //!   counts, so counters come out exact once Redis takes them — while Redis is full it
@@ -56,7 +56,7 @@ use metrics::Metrics;
 const BATCH: usize = 1000;
 
 /// A wake-up with fewer outcomes than this (and no flush) waits `LINGER` for more,
-/// so that jobs finishing one at a time (W2: sleep-bound jobs at 5,000/s) share round
+/// so that jobs finishing one at a time (sleep-bound jobs at 5,000/s) share round
 /// trips: sent one by one they cost Redis ~17 µs each, five commands per ack.
 const LINGER_BELOW: usize = 32;
 const LINGER: Duration = Duration::from_millis(1);

@@ -74,7 +74,7 @@ struct QueueState {
 impl QueueState {
     /// How many jobs the fetcher should take now: the room left, once it is worth a
     /// round trip — half the prefetch depth at least (fetching each job as its slot
-    /// freed cost W2 a round trip per job). An empty buffer always leaves that much
+    /// freed cost 10 ms jobs a round trip each). An empty buffer always leaves that much
     /// room, so the buffer refills before it runs dry.
     fn to_fetch(&self) -> usize {
         if self.paused {

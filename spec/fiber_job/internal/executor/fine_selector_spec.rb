@@ -1,8 +1,8 @@
 # frozen_string_literal: true
 
-require "fiber_job/executor/fine_selector"
+require "fiber_job/internal/executor/fine_selector"
 
-RSpec.describe FiberJob::Executor::FineSelector do
+RSpec.describe FiberJob.const_get(:Internal)::Executor::FineSelector do
   let(:clock) { -> { Process.clock_gettime(Process::CLOCK_MONOTONIC) } }
 
   around do |example|

@@ -9,9 +9,9 @@ class ClientSpecMw
   end
 end
 
-# FiberJob::Client: the fast path and the Ruby path make the same payloads (one
+# FiberJob.const_get(:Internal)::Enqueue: the fast path and the Ruby path make the same payloads (one
 # builder), and every enqueue passes `deliver`.
-RSpec.describe FiberJob::Client do
+RSpec.describe FiberJob.const_get(:Internal)::Enqueue do
   def queued = redis.lrange("fiber_job:queue:{default}", 0, -1).map { |j| JSON.parse(j) }
 
   it "builds the same payload on the fast path and through middleware" do

@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
-require "fiber_job/executor/fiber_executor"
-require "fiber_job/executor/thread_executor"
+require "fiber_job/internal/executor/fiber_executor"
+require "fiber_job/internal/executor/thread_executor"
 
 class ExecSleepJob < FiberJob::Job
   def perform(seconds, tag)
@@ -24,8 +24,8 @@ RSpec.describe "executors" do
   before { Ran.reset! }
 
   {
-    "FiberExecutor" => ->(native, timeout, _limit, &p) { FiberJob::Executor::FiberExecutor.new(native, timeout, &p) },
-    "ThreadExecutor" => ->(native, timeout, limit, &p) { FiberJob::Executor::ThreadExecutor.new(native, timeout, limit, &p) }
+    "FiberExecutor" => ->(native, timeout, _limit, &p) { FiberJob.const_get(:Internal)::Executor::FiberExecutor.new(native, timeout, &p) },
+    "ThreadExecutor" => ->(native, timeout, limit, &p) { FiberJob.const_get(:Internal)::Executor::ThreadExecutor.new(native, timeout, limit, &p) }
   }.each do |name, build|
     describe name do
       def start(executor)
@@ -41,7 +41,7 @@ RSpec.describe "executors" do
 
       def executor_for(native, build, timeout, limit)
         build.call(native, timeout, limit) do |hook|
-          FiberJob::Processor.new(Logger.new(File::NULL), timeout: hook, carrier: carrier)
+          FiberJob.const_get(:Internal)::Processor.new(Logger.new(File::NULL), timeout: hook, carrier: carrier)
         end
       end
 

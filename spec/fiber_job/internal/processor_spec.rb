@@ -37,7 +37,7 @@ end
 
 # The Processor against a real engine: what it reports for each kind of job, read back
 # from Redis.
-RSpec.describe FiberJob::Processor do
+RSpec.describe FiberJob.const_get(:Internal)::Processor do
   before { Ran.reset! }
 
   let(:processor) do

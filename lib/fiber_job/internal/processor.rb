@@ -1,0 +1,279 @@
+# frozen_string_literal: true
+
+module FiberJob
+  module Internal
+    # Runs one taken job: resolves its class (only FiberJob::Job subclasses, never
+    # anything else named by Redis data), calls `perform` with its arguments under its
+    # timeout and through the server middleware, and reports the outcome to the engine
+    # (ack, fail with retry or death, reject, or give back when interrupted by shutdown).
+    # Logs a line per start/done/fail and emits :perform, :retry and :dead events.
+    # Shared by both executors.
+    #
+    # Every exception a job raises is that job's failure — also ScriptError (LoadError,
+    # NotImplementedError), SystemStackError and NoMemoryError — except the ones that
+    # say the job was interrupted, not at fault (see `interruption?`): then it goes back
+    # to its queue and the exception goes on to the executor. Whatever happens, the job
+    # is reported to the engine exactly once, so its slot is never lost.
+    class Processor
+      CLASS_NAME = /\A(?:::)?[A-Z]\w*(?:::[A-Z]\w*)*\z/.freeze
+      # Backtrace lines sent with a failure: as many as the engine keeps.
+      BACKTRACE_LINES = Native::BACKTRACE_LINES
+      # Retries of a job whose class this worker does not have (a rolling deploy: newer
+      # code enqueued it, an older worker took it). With the default backoff the last
+      # one comes about 2.5 hours after the first try, longer than a deploy takes; a
+      # worker that knows the class runs it at its next try.
+      UNKNOWN_CLASS_RETRIES = 8
+
+      # The job class a payload names, looked up safely — only a FiberJob::Job subclass,
+      # by a constant-name pattern and `const_get`, never anything else Redis data names.
+      # Returns [Class], [:invalid] (not a constant name), [:not_a_job], or [:unknown,
+      # error] (no such constant in this process, or loading it failed). The one lookup:
+      # workers and FiberJob::Testing use it.
+      def self.job_class(name)
+        return [:invalid] unless name.is_a?(String) && name.match?(CLASS_NAME)
+
+        klass = Object.const_get(name)
+        [klass.is_a?(Class) && (klass < FiberJob::Job || sidekiq_job?(klass)) ? klass : :not_a_job]
+      rescue NameError, ScriptError => e
+        # ScriptError: an autoloader found the file and it failed to load.
+        [:unknown, e]
+      end
+
+      # A Sidekiq job class under `require "fiber_job/sidekiq"`.
+      def self.sidekiq_job?(klass)
+        defined?(FiberJob::SidekiqJob) ? klass < FiberJob::SidekiqJob : false
+      end
+
+      # True for an exception that means the job was interrupted rather than failed:
+      # the worker is stopping (FiberJob::Shutdown, Async::Stop), a signal, or `exit`.
+      def self.interruption?(error)
+        error.is_a?(SignalException) || error.is_a?(SystemExit) ||
+          (defined?(::Async::Stop) ? error.is_a?(::Async::Stop) : false)
+      end
+
+      # Jobs running now in this process: carrier (Fiber or Thread) → [context Hash,
+      # monotonic start]. Read by the TTIN dump.
+      RUNNING = {}.compare_by_identity
+
+      # @param timeout [#call] (seconds, &block) → runs block, raising
+      #   FiberJob::TimeoutError in the job when it runs too long (each executor's watchdog)
+      # @param carrier [Symbol] :fiber or :thread: what a running job is, for backtraces
+      def initialize(logger, timeout:, carrier: :fiber)
+        @logger = logger
+        @timeout = timeout
+        @carrier = carrier
+        @classes = {}
+        config = FiberJob.config
+        @middleware = config.server_middleware
+        @job_level = config.job_log_level && Logger.const_get(config.job_log_level.to_s.upcase)
+        # A logger without our formatter does not print the job context: name the job
+        # in the message itself.
+        @tag = !(logger.respond_to?(:formatter) && logger.formatter.is_a?(Logging::TextFormatter))
+      end
+
+      # @param job [Native::TakenJob] from the engine; ended here exactly once
+      def run(job)
+        reported = false
+        klass = @classes[job.class_name]
+        if klass
+          perform(job, klass)
+        else
+          resolve_and_run(job)
+        end
+        reported = true
+      ensure
+        # Only when something above raised before the job was reported (a bug, or an
+        # interruption): it goes back to its queue. A no-op for a job already reported.
+        job.give_back unless reported
+      end
+
+      private
+
+      # The first job of a class name: resolve it (caching a job class), then run, retry
+      # or bury the job.
+      def resolve_and_run(job)
+        found, missing = constant(job.class_name)
+        case found
+        when Class
+          @classes[job.class_name] = found
+          perform(job, found)
+        when :unknown then unknown(job, missing)
+        else reject(job, found)
+        end
+      end
+
+      # A class name that is no constant, or a constant that is not a job: to the dead set.
+      def reject(job, why)
+        reason = if why == :invalid
+                   "class name #{job.class_name.inspect} is not a Ruby constant name"
+                 else
+                   "class #{job.class_name.inspect} is not a FiberJob::Job subclass"
+                 end
+        job.bury("FiberJob::UnknownJobError", reason)
+        @logger.error("jid=#{job.jid} queue=#{job.queue} moved to the dead set: #{reason}")
+        return unless Instrumentation.listening?(:dead)
+
+        Instrumentation.emit(:dead, job_class: job.class_name, jid: job.jid, queue: job.queue, args: job.args,
+                                    error: UnknownJobError.new(reason))
+      end
+
+      # A class this worker does not have (yet): a failure retried with backoff, so a
+      # worker with newer code runs it (Sidekiq retries a NameError too).
+      def unknown(job, missing)
+        attempt = job.retry_count + 1
+        retry_at = (Time.now.to_f + Job.new.retry_delay(attempt) if attempt <= UNKNOWN_CLASS_RETRIES)
+        reason = "class #{job.class_name.inspect} is not defined in this worker (#{missing.class}: #{missing.message}); " \
+                 "retried with backoff, so a worker running newer code (a rolling deploy) can run it"
+        job.fail(error_class: "FiberJob::UnknownJobError", message: reason, backtrace: [], retry_at: retry_at, priority: false)
+        what = retry_at ? "retry #{attempt}/#{UNKNOWN_CLASS_RETRIES} in #{(retry_at - Time.now.to_f).round(1)}s" : "no retries left, moved to the dead set"
+        @logger.warn("jid=#{job.jid} queue=#{job.queue} #{reason} (#{what})")
+        event = retry_at ? :retry : :dead
+        return unless Instrumentation.listening?(event)
+
+        Instrumentation.emit(event, job_class: job.class_name, jid: job.jid, queue: job.queue, args: job.args,
+                                    error: UnknownJobError.new(reason), retry_at: retry_at)
+      end
+
+      def perform(job, klass)
+        carrier = @carrier == :thread ? Thread.current : Fiber.current
+        ctx = { "class" => klass.name, "jid" => job.jid, "queue" => job.queue }
+        Thread.current[Logging::CONTEXT] = ctx
+        started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        RUNNING[carrier] = [ctx, started]
+        log_job(ctx, "start") if logging?
+        instance = klass.new
+        instance.jid = job.jid
+        instance.retry_count = job.retry_count
+        with_timeout(instance.timeout) { call_perform(instance, job) }
+        job.ack
+        finished(ctx, klass, job, started, nil)
+      rescue Exception => e # rubocop:disable Lint/RescueException
+        return requeue(job, ctx, e) if e.is_a?(Requeue)
+
+        if self.class.interruption?(e)
+          # The job did not finish and is not at fault: back to the front of its queue;
+          # the exception goes on to the executor.
+          job.give_back
+          raise
+        end
+        failed(job, instance, klass, e, started)
+      ensure
+        RUNNING.delete(carrier)
+        Thread.current[Logging::CONTEXT] = nil
+      end
+
+      # A job that stopped early to run again (FiberJob::Requeue): back to its queue.
+      def requeue(job, ctx, error)
+        error.front? ? job.give_back : job.requeue
+        log_job(ctx, "requeued to the #{error.front? ? "front" : "back"} of its queue: #{error.message}") if logging?
+      end
+
+      def call_perform(instance, job)
+        return instance.perform(*job.args) if @middleware.empty?
+
+        raw = job.payload
+        payload = raw ? JSON.parse(raw) : { "class" => instance.class.name, "args" => job.args, "jid" => job.jid }
+        @middleware.invoke(instance, payload, job.queue) { instance.perform(*job.args) }
+      end
+
+      def with_timeout(seconds, &block)
+        return yield unless seconds.is_a?(Numeric) && seconds.positive?
+
+        begin
+          @timeout.call(seconds, &block)
+        rescue FiberJob::TimeoutError => e
+          raise FiberJob::TimeoutError, "job ran longer than its timeout of #{seconds}s", e.backtrace
+        end
+      end
+
+      def finished(ctx, klass, job, started, error)
+        log = logging? && error.nil?
+        listening = Instrumentation.listening?(:perform)
+        return unless log || listening || error
+
+        duration = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
+        if log
+          ctx["elapsed"] = duration.round(4)
+          log_job(ctx, "done: #{format("%.4f", duration)} sec")
+        end
+        return duration unless listening
+
+        Instrumentation.emit(:perform, job_class: klass, jid: job.jid, queue: job.queue, args: job.args,
+                                       duration: duration, error: error)
+        duration
+      end
+
+      # `instance` is nil when `klass.new` raised.
+      def failed(job, instance, klass, error, started)
+        attempt = job.retry_count + 1
+        max = instance ? safely(0) { instance.max_retries.to_i } : 0
+        wait = delay(instance, attempt, error) if instance && attempt <= max
+        retry_at = (Time.now.to_f + wait if wait)
+        priority = instance ? safely(false) { instance.priority_retry? ? true : false } : false
+        error_class, message, backtrace = describe(error)
+        exhausted(job, instance, error) if retry_at.nil? && instance.respond_to?(:sidekiq_retries_exhausted)
+        job.fail(error_class: error_class, message: message, backtrace: backtrace, retry_at: retry_at, priority: priority)
+        what = retry_at ? "retry #{attempt}/#{max} in #{(retry_at - Time.now.to_f).round(1)}s" : "no retries left, moved to the dead set"
+        ctx = Logging.context || {}
+        duration = finished(ctx, klass, job, started, error)
+        ctx["elapsed"] = duration.round(4)
+        @logger.warn("#{@tag ? "#{klass} jid=#{job.jid} " : ""}fail: #{format("%.4f", duration)} sec: " \
+                     "#{error_class}: #{message} (#{what})")
+        event = retry_at ? :retry : :dead
+        return unless Instrumentation.listening?(event)
+
+        Instrumentation.emit(event, job_class: klass, jid: job.jid, queue: job.queue, args: job.args,
+                                    error: error, retry_at: retry_at)
+      end
+
+      # Class name, message and backtrace of an exception, even one whose #message
+      # raises or that is not a String (a job's exception is user code).
+      def describe(error)
+        message = safely("(#{error.class}#message raised)") { error.message.to_s }
+        trace = safely([]) { Array(error.backtrace).first(BACKTRACE_LINES).map(&:to_s) }
+        [error.class.name.to_s, message, trace]
+      end
+
+      def logging?
+        @job_level && @logger.level <= @job_level
+      end
+
+      def log_job(ctx, message)
+        @logger.add(@job_level, @tag ? "#{ctx["class"]} jid=#{ctx["jid"]} #{message}" : message)
+      end
+
+      # Seconds before the retry, or nil: no retry (a Sidekiq job's `sidekiq_retry_in`
+      # said :kill or :discard).
+      def delay(instance, attempt, error)
+        if instance.respond_to?(:sidekiq_retry_delay)
+          value = safely(:default) { instance.sidekiq_retry_delay(attempt, error) }
+          return value.nil? ? nil : [value == :default ? instance.retry_delay(attempt) : value.to_f, 0.0].max
+        end
+        value = safely(nil) { instance.retry_delay(attempt) }
+        value.is_a?(Numeric) && value >= 0 ? value.to_f : Job.instance_method(:retry_delay).bind(instance).call(attempt)
+      end
+
+      # A Sidekiq job's `sidekiq_retries_exhausted` block, with the payload, before it
+      # goes to the dead set.
+      def exhausted(job, instance, error)
+        raw = job.payload
+        payload = raw ? JSON.parse(raw) : {}
+        safely(nil) { instance.sidekiq_retries_exhausted(payload, error) }
+      end
+
+      # A user hook that raises must not lose the job: fall back to the default.
+      def safely(fallback)
+        yield
+      rescue Exception => e # rubocop:disable Lint/RescueException
+        raise if self.class.interruption?(e)
+
+        @logger.error("job hook raised #{e.class}: #{e.message}; using the default")
+        fallback
+      end
+
+      def constant(name)
+        self.class.job_class(name)
+      end
+    end
+  end
+end
