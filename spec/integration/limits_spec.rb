@@ -95,23 +95,36 @@ RSpec.describe "limits per key (limits_concurrency, throttle)" do
     expect(second_start.last).to be > first_finish.last
   end
 
-  it "throttles 100 jobs at 20 a second: no 1-second window over 20, about 5 s in all" do
+  # `busy` processes spin beside the workers, as on a loaded machine: jobs then start
+  # up to 100s of ms after Redis admits them, and the promise is about their starts.
+  def throttled_run(busy: 0)
+    spinners = Array.new(busy) { spawn_ruby("loop { }").first }
     workers = start_workers(3, LIMIT_JOBS, config: "c.queue_concurrency = { default: 25 }")
     wait_for { redis.scard("fiber_job:processes") == 3 }
     enqueued = Time.now.to_f
     100.times { |n| StripeJob.perform_async(7, n) }
     StripeJob.perform_async(8, 100) # another key: not held back by user 7's
-    wait_for(timeout: 30, message: "101 jobs") { records.size == 101 }
+    wait_for(timeout: 40, message: "101 jobs") { records.size == 101 }
     starts = records.map(&:split).reject { |n, _| n == "100" }.map { |_, t| t.to_f }.sort
-    busiest = ->(window) { starts.map { |s| starts.count { |t| t >= s && t < s + window } }.max }
+    busiest = starts.map { |s| starts.count { |t| t >= s && t < s + 1.0 } }.max
     took = starts.last - enqueued
-    puts "\n    100 jobs throttled at 20/s over 3 processes: busiest 1-s window #{busiest.(1.0)} " \
-         "(0.9-s #{busiest.(0.9)}), last start after #{took.round(2)} s"
-    # The throttle admits; these are the jobs' own clocks, a few ms to (on a loaded CI
-    # machine, seen once) over 50 ms after admission: a 0.9-s window allows for that.
-    expect(busiest.(0.9)).to be <= 20
-    expect(took).to be_between(3.9, 6.0)
+    puts "\n    100 jobs throttled at 20/s over 3 processes#{busy.positive? ? ", #{busy} busy processes beside them" : ""}: " \
+         "busiest 1-s window of starts #{busiest}, last start after #{took.round(2)} s"
     expect(stop_workers(workers).map(&:exitstatus)).to eq([0, 0, 0])
+    spinners.each { |pid| Process.kill("KILL", pid) }
+    [busiest, took]
+  end
+
+  it "throttles 100 jobs at 20 a second: no 1-second window of the jobs' own starts over 20, about 5 s in all" do
+    busiest, took = throttled_run
+    expect(busiest).to be <= 20
+    expect(took).to be_between(3.9, 6.0)
+  end
+
+  it "keeps the throttle's promise on a loaded machine, measured by the jobs' own start times" do
+    busiest, took = throttled_run(busy: 4)
+    expect(busiest).to be <= 20
+    expect(took).to be_between(3.9, 8.0)
   end
 
   it "composes: unique, throttled and concurrency-limited jobs on a paused queue, scheduled and retried" do

@@ -28,7 +28,16 @@ use super::lua::{releasing, waking};
 ///   (each with a lease of its `concurrency.lease`), then records when to look again.
 /// - `t_wake(T, W, Q, D, m, now, chan, qname)`: the same for a throttle: lets waiters
 ///   through while the start log `T` holds fewer than `throttle.limit` starts in the
-///   last `t_window(throttle.per)` seconds (the window and a margin), each logged now.
+///   last `t_window(throttle.per)` seconds (the window and a margin), each logged as a
+///   hold (`t_hold`).
+///
+/// A throttle's start log holds one member per start: its score is when the job
+/// started (the worker reports it, the `OUTCOMES` op `S`), and until then a *hold*, a
+/// time `THROTTLE_HOLD_SECS` ahead that the worker holding the job renews every second
+/// (`RENEW`). A job admitted but not yet started thus counts as starting now in every
+/// window it could start in, so measured by the jobs' own start times no window of
+/// `per` seconds holds more than the limit, however late a loaded machine starts them;
+/// a hold whose worker died ends within `THROTTLE_HOLD_SECS`.
 pub const FLOW_LUA: &str = r"
 local function flow_job(raw)
   local ok, job = pcall(cjson.decode, raw)
@@ -47,12 +56,12 @@ local function keep_for(key, secs)
   if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
 end
 -- How long a start counts against a throttle of `per` seconds: a margin longer, for
--- the time between Redis letting a job through and its perform starting (5%, at least
--- 50 ms), so that measured by the jobs' own start times no window of `per` seconds
--- holds more than the limit.
+-- the time between the engine handing a job over (the start it reports) and its
+-- perform starting (5%, at least 50 ms).
 local function t_window(per)
   return per + math.max(per * 0.05, 0.05)
 end
+local t_hold = 5
 local function t_member(job)
   return tostring(job['jid']) .. ':' .. tostring(job['retry_count'] or 0)
 end
@@ -108,8 +117,8 @@ local function t_wake(T, W, Q, D, m, now, chan, qname)
     redis.call('ZREMRANGEBYSCORE', T, '-inf', now - per)
     if redis.call('ZCARD', T) >= (tonumber(limit['limit']) or 1) then break end
     redis.call('LPOP', W)
-    redis.call('ZADD', T, now, t_member(job))
-    keep_for(T, per)
+    redis.call('ZADD', T, now + t_hold, t_member(job))
+    keep_for(T, per + t_hold)
     moved[#moved + 1] = raw
   end
   to_front(Q, moved)
@@ -165,8 +174,8 @@ for a = 4, #ARGV, 11 do
       keep_for(KEYS[c], lease)
     end
     if t > 0 and not t_mine then
-      redis.call('ZADD', KEYS[t], now, tmem)
-      keep_for(KEYS[t], per)
+      redis.call('ZADD', KEYS[t], now + t_hold, tmem)
+      keep_for(KEYS[t], per + t_hold)
     end
     out[#out + 1] = 1
   elseif not release(raw) then
@@ -220,8 +229,10 @@ return t_wake(KEYS[2], KEYS[3], KEYS[4], KEYS[1], m, now, ARGV[3], ARGV[4])"
 /// Renews the leases a live worker holds (its heartbeat, every second), so a slot is
 /// held for as long as its job runs, and `lease` bounds only how long a lost worker
 /// keeps it. A lease that already ended is not brought back (another job may have
-/// its slot). KEYS: lease sets, of one queue. ARGV: now, then per lease: index of its
-/// set, jid, lease seconds.
+/// its slot). The same renews the throttle holds of jobs the worker holds and has not
+/// started (a start log's member scored in the future; a start is in the past).
+/// KEYS: lease sets and start logs, of one queue. ARGV: now, then per lease: index of
+/// its set, member (jid, or a start log's member), seconds.
 pub static RENEW: LazyLock<Script> = LazyLock::new(|| {
     waking(&format!(
         "{FLOW_LUA}{}",
@@ -238,3 +249,16 @@ end
 return 1"
     ))
 });
+
+/// How far ahead a throttled job admitted but not yet started is logged (`t_hold` in
+/// `FLOW_LUA`); its worker renews the hold every second until the job starts.
+pub const THROTTLE_HOLD_SECS: f64 = 5.0;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_hold_is_the_same_in_lua_and_rust() {
+        let lua = format!("local t_hold = {}\n", super::THROTTLE_HOLD_SECS);
+        assert!(super::FLOW_LUA.contains(&lua), "FLOW_LUA must say {lua:?}");
+    }
+}

@@ -199,7 +199,7 @@ return 1",
 });
 
 const OUTCOMES_LUA: &str = r"
-local width = {A = 2, Q = 2, B = 2, X = 3, E = 3, U = 3, L = 4, D = 4, R = 5}
+local width = {A = 2, Q = 2, B = 2, X = 3, E = 3, U = 3, L = 4, D = 4, R = 5, S = 5}
 local kinds = {}
 local i = 7
 while i <= #ARGV do
@@ -241,7 +241,21 @@ while i <= #ARGV do
     redis.call('ZREM', KEYS[k], ARGV[i + 3])
     c_wake(KEYS[k], KEYS[k + 1], KEYS[2], KEYS[10], ARGV[i + 2], tonumber(ARGV[1]), ARGV[5], ARGV[6])
   end
-  local mine = op ~= 'U' and op ~= 'L' and release(raw)
+  if op == 'S' then
+    -- a throttled job started: its member of the start log KEYS[k] (a hold since its
+    -- admission) counts from its start; waiters of KEYS[k + 1] are looked at again
+    -- when the oldest start leaves the window
+    local k, per = tonumber(raw), t_window(tonumber(ARGV[i + 4]))
+    local at = tonumber(ARGV[1])
+    if redis.call('ZADD', KEYS[k], 'XX', 'CH', at, ARGV[i + 3]) == 1 then
+      keep_for(KEYS[k], per)
+      if redis.call('LLEN', KEYS[k + 1]) > 0 then
+        local oldest = redis.call('ZRANGE', KEYS[k], 0, 0, 'WITHSCORES')
+        flow_due(KEYS[10], ARGV[i + 2], (tonumber(oldest[2]) or at) + per, ARGV[5], ARGV[6])
+      end
+    end
+  end
+  local mine = op ~= 'U' and op ~= 'L' and op ~= 'S' and release(raw)
   if mine then
     if op == 'A' then
       processed = processed + 1
@@ -304,8 +318,9 @@ return {processed, failed, problems}";
 /// (dead after a failure), `X raw entry` (dead, cannot run), `E raw entry` (dead,
 /// expired: counted), `Q raw` (give back), `B raw` (requeue at the back), `U k jid` (free the unique lock KEYS[k] if
 /// `jid` holds it), `L k member jid` (the lease of `jid` in KEYS[k] ends; waiters of
-/// KEYS[k + 1] start: `flow_scripts`). Lock, lease and waiting keys follow the ten
-/// fixed ones.
+/// KEYS[k + 1] start: `flow_scripts`), `S k member log-member per` (a throttled job
+/// started: its member of the start log KEYS[k] now scores `now`; waiting list KEYS[k +
+/// 1]). Lock, lease, start-log and waiting keys follow the ten fixed ones.
 /// Returns {processed, failed, counters that could not be updated}.
 pub static OUTCOMES: LazyLock<Script> =
     LazyLock::new(|| releasing(8, 1, &format!("{FLOW_LUA}{OUTCOMES_LUA}")));

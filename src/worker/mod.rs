@@ -194,13 +194,22 @@ impl Engine {
         taken
     }
 
-    /// A job starts: a unique job with `until: :start` frees its lock now.
+    /// A job starts: a unique job with `until: :start` frees its lock now; a throttled
+    /// job's start is logged (until now it held its throttle: `store::flow_scripts`).
     fn started(&self, job: &Taken) {
         if let Some(digest) = &job.unlock_at_start {
             self.state.report(Outcome::Unlock {
                 q: job.queue,
                 digest: digest.clone(),
                 jid: job.jid.clone(),
+            });
+        }
+        if let Some((key, per, log)) = &job.throttled {
+            self.state.report(Outcome::Started {
+                q: job.queue,
+                key: key.clone(),
+                log: log.clone(),
+                per: *per,
             });
         }
     }

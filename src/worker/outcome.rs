@@ -60,6 +60,14 @@ pub enum Outcome {
     },
     /// Ends the lease of `jid` on concurrency key `key`; its next waiters start.
     EndLease { q: usize, key: String, jid: String },
+    /// A throttled job started: its member (`log`) of throttle `key`'s start log counts
+    /// from now instead of as a hold (`store::flow_scripts`).
+    Started {
+        q: usize,
+        key: String,
+        log: String,
+        per: f64,
+    },
     /// A member of batch `bid` ended (`batch::settle`). Reported before the job's own
     /// outcome, and the acker records it first, so a job is never acknowledged before
     /// its batch knows.

@@ -107,6 +107,7 @@ pub(super) fn build(
             | Outcome::Buried { q, .. }
             | Outcome::Unlock { q, .. }
             | Outcome::EndLease { q, .. }
+            | Outcome::Started { q, .. }
             | Outcome::Requeued { q, .. } => *q,
             Outcome::Flush(_) | Outcome::BatchEnd { .. } => usize::MAX,
         };
@@ -205,6 +206,21 @@ pub(super) fn build(
                     k.to_string().into_bytes(),
                     format!("c:{key}").into_bytes(),
                     jid.into_bytes(),
+                ]);
+            }
+            Outcome::Started { key, log, per, .. } => {
+                let queue = &state.queues[q];
+                let k = group.keys.len() + group.lock_keys.len() + 1;
+                group.lock_keys.extend([
+                    state.keys.throttle(queue, &key),
+                    state.keys.throttle_wait(queue, &key),
+                ]);
+                group.others.extend([
+                    b"S".to_vec(),
+                    k.to_string().into_bytes(),
+                    format!("t:{key}").into_bytes(),
+                    log.into_bytes(),
+                    per.to_string().into_bytes(),
                 ]);
             }
             Outcome::Flush(_) | Outcome::BatchEnd { .. } => unreachable!("handled above"),

@@ -21,6 +21,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::prefetch::{Depth, Prefetch};
+use crate::store::flow_scripts::THROTTLE_HOLD_SECS;
 use crate::store::payload::Parsed;
 
 /// A held job (ARCHITECTURE.md, "Words"): taken from Redis by this process (so in its
@@ -30,9 +31,21 @@ use crate::store::payload::Parsed;
 #[derive(Debug)]
 pub struct Lease {
     pub queue: usize,
+    pub kind: LeaseKind,
+    /// The limit's key (its name in `Keys::concurrency` or `Keys::throttle`).
     pub key: String,
-    pub jid: String,
+    /// The member renewed: the jid, or a start log's member.
+    pub member: String,
     pub seconds: f64,
+}
+
+/// What a `Lease` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseKind {
+    /// A slot of a concurrency key, for as long as the job runs.
+    Concurrency,
+    /// A throttled job's hold in its throttle's start log, until it starts.
+    ThrottleHold,
 }
 
 #[derive(Debug)]
@@ -60,6 +73,8 @@ pub struct Taken {
     pub retry_count: u64,
     /// A unique job whose lock is freed when it starts: its digest.
     pub unlock_at_start: Option<String>,
+    /// A throttled job: its throttle's key and window, and its start log member.
+    pub throttled: Option<(String, f64, String)>,
 }
 
 struct QueueState {
@@ -258,6 +273,10 @@ impl Dispatcher {
                         .as_ref()
                         .filter(|(_, at_start)| *at_start)
                         .map(|(digest, _)| digest.clone()),
+                    throttled: job
+                        .parsed
+                        .throttle()
+                        .map(|t| (t.key.clone(), t.per, job.parsed.throttle_member())),
                 });
                 st.busy_jobs.insert(job.id, job);
             }
@@ -432,19 +451,31 @@ impl Dispatcher {
     /// buffered (admitted, so holding a slot).
     pub fn leases(&self) -> Vec<Lease> {
         let state = self.lock();
-        let buffered = state.queues.iter().flat_map(|q| q.buffer.iter());
-        buffered
+        let buffered = || state.queues.iter().flat_map(|q| q.buffer.iter());
+        let slots = buffered()
             .chain(state.busy_jobs.values())
             .filter_map(|job| {
                 let c = job.parsed.concurrency()?;
                 Some(Lease {
                     queue: job.queue,
+                    kind: LeaseKind::Concurrency,
                     key: c.key.clone(),
-                    jid: job.parsed.jid.clone(),
+                    member: job.parsed.jid.clone(),
                     seconds: c.lease,
                 })
+            });
+        // Only jobs not started hold a throttle: a started one's start is logged.
+        let holds = buffered().filter_map(|job| {
+            let t = job.parsed.throttle()?;
+            Some(Lease {
+                queue: job.queue,
+                kind: LeaseKind::ThrottleHold,
+                key: t.key.clone(),
+                member: job.parsed.throttle_member(),
+                seconds: THROTTLE_HOLD_SECS,
             })
-            .collect()
+        });
+        slots.chain(holds).collect()
     }
 }
 

@@ -118,3 +118,26 @@ fn a_paused_queue_hands_out_and_fetches_nothing_and_gives_its_buffer_back() {
     assert!(d.set_paused(0, false).unwrap().is_empty());
     assert_eq!(d.capacity(0), Some(4));
 }
+
+#[test]
+fn a_throttled_job_holds_its_throttle_until_it_starts_and_a_limited_one_its_slot_throughout() {
+    let raw = r#"{"class":"A","args":[],"jid":"j1","retry_count":2,
+        "throttle":{"key":"A/7","limit":5,"per":1.0},"concurrency":{"key":"A","to":1,"lease":30}}"#;
+    let d = Dispatcher::new(&[(1, Prefetch::Fixed(0))]).unwrap();
+    d.buffer(0, vec![(raw.to_string(), parse(raw).unwrap(), false)]);
+    let held = |d: &Dispatcher| {
+        let mut l: Vec<_> = d.leases().into_iter().map(|l| (l.kind, l.key, l.member)).collect();
+        l.sort_by_key(|(kind, ..)| *kind as u8);
+        l
+    };
+    assert_eq!(
+        held(&d),
+        [
+            (LeaseKind::Concurrency, "A".into(), "j1".into()),
+            (LeaseKind::ThrottleHold, "A/7".into(), "j1:2".into())
+        ]
+    );
+    let taken = d.take(1);
+    assert_eq!(taken[0].throttled, Some(("A/7".into(), 1.0, "j1:2".into())));
+    assert_eq!(held(&d), [(LeaseKind::Concurrency, "A".into(), "j1".into())]);
+}

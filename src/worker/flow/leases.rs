@@ -1,13 +1,16 @@
-//! Lease renewal: a job admitted under `limits_concurrency` holds a lease on its key
-//! that expires unless renewed, so a crashed process's slots free themselves. The
-//! heartbeat calls `renew` on every beat for the leases this process holds.
+//! Lease renewal: a job admitted under `limits_concurrency` holds a lease on its key,
+//! and one admitted under `throttle` a hold in its start log until it starts; both
+//! expire unless renewed, so a crashed process's slots free themselves. The heartbeat
+//! calls `renew` on every beat for the leases this process holds.
 
 use crate::runtime::conn::Conn;
 use crate::store::{flow_scripts, payload};
+use crate::worker::dispatch::LeaseKind;
 use crate::worker::state::WorkerState;
 
-/// Renews the concurrency leases of the limited jobs this process runs or holds
-/// (`flow_scripts::RENEW`): one call per queue that has any.
+/// Renews the concurrency leases of the limited jobs this process runs or holds, and
+/// the throttle holds of those not started (`flow_scripts::RENEW`): one call per queue
+/// that has any.
 pub async fn renew(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> {
     let mut leases = state.dispatcher.leases();
     if leases.is_empty() {
@@ -20,10 +23,14 @@ pub async fn renew(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> 
         let mut renew = flow_scripts::RENEW.prepare_invoke();
         renew.arg(now);
         for (i, lease) in one_queue.iter().enumerate() {
+            let key = match lease.kind {
+                LeaseKind::Concurrency => state.keys.concurrency(queue, &lease.key),
+                LeaseKind::ThrottleHold => state.keys.throttle(queue, &lease.key),
+            };
             renew
-                .key(state.keys.concurrency(queue, &lease.key))
+                .key(key)
                 .arg(i + 1)
-                .arg(&lease.jid)
+                .arg(&lease.member)
                 .arg(lease.seconds);
         }
         renew.invoke_async::<()>(c).await?;
