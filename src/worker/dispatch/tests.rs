@@ -126,7 +126,11 @@ fn a_throttled_job_holds_its_throttle_until_it_starts_and_a_limited_one_its_slot
     let d = Dispatcher::new(&[(1, Prefetch::Fixed(0))]).unwrap();
     d.buffer(0, vec![(raw.to_string(), parse(raw).unwrap(), false)]);
     let held = |d: &Dispatcher| {
-        let mut l: Vec<_> = d.leases().into_iter().map(|l| (l.kind, l.key, l.member)).collect();
+        let mut l: Vec<_> = d
+            .leases()
+            .into_iter()
+            .map(|l| (l.kind, l.key, l.member))
+            .collect();
         l.sort_by_key(|(kind, ..)| *kind as u8);
         l
     };
@@ -139,5 +143,8 @@ fn a_throttled_job_holds_its_throttle_until_it_starts_and_a_limited_one_its_slot
     );
     let taken = d.take(1);
     assert_eq!(taken[0].throttled, Some(("A/7".into(), 1.0, "j1:2".into())));
-    assert_eq!(held(&d), [(LeaseKind::Concurrency, "A".into(), "j1".into())]);
+    assert_eq!(
+        held(&d),
+        [(LeaseKind::Concurrency, "A".into(), "j1".into())]
+    );
 }
