@@ -55,8 +55,8 @@ module FiberJob
       fatal = run_executor(config)
       @native._shutdown
       FiberJob.logger.info("worker #{@native._identity} stopped")
-      # An executor that can no longer run jobs ends the process non-zero (a job's
-      # `exit` keeps its status), after the shutdown above gave every job back.
+      # An executor that can no longer run jobs ends the process non-zero, after the
+      # shutdown above gave every job back.
       raise fatal if fatal
     ensure
       logs&.stop

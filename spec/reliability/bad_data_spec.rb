@@ -126,25 +126,29 @@ RSpec.describe "exceptions outside StandardError" do
   end
 
   %w[fiber thread].each do |executor|
-    it "a job that calls exit stops the #{executor} worker gracefully with that status, and its job goes back" do
+    it "counts a job that calls exit in every run as its failure in the #{executor} worker: retried, then dead, " \
+       "while the worker goes on" do
       jobs = <<~RUBY
         class ExitsJob < FiberJob::Job
-          def perform = (Record.add("exit"); exit(3))
+          def initialize = (super; @max_retries = 2)
+          def retry_delay(_attempt) = 0.2
+          def perform = (Record.add("exit \#{Process.pid}"); exit(3))
         end
         class SlowInnocentJob < FiberJob::Job
           def perform(i) = (sleep 0.3; Record.add(i))
         end
       RUBY
       raw_push("default", [JSON.generate("class" => "SlowInnocentJob", "args" => [1], "jid" => "s1"),
-                                                JSON.generate("class" => "ExitsJob", "args" => [], "jid" => "x1")])
-      (pid, log), = start_workers(1, jobs, config: "c.executor = :#{executor}; c.queue_concurrency = { default: 2 }")
-      status = wait_process(pid, timeout: 20)
-      expect(status.exitstatus).to eq(3)
-      expect(File.read(log)).to include("SystemExit")
-      expect(records).to include("exit", "1") # the innocent job finished during the graceful stop
-      queued = redis.lrange("fiber_job:queue:{default}", 0, -1).map { |j| JSON.parse(j)["jid"] }
-      expect(queued).to eq(["x1"]) # given back, not lost, and not counted as a crash
-      expect(redis.zcard("fiber_job:dead:{default}")).to eq(0)
+                           JSON.generate("class" => "ExitsJob", "args" => [], "jid" => "x1")])
+      workers = start_workers(1, jobs, config: "c.executor = :#{executor}; c.queue_concurrency = { default: 2 }")
+      pid = workers.first.first
+      wait_for(timeout: 20, message: "the job in the dead set") { redis.zcard("fiber_job:dead:{default}") == 1 }
+      raw_push("default", JSON.generate("class" => "SlowInnocentJob", "args" => [2], "jid" => "s2"))
+      wait_for(timeout: 10, message: "jobs after it") { records.include?("2") }
+      expect(records.grep(/\Aexit /)).to eq(["exit #{pid}"] * 3) # the run and two retries, in the one worker
+      expect(records).to include("1", "2")
+      expect(FiberJob::Queue.dead_jobs.first).to include("jid" => "x1", "error_class" => "SystemExit", "retry_count" => 3)
+      expect(stop_workers(workers).map(&:exitstatus)).to eq([0])
       expect(held_keys).to be_empty
     end
   end

@@ -10,7 +10,9 @@ module FiberJob
     # Shared by both executors.
     #
     # Every exception a job raises is that job's failure — also ScriptError (LoadError,
-    # NotImplementedError), SystemStackError and NoMemoryError — except the ones that
+    # NotImplementedError), SystemStackError, NoMemoryError and SystemExit (a job that
+    # calls `exit` fails, is retried and ends in the dead set like any other, and its
+    # worker goes on: as in Sidekiq, a job cannot stop its worker) — except the ones that
     # say the job was interrupted, not at fault (see `interruption?`): then it goes back
     # to its queue and the exception goes on to the executor. Whatever happens, the job
     # is reported to the engine exactly once, so its slot is never lost.
@@ -45,10 +47,9 @@ module FiberJob
       end
 
       # True for an exception that means the job was interrupted rather than failed:
-      # the worker is stopping (FiberJob::Shutdown, Async::Stop), a signal, or `exit`.
+      # the worker is stopping (FiberJob::Shutdown, Async::Stop), or a signal.
       def self.interruption?(error)
-        error.is_a?(SignalException) || error.is_a?(SystemExit) ||
-          (defined?(::Async::Stop) ? error.is_a?(::Async::Stop) : false)
+        error.is_a?(SignalException) || (defined?(::Async::Stop) ? error.is_a?(::Async::Stop) : false)
       end
 
       # Jobs running now in this process: carrier (Fiber or Thread) → [context Hash,

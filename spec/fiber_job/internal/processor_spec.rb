@@ -134,10 +134,10 @@ RSpec.describe FiberJob.const_get(:Internal)::Processor do
   end
 
   describe ".interruption?" do
-    it "is true only for stops, signals and exit" do
+    it "is true only for stops and signals (a job's `exit` is its failure, as in Sidekiq)" do
       expect(described_class.interruption?(FiberJob::Shutdown.new)).to be(true)
       expect(described_class.interruption?(Interrupt.new)).to be(true)
-      expect(described_class.interruption?(SystemExit.new)).to be(true)
+      expect(described_class.interruption?(SystemExit.new)).to be(false)
       expect(described_class.interruption?(LoadError.new)).to be(false)
       expect(described_class.interruption?(NoMemoryError.new)).to be(false)
       expect(described_class.interruption?(SystemStackError.new)).to be(false)

@@ -22,7 +22,7 @@ module FiberJob
       # The dispatcher fiber never blocks its thread: when the engine has nothing to hand
       # out, it waits on the engine's wake socket (an IO the scheduler understands).
       #
-      # An exception that escapes the processor (a job called `exit`, or a bug) stops the
+      # An exception that escapes the processor (a signal's, or a bug) stops the
       # worker gracefully — every other job finishes or goes back to its queue — and is
       # raised again from #run, so the process ends non-zero instead of living on unable
       # to run jobs.

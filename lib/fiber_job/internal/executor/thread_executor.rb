@@ -10,7 +10,7 @@ module FiberJob
       # that is not fiber-safe. One thread per unit of concurrency; each waits for work
       # inside the engine without the GVL, so idle threads cost nothing.
       #
-      # An exception that escapes the processor (a job called `exit`, or a bug) would end
+      # An exception that escapes the processor (a signal's, or a bug) would end
       # its thread; instead it stops the worker gracefully and is raised again from #run,
       # so the process ends non-zero rather than staying up with threads that are gone.
       class ThreadExecutor

@@ -69,16 +69,18 @@ RSpec.describe "executors" do
         expect(redis.lrange("fiber_job:queue:{default}", 0, -1).map { |j| JSON.parse(j)["args"] }).to eq([[30, "long"]])
       end
 
-      it "ends with the exit a job called, after the other jobs finish" do
-        queue_raw("ExecSleepJob", [0.3, "innocent"])
+      it "counts a job's exit as its failure, and goes on running jobs" do
         queue_raw("ExecExitJob")
-        with_native_worker(limit: 2) do |native|
-          runner = start(executor_for(native, build, 5, 2))
-          result = runner.join(10)&.value
-          expect(result).to be_a(SystemExit)
-          expect(result.status).to eq(4)
+        queue_raw("ExecSleepJob", [0.3, "after"])
+        with_native_worker(limit: 1) do |native|
+          runner = start(executor_for(native, build, 5, 1))
+          wait_for(message: "the next job") { Ran.all == [["after"]] }
+          expect(runner).to be_alive
+          native._stop
+          expect(runner.join(10)&.value).to eq(:finished)
         end
-        expect(Ran.all).to eq([["innocent"]])
+        retry_entry = JSON.parse(redis.zrange("fiber_job:retry:{default}", 0, -1).first)
+        expect(retry_entry).to include("class" => "ExecExitJob", "retry_count" => 1, "error_class" => "SystemExit")
       end
     end
   end
