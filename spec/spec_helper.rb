@@ -14,6 +14,7 @@ require_relative "support/native_worker"
 require_relative "support/certificates"
 require_relative "support/sentinel_group"
 require_relative "support/cluster_group"
+require_relative "support/tcp_proxy"
 
 # One redis-server for the whole run, started here and stopped at exit. Specs that
 # need to kill or restart Redis start their own RedisServer.

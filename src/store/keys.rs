@@ -114,6 +114,17 @@ impl Keys {
         format!("{}:stat:{}:{{{}}}", self.prefix, name, queue)
     }
 
+    /// The guard of worker `identity`'s adds to `counter` (`scripts::COUNT_ONCE`), `part`
+    /// telling apart the adds of one batch (one per queue): in the counter's Cluster
+    /// slot (its hash tag, or the counter's whole name as one), kept `COUNTED_TTL_SECS`.
+    pub fn counted(&self, counter: &str, identity: &str, part: usize) -> String {
+        if counter.contains('{') {
+            format!("{counter}:counted:{identity}:{part}")
+        } else {
+            format!("{{{counter}}}:counted:{identity}:{part}")
+        }
+    }
+
     /// Cron definitions (hash: class name → JSON definition).
     pub fn cron(&self) -> String {
         format!("{}:cron", self.prefix)

@@ -9,6 +9,10 @@ pub const DEAD_MAX_AGE_SECS: f64 = 180.0 * 24.0 * 3600.0;
 /// Throughput windows: 10-second counters, kept an hour (the dashboard shows 5 minutes).
 pub const STAT_WINDOW_SECS: i64 = 10;
 pub const STAT_WINDOW_TTL_SECS: i64 = 3600;
+/// How long a worker's guard against counting twice (`Keys::counted`) is kept: counts
+/// sent again later than this after Redis took them (a reply lost in an outage this
+/// long) would count twice.
+pub const COUNTED_TTL_SECS: i64 = 3600;
 
 /// Per-class metrics (`worker/acker/metrics.rs`): one hash per minute, kept this long
 /// (72 hours, and an hour for the last to be read whole).

@@ -382,3 +382,31 @@ while true do
 end"#,
     )
 });
+
+/// Adds a worker's counts to one counter (a string) or to fields of one hash, once:
+/// `number` is this worker's number for the counts (increasing), and the guard keeps
+/// the last number applied, so counts sent again because a reply was lost (a dropped
+/// connection) are not added twice. A counter of the wrong type is skipped
+/// (bookkeeping: counted in the reply), not an error. KEYS: the counter, its guard (in
+/// the counter's slot: `Keys::counted`). ARGV: number, guard TTL, counter TTL (0:
+/// leave it), then pairs (field, or "" for a string counter; amount). Returns how many
+/// adds failed.
+pub static COUNT_ONCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if tonumber(ARGV[1]) <= tonumber(redis.call('GET', KEYS[2]) or 0) then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+local bad = 0
+for i = 4, #ARGV, 2 do
+  local r
+  if ARGV[i] == '' then
+    r = redis.pcall('INCRBY', KEYS[1], ARGV[i + 1])
+  else
+    r = redis.pcall('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+  if type(r) == 'table' and r.err then bad = bad + 1 end
+end
+if ARGV[3] ~= '0' then redis.pcall('EXPIRE', KEYS[1], ARGV[3]) end
+return bad",
+    )
+});

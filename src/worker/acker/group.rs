@@ -3,13 +3,15 @@
 //! updated from Redis's replies.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::oneshot;
 
 use super::metrics::Metrics;
 use crate::batch::End;
 use crate::store::retention::{
-    DEAD_CAP, DEAD_MAX_AGE_SECS, FAILED_CAP, STAT_WINDOW_SECS, STAT_WINDOW_TTL_SECS,
+    COUNTED_TTL_SECS, DEAD_CAP, DEAD_MAX_AGE_SECS, FAILED_CAP, STAT_WINDOW_SECS,
+    STAT_WINDOW_TTL_SECS,
 };
 use crate::store::{payload, scripts};
 use crate::worker::outcome::{AfterFailure, Outcome};
@@ -32,16 +34,29 @@ pub(super) struct Group {
     /// The other outcomes, as `OUTCOMES` takes them; with none, the group is sent as
     /// plain commands instead of the script.
     others: Vec<Vec<u8>>,
-    /// The counters the group adds to (see `Counter`), each in a slot of its own.
+    /// The counters the group adds to (see `Counter`), each in a slot of its own, and
+    /// each one's guard against adding twice (`scripts::COUNT_ONCE`).
     counters: [String; 5],
+    guards: [String; 5],
     /// What is not yet added to each counter.
     uncounted: [usize; 5],
+    /// This worker's number for the group's counts: the same each time they are sent.
+    number: u64,
+}
+
+/// Numbers the counts a worker sends (`scripts::COUNT_ONCE`): increasing, so a guard
+/// keeps only the last number it applied.
+static NEXT_NUMBER: AtomicU64 = AtomicU64::new(1);
+
+pub(super) fn next_number() -> u64 {
+    NEXT_NUMBER.fetch_add(1, Ordering::Relaxed)
 }
 
 /// The counters of `Group::counters`, by index. The queue's processed counter is in
 /// the queue's slot, so the script adds to it itself; the process-wide ones are
-/// plain `INCRBY`s next to the script, by what the group's outcomes should add (a
-/// job a reaper already gave back is still counted: bookkeeping, not a decision).
+/// `COUNT_ONCE` calls next to the script, by what the group's outcomes should add (a
+/// job a reaper already gave back is still counted: bookkeeping, not a decision), once
+/// however often they are sent.
 #[derive(Clone, Copy)]
 pub(super) enum Counter {
     Processed = 0,
@@ -73,10 +88,8 @@ pub(super) enum Reply {
     Acks,
     /// The `LREM` of `listed_acks[i]`.
     ListedAck(usize),
-    /// The `INCRBY` of a counter.
+    /// The `COUNT_ONCE` of a counter.
     Count(Counter),
-    /// An `EXPIRE` (of a window that already counts; nothing to keep).
-    Expire,
 }
 
 /// Batch members that ended, by batch: (jid, how).
@@ -238,6 +251,16 @@ impl Group {
         let k = &state.keys;
         let queue = &state.queues[q];
         let bucket = (now as i64) / STAT_WINDOW_SECS;
+        let counters = [
+            k.stat("processed"),
+            k.stat_queue("processed", queue),
+            k.stat_window("processed", bucket),
+            k.stat("failed"),
+            k.stat_window("failed", bucket),
+        ];
+        let guards = counters
+            .each_ref()
+            .map(|counter| k.counted(counter, &state.identity, q));
         Group {
             keys: [
                 state.processing_key(q).to_string(),
@@ -263,14 +286,10 @@ impl Group {
             acks: Vec::new(),
             listed_acks: Vec::new(),
             others: Vec::new(),
-            counters: [
-                k.stat("processed"),
-                k.stat_queue("processed", queue),
-                k.stat_window("processed", bucket),
-                k.stat("failed"),
-                k.stat_window("failed", bucket),
-            ],
+            counters,
+            guards,
             uncounted: [0; 5],
+            number: next_number(),
         }
     }
 
@@ -315,12 +334,23 @@ impl Group {
             if n == 0 || (scripted && matches!(counter, Counter::QueueProcessed)) {
                 continue;
             }
-            pipe.cmd("INCRBY").arg(key).arg(n);
+            let ttl = if counter.is_window() {
+                STAT_WINDOW_TTL_SECS
+            } else {
+                0
+            };
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(scripts::COUNT_ONCE.get_hash())
+                .arg(2)
+                .arg(key)
+                .arg(&self.guards[counter as usize])
+                .arg(self.number)
+                .arg(COUNTED_TTL_SECS)
+                .arg(ttl)
+                .arg("")
+                .arg(n);
+            pipe.add_command(cmd);
             replies.push(Reply::Count(counter));
-            if counter.is_window() {
-                pipe.cmd("EXPIRE").arg(key).arg(STAT_WINDOW_TTL_SECS);
-                replies.push(Reply::Expire);
-            }
         }
         replies
     }
@@ -353,13 +383,19 @@ impl Group {
                 }
                 (Reply::Acks, Ok(_)) => self.acks.clear(),
                 (Reply::ListedAck(i), Ok(_)) => done[i] = true,
-                (Reply::Count(c), Ok(_)) => self.uncounted[c as usize] = 0,
+                (Reply::Count(c), Ok(v)) => {
+                    if let Ok(1..) = redis::from_redis_value::<i64>(v) {
+                        tracing::warn!(
+                            "a FiberJob counter in Redis is not an integer and was not updated"
+                        );
+                    }
+                    self.uncounted[c as usize] = 0;
+                }
                 (Reply::Count(c), Err(e)) if matches!(e.code(), Some("ERR" | "WRONGTYPE")) => {
                     // Not a number (another program wrote it): counting is bookkeeping.
                     tracing::warn!("a FiberJob counter in Redis was not updated: {e}");
                     self.uncounted[c as usize] = 0;
                 }
-                (Reply::Expire, _) => {}
                 (_, Err(e)) => {
                     refused.get_or_insert(e);
                 }

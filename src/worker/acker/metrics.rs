@@ -4,16 +4,19 @@
 //!
 //! Counted in memory as jobs end (a map lookup per job) and sent at most once a
 //! second — in the pipeline the acker sends anyway, or alone when it is idle — and at
-//! every flush (shutdown): a few commands per class and second, not per job. A run
-//! counts in the minute its second of counting began. Bookkeeping, like the counters:
-//! a refused write is logged and dropped, a lost reply may count twice.
+//! every flush (shutdown): two `COUNT_ONCE` calls a second (the minute's hash, the
+//! all-time hash), not per job. A run counts in the minute its second of counting
+//! began. Bookkeeping, like the counters: a refused write is logged and dropped; sent
+//! again after a lost reply, the counts are added once (the calls' number is the same).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
+use super::group::next_number;
 use crate::store::keys::Keys;
-use crate::store::retention::{METRICS_BUCKETS, METRICS_MINUTE_TTL_SECS};
+use crate::store::retention::{COUNTED_TTL_SECS, METRICS_BUCKETS, METRICS_MINUTE_TTL_SECS};
+use crate::store::scripts;
 use crate::worker::outcome::Ran;
 
 /// How long counts wait before they are sent.
@@ -43,8 +46,9 @@ impl ClassStats {
 }
 
 pub(super) struct Metrics {
-    /// The minute (epoch seconds / 60) and the instant counting began, while counts wait.
-    pending: Option<(i64, Instant)>,
+    /// The minute (epoch seconds / 60), the instant counting began and the counts'
+    /// number (`scripts::COUNT_ONCE`), while counts wait.
+    pending: Option<(i64, Instant, u64)>,
     classes: HashMap<String, ClassStats, BuildHasherDefault<Fnv>>,
 }
 
@@ -81,7 +85,7 @@ impl Metrics {
 
     pub(super) fn add(&mut self, ran: Ran, failed: bool, now: f64) {
         self.pending
-            .get_or_insert_with(|| ((now as i64) / 60, Instant::now()));
+            .get_or_insert_with(|| ((now as i64) / 60, Instant::now(), next_number()));
         let stats = match self.classes.get_mut(&ran.class) {
             Some(s) => s,
             None => {
@@ -101,13 +105,13 @@ impl Metrics {
     /// Whether counts wait and should go now (`flush`: at once).
     pub(super) fn due(&self, flush: bool) -> bool {
         self.pending
-            .is_some_and(|(_, since)| flush || since.elapsed() >= SEND_EVERY)
+            .is_some_and(|(_, since, _)| flush || since.elapsed() >= SEND_EVERY)
     }
 
     /// When the waiting counts are due (None: none wait).
     pub(super) fn due_in(&self) -> Option<Duration> {
         self.pending
-            .map(|(_, since)| SEND_EVERY.saturating_sub(since.elapsed()))
+            .map(|(_, since, _)| SEND_EVERY.saturating_sub(since.elapsed()))
     }
 
     /// Forgets what was sent (or refused).
@@ -119,24 +123,35 @@ impl Metrics {
     }
 
     /// Adds the commands to `pipe`; returns how many replies they have.
-    pub(super) fn add_to(&self, keys: &Keys, pipe: &mut redis::Pipeline) -> usize {
-        let Some((minute, _)) = self.pending else {
+    pub(super) fn add_to(&self, keys: &Keys, identity: &str, pipe: &mut redis::Pipeline) -> usize {
+        let Some((minute, _, number)) = self.pending else {
             return 0;
         };
-        let (minute, total) = (keys.metrics_minute(minute), keys.metrics_total());
-        let mut n = 0;
-        for s in self.classes.values() {
-            for (name, count) in s.names.iter().zip(s.counts).filter(|(_, c)| *c > 0) {
-                pipe.cmd("HINCRBY").arg(&minute).arg(name).arg(count);
-                pipe.cmd("HINCRBY").arg(&total).arg(name).arg(count);
-                n += 2;
+        let fields: Vec<(&String, u64)> = self
+            .classes
+            .values()
+            .flat_map(|s| s.names.iter().zip(s.counts))
+            .filter(|(_, c)| *c > 0)
+            .collect();
+        if fields.is_empty() {
+            return 0;
+        }
+        let minute = keys.metrics_minute(minute);
+        for (hash, ttl) in [(minute, METRICS_MINUTE_TTL_SECS), (keys.metrics_total(), 0)] {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(scripts::COUNT_ONCE.get_hash())
+                .arg(2)
+                .arg(&hash)
+                .arg(keys.counted(&hash, identity, 0))
+                .arg(number)
+                .arg(COUNTED_TTL_SECS)
+                .arg(ttl);
+            for (name, count) in &fields {
+                cmd.arg(*name).arg(*count);
             }
+            pipe.add_command(cmd);
         }
-        if n > 0 {
-            pipe.cmd("EXPIRE").arg(&minute).arg(METRICS_MINUTE_TTL_SECS);
-            n += 1;
-        }
-        n
+        2
     }
 }
 
@@ -163,10 +178,16 @@ mod tests {
         assert_eq!((a.counts[3], a.counts[3 + 5], a.counts[3 + 14]), (1, 1, 1));
         assert!(m.due(true) && !m.due(false));
         let mut pipe = redis::pipe();
-        // p, f, s and three bins, to two keys; then the minute's EXPIRE.
-        assert_eq!(m.add_to(&Keys::new("x"), &mut pipe), 13);
+        // p, f, s and three bins, to two keys: a COUNT_ONCE call each.
+        assert_eq!(m.add_to(&Keys::new("x"), "w1", &mut pipe), 2);
+        let args = pipe.cmd_iter().next().unwrap().args_iter().count();
+        assert_eq!(
+            args,
+            8 + 2 * 6,
+            "EVALSHA sha 2 minute guard number ttl ttl, then 6 pairs"
+        );
         m.sent();
         assert!(!m.due(true));
-        assert_eq!(m.add_to(&Keys::new("x"), &mut redis::pipe()), 0);
+        assert_eq!(m.add_to(&Keys::new("x"), "w1", &mut redis::pipe()), 0);
     }
 }

@@ -6,14 +6,16 @@
 //! applied whole or not at all:
 //! - a group of acks only (the hot path) is plain commands: one `SREM` of every acked
 //!   job in the held set (O(1) per job, see `Keys::held`), an `LREM` per job in the
-//!   processing list (taken by the blocking fetch), and the counters' `INCRBY`s: a Lua
-//!   `redis.call` costs Redis about a microsecond more per job than the command itself
-//!   (a quarter of no-op jobs' throughput), and a transaction's QUEUED replies cost the
-//!   worker. An ack is done when Redis took its command; each command Redis refused is
-//!   kept and sent again (removing a job no longer held is a no-op), and so are the
-//!   counts, so counters come out exact once Redis takes them — while Redis is full it
-//!   takes the acks (`SREM`/`LREM` free memory) and the counts wait. Counts sent again
-//!   because a reply was lost count twice.
+//!   processing list (taken by the blocking fetch), and a `COUNT_ONCE` call per counter:
+//!   a Lua `redis.call` per job would cost Redis about a microsecond more per job than
+//!   the command itself (a quarter of no-op jobs' throughput), and a transaction's
+//!   QUEUED replies cost the worker. An ack is done when Redis took its command; each
+//!   command Redis refused is kept and sent again (removing a job no longer held is a
+//!   no-op), and so are the counts, so counters come out exact once Redis takes them —
+//!   while Redis is full it takes the acks (`SREM`/`LREM` free memory) and the counts
+//!   wait. Counts sent again because a reply was lost (a dropped connection) are not
+//!   added twice: each call carries the group's number, which its counter's guard
+//!   remembers (`scripts::COUNT_ONCE`).
 //! - a group with any other outcome (a failure to retry or bury, a give-back) is one
 //!   `OUTCOMES` script call, in which each outcome applies only if the process still
 //!   holds its job, so it applies once however often it is sent, and which Redis
@@ -184,7 +186,7 @@ async fn send(
             .collect();
         let metric_replies = metrics
             .as_deref()
-            .map_or(0, |m| m.add_to(&state.keys, &mut pipe));
+            .map_or(0, |m| m.add_to(&state.keys, &state.identity, &mut pipe));
         let mut results = pipe
             .query_async::<Vec<redis::RedisResult<redis::Value>>>(c)
             .await?
@@ -209,18 +211,26 @@ async fn send(
         }
         if let Some(m) = metrics.take() {
             // Bookkeeping: a refusal (another program's key) is logged, not retried.
-            if let Some(Err(e)) = results.by_ref().take(metric_replies).find(|r| r.is_err()) {
-                if is_connection_problem(&e) {
-                    return Err(e);
+            match results.by_ref().take(metric_replies).find_map(|r| r.err()) {
+                Some(e) if is_connection_problem(&e) => return Err(e),
+                Some(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    missing_script = true;
+                    metrics = Some(m); // sent again with the script loaded
                 }
-                tracing::warn!("per-class metrics were not recorded: {e}");
+                Some(e) => {
+                    tracing::warn!("per-class metrics were not recorded: {e}");
+                    m.sent();
+                }
+                None => m.sent(),
             }
-            m.sent();
         }
         if !missing_script {
             return Ok(refused);
         }
         scripts::OUTCOMES.prepare_invoke().load_async(c).await?;
+        scripts::COUNT_ONCE.prepare_invoke().load_async(c).await?;
     }
     Ok(Some(
         "Redis does not keep FiberJob's script (NOSCRIPT after SCRIPT LOAD)".into(),
