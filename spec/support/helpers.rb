@@ -150,10 +150,11 @@ module SpecHelpers
   end
 
   # Waits for a spawned process; returns its Process::Status.
+  # A process that does not end in time stays spawned: the example's cleanup kills it.
   def wait_process(pid, timeout: 30)
-    Timeout.timeout(timeout) { Process.wait2(pid).last }
-  ensure
+    status = Timeout.timeout(timeout) { Process.wait2(pid).last }
     @spawned&.delete(pid)
+    status
   end
 
   def kill_spawned
