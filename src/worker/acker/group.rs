@@ -3,11 +3,10 @@
 //! updated from Redis's replies.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::oneshot;
 
-use super::metrics::Metrics;
+use super::metrics::{next_number, Metrics};
 use crate::batch::End;
 use crate::store::retention::{
     COUNTED_TTL_SECS, DEAD_CAP, DEAD_MAX_AGE_SECS, FAILED_CAP, STAT_WINDOW_SECS,
@@ -42,14 +41,6 @@ pub(super) struct Group {
     uncounted: [usize; 5],
     /// This worker's number for the group's counts: the same each time they are sent.
     number: u64,
-}
-
-/// Numbers the counts a worker sends (`scripts::COUNT_ONCE`): increasing, so a guard
-/// keeps only the last number it applied.
-static NEXT_NUMBER: AtomicU64 = AtomicU64::new(1);
-
-pub(super) fn next_number() -> u64 {
-    NEXT_NUMBER.fetch_add(1, Ordering::Relaxed)
 }
 
 /// The counters of `Group::counters`, by index. The queue's processed counter is in

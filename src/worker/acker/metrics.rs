@@ -11,13 +11,21 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::group::next_number;
 use crate::store::keys::Keys;
 use crate::store::retention::{COUNTED_TTL_SECS, METRICS_BUCKETS, METRICS_MINUTE_TTL_SECS};
 use crate::store::scripts;
 use crate::worker::outcome::Ran;
+
+/// Numbers the counts a worker sends (`scripts::COUNT_ONCE`): increasing, so a guard
+/// keeps only the last number it applied.
+static NEXT_NUMBER: AtomicU64 = AtomicU64::new(1);
+
+pub(super) fn next_number() -> u64 {
+    NEXT_NUMBER.fetch_add(1, Ordering::Relaxed)
+}
 
 /// How long counts wait before they are sent.
 pub(super) const SEND_EVERY: Duration = Duration::from_secs(1);
