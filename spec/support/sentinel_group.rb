@@ -4,17 +4,19 @@ require_relative "resp"
 require "tmpdir"
 require "fileutils"
 
-# One master, one replica and three sentinels of the test's own (`redis-server
-# --sentinel`), with a short down-after so a failover takes seconds.
+# One master, `replicas` replicas (default one) and three sentinels of the test's own
+# (`redis-server --sentinel`), with a short down-after so a failover takes seconds.
 class SentinelGroup
   MASTER = "fjmaster"
 
   attr_reader :master, :replica, :sentinel_ports
 
-  def initialize(down_after_ms: 1000)
+  def initialize(down_after_ms: 1000, replicas: 1)
     @dir = Dir.mktmpdir("fiber_job-sentinel")
     @down_after_ms = down_after_ms
+    @replica_count = replicas
     @master = RedisServer.new
+    @replicas = []
     @replica = nil
     @sentinel_ports = Array.new(3) { RedisServer.free_port }
     @sentinel_pids = []
@@ -22,7 +24,8 @@ class SentinelGroup
 
   def start
     @master.start
-    @replica = RedisServer.new(args: ["--replicaof", "127.0.0.1", @master.port.to_s]).start
+    @replicas = Array.new(@replica_count) { RedisServer.new(args: ["--replicaof", "127.0.0.1", @master.port.to_s]).start }
+    @replica = @replicas.first
     @sentinel_ports.each_with_index do |port, i|
       conf = File.join(@dir, "sentinel-#{i}.conf")
       File.write(conf, <<~CONF)
@@ -57,9 +60,12 @@ class SentinelGroup
     rescue Errno::ESRCH, Errno::ECHILD
       nil
     end
-    [@master, @replica].compact.each(&:cleanup)
+    [@master, *@replicas].each(&:cleanup)
     FileUtils.rm_rf(@dir)
   end
+
+  # The server (master or replica) listening on `port`.
+  def server(port) = [@master, *@replicas].find { |s| s.port == port }
 
   # Sends one command in RESP to a port; returns the reply (Array, String or nil).
   def ask(port, *args) = Resp.ask(port, *args)
@@ -83,7 +89,7 @@ class SentinelGroup
       next false unless master.is_a?(Array)
 
       info = master.each_slice(2).to_h
-      info["num-slaves"].to_i == 1 && info["num-other-sentinels"].to_i == 2
-    end && @replica && ask(@replica.port, "INFO", "replication").to_s.include?("master_link_status:up")
+      info["num-slaves"].to_i == @replica_count && info["num-other-sentinels"].to_i == 2
+    end && @replicas.all? { |r| ask(r.port, "INFO", "replication").to_s.include?("master_link_status:up") }
   end
 end
