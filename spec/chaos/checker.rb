@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "set"
+require_relative "settings"
 
 module Chaos
   # Reads what a chaos run's processes logged (see jobs.rb for the lines), the faults it

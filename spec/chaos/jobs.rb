@@ -18,17 +18,9 @@
 $LOAD_PATH.unshift(File.expand_path("../../lib", __dir__))
 require "fiber_job"
 require "json"
+require_relative "settings"
 
 module Chaos
-  # Settings the checker needs too.
-  LIMIT_TO = 2          # ChaosLimited: at most this many of a key at once
-  THROTTLE = 5          # ChaosThrottled: at most this many starts of a key…
-  THROTTLE_PER = 1.0    # …per this many seconds
-  ITEMS = 30            # ChaosIterable: items per job
-  DOOMED_RETRIES = 2    # ChaosDoomed: retries before the dead set
-  CRON_EVERY = 3
-  CRON = "*/#{CRON_EVERY} * * * * *"
-
   module Log
     class << self
       def open(role)
