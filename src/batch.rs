@@ -5,10 +5,10 @@
 
 use redis::Value;
 
+use crate::runtime::clock;
 use crate::runtime::conn::Conn;
 use crate::store::batch_scripts::{BATCH_SETTLE, CALLBACK_PUSH, SWEEP_DONE};
 use crate::store::keys::Keys;
-use crate::store::payload;
 
 /// A batch and everything about it lives this long after its last change (30 days).
 pub const TTL_SECS: u64 = 30 * 86_400;
@@ -47,7 +47,7 @@ pub async fn settle(
     for k in keys.batch(bid) {
         script.key(k);
     }
-    script.arg(payload::now()).arg(TTL_SECS).arg(closing);
+    script.arg(clock::now()).arg(TTL_SECS).arg(closing);
     for (jid, end) in ends {
         script.arg(end.op()).arg(jid);
     }
@@ -97,7 +97,7 @@ pub async fn sweep(c: &mut Conn, keys: &Keys) -> redis::RedisResult<usize> {
     let due: Vec<(String, String)> = redis::cmd("ZRANGEBYSCORE")
         .arg(&sweep)
         .arg("-inf")
-        .arg(payload::now())
+        .arg(clock::now())
         .arg("WITHSCORES")
         .arg("LIMIT")
         .arg(0)

@@ -2,9 +2,9 @@
 //! `settings` (what the configuration says, as plain values), `target` (where Redis is:
 //! the one place that builds connections), `sentinel` (a Sentinel master's address),
 //! `tls` (rustls from the TLS settings), `cluster` (a Redis Cluster's client), `conn`
-//! (`Conn`: one Redis or a Cluster; Cluster pipelines split by key), `cancel` (unblock
-//! tokens), `outage` (log-once and backoff) and `log` (the tracing bridge to Ruby's
-//! logger).
+//! (`Conn`: one Redis or a Cluster; Cluster pipelines split by key), `clock` (Redis's
+//! time, for decisions shared by processes), `cancel` (unblock tokens), `outage`
+//! (log-once and backoff) and `log` (the tracing bridge to Ruby's logger).
 //!
 //! It records the pid it was built in. After `fork` the child has none of the parent's
 //! threads, so the first use in the child builds a new runtime and new connections; the
@@ -12,6 +12,7 @@
 //! exist in the child).
 
 pub mod cancel;
+pub mod clock;
 pub mod cluster;
 pub mod conn;
 pub mod log;

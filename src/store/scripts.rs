@@ -63,16 +63,21 @@ return n",
 /// Promote due jobs of one queue: scheduled ones to the back of the queue, retries to
 /// the back, or to the front when the job asked for a priority retry. Removing each
 /// member with ZREM inside the script makes promotion exactly once across processes.
-/// KEYS: schedule, retry, queue, flow due. ARGV: now, limit. Returns {moved, next
-/// schedule score or '', next retry score or '', next flow look or ''} (the last for
-/// limited keys with waiting jobs: `flow_scripts`). Payloads are moved verbatim (no re-encoding,
-/// which could change numbers in the arguments).
+/// What is due is decided on Redis's clock (`TIME`), never the caller's, so a worker
+/// whose clock is ahead does not promote early. KEYS: schedule, retry, queue, flow due.
+/// ARGV: limit. Returns {moved, next schedule score or '', next retry score or '', next
+/// flow look or ''} (the last for limited keys with waiting jobs: `flow_scripts`).
+/// Payloads are moved verbatim (no re-encoding, which could change numbers in the
+/// arguments).
 pub static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
     waking(
         r#"
+redis.replicate_commands() -- TIME then writes (Redis before 5 replicates scripts verbatim otherwise)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local moved = 0
 for k = 1, 2 do
-  local due = redis.call('ZRANGEBYSCORE', KEYS[k], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+  local due = redis.call('ZRANGEBYSCORE', KEYS[k], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
   for _, job in ipairs(due) do
     redis.call('ZREM', KEYS[k], job)
     local front = false
@@ -92,13 +97,25 @@ return {moved, s[2] or '', r[2] or '', f[2] or ''}"#,
     )
 });
 
-/// Fire one cron tick at most once across processes: the tick's lock is taken with
-/// SET NX, and only its taker enqueues and records the tick as the class's last.
-/// KEYS (the queue's slot): tick lock, queue, the queue's cron last. ARGV: lock TTL,
-/// payload, class, tick.
+/// Fire one cron tick at most once across processes, and never before its time on
+/// Redis's clock: a tick not later than the class's last fired one is refused (the
+/// last-run hash, which `FiberJob::Queue.cron_jobs` shows), so a worker whose clock is
+/// behind cannot fire a tick again however long ago it ran; a tick still ahead of
+/// Redis's `TIME` is refused with how early it came, so a worker whose clock is ahead
+/// cannot fire it early. The tick's lock (SET NX) is kept for workers of earlier
+/// versions during a rolling deploy. KEYS (the queue's slot): tick lock, queue, the
+/// queue's cron last. ARGV: lock TTL, payload, class, tick. Returns 1 fired, 0
+/// already fired, or minus the milliseconds until the tick (too early).
 pub static CRON_FIRE: LazyLock<Script> = LazyLock::new(|| {
     waking(
         r"
+redis.replicate_commands() -- TIME then writes (Redis before 5 replicates scripts verbatim otherwise)
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tick = tonumber(ARGV[4])
+if tick * 1000 > now_ms then return now_ms - tick * 1000 end
+local last = tonumber(redis.call('HGET', KEYS[3], ARGV[3]))
+if last and tick <= last then return 0 end
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
   redis.call('LPUSH', KEYS[2], ARGV[2])
   redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])

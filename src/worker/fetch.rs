@@ -25,6 +25,7 @@ use super::outcome::Outcome;
 use super::state::WorkerState;
 use crate::batch::End;
 use crate::error::is_connection_problem;
+use crate::runtime::clock;
 use crate::runtime::conn::Conn;
 use crate::runtime::outage::Outage;
 use crate::runtime::target::Link;
@@ -210,7 +211,7 @@ async fn reconcile(
 /// too (counted). Returns the jobs, in order.
 fn read_batch(state: &WorkerState, q: usize, raws: Vec<Vec<u8>>, listed: &[usize]) -> Vec<Fetched> {
     let mut good = Vec::with_capacity(raws.len());
-    let now = payload::now();
+    let now = clock::now();
     for (i, raw) in raws.into_iter().enumerate() {
         match read(raw) {
             Ok((text, parsed)) if parsed.expires_at.is_some_and(|at| at < now) => {

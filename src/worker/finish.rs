@@ -5,6 +5,7 @@
 use super::outcome::{AfterFailure, Outcome, Ran};
 use super::Engine;
 use crate::batch::End;
+use crate::runtime::clock;
 use crate::store::payload;
 use crate::store::records::{self, Failure};
 
@@ -76,8 +77,10 @@ impl Engine {
         let retry = retry_at.map(|_| priority);
         let failed = records::failed(&job.raw, &failure, queue, retry);
         let then = match retry_at {
+            // Ruby computed `at` on this process's clock; the scheduler decides on
+            // Redis's (`runtime::clock`).
             Some(at) => AfterFailure::Retry {
-                at,
+                at: clock::from_local(at),
                 payload: failed.payload,
             },
             None => AfterFailure::Dead {

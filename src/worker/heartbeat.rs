@@ -1,6 +1,7 @@
 //! The heartbeat: registers this worker process and proves it alive every
 //! `HEARTBEAT_EVERY`, with what dashboards show (queues, concurrency, busy, RSS), and
-//! reads which queues are paused (at once when a pause is announced). Its
+//! reads which queues are paused (at once when a pause is announced); it also keeps
+//! this process's offset to Redis's clock (`runtime::clock`). Its
 //! counterpart is the reaper (`reaper.rs`), which recovers the jobs of a process whose
 //! heartbeat expired. Beats come from tokio, so a job holding the GVL does not delay
 //! them, and they are a script Redis runs even when full (see `scripts.rs`), so a
@@ -12,6 +13,7 @@ use std::time::Duration;
 use super::flow::leases;
 use super::state::WorkerState;
 use crate::error::is_connection_problem;
+use crate::runtime::clock;
 use crate::runtime::conn::Conn;
 use crate::runtime::outage::Outage;
 use crate::runtime::target::Link;
@@ -66,9 +68,12 @@ pub async fn run(state: Arc<WorkerState>) {
             .arg("started_at")
             .arg(started_at)
             .arg("beat")
-            .arg(payload::now());
+            .arg(clock::now());
         let result = async {
             let c = link.get(&state.redis).await?;
+            // Redis's clock, for this process's time decisions (`clock.rs`): learned
+            // before the first registration, so fetchers start with it.
+            clock::sync(c).await?;
             beat.invoke_async::<()>(c).await?;
             // A refused renewal (Redis full) is retried at the next beat; only a lost
             // connection fails the beat.

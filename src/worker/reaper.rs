@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::heartbeat::HEARTBEAT_TTL_SECS;
 use super::state::WorkerState;
 use crate::batch;
+use crate::runtime::clock;
 use crate::runtime::conn::Conn;
 use crate::runtime::outage::Outage;
 use crate::runtime::target::Link;
@@ -156,7 +157,7 @@ async fn recover_one(
             let reason = format!(
                 "the worker running this job died {MAX_RECOVERIES} times while running it (killed, crashed or exited); moved to the dead set as a likely poison pill"
             );
-            let now = payload::now();
+            let now = clock::now();
             let record = records::dead_entry(text, "FiberJob::WorkerLost", &reason, now);
             let outcome = scripts::RECOVER_COUNTED
                 .key(processing)

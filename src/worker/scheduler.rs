@@ -9,7 +9,9 @@
 //! `FULL_PASS` (every `MAX_SLEEP` while unsubscribed): so an idle worker's cost does
 //! not grow with its queues. Promotion is one Lua script per queue (see
 //! `scripts::PROMOTE`), so with many worker processes each job is promoted exactly
-//! once.
+//! once. Time is Redis's: the script decides what is due with `TIME`, and the sleeps
+//! are measured on `runtime::clock` (local time plus the offset to Redis), so a worker
+//! whose clock is off promotes neither early nor late.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +19,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::state::WorkerState;
+use crate::runtime::clock;
 use crate::runtime::outage::Outage;
 use crate::runtime::target::Link;
-use crate::store::payload;
 use crate::store::{flow_scripts, scripts};
 
 /// Longest sleep without a wake-up.
@@ -50,7 +52,7 @@ pub async fn run(state: Arc<WorkerState>, wake: Arc<Notify>) {
         }
         let result: redis::RedisResult<f64> = async {
             let c = link.get(&state.redis).await?;
-            let now = payload::now();
+            let now = clock::now();
             for (q, queue) in state.queues.iter().enumerate() {
                 if !(full || state.take_scheduled_mark(q) || due[q] <= now) {
                     continue;
@@ -62,7 +64,6 @@ pub async fn run(state: Arc<WorkerState>, wake: Arc<Notify>) {
                         .key(state.keys.retry(queue))
                         .key(state.keys.queue(queue))
                         .key(state.keys.flow_due(queue))
-                        .arg(payload::now())
                         .arg(PROMOTE_BATCH)
                         .invoke_async(c)
                         .await?;
@@ -72,7 +73,7 @@ pub async fn run(state: Arc<WorkerState>, wake: Arc<Notify>) {
                         }
                     }
                     if let Ok(at) = f.parse::<f64>() {
-                        let next = match at <= payload::now() {
+                        let next = match at <= clock::now() {
                             true => promote_flow(&state, c, queue).await?,
                             false => Some(at),
                         };
@@ -89,7 +90,7 @@ pub async fn run(state: Arc<WorkerState>, wake: Arc<Notify>) {
         match result {
             Ok(next_due) => {
                 outage.recovered();
-                let wait = sleep_for(next_due, payload::now());
+                let wait = sleep_for(next_due, clock::now());
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = wake.notified() => {}
@@ -114,7 +115,7 @@ async fn promote_flow(
 ) -> redis::RedisResult<Option<f64>> {
     let k = &state.keys;
     let due_key = k.flow_due(queue);
-    let now = payload::now();
+    let now = clock::now();
     let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
         .arg(&due_key)
         .arg("-inf")
@@ -139,7 +140,7 @@ async fn promote_flow(
             .key(waiting)
             .key(k.queue(queue))
             .arg(&m)
-            .arg(payload::now())
+            .arg(clock::now())
             .arg(k.schedule_channel())
             .arg(queue)
             .invoke_async(c)

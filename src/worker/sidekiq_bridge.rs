@@ -28,6 +28,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::state::WorkerState;
+use crate::runtime::clock;
 use crate::runtime::conn::Conn;
 use crate::runtime::outage::Outage;
 use crate::runtime::target::Link;
@@ -81,7 +82,7 @@ async fn pass(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<usize> {
         let due: Vec<Vec<u8>> = redis::cmd("ZRANGEBYSCORE")
             .arg(set)
             .arg("-inf")
-            .arg(payload::now())
+            .arg(clock::now())
             .arg("LIMIT")
             .arg(0)
             .arg(MOVE_MAX)
@@ -169,7 +170,7 @@ async fn bury_one(
         .arg(record)
         .arg(died_at)
         .arg(queue)
-        .arg(payload::now())
+        .arg(clock::now())
         .arg(DEAD_CAP)
         .arg(DEAD_MAX_AGE_SECS)
         .invoke_async(c)

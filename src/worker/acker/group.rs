@@ -8,11 +8,12 @@ use tokio::sync::oneshot;
 
 use super::metrics::{next_number, Metrics};
 use crate::batch::End;
+use crate::runtime::clock;
 use crate::store::retention::{
     COUNTED_TTL_SECS, DEAD_CAP, DEAD_MAX_AGE_SECS, FAILED_CAP, STAT_WINDOW_SECS,
     STAT_WINDOW_TTL_SECS,
 };
-use crate::store::{payload, scripts};
+use crate::store::scripts;
 use crate::worker::outcome::{AfterFailure, Outcome};
 use crate::worker::state::WorkerState;
 
@@ -99,7 +100,9 @@ pub(super) fn build(
     msgs: impl Iterator<Item = Outcome>,
     metrics: &mut Metrics,
 ) -> Built {
-    let now = payload::now();
+    // Redis's time: start logs, lease ends and the dead set's age are compared with
+    // times other processes wrote (`runtime::clock`).
+    let now = clock::now();
     let mut groups: BTreeMap<usize, Group> = BTreeMap::new();
     let mut flushes = Vec::new();
     let mut batch_ends = BatchEnds::new();

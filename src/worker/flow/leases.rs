@@ -1,10 +1,12 @@
 //! Lease renewal: a job admitted under `limits_concurrency` holds a lease on its key,
 //! and one admitted under `throttle` a hold in its start log until it starts; both
 //! expire unless renewed, so a crashed process's slots free themselves. The heartbeat
-//! calls `renew` on every beat for the leases this process holds.
+//! calls `renew` on every beat for the leases this process holds. Lease ends and holds
+//! are times on Redis's clock (`runtime::clock`): other processes compare them.
 
+use crate::runtime::clock;
 use crate::runtime::conn::Conn;
-use crate::store::{flow_scripts, payload};
+use crate::store::flow_scripts;
 use crate::worker::dispatch::LeaseKind;
 use crate::worker::state::WorkerState;
 
@@ -17,7 +19,7 @@ pub async fn renew(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> 
         return Ok(());
     }
     leases.sort_by_key(|l| l.queue);
-    let now = payload::now();
+    let now = clock::now();
     for one_queue in leases.chunk_by(|a, b| a.queue == b.queue) {
         let queue = &state.queues[one_queue[0].queue];
         let mut renew = flow_scripts::RENEW.prepare_invoke();
