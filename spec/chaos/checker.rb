@@ -168,8 +168,13 @@ module Chaos
         if runs.any?(&:ok?)
           next
         elsif error.nil?
+          # Redis acknowledged a write (the enqueue, or the job's last outcome) that a
+          # failover then lost with what the promoted replica had not received.
+          last = [e.at, *runs.map { |r| r.finish || r.start }].max
+          fault = fault_for([], last - 1, last + 30, kinds: FORGET)
           @result.add(:lost, "#{e.klass} #{e.jid} (enqueued at #{e.at.round(2)}): never succeeded, not in the dead set " \
-                             "(#{runs.size} runs)")
+                             "(#{runs.size} runs)", fault: fault)
+          @result.counts[:lost_to_replication] += 1 if fault
         elsif e.klass == "ChaosDoomed"
           attempts = runs.map(&:attempt).uniq.size
           next if attempts == DOOMED_RETRIES + 1 || error != "RuntimeError"
@@ -353,7 +358,9 @@ module Chaos
         @result.counts[:"#{counter}_logged"] = logged
         next if value.between?(logged - slack, logged)
 
-        @result.add(:counter, "#{counter} is #{value}; the runs logged say #{logged - slack}..#{logged}")
+        # Counts a failover lost (asynchronous replication) make a counter lower, never higher.
+        fault = value < logged - slack ? @faults.find { |f| FORGET.include?(f.kind) } : nil
+        @result.add(:counter, "#{counter} is #{value}; the runs logged say #{logged - slack}..#{logged}", fault: fault)
       end
     end
   end

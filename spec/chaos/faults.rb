@@ -38,7 +38,7 @@ module Chaos
 
     # Runs the schedule for `duration` seconds; returns when every fault has ended.
     def run
-      start = now
+      start = @start = now
       threads = @schedule.map do |fault|
         Thread.new do
           sleep [start + fault.at - now, 0].max
@@ -58,7 +58,7 @@ module Chaos
     def record(kind, target, from, detail = "")
       entry = Done.new(kind, target, from, now, detail)
       @lock.synchronize { @log << entry }
-      @runner.say format("chaos: %-19s %-8s %.2fs %s", kind, target, entry.to - entry.from, detail)
+      @runner.say format("chaos: %7.2fs %-19s %-8s for %.2fs %s", entry.from - @start, kind, target, entry.to - entry.from, detail)
     end
 
     def inject(fault)

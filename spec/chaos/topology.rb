@@ -79,13 +79,14 @@ module Chaos
     # A master, two replicas, three sentinels.
     class Sentinel < Topology
       def start
-        @group = SentinelGroup.new(replicas: 2).start
+        @group = SentinelGroup.new(replicas: 2, aof: true).start
         self
       end
 
       def target(_slot = nil) = { "sentinels" => @group.sentinel_urls, "master" => SentinelGroup::MASTER }
       def data_ports = [@group.master_port]
-      def wait_replicas = 1
+      # Every replica confirms each enqueue: whichever the sentinels promote has it.
+      def wait_replicas = 2
       def fault_kinds = { failover: 2, master_kill: 2 }
 
       # SENTINEL FAILOVER: a replica is promoted, the master demoted.
@@ -93,13 +94,16 @@ module Chaos
         @group.ask(@group.sentinel_ports.first, "SENTINEL", "FAILOVER", SentinelGroup::MASTER)
       end
 
-      # kill -9 of the master; the sentinels promote a replica; it comes back `down`
-      # seconds later (as a replica, once the sentinels see it).
+      # kill -9 of the master; the sentinels promote a replica; it comes back (from its
+      # AOF) `down` seconds after the promotion, and the sentinels make it a replica.
       def master_kill(down)
-        server = @group.server(@group.master_port)
-        server.kill9
+        port = @group.master_port
+        @group.server(port).kill9
+        deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 30
+        sleep 0.2 until @group.master_port != port || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
         sleep down
-        server.start
+        @group.server(port).start
+        port
       end
 
       def cleanup = @group&.cleanup

@@ -11,11 +11,14 @@ class SentinelGroup
 
   attr_reader :master, :replica, :sentinel_ports
 
-  def initialize(down_after_ms: 1000, replicas: 1)
+  # `aof: true` gives every server an AOF (fsync always), as production would: a
+  # master killed and restarted comes back with its data, not empty.
+  def initialize(down_after_ms: 1000, replicas: 1, aof: false)
     @dir = Dir.mktmpdir("fiber_job-sentinel")
     @down_after_ms = down_after_ms
     @replica_count = replicas
-    @master = RedisServer.new
+    @aof = aof
+    @master = RedisServer.new(aof: aof)
     @replicas = []
     @replica = nil
     @sentinel_ports = Array.new(3) { RedisServer.free_port }
@@ -24,7 +27,7 @@ class SentinelGroup
 
   def start
     @master.start
-    @replicas = Array.new(@replica_count) { RedisServer.new(args: ["--replicaof", "127.0.0.1", @master.port.to_s]).start }
+    @replicas = Array.new(@replica_count) { RedisServer.new(aof: @aof, args: ["--replicaof", "127.0.0.1", @master.port.to_s]).start }
     @replica = @replicas.first
     @sentinel_ports.each_with_index do |port, i|
       conf = File.join(@dir, "sentinel-#{i}.conf")
