@@ -231,10 +231,12 @@ module Chaos
         running = []
         events.each do |time, delta, run|
           delta.positive? ? running << run : running.delete(run)
-          next unless running.size > limit
+          # Jobs, not runs: a job running twice at once is a duplicate (judged above).
+          jobs = running.map(&:jid).uniq.size
+          next unless jobs > limit
 
           fault = fault_for(running.map(&:pid), running.map(&:start).min - 30, time, kinds: OVERRUN)
-          @result.add(kind, "key #{key}: #{running.size} running at #{time.round(2)} (limit #{limit})", fault: fault)
+          @result.add(kind, "key #{key}: #{jobs} running at #{time.round(2)} (limit #{limit})", fault: fault)
           break
         end
       end
@@ -265,7 +267,7 @@ module Chaos
           @result.add(:early, "#{jid} started #{(due - first.start - @offset).round(3)} s before its due time (pid #{first.pid})")
         end
         runs.each do |retry_run|
-          failed = runs.find { |r| r.attempt == retry_run.attempt - 1 && r.result == "fail" }
+          failed = runs.select { |r| r.attempt == retry_run.attempt - 1 && r.result == "fail" }.min_by(&:finish)
           next unless failed && retry_run.start < failed.finish + 1 - @tolerance
 
           @result.add(:early, "#{jid} retry #{retry_run.attempt} started #{(failed.finish + 1 - retry_run.start).round(3)} s " \
@@ -316,6 +318,10 @@ module Chaos
           next if times.size < 2
 
           @result.counts[:items_redone] += 1
+          # Items after the last checkpoint are processed again when a run ends early:
+          # a failure (its retry resumes from the checkpoint), an interruption, a kill.
+          next if @runs[e.jid].any? { |r| !r.ok? }
+
           fault = fault_for(@runs[e.jid].map(&:pid), times.map(&:last).min - 30, times.map(&:last).max)
           @result.add(:item_redone, "#{e.jid}: item #{item} processed #{times.size} times", fault: fault)
         end

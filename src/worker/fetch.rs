@@ -173,9 +173,11 @@ async fn reconcile(
     held_key: &str,
     c: &mut Conn,
 ) -> redis::RedisResult<bool> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    state.report(Outcome::Flush(tx));
-    if tokio::time::timeout(state.timeout, rx).await.is_err() {
+    // What this process holds, read before the flush: a job that finishes after this
+    // read is in it, and one that finished before has its ack ahead of the flush, so
+    // no finished job whose ack is still on its way is taken for a stray one.
+    let processing = state.dispatcher.processing_payloads(q);
+    if !flush_acks(state).await {
         return Ok(false);
     }
     let mut taken: Vec<Vec<u8>> = redis::cmd("LRANGE")
@@ -186,9 +188,14 @@ async fn reconcile(
         .await?;
     let held: Vec<Vec<u8>> = redis::cmd("SMEMBERS").arg(held_key).query_async(c).await?;
     taken.extend(held);
-    let processing = state.dispatcher.processing_payloads(q);
+    taken.retain(|raw| !processing.contains(raw));
+    // A job that ended just as `processing` was read (out of it, its ack reported a
+    // moment later) is acked by this second flush; RECOVER then finds it gone.
+    if !taken.is_empty() && !flush_acks(state).await {
+        return Ok(false);
+    }
     let mut moved = 0;
-    for raw in taken.into_iter().filter(|raw| !processing.contains(raw)) {
+    for raw in taken {
         moved += scripts::RECOVER
             .key(processing_key)
             .key(queue_key)
@@ -204,6 +211,14 @@ async fn reconcile(
         );
     }
     Ok(true)
+}
+
+/// Waits until the acker has written every outcome reported so far; false when that
+/// took longer than the network timeout.
+async fn flush_acks(state: &WorkerState) -> bool {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    state.report(Outcome::Flush(tx));
+    tokio::time::timeout(state.timeout, rx).await.is_ok()
 }
 
 /// Parses what was fetched and sends what cannot run where it belongs: payloads that
