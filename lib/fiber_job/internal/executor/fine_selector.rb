@@ -40,11 +40,13 @@ module FiberJob
 
           # Whole milliseconds in the selector; under one, a look first: what is ready
           # already (a wake byte written by this very thread) must not wait.
+          deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + interval
           whole = (interval * 1000).floor / 1000.0
           ready = @inner.select(whole)
           return ready if ready
 
-          rest = interval - whole
+          # The rest by the clock: the selector's own timeout may end a little early.
+          rest = deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC)
           sleep(rest) if rest.positive? # the reactor's own (blocking) fiber: a real nanosleep
           @inner.select(0)
         end
