@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require "async"
 require "fiber_job/internal/executor/fine_selector"
 
 RSpec.describe FiberJob.const_get(:Internal)::Executor::FineSelector do
