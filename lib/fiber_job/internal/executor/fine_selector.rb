@@ -45,8 +45,10 @@ module FiberJob
           ready = @inner.select(whole)
           return ready if ready
 
-          # The rest by the clock: the selector's own timeout may end a little early.
-          rest = deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC)
+          # The rest by the clock (the selector's own timeout may end a little early), at
+          # most a millisecond: a select woken early by a signal must not block the
+          # reactor for the rest of a long timer.
+          rest = [deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC), 0.001].min
           sleep(rest) if rest.positive? # the reactor's own (blocking) fiber: a real nanosleep
           @inner.select(0)
         end
