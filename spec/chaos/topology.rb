@@ -33,6 +33,23 @@ module Chaos
 
     def wait_replicas = 0
 
+    # kill -9 of a master's `server`; once `replaced` says a replica took its place (at
+    # most 30 s) and `down` seconds more, it restarts (and rejoins as a replica).
+    def kill_until_replaced(server, down, &replaced)
+      server.kill9
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 30
+      sleep 0.2 until safely(&replaced) || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+      sleep down
+      server.start
+    end
+
+    # The block's answer; false while the servers cannot give one.
+    def safely
+      yield
+    rescue StandardError
+      false
+    end
+
     # One Redis with AOF, each worker behind a proxy of its own (so one worker can be cut off).
     class Single < Topology
       def initialize(fsync:, seed:)
@@ -98,11 +115,7 @@ module Chaos
       # AOF) `down` seconds after the promotion, and the sentinels make it a replica.
       def master_kill(down)
         port = @group.master_port
-        @group.server(port).kill9
-        deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 30
-        sleep 0.2 until @group.master_port != port || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
-        sleep down
-        @group.server(port).start
+        kill_until_replaced(@group.server(port), down) { @group.master_port != port }
         port
       end
 
@@ -126,15 +139,7 @@ module Chaos
       def cluster_master_kill(down, rng)
         masters = @group.masters
         port = masters[rng.rand(masters.size)]
-        @group.server(port).kill9
-        deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 30
-        sleep 0.5 until begin
-          !@group.masters.include?(port)
-        rescue StandardError
-          false
-        end || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
-        sleep down
-        @group.server(port).start
+        kill_until_replaced(@group.server(port), down) { !@group.masters.include?(port) }
         port
       end
 
