@@ -6,11 +6,12 @@ module FiberJob
       # The fiber executor's I/O selector under async 1.x: nio4r's, with timers that fire
       # on time. libev hands epoll a timeout in whole milliseconds, rounded up, so every
       # `sleep 0.01` in a job overshot by 0.5–1 ms — 7 % of a 10 ms sleep (the
-      # sleep-bound workload in docs/PERFORMANCE.md). Here a wait for the next timer is split: the whole
-      # milliseconds in the selector (woken by I/O as before), the rest (under 1 ms) in a
-      # precise sleep of the reactor's own thread, then a non-blocking look at the
-      # selector (and, for a wait under 1 ms, a non-blocking look before it too). I/O that becomes ready during that last sub-millisecond waits for its
-      # end, which is no later than the selector would have woken anyway.
+      # sleep-bound workload in docs/PERFORMANCE.md). Here a wait for the next timer is split:
+      # whole milliseconds in the selector (woken by I/O and by `wakeup` as before), the
+      # rest (under 1 ms) in a precise sleep of the reactor's own thread between two
+      # non-blocking looks at the selector. I/O that becomes ready during that last
+      # sub-millisecond waits for its end, which is no later than the selector would have
+      # woken anyway.
       #
       # Async 2.x selects with its own precise timeouts (io-event) and is left alone.
       class FineSelector
@@ -28,7 +29,11 @@ module FiberJob
 
         def register(io, interest) = @inner.register(io, interest)
 
-        def wakeup = @inner.wakeup
+        # Woken by the reactor (another thread, a signal trap): the select returns now.
+        def wakeup
+          @woken = true
+          @inner.wakeup
+        end
 
         def close = @inner.close
 
@@ -38,20 +43,34 @@ module FiberJob
         def select(interval = nil)
           return @inner.select(interval) unless interval&.positive?
 
-          # Whole milliseconds in the selector; under one, a look first: what is ready
-          # already (a wake byte written by this very thread) must not wait.
-          deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + interval
-          whole = (interval * 1000).floor / 1000.0
-          ready = @inner.select(whole)
-          return ready if ready
+          deadline = now + interval
+          loop do
+            rest = deadline - now
+            break if rest < 0.001
 
-          # The rest by the clock (the selector's own timeout may end a little early), at
-          # most a millisecond: a select woken early by a signal must not block the
-          # reactor for the rest of a long timer.
-          rest = [deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC), 0.001].min
-          sleep(rest) if rest.positive? # the reactor's own (blocking) fiber: a real nanosleep
+            # Whole milliseconds in the selector. libev times its wait from its loop's
+            # cached clock, so the wait can end before the interval is over (by as long
+            # as the reactor ran since its last select): wait again for what is left,
+            # unless I/O is ready or the reactor was woken.
+            ready = @inner.select((rest * 1000).floor / 1000.0)
+            return ready if ready || @woken
+          end
+          # Under a millisecond left: a look (what is ready already, such as a wake byte
+          # this very thread wrote, must not wait), a precise sleep of the reactor's own
+          # (blocking) fiber, and a last look.
+          ready = @inner.select(0)
+          return ready if ready || @woken
+
+          rest = deadline - now
+          sleep(rest) if rest.positive?
           @inner.select(0)
+        ensure
+          @woken = false
         end
+
+        private
+
+        def now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       end
     end
   end

@@ -22,6 +22,24 @@ RSpec.describe FiberJob.const_get(:Internal)::Executor::FineSelector do
     expect(clock.call - started).to be >= 0.0057
   end
 
+  it "waits the whole interval when the reactor ran since its last select (libev's cached clock)" do
+    @selector.select(0)
+    busy = clock.call
+    nil while clock.call - busy < 0.003
+    started = clock.call
+    @selector.select(0.0057)
+    expect(clock.call - started).to be >= 0.0057
+  end
+
+  it "returns at once when woken from another thread during a long wait" do
+    waker = Thread.new { sleep 0.05; @selector.wakeup }
+    started = clock.call
+    @selector.select(5.0)
+    expect(clock.call - started).to be < 1.0
+  ensure
+    waker&.join
+  end
+
   it "returns at once when I/O is ready, with the monitors" do
     reader, writer = IO.pipe
     monitor = @selector.register(reader, :r)
