@@ -133,11 +133,13 @@ module Chaos
     end
 
     # When a run ended: its F line, else the death of its process (a fault), else never.
+    # A process dies once: a run it logged after the fault began (between the fault's
+    # clock read and the signal landing) ended when it did.
     def ended(run)
       return run.finish if run.finish
 
-      death = @faults.find { |f| f.target == run.pid && %i[worker_kill worker_term].include?(f.kind) && f.from >= run.start }
-      death ? death.from : Float::INFINITY
+      death = @faults.find { |f| f.target == run.pid && %i[worker_kill worker_term].include?(f.kind) && f.to >= run.start }
+      death ? [death.from, run.start].max : Float::INFINITY
     end
 
     # Faults that can make a job run again: its process died or stopped, was cut off
@@ -227,7 +229,9 @@ module Chaos
     # Runs of `klass` per key (tag), swept in time: more than `limit` at once is a violation.
     def overlaps(klass, limit, kind)
       @runs.values.flatten.select { |r| r.klass == klass }.group_by(&:tag).each do |key, runs|
-        events = runs.flat_map { |r| [[r.start, 1, r], [ended(r), -1, r]] }.sort_by { |t, d, _| [t, d] }
+        # (Ends before starts at the same time; a run that ended as it started overlaps nothing.)
+        events = runs.select { |r| ended(r) > r.start }.flat_map { |r| [[r.start, 1, r], [ended(r), -1, r]] }
+        events.sort_by! { |t, d, _| [t, d] }
         running = []
         events.each do |time, delta, run|
           delta.positive? ? running << run : running.delete(run)
@@ -236,7 +240,8 @@ module Chaos
           next unless jobs > limit
 
           fault = fault_for(running.map(&:pid), running.map(&:start).min - 30, time, kinds: OVERRUN)
-          @result.add(kind, "key #{key}: #{jobs} running at #{time.round(2)} (limit #{limit})", fault: fault)
+          spans = running.map { |r| "#{r.jid} (pid #{r.pid}, #{r.start.round(2)}..#{ended(r).round(2)})" }
+          @result.add(kind, "key #{key}: #{jobs} running at #{time.round(2)} (limit #{limit}): #{spans.join(", ")}", fault: fault)
           break
         end
       end

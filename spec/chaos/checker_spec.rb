@@ -92,6 +92,24 @@ RSpec.describe "Chaos::Checker" do
     expect(found(result, :cron_twice).size).to eq(1)
   end
 
+  it "ends a run that started while its worker was being killed at the kill, and still finds two unique jobs at once" do
+    # Worker 10 logs a's start just after the fault's clock read and before the signal
+    # lands: a has no F line, and must not count as running for ever after.
+    log("E a ChaosUnique u1 - 1.0", "E b ChaosUnique u1 - 5.0")
+    log("S a 0 10 2.01 ChaosUnique u1")
+    log("S a 0 11 3.0 ChaosUnique u1", "F a 0 11 3.1 ok", "S b 0 11 6.0 ChaosUnique u1", "F b 0 11 6.1 ok")
+    faults << fault(:worker_kill, 10, 2.0, 2.05)
+    result = check
+    expect(found(result, :unique_overlap)).to be_empty
+    expect(result).to be_ok
+
+    log("E c ChaosUnique u2 - 1.0", "E d ChaosUnique u2 - 1.0", "S c 0 12 7.0 ChaosUnique u2", "F c 0 12 7.5 ok",
+        "S d 0 11 7.2 ChaosUnique u2", "F d 0 11 7.3 ok")
+    overlap = found(check, :unique_overlap)
+    expect(overlap.size).to eq(1)
+    expect(overlap.first[1]).to include("c (pid 12, 7.0", "d (pid 11, 7.2")
+  end
+
   it "finds a batch callback run twice or before its jobs ended, and an iterable job resuming behind its cursor" do
     log("B x 2 1.0", "E m1 ChaosMember x - 1.0", "E m2 ChaosMember x - 1.0")
     log("S m1 0 10 2.0 ChaosMember x", "F m1 0 10 2.1 ok", "S m2 0 10 2.0 ChaosMember x", "F m2 0 10 3.0 ok")
