@@ -4,7 +4,8 @@
 # FiberJob, not how it compares to Sidekiq), each pair in one run, rounds interleaved:
 #   C1  W1 (100,000 no-op jobs, concurrency 10) over TLS vs plain TCP, prefetch 100 and 0
 #   C2  50,000 × perform_async from one thread with a replica: redis_wait_replicas 0 vs 1
-# Usage: ruby bench/connections.rb [C1] [C2]  (ROUNDS=3); bench/run C1 C2 calls it.
+#   C3  50,000 × perform_async from one thread over TLS vs plain TCP (the direct path)
+# Usage: ruby bench/connections.rb [C1] [C2] [C3]  (ROUNDS=3); bench/run C1 C2 C3 calls it.
 require "json"
 require "open3"
 require "socket"
@@ -86,8 +87,8 @@ def w1_round(url, prefetch, tls_ca: nil)
   json["jobs_per_s"]
 end
 
-def enqueue_round(url, wait)
-  out = IO.popen({ "REDIS_URL" => url, "WAIT_REPLICAS" => wait.to_s },
+def enqueue_round(url, wait, tls_ca: nil)
+  out = IO.popen({ "REDIS_URL" => url, "WAIT_REPLICAS" => wait.to_s, "TLS_CA" => tls_ca },
                  [RbConfig.ruby, File.join(BENCH, "enqueue.rb"), "fiber_job", "single", "50000"], &:read)
   JSON.parse(out)["jobs_per_s"]
 end
@@ -101,12 +102,12 @@ def report(id, title, a_name, a, b_name, b)
   $stdout.flush
 end
 
-selected = ARGV.empty? ? %w[C1 C2] : ARGV.map(&:upcase)
+selected = ARGV.empty? ? %w[C1 C2 C3] : ARGV.map(&:upcase)
 plain_port = free_port
 redis_server("--port", plain_port.to_s, log: "plain.log")
 plain = "redis://127.0.0.1:#{plain_port}/0"
 
-if selected.include?("C1")
+if selected.intersect?(%w[C1 C3])
   certificates
   tls_port = free_port
   redis_server("--port", "0", "--tls-port", tls_port.to_s, "--tls-cert-file", File.join(DIR, "s.pem"),
@@ -114,6 +115,9 @@ if selected.include?("C1")
                "--tls-auth-clients", "no", log: "tls.log")
   tls = "rediss://127.0.0.1:#{tls_port}/0"
   ca = File.join(DIR, "ca.pem")
+end
+
+if selected.include?("C1")
   [100, 0].each do |prefetch|
     tcp_runs = []
     tls_runs = []
@@ -136,4 +140,14 @@ if selected.include?("C2")
     with << enqueue_round(plain, 1)
   end
   report("C2", "perform_async ×50,000, one thread, one replica", "wait 0", without, "wait 1", with)
+end
+
+if selected.include?("C3")
+  tcp_runs = []
+  tls_runs = []
+  ROUNDS.times do
+    tcp_runs << enqueue_round(plain, 0)
+    tls_runs << enqueue_round(tls, 0, tls_ca: ca)
+  end
+  report("C3", "perform_async ×50,000, one thread, TLS vs plain TCP", "TCP", tcp_runs, "TLS", tls_runs)
 end

@@ -94,6 +94,35 @@ RSpec.describe "Redis over TLS" do
       .to raise_error(FiberJob::ConnectionError, /requires a client certificate.*cert_file/m)
   end
 
+  # Connections to the server other than the one asking: the shared one, and each
+  # thread's own for the direct enqueue path.
+  def other_connections(server_redis) = server_redis.call("CLIENT", "LIST").lines.grep_v(/cmd=client/).size
+
+  it "enqueues on each thread's own TLS connection (the direct path), with a CA file, a client certificate or verify_peer: false" do
+    cert, key = @pki.pair("client")
+    stub_const("TlsDirectJob", Class.new(FiberJob::Job))
+    { "a CA file" => [@tls, {}], "a client certificate" => [@mtls, { cert_file: cert, key_file: key }],
+      "verify_peer: false" => [@tls, { verify_peer: false }] }.each do |what, (server, tls)|
+      FiberJob.reset!
+      use(server, **tls)
+      before = other_connections(redis) # an earlier example's, until they are collected
+      TlsDirectJob.perform_async(0) # the shared connection reaches the server first
+      expect(other_connections(redis)).to eq(before + 1), what
+      pushed = Queue.new
+      done = Queue.new
+      thread = Thread.new do # a thread's direct connection lives as long as the thread
+        5.times { |i| TlsDirectJob.perform_async(i) }
+        pushed << true
+        done.pop
+      end
+      pushed.pop
+      expect(other_connections(redis)).to eq(before + 2), what # the shared one and the thread's
+      done << true
+      thread.join
+      expect(redis.llen("fiber_job:queue:{default}")).to eq(6), what
+    end
+  end
+
   it "names each handshake failure within network_timeout" do
     plain = TEST_REDIS
     cases = {

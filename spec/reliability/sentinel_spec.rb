@@ -108,6 +108,42 @@ RSpec.describe "Redis Sentinel", :slow do
     expect(acked.size).to be > 100
   end
 
+  # Clients' connections to a server: not the replicas' (flags=S), not the one asking.
+  def client_connections(port) = Resp.ask(port, "CLIENT", "LIST").lines.grep_v(/cmd=client|flags=S/).size
+
+  it "enqueues on each thread's own connection to the master (the direct path), and to the new one after a failover" do
+    stub_const("SentinelDirectJob", Class.new(FiberJob::Job))
+    old_port = @group.master_port
+    before = client_connections(old_port)
+    SentinelDirectJob.perform_async("first") # the shared connection finds the master first
+    expect(client_connections(old_port)).to eq(before + 1)
+    go = Queue.new
+    pushed = Queue.new
+    thread = Thread.new do # a thread's direct connection lives as long as the thread
+      while (label = go.pop)
+        5.times { |i| SentinelDirectJob.perform_async(label, i) }
+        pushed << true
+      end
+    end
+    go << "before"
+    pushed.pop
+    expect(client_connections(old_port)).to eq(before + 2) # the shared one and the thread's
+    @group.ask(@group.sentinel_ports.first, "SENTINEL", "FAILOVER", SentinelGroup::MASTER)
+    wait_for(timeout: 30, message: "the sentinels to name a new master") { @group.master_port != old_port }
+    new_port = @group.master_port
+    wait_for(timeout: 30, message: "the old master to become a replica") do
+      Resp.ask(old_port, "ROLE").first == "slave"
+    end
+    go << "after"
+    pushed.pop
+    expect(client_connections(new_port)).to be >= 2 # the shared one and the thread's, remade
+    labels = redis.lrange("fiber_job:queue:{default}", 0, -1).map { |j| JSON.parse(j)["args"].first }
+    expect(labels.count("after")).to eq(5)
+  ensure
+    go&.close
+    thread&.join
+  end
+
   it "refuses a redis_url set together with sentinels, naming both" do
     expect { FiberJob.configure { |c| c.redis_url = "redis://127.0.0.1:6379" } }
       .to raise_error(FiberJob::ConfigurationError, /redis_url and redis_sentinels are both set/)

@@ -16,7 +16,9 @@
 //! payload: the jobs are stored together or not at all, and the LPUSH's reply alone says
 //! which. (A `MULTI` around both would cost a fifth of the rate of concurrent pushes.)
 //!
-//! Only `redis://` over TCP. Anything unexpected — a connect or I/O error, a timeout,
+//! Over TCP, plain or TLS (rustls, configured as the shared connection is), to the
+//! server the target's route names (`runtime/route.rs`: a Sentinel master is the current
+//! one; a route of an older generation is never used). Anything unexpected — a connect or I/O error, a timeout,
 //! a refused transaction (so nothing was written) — sends the caller to the shared
 //! path, which retries until `network_timeout` and reports errors as always. The
 //! connection is per thread and per process (a forked child makes its own).
@@ -31,9 +33,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use redis::{ConnectionAddr, IntoConnectionInfo};
+use std::sync::Arc;
+
+use rustls::{ClientConnection, StreamOwned};
 
 use crate::runtime::cancel::Cancel;
+use crate::runtime::route::Route;
 
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
@@ -88,9 +93,9 @@ impl Drop for InFlightPush {
 }
 
 struct Direct {
-    url: String,
+    route: Arc<Route>,
     pid: u32,
-    stream: TcpStream,
+    stream: Stream,
     /// What was read and not yet parsed into replies.
     input: Vec<u8>,
     /// A request was written by `push_quick` and its replies are still to be read.
@@ -101,10 +106,16 @@ thread_local! {
     static CONN: RefCell<Option<Direct>> = const { RefCell::new(None) };
 }
 
-/// Whether this thread has a request written and its replies unread: the caller must
-/// finish it with `push`, never on another connection (it may have been applied).
-pub fn pending() -> bool {
-    CONN.with(|cell| cell.borrow().as_ref().is_some_and(|d| d.pending))
+/// The route of this thread's request written and its replies unread, if there is one:
+/// the caller must finish it with `push` on that route, never on another connection (it
+/// may have been applied), even when the target has moved on (a Sentinel failover).
+pub fn pending() -> Option<Arc<Route>> {
+    CONN.with(|cell| {
+        cell.borrow()
+            .as_ref()
+            .filter(|d| d.pending)
+            .map(|d| d.route.clone())
+    })
 }
 
 /// Replies to one push: SADD, LPUSH.
@@ -137,7 +148,7 @@ fn outcome(replies: &[Reply], pushed: usize) -> io::Result<bool> {
 /// waits up to `SPIN` for both replies. `None`: not finished, call `push` (without the
 /// GVL). `Some(Err)`: use the shared path.
 pub fn push_quick(
-    url: &str,
+    route: &Route,
     qkey: &str,
     queues_key: &str,
     queue: &str,
@@ -146,12 +157,9 @@ pub fn push_quick(
     CONN.with(|cell| {
         let mut slot = cell.borrow_mut();
         // Replies a previous request never had read: start over.
-        forget_stale(&mut slot, url, true);
+        forget_stale(&mut slot, route, true);
         let conn = slot.as_mut()?;
-        if let Err(e) = conn
-            .stream
-            .write_all(&request(qkey, queues_key, queue, payloads))
-        {
+        if let Err(e) = conn.send(&request(qkey, queues_key, queue, payloads)) {
             *slot = None;
             return Some(Err(e));
         }
@@ -177,7 +185,7 @@ pub fn push_quick(
 /// or finishes the push `push_quick` started. Call it without the GVL. `Err` means:
 /// use the shared path.
 pub fn push(
-    url: &str,
+    route: &Arc<Route>,
     timeout: Duration,
     cancel: &Cancel,
     qkey: &str,
@@ -187,15 +195,14 @@ pub fn push(
 ) -> io::Result<bool> {
     CONN.with(|cell| {
         let mut slot = cell.borrow_mut();
-        forget_stale(&mut slot, url, false);
+        forget_stale(&mut slot, route, false);
         if slot.is_none() {
-            *slot = Some(connect(url, timeout, cancel)?);
+            *slot = Some(connect(route, timeout, cancel)?);
         }
         let conn = slot.as_mut().expect("connected above");
         let result = (|| {
             if !conn.pending {
-                conn.stream
-                    .write_all(&request(qkey, queues_key, queue, payloads))?;
+                conn.send(&request(qkey, queues_key, queue, payloads))?;
                 conn.pending = true;
             }
             let replies = conn.wait_replies(cancel, timeout, REPLIES)?;
@@ -212,19 +219,25 @@ pub fn push(
     })
 }
 
-/// Drops this thread's connection if it is for another URL or another process (a
+/// Drops this thread's connection if it is for another route or another process (a
 /// forked child), or, with `pending_too`, if it has replies left unread.
-fn forget_stale(slot: &mut Option<Direct>, url: &str, pending_too: bool) {
+fn forget_stale(slot: &mut Option<Direct>, route: &Route, pending_too: bool) {
     let pid = std::process::id();
     if slot
         .as_ref()
-        .is_some_and(|d| d.url != url || d.pid != pid || (pending_too && d.pending))
+        .is_some_and(|d| d.route.id != route.id || d.pid != pid || (pending_too && d.pending))
     {
         *slot = None;
     }
 }
 
 impl Direct {
+    /// Writes a request whole (with TLS, every record of it).
+    fn send(&mut self, request: &[u8]) -> io::Result<()> {
+        self.stream.write_all(request)?;
+        self.stream.flush()
+    }
+
     /// One read of what has arrived, waiting at most the socket's read timeout.
     fn read_some(&mut self) -> io::Result<()> {
         let mut chunk = [0u8; 512];
@@ -262,7 +275,7 @@ impl Direct {
         count: usize,
     ) -> io::Result<Vec<Reply>> {
         let deadline = Instant::now() + timeout;
-        self.stream.set_read_timeout(Some(SLICE))?;
+        self.stream.tcp().set_read_timeout(Some(SLICE))?;
         let replies = loop {
             if let Some(replies) = self.replies(count) {
                 break replies;
@@ -279,7 +292,7 @@ impl Direct {
                 Err(e) => return Err(e),
             }
         };
-        self.stream.set_read_timeout(Some(SPIN))?;
+        self.stream.tcp().set_read_timeout(Some(SPIN))?;
         Ok(replies)
     }
 }
@@ -315,50 +328,103 @@ fn reply(input: &mut &[u8]) -> Option<Reply> {
     Some(reply)
 }
 
-fn connect(url: &str, timeout: Duration, cancel: &Cancel) -> io::Result<Direct> {
-    let info = url
-        .into_connection_info()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    let ConnectionAddr::Tcp(host, port) = info.addr() else {
-        return Err(io::Error::new(io::ErrorKind::Unsupported, "not plain TCP"));
-    };
-    let addr = (host.as_str(), *port)
+fn connect(route: &Arc<Route>, timeout: Duration, cancel: &Cancel) -> io::Result<Direct> {
+    let deadline = Instant::now() + timeout;
+    let addr = (route.host.as_str(), route.port)
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
-    let stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_nodelay(true)?;
-    stream.set_write_timeout(Some(timeout))?;
+    let tcp = TcpStream::connect_timeout(&addr, timeout)?;
+    tcp.set_nodelay(true)?;
+    tcp.set_write_timeout(Some(timeout))?;
+    let stream = match &route.tls {
+        None => Stream::Plain(tcp),
+        Some((config, name)) => {
+            let mut tls = ClientConnection::new(Arc::clone(config), name.clone())
+                .map_err(io::Error::other)?;
+            let mut tcp = tcp;
+            while tls.is_handshaking() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake"));
+                }
+                tcp.set_read_timeout(Some(left))?;
+                tls.complete_io(&mut tcp)?;
+            }
+            Stream::Tls(Box::new(StreamOwned::new(tls, tcp)))
+        }
+    };
     let mut conn = Direct {
-        url: url.to_string(),
+        route: route.clone(),
         pid: std::process::id(),
         stream,
         input: Vec::with_capacity(64),
         pending: false,
     };
-    let settings = info.redis_settings();
     let mut buf = Vec::new();
     let mut expected = 0;
-    if let Some(password) = settings.password() {
-        match settings.username() {
+    if let Some(password) = &route.password {
+        match &route.username {
             Some(user) => encode(&mut buf, &[b"AUTH", user.as_bytes(), password.as_bytes()]),
             None => encode(&mut buf, &[b"AUTH", password.as_bytes()]),
         }
         expected += 1;
     }
-    if settings.db() != 0 {
-        encode(&mut buf, &[b"SELECT", settings.db().to_string().as_bytes()]);
+    if route.db != 0 {
+        encode(&mut buf, &[b"SELECT", route.db.to_string().as_bytes()]);
         expected += 1;
     }
     if expected > 0 {
-        conn.stream.write_all(&buf)?;
-        let replies = conn.wait_replies(cancel, timeout, expected)?;
+        conn.send(&buf)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let replies = conn.wait_replies(cancel, left, expected)?;
         if replies.iter().any(|r| matches!(r, Reply::Error(_))) {
             return Err(io::Error::other("AUTH or SELECT refused"));
         }
     }
-    conn.stream.set_read_timeout(Some(SPIN))?;
+    conn.stream.tcp().set_read_timeout(Some(SPIN))?;
     Ok(conn)
+}
+
+/// The connection: plain TCP, or TLS over it. Timeouts are set on the TCP socket; a
+/// read that times out inside a TLS record leaves what arrived in rustls's buffer.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
 }
 
 #[derive(Debug, PartialEq)]

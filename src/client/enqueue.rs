@@ -96,15 +96,13 @@ impl Enqueue {
         let qkey = self.handle.keys.queue(queue);
         let queues = self.handle.keys.queues();
         let push = super::direct::InFlightPush::start();
-        // A request `push_quick` wrote must be finished on its own connection.
-        let direct = self
-            .handle
-            .target
-            .plain_url()
-            .filter(|_| super::direct::pending() || push.alone());
-        if let Some(url) = direct {
+        // A request `push_quick` wrote is finished on its own connection, wherever the
+        // target is now.
+        let direct = super::direct::pending()
+            .or_else(|| self.handle.target.direct_route().filter(|_| push.alone()));
+        if let Some(route) = direct {
             let pushed = super::direct::push(
-                url,
+                &route,
                 self.handle.timeout,
                 cancel,
                 &qkey,
@@ -189,9 +187,9 @@ impl Enqueue {
     /// (or refused); `None`: finish with `push`, without the GVL.
     pub fn push_quick(&self, queue: &str, payloads: &[String]) -> Option<Result<bool>> {
         let push = super::direct::InFlightPush::start();
-        let url = self.handle.target.plain_url().filter(|_| push.alone())?;
+        let route = self.handle.target.direct_route().filter(|_| push.alone())?;
         let (qkey, queues) = (self.handle.keys.queue(queue), self.handle.keys.queues());
-        match super::direct::push_quick(url, &qkey, &queues, queue, payloads)? {
+        match super::direct::push_quick(&route, &qkey, &queues, queue, payloads)? {
             Ok(empty_before) => Some(Ok(empty_before)),
             Err(_) => None, // `push` tries again, then the shared path
         }

@@ -1,7 +1,8 @@
 //! The process-wide tokio runtime, and how a process reaches Redis. Submodules:
 //! `settings` (what the configuration says, as plain values), `target` (where Redis is:
 //! the one place that builds connections), `sentinel` (a Sentinel master's address),
-//! `tls` (rustls from the TLS settings), `cluster` (a Redis Cluster's client), `conn`
+//! `tls` (rustls from the TLS settings), `route` (where the direct enqueue path
+//! connects, and its rustls configuration), `cluster` (a Redis Cluster's client), `conn`
 //! (`Conn`: one Redis or a Cluster; Cluster pipelines split by key), `clock` (Redis's
 //! time, for decisions shared by processes), `cancel` (unblock tokens), `outage`
 //! (log-once and backoff) and `log` (the tracing bridge to Ruby's logger).
@@ -17,6 +18,7 @@ pub mod cluster;
 pub mod conn;
 pub mod log;
 pub mod outage;
+pub mod route;
 pub mod sentinel;
 pub mod settings;
 pub mod target;

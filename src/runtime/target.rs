@@ -26,6 +26,7 @@ use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo};
 
 use super::conn::Conn;
 use super::mask_password;
+use super::route::Route;
 pub use super::settings::{TargetSettings, TlsSettings};
 use crate::error::{Error, Result};
 
@@ -58,8 +59,14 @@ pub struct Target {
     timeout: Duration,
     /// Where it is, password masked, for messages and the banner.
     description: String,
-    /// A plain `redis://` URL over TCP, which the direct enqueue path may use.
-    plain_url: Option<String>,
+    /// Where the direct enqueue path connects, with the generation it belongs to (see
+    /// `route.rs`): a plain URL's from the start; a TLS URL's or the Sentinel master's
+    /// once the shared connection reached it.
+    route: std::sync::Mutex<Option<(std::sync::Arc<Route>, u64)>>,
+    /// The TLS settings, and the rustls configuration the direct path builds from them
+    /// on first use (`None`: it could not, and the path is not taken).
+    tls: Option<TlsSettings>,
+    tls_config: std::sync::OnceLock<Option<std::sync::Arc<rustls::ClientConfig>>>,
     wait_replicas: usize,
 }
 
@@ -84,7 +91,9 @@ impl Target {
                 generation: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
                 timeout: s.timeout,
                 description: cluster.description,
-                plain_url: None,
+                route: std::sync::Mutex::new(None),
+                tls: None,
+                tls_config: std::sync::OnceLock::new(),
                 wait_replicas: s.wait_replicas,
             });
         }
@@ -101,7 +110,9 @@ impl Target {
                 generation: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
                 timeout: s.timeout,
                 description: sentinel.description,
-                plain_url: None,
+                route: std::sync::Mutex::new(None),
+                tls: s.tls.clone(),
+                tls_config: std::sync::OnceLock::new(),
                 wait_replicas: s.wait_replicas,
             });
         }
@@ -114,6 +125,10 @@ impl Target {
             .into_connection_info()
             .map_err(|e| bad_url(&s.url, e))?;
         let tls_url = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
+        let route = (!tls_url)
+            .then(|| Route::new(&info, None))
+            .flatten()
+            .map(|r| (std::sync::Arc::new(r), 0));
         let client = match certificates {
             Some(certs) if tls_url => redis::Client::build_with_tls(info, certs),
             _ => redis::Client::open(info),
@@ -125,7 +140,9 @@ impl Target {
             generation: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
             timeout: s.timeout,
             description: mask_password(&s.url),
-            plain_url: s.url.starts_with("redis://").then(|| s.url.clone()),
+            route: std::sync::Mutex::new(route),
+            tls: s.tls.clone(),
+            tls_config: std::sync::OnceLock::new(),
             wait_replicas: s.wait_replicas,
         })
     }
@@ -134,12 +151,44 @@ impl Target {
         &self.description
     }
 
-    /// The URL of a plain-TCP target, which the direct enqueue path may use (not when
-    /// enqueues wait for replicas: that path writes one pipeline of its own).
-    pub fn plain_url(&self) -> Option<&str> {
-        self.plain_url
-            .as_deref()
-            .filter(|_| self.wait_replicas == 0)
+    /// Where the direct enqueue path may connect now (see `route.rs`): not in a Cluster,
+    /// not over a Unix socket, not when enqueues wait for replicas (that path writes one
+    /// pipeline of its own), and not to a Sentinel master of an earlier generation.
+    pub fn direct_route(&self) -> Option<std::sync::Arc<Route>> {
+        if self.wait_replicas != 0 {
+            return None;
+        }
+        let slot = self.route.lock().unwrap_or_else(|e| e.into_inner());
+        let (route, generation) = slot.as_ref()?;
+        (*generation == self.generation()).then(|| route.clone())
+    }
+
+    /// Records the server the shared connection reached as the direct path's route,
+    /// unless it is the one recorded already.
+    fn remember_route(&self, info: &redis::ConnectionInfo, generation: u64) {
+        if matches!(self.kind, Kind::Cluster { .. }) {
+            return;
+        }
+        let mut slot = self.route.lock().unwrap_or_else(|e| e.into_inner());
+        let same = slot
+            .as_ref()
+            .is_some_and(|(r, g)| *g == generation && address(info.addr()) == address_of(r));
+        if same {
+            return;
+        }
+        let tls = matches!(info.addr(), ConnectionAddr::TcpTls { .. }).then(|| {
+            self.tls_config.get_or_init(|| {
+                super::route::client_config(self.tls.as_ref())
+                    .inspect_err(|e| tracing::debug!("the direct enqueue path is off for TLS: {e}"))
+                    .ok()
+            })
+        });
+        let route = match tls {
+            Some(None) => None,
+            Some(Some(config)) => Route::new(info, Some(config)),
+            None => Route::new(info, None),
+        };
+        *slot = route.map(|r| (std::sync::Arc::new(r), generation));
     }
 
     /// Replicas each enqueue waits for.
@@ -184,6 +233,14 @@ impl Target {
     /// A multiplexed connection with `network_timeout` for connecting and replies, or
     /// `response_timeout` when a command may wait longer (a blocking fetch).
     pub async fn connect(&self, response_timeout: Option<Duration>) -> redis::RedisResult<Conn> {
+        self.connect_to(response_timeout).await.map(|(c, _)| c)
+    }
+
+    /// `connect`, and the address of the server reached (none in a Cluster).
+    async fn connect_to(
+        &self,
+        response_timeout: Option<Duration>,
+    ) -> redis::RedisResult<(Conn, Option<redis::ConnectionInfo>)> {
         if let Kind::Cluster { client, .. } = &self.kind {
             let config = ClusterConfig::new()
                 .set_connection_timeout(self.timeout)
@@ -191,7 +248,7 @@ impl Target {
             let connecting = client.get_async_connection_with_config(config);
             // Connecting asks a seed for the slots, then connects to every master.
             return match tokio::time::timeout(self.timeout * 2, connecting).await {
-                Ok(c) => c.map(Conn::Cluster),
+                Ok(c) => c.map(|c| (Conn::Cluster(c), None)),
                 Err(_) => Err(timeout_error("connecting to the Redis Cluster")),
             };
         }
@@ -215,7 +272,7 @@ impl Target {
             Err(e) if e.is_timeout() => {
                 Err(super::tls::plain_instead_of_tls(client.get_connection_info(), e).await)
             }
-            other => other.map(Conn::Single),
+            other => other.map(|c| (Conn::Single(c), Some(client.get_connection_info().clone()))),
         }
     }
 
@@ -227,7 +284,10 @@ impl Target {
             let _ = generation;
             return Ok(c.clone());
         }
-        let c = self.connect(None).await?;
+        let (c, reached) = self.connect_to(None).await?;
+        if let Some(info) = reached {
+            self.remember_route(&info, now);
+        }
         *slot = Some((c.clone(), now));
         Ok(c)
     }
@@ -319,6 +379,13 @@ fn address(addr: &ConnectionAddr) -> String {
         ConnectionAddr::TcpTls { host, port, .. } => format!("{host}:{port}, TLS"),
         ConnectionAddr::Unix(path) => path.display().to_string(),
         other => format!("{other:?}"),
+    }
+}
+
+fn address_of(route: &Route) -> String {
+    match route.tls {
+        Some(_) => format!("{}:{}, TLS", route.host, route.port),
+        None => format!("{}:{}", route.host, route.port),
     }
 }
 
