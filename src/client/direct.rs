@@ -107,8 +107,9 @@ thread_local! {
 }
 
 /// The route of this thread's request written and its replies unread, if there is one:
-/// the caller must finish it with `push` on that route, never on another connection (it
-/// may have been applied), even when the target has moved on (a Sentinel failover).
+/// the `push` that continues its `push_quick` must finish it on that route, never on
+/// another connection (it may have been applied), even when the target has moved on
+/// (a Sentinel failover).
 pub fn pending() -> Option<Arc<Route>> {
     CONN.with(|cell| {
         cell.borrow()
@@ -116,6 +117,18 @@ pub fn pending() -> Option<Arc<Route>> {
             .filter(|d| d.pending)
             .map(|d| d.route.clone())
     })
+}
+
+/// Drops this thread's connection if a request on it is still pending: its push was
+/// interrupted (an exception in the caller) before it read the replies, and they must
+/// not be taken for another push's.
+pub fn forget_pending() {
+    CONN.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_some_and(|d| d.pending) {
+            *slot = None;
+        }
+    });
 }
 
 /// Replies to one push: SADD, LPUSH.
@@ -197,7 +210,20 @@ pub fn push(
         let mut slot = cell.borrow_mut();
         forget_stale(&mut slot, route, false);
         if slot.is_none() {
-            *slot = Some(connect(route, timeout, cancel)?);
+            match connect(route, timeout, cancel) {
+                Ok(conn) => *slot = Some(conn),
+                Err(e) => {
+                    // A TLS handshake or AUTH that failed fails again: leave the route
+                    // to the shared path, which reports why.
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::InvalidData | io::ErrorKind::PermissionDenied
+                    ) {
+                        route.refuse();
+                    }
+                    return Err(e);
+                }
+            }
         }
         let conn = slot.as_mut().expect("connected above");
         let result = (|| {
@@ -235,7 +261,12 @@ impl Direct {
     /// Writes a request whole (with TLS, every record of it).
     fn send(&mut self, request: &[u8]) -> io::Result<()> {
         self.stream.write_all(request)?;
-        self.stream.flush()
+        loop {
+            match self.stream.flush() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue, // a signal
+                other => return other,
+            }
+        }
     }
 
     /// One read of what has arrived, waiting at most the socket's read timeout.
@@ -379,7 +410,10 @@ fn connect(route: &Arc<Route>, timeout: Duration, cancel: &Cancel) -> io::Result
         let left = deadline.saturating_duration_since(Instant::now());
         let replies = conn.wait_replies(cancel, left, expected)?;
         if replies.iter().any(|r| matches!(r, Reply::Error(_))) {
-            return Err(io::Error::other("AUTH or SELECT refused"));
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "AUTH or SELECT refused",
+            ));
         }
     }
     conn.stream.tcp().set_read_timeout(Some(SPIN))?;

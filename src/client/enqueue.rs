@@ -91,15 +91,31 @@ impl Enqueue {
     /// Adds payloads to the back of a queue (in order) and records the queue name.
     /// Alone, on the calling thread's direct connection; with company, or when that
     /// fails, on the shared one (see `direct.rs`). Returns whether the queue was empty
-    /// before: then idle fetchers wait for a `wake`.
-    pub fn push(&self, cancel: &Cancel, queue: &str, payloads: &[String]) -> Result<bool> {
+    /// before: then idle fetchers wait for a `wake`. `continuing`: called right after
+    /// `push_quick` returned `None` for these payloads, so a request it wrote is finished
+    /// on its own connection, wherever the target is now; any other call first drops a
+    /// request left pending by an earlier push that was interrupted before it finished.
+    pub fn push(
+        &self,
+        cancel: &Cancel,
+        queue: &str,
+        payloads: &[String],
+        continuing: bool,
+    ) -> Result<bool> {
         let qkey = self.handle.keys.queue(queue);
         let queues = self.handle.keys.queues();
         let push = super::direct::InFlightPush::start();
-        // A request `push_quick` wrote is finished on its own connection, wherever the
-        // target is now.
-        let direct = super::direct::pending()
-            .or_else(|| self.handle.target.direct_route().filter(|_| push.alone()));
+        let pending = if continuing {
+            super::direct::pending()
+        } else {
+            super::direct::forget_pending();
+            None
+        };
+        let direct = pending.or_else(|| {
+            push.alone()
+                .then(|| self.handle.target.direct_route())
+                .flatten()
+        });
         if let Some(route) = direct {
             let pushed = super::direct::push(
                 &route,
@@ -186,8 +202,14 @@ impl Enqueue {
     /// The direct push's first step, with the GVL held (see `direct.rs`). `Some`: done
     /// (or refused); `None`: finish with `push`, without the GVL.
     pub fn push_quick(&self, queue: &str, payloads: &[String]) -> Option<Result<bool>> {
+        // A request an interrupted push left pending is not this push's: whatever this
+        // returns, the `push` that follows must find only this one's.
+        super::direct::forget_pending();
         let push = super::direct::InFlightPush::start();
-        let route = self.handle.target.direct_route().filter(|_| push.alone())?;
+        let route = push
+            .alone()
+            .then(|| self.handle.target.direct_route())
+            .flatten()?;
         let (qkey, queues) = (self.handle.keys.queue(queue), self.handle.keys.queues());
         match super::direct::push_quick(&route, &qkey, &queues, queue, payloads)? {
             Ok(empty_before) => Some(Ok(empty_before)),

@@ -8,7 +8,7 @@
 //! that server (so a misconfiguration is reported by the shared path, with its
 //! messages, and a Sentinel route is always the master of the current generation).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use redis::{ConnectionAddr, ConnectionInfo};
@@ -17,8 +17,6 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-
-use super::settings::TlsSettings;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -33,6 +31,9 @@ pub struct Route {
     pub username: Option<String>,
     pub password: Option<String>,
     pub db: i64,
+    /// A direct connect failed in a way that will not mend (a TLS handshake, AUTH):
+    /// the shared path serves this route's pushes, and reports the problem.
+    refused: AtomicBool,
 }
 
 impl Route {
@@ -56,29 +57,40 @@ impl Route {
             username: settings.username().map(str::to_string),
             password: settings.password().map(str::to_string),
             db: settings.db(),
+            refused: AtomicBool::new(false),
         })
+    }
+
+    pub fn refuse(&self) {
+        self.refused.store(true, Ordering::Relaxed);
+    }
+
+    pub fn refused(&self) -> bool {
+        self.refused.load(Ordering::Relaxed)
     }
 }
 
-/// The rustls configuration for `settings` (none: the system's roots). `Err` says why
-/// there is none; the shared path, which reads the same files, reports it to the user.
-pub fn client_config(settings: Option<&TlsSettings>) -> Result<Arc<ClientConfig>, String> {
+/// The rustls configuration from the same PEM bytes the shared connection was given
+/// (`tls::certificates`, read once): its CA (else the system's roots), its client
+/// certificate; with `verify_peer: false` any certificate and no SNI, as the redis
+/// crate does. `Err` says why there is none; the shared path reports problems itself.
+pub fn client_config(
+    verify_peer: bool,
+    certificates: Option<&redis::TlsCertificates>,
+) -> Result<Arc<ClientConfig>, String> {
+    let text = |e: &dyn std::fmt::Display| e.to_string();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    let builder = if settings.is_some_and(|s| !s.verify_peer) {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-    } else {
+        .map_err(|e| text(&e))?;
+    let builder = if verify_peer {
         let mut roots = RootCertStore::empty();
-        match settings.and_then(|s| s.ca_file.as_deref()) {
-            Some(path) => {
-                for cert in CertificateDer::pem_file_iter(path).map_err(|e| e.to_string())? {
+        match certificates.and_then(|c| c.root_cert.as_deref()) {
+            Some(pem) => {
+                for cert in CertificateDer::pem_slice_iter(pem) {
                     roots
-                        .add(cert.map_err(|e| e.to_string())?)
-                        .map_err(|e| e.to_string())?;
+                        .add(cert.map_err(|e| text(&e))?)
+                        .map_err(|e| text(&e))?;
                 }
             }
             None => {
@@ -86,20 +98,24 @@ pub fn client_config(settings: Option<&TlsSettings>) -> Result<Arc<ClientConfig>
             }
         }
         builder.with_root_certificates(roots)
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
     };
-    let config = match settings.and_then(|s| s.cert_file.as_deref().zip(s.key_file.as_deref())) {
-        Some((cert, key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| e.to_string())?
+    let mut config = match certificates.and_then(|c| c.client_tls.as_ref()) {
+        Some(client) => {
+            let chain = CertificateDer::pem_slice_iter(&client.client_cert)
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| e.to_string())?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| e.to_string())?;
+                .map_err(|e| text(&e))?;
+            let key = PrivateKeyDer::from_pem_slice(&client.client_key).map_err(|e| text(&e))?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| e.to_string())?
+                .map_err(|e| text(&e))?
         }
         None => builder.with_no_client_auth(),
     };
+    config.enable_sni = verify_peer;
     Ok(Arc::new(config))
 }
 

@@ -59,14 +59,14 @@ pub struct Target {
     timeout: Duration,
     /// Where it is, password masked, for messages and the banner.
     description: String,
-    /// Where the direct enqueue path connects, with the generation it belongs to (see
-    /// `route.rs`): a plain URL's from the start; a TLS URL's or the Sentinel master's
-    /// once the shared connection reached it.
+    /// Where the direct enqueue path connects (see `route.rs`): a plain URL's, fixed;
+    /// else a TLS URL's or the Sentinel master's once the shared connection reached it,
+    /// with the generation it belongs to.
+    plain_route: Option<std::sync::Arc<Route>>,
     route: std::sync::Mutex<Option<(std::sync::Arc<Route>, u64)>>,
-    /// The TLS settings, and the rustls configuration the direct path builds from them
-    /// on first use (`None`: it could not, and the path is not taken).
-    tls: Option<TlsSettings>,
-    tls_config: std::sync::OnceLock<Option<std::sync::Arc<rustls::ClientConfig>>>,
+    /// The direct path's rustls configuration, built from the same PEM bytes as the
+    /// shared connection's (`None`: no TLS, or it could not be built).
+    tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
     wait_replicas: usize,
 }
 
@@ -80,6 +80,18 @@ impl Target {
         if s.tls.as_ref().is_some_and(|t| !t.verify_peer) {
             super::tls::warn_once_unverified();
         }
+        let tls_config = |tls_in_play: bool| {
+            tls_in_play
+                .then(|| {
+                    let verify = s.tls.as_ref().is_none_or(|t| t.verify_peer);
+                    super::route::client_config(verify, certificates.as_ref())
+                        .inspect_err(|e| {
+                            tracing::debug!("the direct enqueue path is off for TLS: {e}")
+                        })
+                        .ok()
+                })
+                .flatten()
+        };
         if !s.cluster.is_empty() {
             let cluster = super::cluster::build(s, certificates)?;
             return Ok(Target {
@@ -91,13 +103,14 @@ impl Target {
                 generation: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
                 timeout: s.timeout,
                 description: cluster.description,
+                plain_route: None,
                 route: std::sync::Mutex::new(None),
-                tls: None,
-                tls_config: std::sync::OnceLock::new(),
+                tls_config: None,
                 wait_replicas: s.wait_replicas,
             });
         }
         if !s.sentinels.is_empty() {
+            let tls_config = tls_config(s.tls.is_some());
             let sentinel = super::sentinel::build(s, certificates)?;
             return Ok(Target {
                 kind: Kind::Sentinel {
@@ -110,9 +123,9 @@ impl Target {
                 generation: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
                 timeout: s.timeout,
                 description: sentinel.description,
+                plain_route: None,
                 route: std::sync::Mutex::new(None),
-                tls: s.tls.clone(),
-                tls_config: std::sync::OnceLock::new(),
+                tls_config,
                 wait_replicas: s.wait_replicas,
             });
         }
@@ -125,10 +138,11 @@ impl Target {
             .into_connection_info()
             .map_err(|e| bad_url(&s.url, e))?;
         let tls_url = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
-        let route = (!tls_url)
+        let plain_route = (!tls_url)
             .then(|| Route::new(&info, None))
             .flatten()
-            .map(|r| (std::sync::Arc::new(r), 0));
+            .map(std::sync::Arc::new);
+        let tls_config = tls_config(tls_url);
         let client = match certificates {
             Some(certs) if tls_url => redis::Client::build_with_tls(info, certs),
             _ => redis::Client::open(info),
@@ -140,9 +154,9 @@ impl Target {
             generation: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
             timeout: s.timeout,
             description: mask_password(&s.url),
-            route: std::sync::Mutex::new(route),
-            tls: s.tls.clone(),
-            tls_config: std::sync::OnceLock::new(),
+            plain_route,
+            route: std::sync::Mutex::new(None),
+            tls_config,
             wait_replicas: s.wait_replicas,
         })
     }
@@ -158,15 +172,18 @@ impl Target {
         if self.wait_replicas != 0 {
             return None;
         }
+        if let Some(route) = &self.plain_route {
+            return Some(route.clone());
+        }
         let slot = self.route.lock().unwrap_or_else(|e| e.into_inner());
         let (route, generation) = slot.as_ref()?;
-        (*generation == self.generation()).then(|| route.clone())
+        (*generation == self.generation() && !route.refused()).then(|| route.clone())
     }
 
     /// Records the server the shared connection reached as the direct path's route,
     /// unless it is the one recorded already.
     fn remember_route(&self, info: &redis::ConnectionInfo, generation: u64) {
-        if matches!(self.kind, Kind::Cluster { .. }) {
+        if self.plain_route.is_some() || matches!(self.kind, Kind::Cluster { .. }) {
             return;
         }
         let mut slot = self.route.lock().unwrap_or_else(|e| e.into_inner());
@@ -176,18 +193,7 @@ impl Target {
         if same {
             return;
         }
-        let tls = matches!(info.addr(), ConnectionAddr::TcpTls { .. }).then(|| {
-            self.tls_config.get_or_init(|| {
-                super::route::client_config(self.tls.as_ref())
-                    .inspect_err(|e| tracing::debug!("the direct enqueue path is off for TLS: {e}"))
-                    .ok()
-            })
-        });
-        let route = match tls {
-            Some(None) => None,
-            Some(Some(config)) => Route::new(info, Some(config)),
-            None => Route::new(info, None),
-        };
+        let route = Route::new(info, self.tls_config.as_ref());
         *slot = route.map(|r| (std::sync::Arc::new(r), generation));
     }
 

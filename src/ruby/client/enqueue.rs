@@ -71,7 +71,7 @@ impl RbEnqueue {
         refuse_inside_a_wait(ruby)?;
         let empty_before = match self.0.push_quick(queue, payloads) {
             Some(done) => done.map_err(|e| to_ruby(ruby, e))?,
-            None => blocking(ruby, |c| self.0.push(c, queue, payloads))?,
+            None => blocking(ruby, |c| self.0.push(c, queue, payloads, true))?,
         };
         if empty_before && self.0.should_wake(queue) {
             blocking(ruby, |c| {
