@@ -157,10 +157,12 @@ module Chaos
     FORGET = %i[redis_kill_everysec failover master_kill cluster_master_kill].freeze
 
     # The fault of `kinds` that explains something happening to `pids` between `from`
-    # and `to`: one aimed at one of them first, else one that hit every process.
+    # and `to`: one aimed at one of them first, else one that hit every process; of
+    # those, the latest to begin (the nearest cause, named in the report).
     def fault_for(pids, from, to, kinds: RERUN)
       candidates = @faults.select { |f| kinds.include?(f.kind) && f.from <= to && f.to >= from }
-      candidates.find { |f| pids.include?(f.target) } || candidates.find { |f| f.target == "*" }
+      candidates.select { |f| pids.include?(f.target) }.max_by(&:from) ||
+        candidates.select { |f| f.target == "*" }.max_by(&:from)
     end
 
     def check_lost
