@@ -8,7 +8,7 @@ module FiberJob
     module_function
 
     # @return [Hash] size: ready jobs, scheduled: scheduled jobs and pending retries,
-    #   processing: jobs running now (from the workers' heartbeats, at most a second old;
+    #   processing: jobs running now (from the workers' heartbeats, within ~50 ms of a change;
     #   prefetched jobs waiting for a slot are not counted: see `metrics`' held)
     def stats(queue)
       m = metrics([queue_string(queue)]).values.first
@@ -115,7 +115,7 @@ module FiberJob
     #                    paused: true while Queue.pause holds it,
     #                    limited: jobs waiting in Redis for a concurrency slot or a throttle } }
     # processing: jobs running now, each in a worker slot (from the workers' heartbeats,
-    # at most a second old); held: jobs workers have
+    # written within ~50 ms of a change); held: jobs workers have
     # taken and not finished — running, or prefetched and waiting for a slot (from their
     # held sets and processing lists, exact).
     # @param queues [Array, nil] which queues (default: every known queue)

@@ -64,6 +64,26 @@ RSpec.describe "the engine, end to end" do
         expect(Ran.peak("default")).to eq(3)
       end
 
+      it "shows a job as processing within a fraction of a second of its start and of its end" do
+        monotonic = -> { Process.clock_gettime(Process::CLOCK_MONOTONIC) }
+        # Before, the counts came with the heartbeat, once a second: a job showed 0 to 1 s
+        # late. Three jobs in turn, so a one-second beat could not pass by chance.
+        lags = with_worker do
+          Array.new(3) do
+            SlowJob.perform_async(0.8)
+            wait_for(message: "the job to start") { Ran.running("default") == 1 }
+            started = monotonic.call
+            wait_for(message: "processing 1") { FiberJob::Queue.stats(:default)[:processing] == 1 }
+            seen = monotonic.call - started
+            wait_for(message: "the job to end") { Ran.running("default").zero? }
+            ended = monotonic.call
+            wait_for(message: "processing 0") { FiberJob::Queue.stats(:default)[:processing].zero? }
+            [seen, monotonic.call - ended]
+          end
+        end
+        expect(lags.flatten).to all(be < 0.4), lags.inspect
+      end
+
       it "keeps separate limits per queue" do
         FiberJob.config.queues = %i[default high]
         FiberJob.config.queue_concurrency = { default: 1, high: 4 }

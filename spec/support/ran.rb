@@ -41,5 +41,9 @@ module Ran
     def peak(queue)
       @lock.synchronize { @peak[queue] }
     end
+
+    def running(queue)
+      @lock.synchronize { @running[queue] }
+    end
   end
 end

@@ -24,6 +24,9 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// How long a heartbeat lives: five missed beats mean the process is gone, and its
 /// jobs are recovered by another worker (so recovery takes about this long).
 pub const HEARTBEAT_TTL_SECS: u64 = 5;
+/// How soon a change in the jobs running shows in `Queue.stats` (`processing`) and the
+/// process list, between beats.
+pub const BUSY_EVERY: Duration = Duration::from_millis(50);
 
 /// Registers this process and keeps its heartbeat alive.
 pub async fn run(state: Arc<WorkerState>) {
@@ -103,6 +106,43 @@ pub async fn run(state: Arc<WorkerState>) {
                 link.reset();
                 outage.failed(&e).await;
             }
+        }
+    }
+}
+
+/// Between beats, writes this process's busy counts to its heartbeat when they changed,
+/// at most every `BUSY_EVERY`: a job that started shows as processing within that,
+/// not at the next beat a second later. One script call when something changed, none
+/// when nothing did; the dispatcher is looked at 20 times a second, never per job.
+/// Problems are left to the beat to report (it retries and logs outages).
+pub async fn run_busy(state: Arc<WorkerState>) {
+    state.wait_registered().await;
+    let key = state.keys.process(&state.identity);
+    let mut link = Link::new(None);
+    let mut written = state.dispatcher.busy();
+    loop {
+        tokio::time::sleep(BUSY_EVERY).await;
+        let busy_by_queue = state.dispatcher.busy();
+        if busy_by_queue == written {
+            continue;
+        }
+        let busy: usize = busy_by_queue.iter().sum();
+        let mut write = scripts::HEARTBEAT.prepare_invoke();
+        write
+            .key(&key)
+            .arg(HEARTBEAT_TTL_SECS)
+            .arg("busy")
+            .arg(busy)
+            .arg("busy_by_queue")
+            .arg(serde_json::to_string(&busy_by_queue).unwrap_or_default());
+        let written_now = async {
+            let c = link.get(&state.redis).await?;
+            write.invoke_async::<()>(c).await
+        }
+        .await;
+        match written_now {
+            Ok(()) => written = busy_by_queue,
+            Err(_) => link.reset(),
         }
     }
 }
