@@ -7,7 +7,7 @@
 //! `prefetch.rs` allows) and report outcomes (`outcome.rs`) through the engine's
 //! methods (`finish.rs`); `ruby/worker.rs` calls nothing else. Beside them: limits per
 //! key (`flow/`), the Sidekiq bridge (`sidekiq_bridge.rs`) and the health server
-//! (`health.rs`).
+//! (`health.rs`); and, for the bench only, the engine without Ruby (`ceiling.rs`).
 //!
 //! Lifecycle: `new` (plain values, no I/O) → `start` (spawns the tasks; never waits on
 //! Redis, so a worker starts while Redis is down) → executors `take` and report jobs →
@@ -17,6 +17,8 @@
 //! the queues, unregisters).
 
 mod acker;
+#[cfg(test)]
+mod ceiling;
 pub mod cron_ticker;
 mod dispatch;
 mod fetch;
