@@ -356,6 +356,21 @@ return 1",
     )
 });
 
+/// A worker's busy counts between heartbeats: written only into a heartbeat that
+/// exists, and without extending its life — only the heartbeat proves the process
+/// alive. The first write (PEXPIRE to the time left) is one Redis takes when full, so
+/// the script runs to the end then too. KEYS: the process hash. ARGV: field, value, ….
+pub static BUSY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local left = redis.call('PTTL', KEYS[1])
+if left <= 0 then return 0 end
+redis.call('PEXPIRE', KEYS[1], left)
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1",
+    )
+});
+
 /// Find, delete or run now one job by jid in a list or sorted set (or find one in a
 /// set: a held set, at most a worker's concurrency and prefetch). A cheap substring
 /// test picks candidates, JSON decoding confirms them. Scans in chunks of 500; an

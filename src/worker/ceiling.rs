@@ -27,7 +27,10 @@ fn env_usize(name: &str, default: usize) -> usize {
 #[test]
 #[ignore = "a benchmark: bench/run CEILING runs it against a Redis of its own"]
 fn engine_ceiling() {
-    let url = std::env::var("CEILING_REDIS_URL").expect("CEILING_REDIS_URL: the bench's Redis");
+    let Ok(url) = std::env::var("CEILING_REDIS_URL") else {
+        eprintln!("engine_ceiling: skipped (set CEILING_REDIS_URL to a Redis with the jobs; bench/run CEILING does)");
+        return;
+    };
     let (n, conc) = (env_usize("N", 100_000), env_usize("CONC", 10));
     let engine = Arc::new(
         Engine::new(Settings {

@@ -38,11 +38,11 @@ pub async fn run(state: Arc<WorkerState>) {
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
     let mut link = Link::new(None);
+    let key = state.keys.process(&state.identity);
     loop {
-        let busy_by_queue = state.dispatcher.busy();
-        let busy: usize = busy_by_queue.iter().sum();
-        let busy_by_queue = serde_json::to_string(&busy_by_queue).unwrap_or_default();
-        let key = state.keys.process(&state.identity);
+        let busy_now = state.dispatcher.busy();
+        let busy: usize = busy_now.iter().sum();
+        let busy_by_queue = serde_json::to_string(&busy_now).unwrap_or_default();
         let mut beat = scripts::HEARTBEAT.prepare_invoke();
         beat.key(&key)
             .arg(HEARTBEAT_TTL_SECS)
@@ -100,7 +100,10 @@ pub async fn run(state: Arc<WorkerState>) {
                         warn_if_evicting(c).await;
                     }
                 }
-                state.beat_pause(HEARTBEAT_EVERY).await;
+                if let Err(e) = between_beats(&state, &mut link, &key, busy_now).await {
+                    link.reset();
+                    outage.failed(&e).await;
+                }
             }
             Err(e) => {
                 link.reset();
@@ -110,40 +113,40 @@ pub async fn run(state: Arc<WorkerState>) {
     }
 }
 
-/// Between beats, writes this process's busy counts to its heartbeat when they changed,
-/// at most every `BUSY_EVERY`: a job that started shows as processing within that,
-/// not at the next beat a second later. One script call when something changed, none
-/// when nothing did; the dispatcher is looked at 20 times a second, never per job.
-/// Problems are left to the beat to report (it retries and logs outages).
-pub async fn run_busy(state: Arc<WorkerState>) {
-    state.wait_registered().await;
-    let key = state.keys.process(&state.identity);
-    let mut link = Link::new(None);
-    let mut written = state.dispatcher.busy();
+/// Until the next beat is due (or a pause is announced): every `BUSY_EVERY`, when the
+/// jobs running changed since what Redis has (`written`), writes the new counts into
+/// the heartbeat (`BUSY`) — so a job that started shows as processing within that, not
+/// at the next beat. On the beat's own connection, so writes never pass each other;
+/// nothing per job, no command while nothing changes. A failure ends the wait: the
+/// beat reconnects and reports.
+async fn between_beats(
+    state: &WorkerState,
+    link: &mut Link,
+    key: &str,
+    mut written: Vec<usize>,
+) -> redis::RedisResult<()> {
+    let next_beat = tokio::time::Instant::now() + HEARTBEAT_EVERY;
     loop {
-        tokio::time::sleep(BUSY_EVERY).await;
-        let busy_by_queue = state.dispatcher.busy();
-        if busy_by_queue == written {
+        let left = next_beat.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() || state.beat_pause(left.min(BUSY_EVERY)).await {
+            return Ok(());
+        }
+        let busy_now = state.dispatcher.busy();
+        if busy_now == written {
             continue;
         }
-        let busy: usize = busy_by_queue.iter().sum();
-        let mut write = scripts::HEARTBEAT.prepare_invoke();
+        let busy: usize = busy_now.iter().sum();
+        let mut write = scripts::BUSY.prepare_invoke();
         write
-            .key(&key)
-            .arg(HEARTBEAT_TTL_SECS)
+            .key(key)
             .arg("busy")
             .arg(busy)
             .arg("busy_by_queue")
-            .arg(serde_json::to_string(&busy_by_queue).unwrap_or_default());
-        let written_now = async {
-            let c = link.get(&state.redis).await?;
-            write.invoke_async::<()>(c).await
-        }
-        .await;
-        match written_now {
-            Ok(()) => written = busy_by_queue,
-            Err(_) => link.reset(),
-        }
+            .arg(serde_json::to_string(&busy_now).unwrap_or_default());
+        write
+            .invoke_async::<i64>(link.get(&state.redis).await?)
+            .await?;
+        written = busy_now;
     }
 }
 

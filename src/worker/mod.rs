@@ -157,7 +157,6 @@ impl Engine {
         let wake = Arc::new(tokio::sync::Notify::new());
         let mut background = lock(&self.background);
         background.push(h.spawn(heartbeat::run(state.clone())));
-        background.push(h.spawn(heartbeat::run_busy(state.clone())));
         background.push(h.spawn(scheduler::run(state.clone(), wake.clone())));
         background.push(h.spawn(notifier::run(state.clone(), wake)));
         background.push(h.spawn(reaper::run(state.clone())));

@@ -210,9 +210,11 @@ impl WorkerState {
         self.pause_news.notify_one();
     }
 
-    /// Returns after `wait`, or sooner when a pause or resume was announced.
-    pub async fn beat_pause(&self, wait: Duration) {
-        let _ = tokio::time::timeout(wait, self.pause_news.notified()).await;
+    /// Returns after `wait`, or sooner when a pause or resume was announced: then true.
+    pub async fn beat_pause(&self, wait: Duration) -> bool {
+        tokio::time::timeout(wait, self.pause_news.notified())
+            .await
+            .is_ok()
     }
 
     pub async fn wait_registered(&self) {
