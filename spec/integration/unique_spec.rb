@@ -107,6 +107,19 @@ RSpec.describe "unique jobs (unique_for)" do
     expect(stop_workers(workers).map(&:exitstatus)).to eq([0, 0, 0])
   end
 
+  it "waits for redis_wait_replicas like any enqueue, and says when no replica confirmed" do
+    # A chaos run lost a unique job across a Sentinel failover: its enqueue did not wait.
+    FiberJob.configure do |c|
+      c.redis_wait_replicas = 1 # the test Redis has no replica
+      c.network_timeout = 0.4
+    end
+    expect { UniqueJob.perform_async("replicated") }
+      .to raise_error(FiberJob::ConnectionError, /replica\(s\) confirmed it in time \(redis_wait_replicas\)/)
+    expect { UniqueJob.perform_in(5, "replicated later") }
+      .to raise_error(FiberJob::ConnectionError, /redis_wait_replicas/)
+    expect(redis.llen("fiber_job:queue:{default}")).to eq(1) # stored on the master all the same
+  end
+
   it "refuses bad settings with an ArgumentError naming the class" do
     expect { Class.new(FiberJob::Job) { unique_for(0) } }.to raise_error(ArgumentError, /unique_for takes a positive number/)
     expect { Class.new(FiberJob::Job) { unique_for(5, until: :end) } }.to raise_error(ArgumentError, /until: is :success or :start/)

@@ -270,10 +270,18 @@ impl Enqueue {
             let known = lock(&self.registered).contains(queue);
             let mut register = redis::cmd("SADD");
             register.arg(k.queues()).arg(queue);
+            // `redis_wait_replicas` holds for unique jobs too: the lock and the job are
+            // on that many replicas before the jids return.
+            let mut replicated = redis::pipe();
+            self.handle.wait(&mut replicated);
+            let wait = self.handle.target.wait_replicas();
             async move {
                 let flags: Vec<i64> = inv.invoke_async(&mut c).await?;
                 if !known {
                     register.query_async::<()>(&mut c).await?;
+                }
+                if wait > 0 {
+                    stored(replicated.query_async(&mut c).await?, usize::MAX, wait)?;
                 }
                 Ok(flags)
             }
