@@ -258,8 +258,9 @@ module Chaos
           next if span >= THROTTLE_PER - @tolerance
 
           fault = fault_for(window.map(&:pid), window.first.start - 10, window.last.start, kinds: OVERRUN)
-          @result.add(:throttle, "key #{key}: #{THROTTLE + 1} starts within #{span.round(3)} s at #{window.first.start.round(2)}",
-                      fault: fault)
+          starts = window.map { |r| "#{r.jid} (pid #{r.pid}, attempt #{r.attempt}, #{r.start.round(3)})" }
+          @result.add(:throttle, "key #{key}: #{THROTTLE + 1} starts within #{span.round(3)} s at #{window.first.start.round(2)}: " \
+                                 "#{starts.join(", ")}", fault: fault)
           break
         end
       end
@@ -360,7 +361,8 @@ module Chaos
         mono = tick - @offset
         fault = fault_for([], mono - 3, mono + 3, kinds: OUTAGE)
         @result.counts[:cron_missed] += 1
-        @result.add(:cron_missed, "tick #{tick} (#{Time.at(tick).utc.strftime("%T")}) never ran", fault: fault)
+        @result.add(:cron_missed, "tick #{tick} (#{Time.at(tick).utc.strftime("%T")}, monotonic #{mono.round(2)}) never ran",
+                    fault: fault)
       end
     end
 
