@@ -121,6 +121,36 @@ RSpec.describe "Redis out of memory" do
     expect(FullEnqueueJob.perform_async(4)).to match(/\A\h{24}\z/)
   end
 
+  it "fires the cron ticks that came due while Redis was full once it has room, each once, none skipped" do
+    # Every second a tick; Redis refuses them for 4 s. Each is tried until a minute
+    # after its time, in order, so the ones that came due meanwhile run late, not never.
+    jobs = <<~RUBY
+      class Ticks
+        def call(_job, payload, _queue)
+          File.open(File.join(#{@dir.dump}, "ticks"), "a") { |f| f.puts(payload["cron_tick"]) }
+          yield
+        end
+      end
+      class FullCronJob < FiberJob::CronJob
+        cron "* * * * * *"
+        def execute_cron_job = nil
+      end
+    RUBY
+    workers = start_workers(2, jobs, config: "c.server_middleware { |chain| chain.add Ticks }")
+    ticks = -> { File.exist?(File.join(@dir, "ticks")) ? File.readlines(File.join(@dir, "ticks")).map(&:to_i) : [] }
+    wait_for(timeout: 30, message: "ticks running") { ticks.call.size >= 2 }
+    full!
+    full_at = Time.now.to_i
+    sleep 4
+    room!
+    wait_for(timeout: 30, message: "ticks after the full period") { ticks.call.max.to_i > Time.now.to_i - 1 && ticks.call.max > full_at + 5 }
+    expect(stop_workers(workers).map(&:exitstatus)).to eq([0, 0])
+    seen = ticks.call
+    puts "\n    cron every second, Redis full 4 s: #{seen.size} ticks ran, #{seen.max - seen.min + 1} seconds spanned"
+    expect(seen.uniq.size).to eq(seen.size) # none twice
+    expect(seen.sort).to eq((seen.min..seen.max).to_a) # none skipped, the full seconds included
+  end
+
   it "warns when a worker starts on a Redis that evicts keys when full" do
     evicting = RedisServer.new(args: ["--maxmemory-policy", "allkeys-lru"]).start
     FiberJob.config.redis_url = evicting.url

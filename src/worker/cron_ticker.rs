@@ -5,6 +5,13 @@
 //! while no worker ran is not replayed. Time is Redis's (`runtime::clock`, and `TIME`
 //! in the script), so workers whose clocks disagree by minutes fire each tick once, on
 //! time.
+//!
+//! Every tick is tried until `FIRE_PATIENCE` after its time, in order: a tick that
+//! comes due while an earlier one waits for Redis (full, failing over) is fired after
+//! it, not skipped. With `redis_wait_replicas`, a fire is followed by `WAIT`; a
+//! connection lost before the replicas confirmed it (a master killed) fires it again
+//! — a no-op where the tick is stored, a new fire on a promoted replica that never got
+//! it — so a failover does not lose a tick.
 
 use std::sync::Arc;
 
@@ -30,9 +37,9 @@ pub struct CronDef {
 /// milliseconds in which every process tries to fire the same tick (the class's last
 /// fired tick, which `CRON_FIRE` also checks, guards it for good).
 const TICK_LOCK_SECS: u64 = 600;
-/// How long a tick that cannot reach Redis is retried before it is given up (and
-/// logged): past this the next tick is near for frequent jobs, and a stale daily
-/// report is better skipped than run late.
+/// How long after its time a tick that Redis cannot take yet is tried before it is
+/// given up (and logged): a stale daily report is better skipped than run late, and
+/// a frequent job's missed ticks are not fired in a burst after a long outage.
 const FIRE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Now on Redis's clock (`runtime::clock`).
@@ -68,48 +75,96 @@ pub async fn run(state: Arc<WorkerState>, defs: Vec<CronDef>, utc: bool) {
             if tick > now {
                 continue;
             }
+            if patience_left(tick.timestamp()).is_zero() {
+                // The process was stopped or starved past the tick's patience: the
+                // stale ticks are not fired in a burst; the first still in time is.
+                tracing::error!(
+                    "cron {}: tick {} skipped: not fired within {}s of its time",
+                    def.class,
+                    tick.timestamp(),
+                    FIRE_PATIENCE.as_secs()
+                );
+                *slot = next(def, &(now - FIRE_PATIENCE).max(tick), utc);
+                continue;
+            }
             fire(&state, def, tick.timestamp()).await;
-            *slot = next(def, &tick.max(now), utc);
+            // The next tick after this one, even if it is due already (this one waited
+            // for Redis): the loop fires it next, or gives it up past its patience.
+            *slot = next(def, &tick, utc);
         }
     }
 }
 
+/// How long from now until `FIRE_PATIENCE` after `tick` (seconds on Redis's clock).
+fn patience_left(tick: i64) -> std::time::Duration {
+    let ends = tick as f64 + FIRE_PATIENCE.as_secs_f64();
+    std::time::Duration::from_secs_f64((ends - clock::now()).max(0.0))
+}
+
+/// One attempt: the fire (1 fired, 0 fired already, negative: that many ms early on
+/// Redis's clock), then, when fires wait for replicas, how many confirmed the writes.
+async fn attempt(
+    state: &WorkerState,
+    def: &CronDef,
+    tick: i64,
+    payload: &str,
+) -> redis::RedisResult<(i64, Option<usize>)> {
+    let mut c = state.redis.connect(None).await?;
+    let fired: i64 = scripts::CRON_FIRE
+        .key(state.keys.cron_tick(&def.queue, &def.class, tick))
+        .key(state.keys.queue(&def.queue))
+        .key(state.keys.cron_last(&def.queue))
+        .arg(TICK_LOCK_SECS)
+        .arg(payload)
+        .arg(&def.class)
+        .arg(tick)
+        .invoke_async(&mut c)
+        .await?;
+    let replicas = state.redis.wait_replicas();
+    if fired < 0 || replicas == 0 {
+        return Ok((fired, None));
+    }
+    // Not the enqueues' half of `network_timeout`: a replica that is down delays the
+    // next tick by no more than this.
+    let confirmed: usize = redis::cmd("WAIT")
+        .arg(replicas)
+        .arg((state.timeout.as_millis() / 2).clamp(1, 1000) as u64)
+        .query_async(&mut c)
+        .await?;
+    Ok((fired, Some(confirmed)))
+}
+
 async fn fire(state: &WorkerState, def: &CronDef, tick: i64) {
     let mut outage = Outage::new(format!("cron {}", def.class));
-    let give_up = tokio::time::Instant::now() + FIRE_PATIENCE;
+    let give_up = tokio::time::Instant::now() + patience_left(tick);
     let payload = payload::cron_payload(&def.class, &def.queue, tick, payload::now(), &def.extra);
     loop {
-        let result: redis::RedisResult<i64> = async {
-            let mut c = state.redis.connect(None).await?;
-            let fired: i64 = scripts::CRON_FIRE
-                .key(state.keys.cron_tick(&def.queue, &def.class, tick))
-                .key(state.keys.queue(&def.queue))
-                .key(state.keys.cron_last(&def.queue))
-                .arg(TICK_LOCK_SECS)
-                .arg(&payload)
-                .arg(&def.class)
-                .arg(tick)
-                .invoke_async(&mut c)
-                .await?;
-            Ok(fired)
-        }
-        .await;
-        match result {
+        let patient = tokio::time::Instant::now() < give_up;
+        match attempt(state, def, tick, &payload).await {
             // Early on Redis's clock (this process's offset is a few ms off): wait for it.
-            Ok(early_ms) if early_ms < 0 && tokio::time::Instant::now() < give_up => {
+            Ok((early_ms, _)) if early_ms < 0 && patient => {
                 let wait = early_ms
                     .unsigned_abs()
                     .min(FIRE_PATIENCE.as_millis() as u64);
                 tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
             }
-            Ok(fired) => {
+            Ok((fired, confirmed)) => {
                 if fired == 1 {
                     tracing::debug!("cron {} fired tick {tick}", def.class);
+                }
+                if let Some(confirmed) = confirmed.filter(|&n| n < state.redis.wait_replicas()) {
+                    // Replicas missing or lagging, not a failover (that cuts the
+                    // connection, and the tick is fired again above): said, not waited on.
+                    tracing::warn!(
+                        "cron {}: tick {tick} fired, but only {confirmed} replica(s) confirmed it (redis_wait_replicas {}): a failover now may lose it",
+                        def.class,
+                        state.redis.wait_replicas()
+                    );
                 }
                 outage.recovered();
                 return;
             }
-            Err(e) if tokio::time::Instant::now() < give_up => {
+            Err(e) if patient => {
                 if crate::error::is_connection_problem(&e) {
                     outage.failed(&e).await
                 } else {
@@ -118,7 +173,7 @@ async fn fire(state: &WorkerState, def: &CronDef, tick: i64) {
             }
             Err(e) => {
                 tracing::error!(
-                    "cron {}: tick {tick} skipped after {}s: {}",
+                    "cron {}: tick {tick} skipped: Redis did not take it within {}s of its time: {}",
                     def.class,
                     FIRE_PATIENCE.as_secs(),
                     crate::error::Error::from(e)
