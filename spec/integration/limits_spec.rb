@@ -22,6 +22,21 @@ RSpec.describe "limits per key (limits_concurrency, throttle)" do
       end
     end
 
+    # Spins the CPU without yielding: the jobs taken with it start only when it ends.
+    class HogJob < FiberJob::Job
+      def perform(seconds)
+        from = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        nil while Process.clock_gettime(Process::CLOCK_MONOTONIC) - from < seconds
+      end
+    end
+
+    class BurstJob < FiberJob::Job
+      throttle 5, per: 1, key: ->(*) { "burst" }
+      def perform(n)
+        Record.add("\#{n} \#{Time.now.to_f}")
+      end
+    end
+
     class StripeJob < FiberJob::Job
       throttle 20, per: 1, key: ->(user, *) { "stripe-\#{user}" }
       def perform(user, n)
@@ -125,6 +140,20 @@ RSpec.describe "limits per key (limits_concurrency, throttle)" do
     busiest, took = throttled_run(busy: 4)
     expect(busiest).to be <= 20
     expect(took).to be_between(3.9, 8.0)
+  end
+
+  # A job's start is logged when its perform begins, not when the engine hands it to
+  # Ruby: taken behind a job that holds the CPU, five throttled jobs start 0.9 s late,
+  # and the next five must still wait a whole window after them.
+  it "counts a start when its perform begins, however long the job ahead of it in the process holds the CPU" do
+    HogJob.perform_async(0.9)
+    10.times { |n| BurstJob.perform_async(n) }
+    workers = start_workers(1, LIMIT_JOBS, config: "c.prefetch = 20")
+    wait_for(timeout: 20, message: "10 throttled jobs") { records.size == 10 }
+    starts = records.map { |line| line.split[1].to_f }.sort
+    busiest = starts.map { |s| starts.count { |t| t >= s && t < s + 1.0 } }.max
+    expect(busiest).to be <= 5
+    expect(stop_workers(workers).map(&:exitstatus)).to eq([0])
   end
 
   it "composes: unique, throttled and concurrency-limited jobs on a paused queue, scheduled and retried" do

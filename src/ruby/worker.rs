@@ -33,7 +33,8 @@ pub struct RbWorker(Engine);
 
 /// `FiberJob::Internal::Native::TakenJob`'s members, in order. `worker` (the Native::Worker that
 /// handed the job out) and `id` are the verbs' own; the rest are what a job is.
-const TAKEN_JOB_MEMBERS: (&str, &str, &str, &str, &str, &str, &str) = (
+/// `throttled`: call `begin` right before its perform (its start is logged then).
+const TAKEN_JOB_MEMBERS: (&str, &str, &str, &str, &str, &str, &str, &str) = (
     "worker",
     "id",
     "queue",
@@ -41,6 +42,7 @@ const TAKEN_JOB_MEMBERS: (&str, &str, &str, &str, &str, &str, &str) = (
     "args",
     "jid",
     "retry_count",
+    "throttled",
 );
 const WORKER: usize = 0;
 const ID: usize = 1;
@@ -69,6 +71,7 @@ fn taken_job(ruby: &Ruby, worker: Obj<RbWorker>, job: &Taken) -> Result<Value, m
         args,
         ruby.str_new(&job.jid),
         job.retry_count,
+        job.throttled,
     ))
 }
 
@@ -81,6 +84,12 @@ impl RbWorker {
     fn ack(job: RStruct) -> Result<(), magnus::Error> {
         let (worker, id) = owner(job)?;
         worker.0.ack(id);
+        Ok(())
+    }
+
+    fn begin(job: RStruct) -> Result<(), magnus::Error> {
+        let (worker, id) = owner(job)?;
+        worker.0.begin(id);
         Ok(())
     }
 
@@ -305,6 +314,7 @@ pub fn init(ruby: &Ruby, native: RModule) -> Result<(), magnus::Error> {
     native.const_set("TakenJob", job)?;
     Lazy::force(&TAKEN_JOB, ruby);
     job.define_method("ack", method!(RbWorker::ack, 0))?;
+    job.define_method("begin", method!(RbWorker::begin, 0))?;
     job.define_method("give_back", method!(RbWorker::give_back, 0))?;
     job.define_method("requeue", method!(RbWorker::requeue, 0))?;
     job.define_method("bury", method!(RbWorker::bury, 2))?;

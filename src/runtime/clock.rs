@@ -1,7 +1,8 @@
 //! The Redis server's clock, as this process sees it: the local wall clock plus an
 //! offset learned from Redis `TIME`. Every time decision shared by processes — when a
-//! scheduled job or retry is due, which cron tick it is, a throttle's window, a
-//! lease's end — is made on this clock (or inside a script, with `TIME`), so a worker
+//! scheduled job or retry is due, which cron tick it is — is made on this clock, or
+//! inside a script with `TIME` where a sample's error (up to half a loaded round trip)
+//! would matter: a throttle's window and a lease's end (`store::flow_scripts`), so a worker
 //! whose own clock is minutes off (a VM with a drifting clock) decides like the others:
 //! it neither runs scheduled jobs early nor repeats cron ticks.
 //!

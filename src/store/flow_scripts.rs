@@ -20,6 +20,12 @@ use super::lua::{releasing, waking};
 /// Lua functions shared by the scripts that admit and start limited jobs. Needs
 /// `wake` (`keys::WAKE_LUA`) defined before it.
 ///
+/// - `flow_now()`: seconds on this Redis's clock (`TIME`, read once per call). Every
+///   lease end, hold and start of a key is a time on its Redis's clock, whatever the
+///   clock of the worker asking: a worker whose offset to Redis is off by the half
+///   round trip of a loaded machine (`runtime::clock`) could otherwise let a window
+///   hold more starts than its limit.
+///
 /// - `flow_due(D, m, at, chan, qname)`: member `m` of the due set `D` is next looked at
 ///   `at`; announced on the schedule channel when that makes it the queue's earliest
 ///   (schedulers sleep until their earliest).
@@ -31,14 +37,24 @@ use super::lua::{releasing, waking};
 ///   last `t_window(throttle.per)` seconds (the window and a margin), each logged as a
 ///   hold (`t_hold`).
 ///
-/// A throttle's start log holds one member per start: its score is when the job
-/// started (the worker reports it, the `OUTCOMES` op `S`), and until then a *hold*, a
-/// time `THROTTLE_HOLD_SECS` ahead that the worker holding the job renews every second
-/// (`RENEW`). A job admitted but not yet started thus counts as starting now in every
-/// window it could start in, so measured by the jobs' own start times no window of
-/// `per` seconds holds more than the limit, however late a loaded machine starts them;
-/// a hold whose worker died ends within `THROTTLE_HOLD_SECS`.
+/// A throttle's start log holds one member per start: its score is when the job's
+/// perform began (its executor reports it right before: the `OUTCOMES` op `S`), and
+/// until then a *hold*, a time `THROTTLE_HOLD_SECS` ahead that the worker holding the
+/// job renews every second (`RENEW`). A job admitted but not yet begun — buffered, or
+/// handed to Ruby behind a job that holds the CPU — thus counts as starting now in
+/// every window it could start in, so measured by the jobs' own start times no window
+/// of `per` seconds holds more than the limit, however late a loaded machine starts
+/// them; a hold whose worker died ends within `THROTTLE_HOLD_SECS`.
 pub const FLOW_LUA: &str = r"
+redis.replicate_commands() -- TIME then writes (Redis before 5 replicates scripts verbatim otherwise)
+local flow_clock
+local function flow_now()
+  if not flow_clock then
+    local t = redis.call('TIME')
+    flow_clock = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  end
+  return flow_clock
+end
 local function flow_job(raw)
   local ok, job = pcall(cjson.decode, raw)
   if ok and type(job) == 'table' then return job end
@@ -138,8 +154,8 @@ pub const ACQUIRE_WIDTH: usize = 11;
 /// held set (`release`) for the waiting list of the limit it is over, gives back what
 /// was kept for it under the other, and its key's next look is recorded in the due
 /// set. KEYS: 1 held, 2 processing, 3 queue, 4 due, then each job's lease set and
-/// waiting list, start log and waiting list. ARGV: 1 now, 2 schedule channel, 3 queue
-/// name, then per job (`ACQUIRE_WIDTH`): payload, jid, index of its lease set (0:
+/// waiting list, start log and waiting list. ARGV: 1 schedule channel, 2 queue name,
+/// then per job (`ACQUIRE_WIDTH`): payload, jid, index of its lease set (0:
 /// none), concurrency to, lease seconds, due member, index of its start log (0: none),
 /// throttle limit, per seconds, log member, due member. Returns per job 1 (run it) or 0
 /// (it waits, or this process no longer holds it).
@@ -150,9 +166,9 @@ pub static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
         &format!(
             "{FLOW_LUA}{}",
             r"
-local now, chan, qname, D = tonumber(ARGV[1]), ARGV[2], ARGV[3], KEYS[4]
+local now, chan, qname, D = flow_now(), ARGV[1], ARGV[2], KEYS[4]
 local out = {}
-for a = 4, #ARGV, 11 do
+for a = 3, #ARGV, 11 do
   local raw, jid = ARGV[a], ARGV[a + 1]
   local c, to, lease, cm = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), ARGV[a + 5]
   local t, limit, per, tmem, tm = tonumber(ARGV[a + 6]), tonumber(ARGV[a + 7]), t_window(tonumber(ARGV[a + 8])), ARGV[a + 9], ARGV[a + 10]
@@ -208,21 +224,21 @@ return out"
 /// Starts what one due member of a queue's due set allows (`c_wake` or `t_wake`) and
 /// records its next look, or drops it when nothing waits. Atomic, so schedulers of
 /// many processes may run it at once. KEYS: due, lease set or start log, waiting
-/// list, queue. ARGV: member, now, schedule channel, queue name. Returns how many
+/// list, queue. ARGV: member, schedule channel, queue name. Returns how many
 /// jobs went to the queue.
 pub static FLOW_PROMOTE: LazyLock<Script> = LazyLock::new(|| {
     waking(&format!(
         "{FLOW_LUA}{}",
         r"
-local m, now = ARGV[1], tonumber(ARGV[2])
+local m = ARGV[1]
 if redis.call('EXISTS', KEYS[3]) == 0 then -- nothing waits any more
   redis.call('ZREM', KEYS[1], m)
   return 0
 end
 if string.sub(m, 1, 2) == 'c:' then
-  return c_wake(KEYS[2], KEYS[3], KEYS[4], KEYS[1], m, now, ARGV[3], ARGV[4])
+  return c_wake(KEYS[2], KEYS[3], KEYS[4], KEYS[1], m, flow_now(), ARGV[2], ARGV[3])
 end
-return t_wake(KEYS[2], KEYS[3], KEYS[4], KEYS[1], m, now, ARGV[3], ARGV[4])"
+return t_wake(KEYS[2], KEYS[3], KEYS[4], KEYS[1], m, flow_now(), ARGV[2], ARGV[3])"
     ))
 });
 
@@ -231,14 +247,14 @@ return t_wake(KEYS[2], KEYS[3], KEYS[4], KEYS[1], m, now, ARGV[3], ARGV[4])"
 /// keeps it. A lease that already ended is not brought back (another job may have
 /// its slot). The same renews the throttle holds of jobs the worker holds and has not
 /// started (a start log's member scored in the future; a start is in the past).
-/// KEYS: lease sets and start logs, of one queue. ARGV: now, then per lease: index of
-/// its set, member (jid, or a start log's member), seconds.
+/// KEYS: lease sets and start logs, of one queue. ARGV: per lease: index of its set,
+/// member (jid, or a start log's member), seconds.
 pub static RENEW: LazyLock<Script> = LazyLock::new(|| {
     waking(&format!(
         "{FLOW_LUA}{}",
         r"
-local now = tonumber(ARGV[1])
-for a = 2, #ARGV, 3 do
+local now = flow_now()
+for a = 1, #ARGV, 3 do
   local key, jid, lease = KEYS[tonumber(ARGV[a])], ARGV[a + 1], tonumber(ARGV[a + 2])
   local ends = tonumber(redis.call('ZSCORE', key, jid))
   if ends and ends > now then

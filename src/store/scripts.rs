@@ -256,15 +256,16 @@ while i <= #ARGV do
     -- a finished job's lease: the key's next waiters start now
     local k = tonumber(raw)
     redis.call('ZREM', KEYS[k], ARGV[i + 3])
-    c_wake(KEYS[k], KEYS[k + 1], KEYS[2], KEYS[10], ARGV[i + 2], tonumber(ARGV[1]), ARGV[5], ARGV[6])
+    c_wake(KEYS[k], KEYS[k + 1], KEYS[2], KEYS[10], ARGV[i + 2], flow_now(), ARGV[5], ARGV[6])
   end
   if op == 'S' then
-    -- a throttled job started: its member of the start log KEYS[k] (a hold since its
-    -- admission) counts from its start; waiters of KEYS[k + 1] are looked at again
-    -- when the oldest start leaves the window
+    -- a throttled job started (its perform began): its member of the start log
+    -- KEYS[k] (a hold since its admission) counts from now, on Redis's clock; logged
+    -- even if its hold ran out (its worker could not renew it), since it did start.
+    -- Waiters of KEYS[k + 1] are looked at again when the oldest start leaves the window
     local k, per = tonumber(raw), t_window(tonumber(ARGV[i + 4]))
-    local at = tonumber(ARGV[1])
-    if redis.call('ZADD', KEYS[k], 'XX', 'CH', at, ARGV[i + 3]) == 1 then
+    local at = flow_now()
+    if redis.call('ZADD', KEYS[k], 'CH', at, ARGV[i + 3]) == 1 then
       keep_for(KEYS[k], per)
       if redis.call('LLEN', KEYS[k + 1]) > 0 then
         local oldest = redis.call('ZRANGE', KEYS[k], 0, 0, 'WITHSCORES')

@@ -196,8 +196,7 @@ impl Engine {
         taken
     }
 
-    /// A job starts: a unique job with `until: :start` frees its lock now; a throttled
-    /// job's start is logged (until now it held its throttle: `store::flow_scripts`).
+    /// A job is handed out: a unique job with `until: :start` frees its lock now.
     fn started(&self, job: &Taken) {
         if let Some(digest) = &job.unlock_at_start {
             self.state.report(Outcome::Unlock {
@@ -206,13 +205,15 @@ impl Engine {
                 jid: job.jid.clone(),
             });
         }
-        if let Some((key, per, log)) = &job.throttled {
-            self.state.report(Outcome::Started {
-                q: job.queue,
-                key: key.clone(),
-                log: log.clone(),
-                per: *per,
-            });
+    }
+
+    /// A throttled job's perform begins (its executor calls this right before it): its
+    /// start is logged, and counts from now (until now it held its place:
+    /// `store::flow_scripts`). A job taken behind one that holds the CPU thus counts
+    /// from when it really starts. A no-op for other jobs, or a second call.
+    pub fn begin(&self, id: u64) {
+        if let Some((q, key, per, log)) = self.state.dispatcher.begin(id) {
+            self.state.report(Outcome::Started { q, key, log, per });
         }
     }
 

@@ -140,7 +140,6 @@ async fn promote_flow(
             .key(waiting)
             .key(k.queue(queue))
             .arg(&m)
-            .arg(clock::now())
             .arg(k.schedule_channel())
             .arg(queue)
             .invoke_async(c)

@@ -169,12 +169,21 @@ module FiberJob
         log_job(ctx, "requeued to the #{error.front? ? "front" : "back"} of its queue: #{error.message}") if logging?
       end
 
+      # A throttled job's start is logged right before its perform (`begin`), not when
+      # the engine handed it over: a job taken behind one that holds the CPU counts
+      # from when it really starts.
       def call_perform(instance, job)
-        return instance.perform(*job.args) if @middleware.empty?
+        if @middleware.empty?
+          job.begin if job.throttled
+          return instance.perform(*job.args)
+        end
 
         raw = job.payload
         payload = raw ? JSON.parse(raw) : { "class" => instance.class.name, "args" => job.args, "jid" => job.jid }
-        @middleware.invoke(instance, payload, job.queue) { instance.perform(*job.args) }
+        @middleware.invoke(instance, payload, job.queue) do
+          job.begin if job.throttled
+          instance.perform(*job.args)
+        end
       end
 
       def with_timeout(seconds, &block)

@@ -5,6 +5,7 @@ module FiberJob
     module Native
       # A job the engine handed to this process (built once per job by
       # `src/ruby/worker.rs`): `id`, `queue`, `class_name`, `args`, `jid`, `retry_count`,
+      # `throttled` (then `begin` is called right before its perform, to log its start),
       # and the verbs that end it — exactly one of `ack`, `fail`, `give_back` (to the
       # front of its queue), `requeue` (to the back) or `bury` (to the dead set) — plus
       # `payload`, its raw JSON. Executors take these; the Processor runs them.

@@ -60,6 +60,9 @@ pub struct HeldJob {
     pub ran_for: Option<Duration>,
     /// In the processing list rather than the held set (see `Keys::held`).
     pub listed: bool,
+    /// A throttled job whose perform has not begun: it holds its place in its
+    /// throttle's start log (renewed with the leases) until `begin` logs its start.
+    pub holding: bool,
 }
 
 /// What an executor gets: plain data, converted to Ruby objects once the GVL is held.
@@ -73,8 +76,8 @@ pub struct Taken {
     pub retry_count: u64,
     /// A unique job whose lock is freed when it starts: its digest.
     pub unlock_at_start: Option<String>,
-    /// A throttled job: its throttle's key and window, and its start log member.
-    pub throttled: Option<(String, f64, String)>,
+    /// A throttled job: its start is logged when its perform begins (`begin`).
+    pub throttled: bool,
 }
 
 struct QueueState {
@@ -220,6 +223,7 @@ impl Dispatcher {
         for (raw, parsed, listed) in jobs {
             let id = st.next_id;
             st.next_id += 1;
+            let holding = parsed.throttle().is_some();
             let job = HeldJob {
                 id,
                 queue: q,
@@ -228,6 +232,7 @@ impl Dispatcher {
                 started: None,
                 ran_for: None,
                 listed,
+                holding,
             };
             if st.stopping || st.quiet || st.queues[q].paused {
                 out.push(job);
@@ -273,10 +278,7 @@ impl Dispatcher {
                         .as_ref()
                         .filter(|(_, at_start)| *at_start)
                         .map(|(digest, _)| digest.clone()),
-                    throttled: job
-                        .parsed
-                        .throttle()
-                        .map(|t| (t.key.clone(), t.per, job.parsed.throttle_member())),
+                    throttled: job.holding,
                 });
                 st.busy_jobs.insert(job.id, job);
             }
@@ -338,6 +340,21 @@ impl Dispatcher {
     pub fn interrupt(&self) {
         let _guard = self.lock();
         self.cond.notify_all();
+    }
+
+    /// A handed-out throttled job's perform begins: its throttle's key, window and
+    /// start log member, for its start to be logged (once; None after).
+    pub fn begin(&self, id: u64) -> Option<(usize, String, f64, String)> {
+        let mut st = self.lock();
+        let job = st.busy_jobs.get_mut(&id).filter(|job| job.holding)?;
+        job.holding = false;
+        let t = job.parsed.throttle()?;
+        Some((
+            job.queue,
+            t.key.clone(),
+            t.per,
+            job.parsed.throttle_member(),
+        ))
     }
 
     /// The stored payload of a job handed out and not yet finished (for server
@@ -464,17 +481,21 @@ impl Dispatcher {
                     seconds: c.lease,
                 })
             });
-        // Only jobs not started hold a throttle: a started one's start is logged.
-        let holds = buffered().filter_map(|job| {
-            let t = job.parsed.throttle()?;
-            Some(Lease {
-                queue: job.queue,
-                kind: LeaseKind::ThrottleHold,
-                key: t.key.clone(),
-                member: job.parsed.throttle_member(),
-                seconds: THROTTLE_HOLD_SECS,
-            })
-        });
+        // Jobs whose perform has not begun hold their throttle place (buffered, or
+        // handed out behind a job that holds the CPU); a begun one's start is logged.
+        let holds = buffered()
+            .chain(state.busy_jobs.values())
+            .filter(|job| job.holding)
+            .filter_map(|job| {
+                let t = job.parsed.throttle()?;
+                Some(Lease {
+                    queue: job.queue,
+                    kind: LeaseKind::ThrottleHold,
+                    key: t.key.clone(),
+                    member: job.parsed.throttle_member(),
+                    seconds: THROTTLE_HOLD_SECS,
+                })
+            });
         slots.chain(holds).collect()
     }
 }

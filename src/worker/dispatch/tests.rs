@@ -120,7 +120,8 @@ fn a_paused_queue_hands_out_and_fetches_nothing_and_gives_its_buffer_back() {
 }
 
 #[test]
-fn a_throttled_job_holds_its_throttle_until_it_starts_and_a_limited_one_its_slot_throughout() {
+fn a_throttled_job_holds_its_throttle_until_its_perform_begins_and_a_limited_one_its_slot_throughout(
+) {
     let raw = r#"{"class":"A","args":[],"jid":"j1","retry_count":2,
         "throttle":{"key":"A/7","limit":5,"per":1.0},"concurrency":{"key":"A","to":1,"lease":30}}"#;
     let d = Dispatcher::new(&[(1, Prefetch::Fixed(0))]).unwrap();
@@ -141,8 +142,15 @@ fn a_throttled_job_holds_its_throttle_until_it_starts_and_a_limited_one_its_slot
             (LeaseKind::ThrottleHold, "A/7".into(), "j1:2".into())
         ]
     );
+    // Handed out, not begun (behind a job that holds the CPU): still held.
     let taken = d.take(1);
-    assert_eq!(taken[0].throttled, Some(("A/7".into(), 1.0, "j1:2".into())));
+    assert!(taken[0].throttled);
+    assert_eq!(held(&d).len(), 2);
+    assert_eq!(
+        d.begin(taken[0].id),
+        Some((0, "A/7".into(), 1.0, "j1:2".into()))
+    );
+    assert_eq!(d.begin(taken[0].id), None); // logged once
     assert_eq!(
         held(&d),
         [(LeaseKind::Concurrency, "A".into(), "j1".into())]

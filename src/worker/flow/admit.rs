@@ -2,10 +2,9 @@
 //! `ACQUIRE` call for all of them, before any is buffered. A job over a limit leaves
 //! this process in that call (to its key's waiting list in Redis), so it never takes a
 //! worker slot nor is looked at again until room frees (see `store::flow_scripts`).
-//! Windows and leases are measured on Redis's clock (`runtime::clock`), as every
-//! process writes them.
+//! Windows and leases are times on the Redis's own clock (`TIME`, read in the
+//! script), whatever this process's clock says.
 
-use crate::runtime::clock;
 use crate::runtime::conn::Conn;
 use crate::store::flow_scripts::{ACQUIRE, ACQUIRE_WIDTH};
 use crate::store::payload::Parsed;
@@ -33,7 +32,6 @@ pub async fn admit(
         .key(state.processing_key(q))
         .key(k.queue(queue))
         .key(k.flow_due(queue))
-        .arg(clock::now())
         .arg(k.schedule_channel())
         .arg(queue);
     let mut n_keys = 4;

@@ -2,9 +2,9 @@
 //! and one admitted under `throttle` a hold in its start log until it starts; both
 //! expire unless renewed, so a crashed process's slots free themselves. The heartbeat
 //! calls `renew` on every beat for the leases this process holds. Lease ends and holds
-//! are times on Redis's clock (`runtime::clock`): other processes compare them.
+//! are times on the Redis's own clock (`TIME`, read in the script): other processes
+//! compare them.
 
-use crate::runtime::clock;
 use crate::runtime::conn::Conn;
 use crate::store::flow_scripts;
 use crate::worker::dispatch::LeaseKind;
@@ -19,11 +19,9 @@ pub async fn renew(state: &WorkerState, c: &mut Conn) -> redis::RedisResult<()> 
         return Ok(());
     }
     leases.sort_by_key(|l| l.queue);
-    let now = clock::now();
     for one_queue in leases.chunk_by(|a, b| a.queue == b.queue) {
         let queue = &state.queues[one_queue[0].queue];
         let mut renew = flow_scripts::RENEW.prepare_invoke();
-        renew.arg(now);
         for (i, lease) in one_queue.iter().enumerate() {
             let key = match lease.kind {
                 LeaseKind::Concurrency => state.keys.concurrency(queue, &lease.key),
