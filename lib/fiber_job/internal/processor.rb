@@ -141,13 +141,14 @@ module FiberJob
         Thread.current[Logging::CONTEXT] = ctx
         started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
         RUNNING[carrier] = [ctx, started]
-        log_job(ctx, "start") if logging?
+        log = logging?
+        log_job(ctx, "start") if log
         instance = klass.new
         instance.jid = job.jid
         instance.retry_count = job.retry_count
         with_timeout(instance.timeout) { call_perform(instance, job) }
         job.ack
-        finished(ctx, klass, job, started, nil)
+        finished(ctx, klass, job, started, nil, log)
       rescue Exception => e # rubocop:disable Lint/RescueException
         return requeue(job, ctx, e) if e.is_a?(Requeue)
 
@@ -196,8 +197,9 @@ module FiberJob
         end
       end
 
-      def finished(ctx, klass, job, started, error)
-        log = logging? && error.nil?
+      # `log`: whether this job's lines are logged (`logging?`, read once per job).
+      def finished(ctx, klass, job, started, error, log = logging?)
+        log &&= error.nil?
         listening = Instrumentation.listening?(:perform)
         return unless log || listening || error
 

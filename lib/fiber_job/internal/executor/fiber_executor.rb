@@ -58,9 +58,10 @@ module FiberJob
           @busy = {}.compare_by_identity # worker task → the job it runs
           @workers = {}.compare_by_identity # every worker task
           @idle = []                     # conditions of workers waiting for a job
-          # Signalled when a job ends; a Notification resumes the waiter from the reactor,
-          # never nested inside the worker that signals.
+          # Signalled when a job ends while draining (`drain`); a Notification resumes the
+          # waiter from the reactor, never nested inside the worker that signals.
           @finished = Async::Notification.new
+          @draining = false
         end
 
         def run
@@ -143,7 +144,7 @@ module FiberJob
             @idle.delete(idle)
             # Handed a job it did not start (it was stopped while idle): to its queue.
             idle.job&.give_back
-            @finished.signal
+            @finished.signal if @draining
           end
         end
 
@@ -152,7 +153,7 @@ module FiberJob
             @busy[me] = job
             @processor.run(job)
             @busy.delete(me)
-            @finished.signal
+            @finished.signal if @draining
             # A worker the watchdog stopped (a timed-out job) retires: a fresh one
             # replaces it on demand, so no Task carries a stop across jobs.
             break if @watchdog.retire?(me)
@@ -181,6 +182,7 @@ module FiberJob
         # processor gives each stopped job back to the front of its queue. Then every
         # worker fiber ends.
         def drain(task)
+          @draining = true # from here on, workers signal `@finished` when a job ends
           deadline = Clock.now + @shutdown_timeout
           until @busy.empty?
             remaining = deadline - Clock.now

@@ -16,9 +16,10 @@ module FiberJob
       # Like any fiber interruption, it lands where the job next waits (I/O, sleep).
       class FiberWatchdog
         def initialize
-          @deadlines = {}
-          @timed_out = {}
-          @stopped = {}
+          # Keyed by Task: by identity, which costs no #hash call per job.
+          @deadlines = {}.compare_by_identity
+          @timed_out = {}.compare_by_identity
+          @stopped = {}.compare_by_identity
           @wake = Async::Notification.new
           @next = nil
         end
@@ -29,7 +30,12 @@ module FiberJob
           @timed_out.delete(task)
           deadline = Clock.now + seconds
           @deadlines[task] = deadline
-          @wake.signal if @next.nil? || deadline < @next
+          # Woken once: while jobs follow each other without yielding, the watchdog has
+          # not run to take the last signal, and it reads every deadline when it does.
+          if @next.nil? || deadline < @next
+            @next = deadline
+            @wake.signal
+          end
           yield
         rescue Async::Stop
           # Only this run's own deadline makes a timeout. A stop the watchdog sent to an
