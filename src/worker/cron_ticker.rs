@@ -11,7 +11,8 @@
 //! it, not skipped. With `redis_wait_replicas`, a fire is followed by `WAIT`; a
 //! connection lost before the replicas confirmed it (a master killed) fires it again
 //! — a no-op where the tick is stored, a new fire on a promoted replica that never got
-//! it — so a failover does not lose a tick.
+//! it — so a failover does not lose a tick; so is, for a few seconds, one that fewer
+//! replicas confirmed than asked (a master being demoted takes writes it then drops).
 
 use std::sync::Arc;
 
@@ -37,6 +38,10 @@ pub struct CronDef {
 /// milliseconds in which every process tries to fire the same tick (the class's last
 /// fired tick, which `CRON_FIRE` also checks, guards it for good).
 const TICK_LOCK_SECS: u64 = 600;
+/// How long a tick fewer replicas confirmed than `redis_wait_replicas` asks is fired
+/// again (longer than Sentinel takes to demote an old master), and how often.
+const CONFIRM_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+const CONFIRM_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
 /// How long after its time a tick that Redis cannot take yet is tried before it is
 /// given up (and logged): a stale daily report is better skipped than run late, and
 /// a frequent job's missed ticks are not fired in a burst after a long outage.
@@ -124,8 +129,8 @@ async fn attempt(
     if fired < 0 || replicas == 0 {
         return Ok((fired, None));
     }
-    // Not the enqueues' half of `network_timeout`: a replica that is down delays the
-    // next tick by no more than this.
+    // Not the enqueues' half of `network_timeout`: with replicas down, a tick is fired
+    // again for `CONFIRM_PATIENCE`, not longer.
     let confirmed: usize = redis::cmd("WAIT")
         .arg(replicas)
         .arg((state.timeout.as_millis() / 2).clamp(1, 1000) as u64)
@@ -138,6 +143,8 @@ async fn fire(state: &WorkerState, def: &CronDef, tick: i64) {
     let mut outage = Outage::new(format!("cron {}", def.class));
     let give_up = tokio::time::Instant::now() + patience_left(tick);
     let payload = payload::cron_payload(&def.class, &def.queue, tick, payload::now(), &def.extra);
+    // Until when a fire fewer replicas confirmed than asked is fired again.
+    let mut confirming: Option<tokio::time::Instant> = None;
     loop {
         let patient = tokio::time::Instant::now() < give_up;
         match attempt(state, def, tick, &payload).await {
@@ -148,13 +155,24 @@ async fn fire(state: &WorkerState, def: &CronDef, tick: i64) {
                     .min(FIRE_PATIENCE.as_millis() as u64);
                 tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
             }
+            // Fewer replicas than asked have it: a master being demoted by a failover
+            // (it takes writes until Sentinel turns it into a replica, and then drops
+            // them), or replicas resyncing. Fired again for a few seconds: a no-op
+            // where the tick is stored, a fire on the new master where it was lost.
+            Ok((_, Some(confirmed)))
+                if confirmed < state.redis.wait_replicas()
+                    && patient
+                    && *confirming
+                        .get_or_insert_with(|| tokio::time::Instant::now() + CONFIRM_PATIENCE)
+                        > tokio::time::Instant::now() =>
+            {
+                tokio::time::sleep(CONFIRM_PAUSE).await;
+            }
             Ok((fired, confirmed)) => {
                 if fired == 1 {
                     tracing::debug!("cron {} fired tick {tick}", def.class);
                 }
                 if let Some(confirmed) = confirmed.filter(|&n| n < state.redis.wait_replicas()) {
-                    // Replicas missing or lagging, not a failover (that cuts the
-                    // connection, and the tick is fired again above): said, not waited on.
                     tracing::warn!(
                         "cron {}: tick {tick} fired, but only {confirmed} replica(s) confirmed it (redis_wait_replicas {}): a failover now may lose it",
                         def.class,
