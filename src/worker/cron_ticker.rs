@@ -107,12 +107,14 @@ fn patience_left(tick: i64) -> std::time::Duration {
 }
 
 /// One attempt: the fire (1 fired, 0 fired already, negative: that many ms early on
-/// Redis's clock), then, when fires wait for replicas, how many confirmed the writes.
+/// Redis's clock), then, when fires wait for replicas and this process fired it
+/// (`again`: an earlier attempt did), how many replicas confirmed the writes.
 async fn attempt(
     state: &WorkerState,
     def: &CronDef,
     tick: i64,
     payload: &str,
+    again: bool,
 ) -> redis::RedisResult<(i64, Option<usize>)> {
     let mut c = state.redis.connect(None).await?;
     let fired: i64 = scripts::CRON_FIRE
@@ -126,7 +128,8 @@ async fn attempt(
         .invoke_async(&mut c)
         .await?;
     let replicas = state.redis.wait_replicas();
-    if fired < 0 || replicas == 0 {
+    // Another process fired it (0): that one waits for its replicas.
+    if fired < 0 || replicas == 0 || (fired == 0 && !again) {
         return Ok((fired, None));
     }
     // Not the enqueues' half of `network_timeout`: with replicas down, a tick is fired
@@ -147,7 +150,7 @@ async fn fire(state: &WorkerState, def: &CronDef, tick: i64) {
     let mut confirming: Option<tokio::time::Instant> = None;
     loop {
         let patient = tokio::time::Instant::now() < give_up;
-        match attempt(state, def, tick, &payload).await {
+        match attempt(state, def, tick, &payload, confirming.is_some()).await {
             // Early on Redis's clock (this process's offset is a few ms off): wait for it.
             Ok((early_ms, _)) if early_ms < 0 && patient => {
                 let wait = early_ms
@@ -155,13 +158,17 @@ async fn fire(state: &WorkerState, def: &CronDef, tick: i64) {
                     .min(FIRE_PATIENCE.as_millis() as u64);
                 tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
             }
-            // Fewer replicas than asked have it: a master being demoted by a failover
-            // (it takes writes until Sentinel turns it into a replica, and then drops
-            // them), or replicas resyncing. Fired again for a few seconds: a no-op
-            // where the tick is stored, a fire on the new master where it was lost.
-            Ok((_, Some(confirmed)))
+            // Fewer replicas than asked have this process's fire: a master being
+            // demoted by a failover (it takes writes until Sentinel turns it into a
+            // replica, and then drops them), or replicas resyncing. Fired again for a
+            // few seconds: a no-op where the tick is stored, a fire on the new master
+            // where it was lost. Only by the process that fired it: the others go on
+            // to the next tick on time (a ticker behind the others would find the
+            // ticks it is late for refused as older than the last fired).
+            Ok((fired, Some(confirmed)))
                 if confirmed < state.redis.wait_replicas()
                     && patient
+                    && (fired == 1 || confirming.is_some())
                     && *confirming
                         .get_or_insert_with(|| tokio::time::Instant::now() + CONFIRM_PATIENCE)
                         > tokio::time::Instant::now() =>
@@ -172,7 +179,10 @@ async fn fire(state: &WorkerState, def: &CronDef, tick: i64) {
                 if fired == 1 {
                     tracing::debug!("cron {} fired tick {tick}", def.class);
                 }
-                if let Some(confirmed) = confirmed.filter(|&n| n < state.redis.wait_replicas()) {
+                if let Some(confirmed) = confirmed
+                    .filter(|&n| n < state.redis.wait_replicas())
+                    .filter(|_| fired == 1 || confirming.is_some())
+                {
                     tracing::warn!(
                         "cron {}: tick {tick} fired, but only {confirmed} replica(s) confirmed it (redis_wait_replicas {}): a failover now may lose it",
                         def.class,
