@@ -241,7 +241,11 @@ module Chaos
           jobs = running.map(&:jid).uniq.size
           next unless jobs > limit
 
-          fault = fault_for(running.map(&:pid), running.map(&:start).min - 30, time, kinds: OVERRUN)
+          # A fault on any worker that ran one of these jobs: a frozen worker whose job
+          # was recovered and run again elsewhere ends the job's lease when it comes
+          # back, under the copy still running (the lease is the job's, not the run's).
+          pids = running.flat_map { |r| @runs[r.jid].map(&:pid) }.uniq
+          fault = fault_for(pids, running.map(&:start).min - 30, time, kinds: OVERRUN)
           spans = running.map { |r| "#{r.jid} (pid #{r.pid}, #{r.start.round(2)}..#{ended(r).round(2)})" }
           @result.add(kind, "key #{key}: #{jobs} running at #{time.round(2)} (limit #{limit}): #{spans.join(", ")}", fault: fault)
           break
@@ -250,9 +254,11 @@ module Chaos
     end
 
     # No window of THROTTLE_PER seconds holds more than THROTTLE starts of a key.
+    # Starts of jobs, not runs: the same attempt of a job run twice (a fault pushed or
+    # recovered it twice) counts once here; its second run is a duplicate, judged above.
     def check_throttle
       @runs.values.flatten.select { |r| r.klass == "ChaosThrottled" }.group_by(&:tag).each do |key, runs|
-        runs.sort_by!(&:start)
+        runs = runs.sort_by(&:start).uniq { |r| [r.jid, r.attempt] }
         runs.each_cons(THROTTLE + 1) do |window|
           span = window.last.start - window.first.start
           next if span >= THROTTLE_PER - @tolerance
@@ -315,9 +321,13 @@ module Chaos
     # a fault explains it.
     def check_iterables
       @enqueued.values.select { |e| e.klass == "ChaosIterable" }.each do |e|
-        resumes = @resumes[e.jid].sort_by(&:last).map(&:first)
+        resumed = @resumes[e.jid].sort_by(&:last)
+        resumes = resumed.map(&:first)
         if resumes.each_cons(2).any? { |a, b| b < a }
-          @result.add(:cursor_back, "#{e.jid}: resumed from cursors #{resumes.inspect}")
+          # A checkpoint a failover forgot, or a job run again after it completed (its
+          # ack lost: a duplicate) and deleted its checkpoint.
+          fault = fault_for(@runs[e.jid].map(&:pid), resumed.first.last - 30, resumed.last.last, kinds: RERUN)
+          @result.add(:cursor_back, "#{e.jid}: resumed from cursors #{resumes.inspect}", fault: fault)
         end
         items = @items[e.jid]
         missing = (0...ITEMS).to_a - items.map(&:first)

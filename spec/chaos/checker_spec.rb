@@ -73,6 +73,17 @@ RSpec.describe "Chaos::Checker" do
     expect(result.counts[:violations]).to eq(2)
   end
 
+  it "counts a job that ran twice once in its throttle window: its second run is a duplicate, judged as one" do
+    starts = Array.new(Chaos::THROTTLE) { |i| 5.0 + (i * 0.1) }
+    log(*starts.each_with_index.flat_map { |t, i| ["E t#{i} ChaosThrottled t0 - 1.0", "S t#{i} 0 10 #{t} ChaosThrottled t0", "F t#{i} 0 10 #{t + 0.01} ok"] })
+    log("S t0 0 10 5.001 ChaosThrottled t0", "F t0 0 10 5.01 ok")
+    result = check
+    expect(found(result, :throttle)).to be_empty
+    expect(result.counts[:duplicates]).to eq(1)
+    expect(result.counts[:unattributed]).to eq(1) # no fault explains it here
+    expect(result).not_to be_ok
+  end
+
   it "finds a scheduled job or a retry that started early" do
     offset = Time.now.to_f - Process.clock_gettime(Process::CLOCK_MONOTONIC)
     log("E a ChaosJob - #{offset + 10.0} 1.0", "S a 0 10 9.0 ChaosJob -", "F a 0 10 9.1 fail", "S a 1 10 9.5 ChaosJob -",
@@ -122,6 +133,26 @@ RSpec.describe "Chaos::Checker" do
     expect(found(result, :callback_twice).size).to eq(1)
     expect(found(result, :callback_early).size).to eq(1)
     expect(found(result, :cursor_back).size).to eq(1)
+  end
+
+  it "attributes a key over its limit to a frozen worker that ran one of those jobs, and an iterable resuming behind to a failover" do
+    # a's first run is on worker 10, frozen; a runs again on 11, and 10's lease end
+    # (when it comes back) lets two more of the key start beside it on 11.
+    log(*%w[a b c].map { |j| "E #{j} ChaosLimited l0 - 1.0" })
+    log("S a 0 10 2.0 ChaosLimited l0", "F a 0 10 9.5 ok")
+    log("S a 0 11 9.0 ChaosLimited l0", "F a 0 11 10.0 ok", "S b 0 11 9.6 ChaosLimited l0", "F b 0 11 9.9 ok",
+        "S c 0 11 9.6 ChaosLimited l0", "F c 0 11 9.8 ok")
+    log("E i ChaosIterable - - 1.0", "S i 0 12 2.0 ChaosIterable -", "R i - 2.0", *(0...Chaos::ITEMS).map { |n| "I i #{n} 2.5" },
+        "F i 0 12 3.0 ok", "S i 0 13 3.5 ChaosIterable -", "R i 4 3.5", "S i 0 12 4.0 ChaosIterable -", "R i - 4.0",
+        "F i 0 13 4.5 ok", "F i 0 12 4.6 ok")
+    result = check
+    expect(found(result, :concurrency).map(&:last)).to eq([nil])
+    expect(found(result, :cursor_back).map(&:last)).to eq([nil])
+    faults << fault(:worker_stop, 10, 2.5, 9.4) << fault(:failover, "*", 2.2, 2.6)
+    result = check
+    expect(found(result, :concurrency).map { |f| f.last&.kind }).to eq([:worker_stop])
+    expect(found(result, :cursor_back).map { |f| f.last&.kind }).to eq([:failover])
+    expect(result.counts[:violations]).to eq(0)
   end
 
   it "finds counters that disagree with the runs, beyond the runs whose outcome a kill may have lost" do
