@@ -176,7 +176,7 @@ async fn reconcile(
     // What this process holds, read before the flush: a job that finishes after this
     // read is in it, and one that finished before has its ack ahead of the flush, so
     // no finished job whose ack is still on its way is taken for a stray one.
-    let processing = state.dispatcher.processing_payloads(q);
+    let mut processing = state.dispatcher.processing_payloads(q);
     if !flush_acks(state).await {
         return Ok(false);
     }
@@ -188,7 +188,15 @@ async fn reconcile(
         .await?;
     let held: Vec<Vec<u8>> = redis::cmd("SMEMBERS").arg(held_key).query_async(c).await?;
     taken.extend(held);
-    taken.retain(|raw| !processing.contains(raw));
+    // By copies, not bytes: a stray copy of a job this process also holds (the job
+    // queued twice, one copy fetched by a command whose reply was lost) is given back.
+    taken.retain(|raw| match processing.get_mut(raw) {
+        Some(n) if *n > 0 => {
+            *n -= 1;
+            false
+        }
+        _ => true,
+    });
     // A job that ended just as `processing` was read (out of it, its ack reported a
     // moment later) is acked by this second flush; RECOVER then finds it gone.
     if !taken.is_empty() && !flush_acks(state).await {

@@ -448,15 +448,19 @@ impl Dispatcher {
             .collect()
     }
 
-    /// Payloads of queue `q` this process is processing (buffered or busy).
-    pub fn processing_payloads(&self, q: usize) -> std::collections::HashSet<Vec<u8>> {
+    /// Payloads of queue `q` this process is processing (buffered or busy), each with
+    /// how many copies it holds (the same job queued twice is two jobs).
+    pub fn processing_payloads(&self, q: usize) -> std::collections::HashMap<Vec<u8>, usize> {
         let st = self.lock();
-        st.queues[q]
+        let mut held = std::collections::HashMap::new();
+        for job in st.queues[q]
             .buffer
             .iter()
             .chain(st.busy_jobs.values().filter(|j| j.queue == q))
-            .map(|j| j.raw.as_bytes().to_vec())
-            .collect()
+        {
+            *held.entry(job.raw.as_bytes().to_vec()).or_insert(0) += 1;
+        }
+        held
     }
 
     /// Busy jobs (handed out, running), per queue.
