@@ -11,9 +11,11 @@ module FiberJob
 
     module_function
 
-    # @return [Hash, nil] the running job's class, jid and queue
+    # @return [Hash, nil] the running job's class, jid and queue (and its elapsed
+    #   seconds once it ended); nil outside a job. Built from the carrier's
+    #   Processor::Slot, which `Thread.current[CONTEXT]` (fiber-local) holds.
     def context
-      Thread.current[CONTEXT]
+      Thread.current[CONTEXT]&.context
     end
 
     def formatter(format)

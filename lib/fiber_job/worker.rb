@@ -103,7 +103,7 @@ module FiberJob
       when :thread
         require_relative "internal/executor/thread_executor"
         Internal::Executor::ThreadExecutor.new(@native, config.shutdown_timeout, @limits.sum) do |timeout|
-          Internal::Processor.new(FiberJob.logger, timeout: timeout, carrier: :thread)
+          Internal::Processor.new(FiberJob.logger, timeout: timeout)
         end
       else
         require_relative "internal/executor/fiber_executor"
@@ -141,10 +141,10 @@ module FiberJob
 
     def log_dump
       logger = FiberJob.logger
-      jobs = Internal::Processor::RUNNING.to_a
+      jobs = Internal::Processor.running
       logger.warn("TTIN: #{jobs.size} job(s) running in #{@native&._identity}")
       now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-      jobs.each do |carrier, (ctx, started)|
+      jobs.each do |carrier, ctx, started|
         trace = carrier.backtrace || []
         logger.warn("TTIN: #{ctx["class"]} jid=#{ctx["jid"]} queue=#{ctx["queue"]} running #{(now - started).round(2)}s\n  " \
                     "#{trace.join("\n  ")}")

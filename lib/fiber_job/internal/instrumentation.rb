@@ -16,6 +16,8 @@ module FiberJob
     # "<name>.fiber_job" with the event's fields as the payload.
     module Instrumentation
       EVENTS = %i[enqueue perform retry dead].freeze
+      # Each event's ActiveSupport::Notifications name, built once.
+      NOTIFICATION_NAMES = EVENTS.to_h { |name| [name, "#{name}.fiber_job".freeze] }.freeze
 
       @subscribers = EVENTS.to_h { |name| [name, [].freeze] }
       @lock = Mutex.new
@@ -39,9 +41,12 @@ module FiberJob
           @lock.synchronize { @subscribers = EVENTS.to_h { |name| [name, [].freeze] } }
         end
 
-        # Cheap check, so hot paths build no event nobody listens to.
+        # Cheap check, so hot paths build no event nobody listens to: one call, and
+        # ActiveSupport's notifier asked only where ActiveSupport is loaded.
         def listening?(name)
-          !@subscribers[name].empty? || notifications?(name)
+          return true unless @subscribers[name].empty?
+
+          defined?(::ActiveSupport::Notifications) ? notifications?(name) : false
         end
 
         # Calls every subscriber; one that raises is logged and does not affect the job.
@@ -67,7 +72,7 @@ module FiberJob
 
         def notifications?(name)
           defined?(::ActiveSupport::Notifications) &&
-            ::ActiveSupport::Notifications.notifier.listening?("#{name}.fiber_job")
+            ::ActiveSupport::Notifications.notifier.listening?(NOTIFICATION_NAMES.fetch(name))
         end
 
         # Start and finish times for subscribers that take them: the event's duration

@@ -52,17 +52,55 @@ module FiberJob
         error.is_a?(SignalException) || (defined?(::Async::Stop) ? error.is_a?(::Async::Stop) : false)
       end
 
-      # Jobs running now in this process: carrier (Fiber or Thread) → [context Hash,
-      # monotonic start]. Read by the TTIN dump.
-      RUNNING = {}.compare_by_identity
+      # What one carrier (a worker fiber or thread) is running, made once per carrier
+      # and reused for each of its jobs, so a job costs no context Hash and no registry
+      # writes: the job and its class, its monotonic start, its deadline (read by the
+      # watchdogs) and, once it ended, its run time. `Thread.current[Logging::CONTEXT]`
+      # (fiber-local) holds the carrier's slot for its whole life; `Logging.context`
+      # builds the Hash a log line prints from it while a job runs. `task` is the
+      # carrier's Async::Task (fibers) or Thread (threads), which the watchdog stops or
+      # raises into; `timed_out` and `retired` are the watchdog's marks.
+      Slot = Struct.new(:carrier, :task, :job, :klass, :started, :elapsed, :deadline, :timed_out, :retired) do
+        # The log context of the running job: class, jid and queue, then elapsed; nil
+        # between jobs.
+        def context
+          job = self.job or return
+          ctx = { "class" => klass ? klass.name : job.class_name, "jid" => job.jid, "queue" => job.queue }
+          ctx["elapsed"] = elapsed.round(4) if elapsed
+          ctx
+        end
+      end
 
-      # @param timeout [#call] (seconds, &block) → runs block, raising
-      #   FiberJob::TimeoutError in the job when it runs too long (each executor's watchdog)
-      # @param carrier [Symbol] :fiber or :thread: what a running job is, for backtraces
-      def initialize(logger, timeout:, carrier: :fiber)
+      # Every carrier's slot in this process (read by the TTIN dump).
+      SLOTS = {}.compare_by_identity
+
+      # The slot of the calling fiber or thread, made and registered on first use. Each
+      # executor calls it once per carrier, from the carrier, and `leave`s at its end.
+      def self.enter(task = Thread.current, carrier = Fiber.current)
+        slot = Thread.current[Logging::CONTEXT]
+        return slot if slot
+
+        slot = Slot.new(carrier, task)
+        SLOTS[slot] = true
+        Thread.current[Logging::CONTEXT] = slot
+      end
+
+      def self.leave(slot)
+        SLOTS.delete(slot)
+        Thread.current[Logging::CONTEXT] = nil if Thread.current[Logging::CONTEXT].equal?(slot)
+      end
+
+      # Jobs running now: [[carrier, context Hash, monotonic start], …].
+      def self.running
+        SLOTS.keys.filter_map { |s| (ctx = s.context) && [s.carrier, ctx, s.started] }
+      end
+
+      # @param timeout [#guard] the executor's watchdog: `guard(slot, deadline) { … }`
+      #   runs the block, raising FiberJob::TimeoutError in the job past its deadline
+      #   (monotonic seconds)
+      def initialize(logger, timeout:)
         @logger = logger
         @timeout = timeout
-        @carrier = carrier
         @classes = {}
         config = FiberJob.config
         @middleware = config.server_middleware
@@ -73,13 +111,14 @@ module FiberJob
       end
 
       # @param job [Native::TakenJob] from the engine; ended here exactly once
-      def run(job)
+      # @param slot [Slot] the calling carrier's (`Processor.enter`)
+      def run(job, slot = Processor.enter)
         reported = false
         klass = @classes[job.class_name]
         if klass
-          perform(job, klass)
+          perform(job, klass, slot)
         else
-          resolve_and_run(job)
+          resolve_and_run(job, slot)
         end
         reported = true
       ensure
@@ -92,12 +131,12 @@ module FiberJob
 
       # The first job of a class name: resolve it (caching a job class), then run, retry
       # or bury the job.
-      def resolve_and_run(job)
+      def resolve_and_run(job, slot)
         found, missing = constant(job.class_name)
         case found
         when Class
           @classes[job.class_name] = found
-          perform(job, found)
+          perform(job, found, slot)
         when :unknown then unknown(job, missing)
         else reject(job, found)
         end
@@ -135,22 +174,27 @@ module FiberJob
                                     error: UnknownJobError.new(reason), retry_at: retry_at)
       end
 
-      def perform(job, klass)
-        carrier = @carrier == :thread ? Thread.current : Fiber.current
-        ctx = { "class" => klass.name, "jid" => job.jid, "queue" => job.queue }
-        Thread.current[Logging::CONTEXT] = ctx
+      def perform(job, klass, slot)
         started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-        RUNNING[carrier] = [ctx, started]
+        slot.klass = klass
+        slot.started = started
+        slot.elapsed = nil
+        slot.job = job
         log = logging?
-        log_job(ctx, "start") if log
+        log_job(slot, "start") if log
         instance = klass.new
         instance.jid = job.jid
         instance.retry_count = job.retry_count
-        with_timeout(instance.timeout) { call_perform(instance, job) }
+        seconds = instance.timeout
+        if seconds.is_a?(Numeric) && seconds.positive?
+          timed(slot, started + seconds, seconds) { call_perform(instance, job) }
+        else
+          call_perform(instance, job)
+        end
         job.ack
-        finished(ctx, klass, job, started, nil, log)
+        finished(slot, klass, job, started, nil, log) if log || Instrumentation.listening?(:perform)
       rescue Exception => e # rubocop:disable Lint/RescueException
-        return requeue(job, ctx, e) if e.is_a?(Requeue)
+        return requeue(job, slot, e) if e.is_a?(Requeue)
 
         if self.class.interruption?(e)
           # The job did not finish and is not at fault: back to the front of its queue;
@@ -158,16 +202,15 @@ module FiberJob
           job.give_back
           raise
         end
-        failed(job, instance, klass, e, started)
+        failed(job, instance, klass, e, started, slot)
       ensure
-        RUNNING.delete(carrier)
-        Thread.current[Logging::CONTEXT] = nil
+        slot.job = nil
       end
 
       # A job that stopped early to run again (FiberJob::Requeue): back to its queue.
-      def requeue(job, ctx, error)
+      def requeue(job, slot, error)
         error.front? ? job.give_back : job.requeue
-        log_job(ctx, "requeued to the #{error.front? ? "front" : "back"} of its queue: #{error.message}") if logging?
+        log_job(slot, "requeued to the #{error.front? ? "front" : "back"} of its queue: #{error.message}") if logging?
       end
 
       # A throttled job's start is logged right before its perform (`begin`), not when
@@ -187,26 +230,23 @@ module FiberJob
         end
       end
 
-      def with_timeout(seconds, &block)
-        return yield unless seconds.is_a?(Numeric) && seconds.positive?
-
-        begin
-          @timeout.call(seconds, &block)
-        rescue FiberJob::TimeoutError => e
-          raise FiberJob::TimeoutError, "job ran longer than its timeout of #{seconds}s", e.backtrace
-        end
+      # Runs the block under the watchdog: FiberJob::TimeoutError in the job at `deadline`.
+      def timed(slot, deadline, seconds, &block)
+        @timeout.guard(slot, deadline, &block)
+      rescue FiberJob::TimeoutError => e
+        raise FiberJob::TimeoutError, "job ran longer than its timeout of #{seconds}s", e.backtrace
       end
 
       # `log`: whether this job's lines are logged (`logging?`, read once per job).
-      def finished(ctx, klass, job, started, error, log = logging?)
+      def finished(slot, klass, job, started, error, log = logging?)
         log &&= error.nil?
         listening = Instrumentation.listening?(:perform)
         return unless log || listening || error
 
         duration = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
         if log
-          ctx["elapsed"] = duration.round(4)
-          log_job(ctx, "done: #{format("%.4f", duration)} sec")
+          slot.elapsed = duration
+          log_job(slot, "done: #{format("%.4f", duration)} sec")
         end
         return duration unless listening
 
@@ -216,7 +256,7 @@ module FiberJob
       end
 
       # `instance` is nil when `klass.new` raised.
-      def failed(job, instance, klass, error, started)
+      def failed(job, instance, klass, error, started, slot)
         attempt = job.retry_count + 1
         max = instance ? safely(0) { instance.max_retries.to_i } : 0
         wait = delay(instance, attempt, error) if instance && attempt <= max
@@ -226,9 +266,8 @@ module FiberJob
         exhausted(job, instance, error) if retry_at.nil? && instance.respond_to?(:sidekiq_retries_exhausted)
         job.fail(error_class: error_class, message: message, backtrace: backtrace, retry_at: retry_at, priority: priority)
         what = retry_at ? "retry #{attempt}/#{max} in #{(retry_at - Time.now.to_f).round(1)}s" : "no retries left, moved to the dead set"
-        ctx = Logging.context || {}
-        duration = finished(ctx, klass, job, started, error)
-        ctx["elapsed"] = duration.round(4)
+        duration = finished(slot, klass, job, started, error)
+        slot.elapsed = duration
         @logger.warn("#{@tag ? "#{klass} jid=#{job.jid} " : ""}fail: #{format("%.4f", duration)} sec: " \
                      "#{error_class}: #{message} (#{what})")
         event = retry_at ? :retry : :dead
@@ -250,8 +289,8 @@ module FiberJob
         @job_level && @logger.level <= @job_level
       end
 
-      def log_job(ctx, message)
-        @logger.add(@job_level, @tag ? "#{ctx["class"]} jid=#{ctx["jid"]} #{message}" : message)
+      def log_job(slot, message)
+        @logger.add(@job_level, @tag ? "#{slot.klass} jid=#{slot.job.jid} #{message}" : message)
       end
 
       # Seconds before the retry, or nil: no retry (a Sidekiq job's `sidekiq_retry_in`

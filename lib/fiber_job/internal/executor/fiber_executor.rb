@@ -53,10 +53,10 @@ module FiberJob
         def initialize(native, shutdown_timeout, &processor_for)
           @native = native
           @watchdog = FiberWatchdog.new
-          @processor = processor_for.call(->(seconds, &block) { @watchdog.guard(seconds, &block) })
+          @processor = processor_for.call(@watchdog)
           @shutdown_timeout = shutdown_timeout
-          @busy = {}.compare_by_identity # worker task → the job it runs
-          @workers = {}.compare_by_identity # every worker task
+          # Every worker task → its Processor::Slot (whose `job` is the one it runs).
+          @workers = {}.compare_by_identity
           @idle = []                     # conditions of workers waiting for a job
           # Signalled when a job ends while draining (`drain`); a Notification resumes the
           # waiter from the reactor, never nested inside the worker that signals.
@@ -132,15 +132,20 @@ module FiberJob
         def spawn_worker(task, first)
           idle = Idle.new(Async::Condition.new, nil)
           task.async do |me|
-            @workers[me] = true
-            work(me, first, idle)
+            slot = Processor.enter(me)
+            @workers[me] = slot
+            @watchdog.watch(slot)
+            work(slot, first, idle)
           rescue Async::Stop
             nil # its job, if any, was given back to the queue by the processor
           rescue Exception => e # rubocop:disable Lint/RescueException
             fatal(e)
           ensure
             @workers.delete(me)
-            @busy.delete(me)
+            if slot
+              @watchdog.unwatch(slot)
+              Processor.leave(slot)
+            end
             @idle.delete(idle)
             # Handed a job it did not start (it was stopped while idle): to its queue.
             idle.job&.give_back
@@ -148,15 +153,13 @@ module FiberJob
           end
         end
 
-        def work(me, job, idle)
+        def work(slot, job, idle)
           while job
-            @busy[me] = job
-            @processor.run(job)
-            @busy.delete(me)
+            @processor.run(job, slot)
             @finished.signal if @draining
             # A worker the watchdog stopped (a timed-out job) retires: a fresh one
             # replaces it on demand, so no Task carries a stop across jobs.
-            break if @watchdog.retire?(me)
+            break if slot.retired
 
             # Straight on to the next job when the engine has one: waiting for the
             # dispatcher fiber to be woken and hand it over cost 10 ms jobs ~0.2 ms each.
@@ -184,7 +187,7 @@ module FiberJob
         def drain(task)
           @draining = true # from here on, workers signal `@finished` when a job ends
           deadline = Clock.now + @shutdown_timeout
-          until @busy.empty?
+          while busy.positive?
             remaining = deadline - Clock.now
             break if remaining <= 0
 
@@ -194,11 +197,16 @@ module FiberJob
               break
             end
           end
-          unless @busy.empty?
-            FiberJob.logger.warn("shutdown_timeout reached: interrupting #{@busy.size} job(s); they go back to their queues")
+          unless (running = busy).zero?
+            FiberJob.logger.warn("shutdown_timeout reached: interrupting #{running} job(s); they go back to their queues")
           end
           @idle.clear
           @workers.keys.each(&:stop)
+        end
+
+        # Worker fibers running a job now.
+        def busy
+          @workers.each_value.count(&:job)
         end
       end
     end

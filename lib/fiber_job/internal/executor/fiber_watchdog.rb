@@ -16,23 +16,28 @@ module FiberJob
       # Like any fiber interruption, it lands where the job next waits (I/O, sleep).
       class FiberWatchdog
         def initialize
-          # Keyed by Task: by identity, which costs no #hash call per job.
-          @deadlines = {}.compare_by_identity
-          @timed_out = {}.compare_by_identity
-          @stopped = {}.compare_by_identity
+          # The slots (Processor::Slot) of every worker fiber, by identity: a running
+          # job's deadline is its slot's, so starting and ending one writes no table.
+          @slots = {}.compare_by_identity
           @wake = Async::Notification.new
           @next = nil
         end
 
-        # Runs the block, raising FiberJob::TimeoutError in it after `seconds`.
-        def guard(seconds)
-          task = Async::Task.current
-          @timed_out.delete(task)
-          deadline = Clock.now + seconds
-          @deadlines[task] = deadline
+        def watch(slot)
+          @slots[slot] = true
+        end
+
+        def unwatch(slot)
+          @slots.delete(slot)
+        end
+
+        # Runs the block, raising FiberJob::TimeoutError in it at `deadline` (monotonic
+        # seconds). `slot.task` is the job's Async::Task.
+        def guard(slot, deadline)
+          slot.deadline = deadline
           # Woken once: while jobs follow each other without yielding, the watchdog has
           # not run to take the last signal, and it reads every deadline when it does.
-          if @next.nil? || deadline < @next
+          if !@next || deadline < @next
             @next = deadline
             @wake.signal
           end
@@ -41,22 +46,17 @@ module FiberJob
           # Only this run's own deadline makes a timeout. A stop the watchdog sent to an
           # earlier run that async delivered late, or the worker's shutdown, goes on as
           # an interruption: the job goes back to its queue.
-          raise unless @timed_out.delete(task) && Clock.now >= deadline
+          raise unless slot.timed_out && Clock.now >= deadline
 
           raise FiberJob::TimeoutError, "execution expired"
         ensure
-          @deadlines.delete(task)
-        end
-
-        # True once for a task the watchdog stopped: its owner should not reuse it.
-        def retire?(task)
-          @stopped.delete(task) ? true : false
+          slot.deadline = nil
         end
 
         # The watchdog loop; run it in its own task, stop that task to end it.
         def run(task)
           loop do
-            @next = @deadlines.values.min
+            @next = earliest
             if @next.nil?
               @wake.wait
               next
@@ -72,26 +72,32 @@ module FiberJob
 
         private
 
+        def earliest
+          @slots.each_key.filter_map(&:deadline).min
+        end
+
         def sleep_until_woken(task, seconds)
           task.with_timeout(seconds) { @wake.wait }
         rescue Async::TimeoutError
           nil
         end
 
+        # Stops every job past its deadline. Its worker fiber retires (`slot.retired`):
+        # a fresh one replaces it on demand, so no Task carries a stop across jobs.
         def expire
           t = Clock.now
-          overdue = @deadlines.select { |_, deadline| deadline <= t }.keys
-          overdue.each do |job_task|
+          overdue = @slots.each_key.select { |slot| (d = slot.deadline) && d <= t }
+          overdue.each do |slot|
             # Stopping one task may run it at once (async 2), and it may wait on I/O,
             # letting the others run: one that finished (or started its next job)
             # meanwhile is not stopped.
-            deadline = @deadlines[job_task]
+            deadline = slot.deadline
             next unless deadline && deadline <= t
 
-            @deadlines.delete(job_task)
-            @timed_out[job_task] = true
-            @stopped[job_task] = true
-            job_task.stop
+            slot.deadline = nil
+            slot.timed_out = true
+            slot.retired = true
+            slot.task.stop
           end
         end
       end

@@ -22,7 +22,7 @@ module FiberJob
         def initialize(native, shutdown_timeout, threads, &processor_for)
           @native = native
           @watchdog = ThreadWatchdog.new
-          @processor = processor_for.call(->(seconds, &block) { @watchdog.guard(seconds, &block) })
+          @processor = processor_for.call(@watchdog)
           @shutdown_timeout = shutdown_timeout
           @threads = threads
         end
@@ -51,9 +51,10 @@ module FiberJob
         private
 
         def work
+          slot = Processor.enter(Thread.current, Thread.current)
           until @native._stopping?
             job = @native._take_blocking(WAIT)
-            @processor.run(job) if job
+            @processor.run(job, slot) if job
           end
         rescue Exception => e # rubocop:disable Lint/RescueException
           # The forced end of a shutdown: the processor gave the job back.
@@ -63,6 +64,8 @@ module FiberJob
           FiberJob.logger.error("worker stopping: #{e.class}: #{e.message} escaped a job " \
                                 "(#{e.backtrace&.first}); its job went back to the queue")
           @native._stop
+        ensure
+          Processor.leave(slot) if slot
         end
       end
     end

@@ -15,12 +15,11 @@ module FiberJob
       # ends — still inside it, where the processor treats it as the job's timeout —
       # never later in the worker's own code.
       class ThreadWatchdog
-        Entry = Struct.new(:thread, :deadline)
-
         def initialize
           @mutex = Mutex.new
           @wake = ConditionVariable.new
-          @entries = {}
+          # Slots (Processor::Slot) of the jobs under a deadline, by identity.
+          @entries = {}.compare_by_identity
           @next = nil
           @stopping = false
         end
@@ -39,18 +38,22 @@ module FiberJob
           @thread&.join(2)
         end
 
-        # Runs the block, raising FiberJob::TimeoutError in it after `seconds`.
-        def guard(seconds)
-          entry = Entry.new(Thread.current, Clock.now + seconds)
+        # Runs the block, raising FiberJob::TimeoutError in it at `deadline` (monotonic
+        # seconds). `slot.task` is the job's Thread.
+        def guard(slot, deadline)
           @mutex.synchronize do
-            @entries[entry] = true
-            @wake.signal if @next.nil? || entry.deadline < @next
+            slot.deadline = deadline
+            @entries[slot] = true
+            @wake.signal if @next.nil? || deadline < @next
           end
           begin
             yield
           ensure
             Thread.handle_interrupt(FiberJob::TimeoutError => :never) do
-              @mutex.synchronize { @entries.delete(entry) }
+              @mutex.synchronize do
+                @entries.delete(slot)
+                slot.deadline = nil
+              end
             end
           end
         end
@@ -64,7 +67,7 @@ module FiberJob
               overdue, waiting = @entries.keys.partition { |e| e.deadline <= now }
               overdue.each do |e|
                 @entries.delete(e)
-                e.thread.raise(FiberJob::TimeoutError, "execution expired")
+                e.task.raise(FiberJob::TimeoutError, "execution expired")
               end
               @next = waiting.map(&:deadline).min
               @wake.wait(@mutex, @next && [@next - Clock.now, 0.001].max)

@@ -37,11 +37,10 @@ RSpec.describe "executors" do
         end
       end
 
-      let(:carrier) { name == "FiberExecutor" ? :fiber : :thread }
 
       def executor_for(native, build, timeout, limit)
         build.call(native, timeout, limit) do |hook|
-          FiberJob.const_get(:Internal)::Processor.new(Logger.new(File::NULL), timeout: hook, carrier: carrier)
+          FiberJob.const_get(:Internal)::Processor.new(Logger.new(File::NULL), timeout: hook)
         end
       end
 
