@@ -19,8 +19,9 @@ if system_name == "fiber_job"
   one = ->(arg) { FiberBench.perform_async(arg) }
   bulk = ->(args) { FiberBench.perform_bulk(args.map { |a| [a] }) }
 else
+  require_relative "stack"
   require "sidekiq"
-  Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
+  Redis.silence_deprecations = true if defined?(Redis) && Redis.respond_to?(:silence_deprecations=)
   Sidekiq.configure_client { |c| c.redis = { url: ENV.fetch("REDIS_URL"), size: 20 } }
   class SidekiqBench
     include Sidekiq::Worker

@@ -15,6 +15,7 @@ require "timeout"
 $LOAD_PATH.unshift(File.expand_path("../lib", __dir__))
 $LOAD_PATH.unshift(File.expand_path("../spec", __dir__))
 require "fiber_job"
+require_relative "stack"
 require "sidekiq"
 require "redis"
 require "support/redis_server"
@@ -54,10 +55,13 @@ def start_worker(system, target, queues, processes: 1, sidekiq_threads: CONC_PER
   env = { "QUEUES" => queues.join(","), "CONC" => CONC_PER_QUEUE.to_s }
   env[target.is_a?(Array) ? "CLUSTER" : "REDIS_URL"] = Array(target).join(",")
   pid = if system == :fiber_job
-          Process.spawn(env, RbConfig.ruby, File.join(BENCH, "scale_worker.rb"), processes.to_s, out: File::NULL)
+          Process.spawn(BenchStack.worker_env(env), RbConfig.ruby, File.join(BENCH, "scale_worker.rb"), processes.to_s,
+                        out: File::NULL)
         else
-          Process.spawn(env, "sidekiq", "-r", File.join(BENCH, "scale_worker.rb"), "-c", sidekiq_threads.to_s,
-                        *queues.flat_map { |q| ["-q", q] }, out: File::NULL, err: File::NULL)
+          Process.spawn(BenchStack.worker_env(env),
+                        *BenchStack.sidekiq_command("-r", File.join(BENCH, "scale_worker.rb"), "-c", sidekiq_threads.to_s,
+                                                    *queues.flat_map { |q| ["-q", q] }),
+                        out: File::NULL, err: File::NULL)
         end
   WORKERS << pid
   pid

@@ -5,8 +5,9 @@
 # QUEUES at CONC per queue, prefetch 100, on REDIS_URL or the CLUSTER seeds. Sidekiq:
 # loaded by `sidekiq -r`, it defines the job class.
 if defined?(Sidekiq::CLI)
+  require_relative "stack"
   require "sidekiq"
-  Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
+  Redis.silence_deprecations = true if defined?(Redis) && Redis.respond_to?(:silence_deprecations=)
   Sidekiq.configure_server { |c| c.redis = { url: ENV.fetch("REDIS_URL") } }
   Sidekiq.logger.level = Logger::WARN
 

@@ -1,9 +1,10 @@
 # frozen_string_literal: true
 
 # Sidekiq benchmark app, loaded by `sidekiq -r bench/sidekiq_app.rb -c CONC`.
+require_relative "stack"
 require "sidekiq"
 require "json"
-Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
+Redis.silence_deprecations = true if defined?(Redis) && Redis.respond_to?(:silence_deprecations=)
 require_relative "tally"
 
 Sidekiq.configure_server { |c| c.redis = { url: ENV.fetch("REDIS_URL") } }

@@ -180,14 +180,15 @@ module FiberJob
         slot.started = started
         slot.elapsed = nil
         slot.job = job
-        log = logging?
+        log = @job_level && @logger.level <= @job_level # logging?, inlined: read once per job
         log_job(slot, "start") if log
         instance = klass.new
         instance.jid = job.jid
         instance.retry_count = job.retry_count
         seconds = instance.timeout
         if seconds.is_a?(Numeric) && seconds.positive?
-          timed(slot, started + seconds, seconds) { call_perform(instance, job) }
+          timed = true
+          @timeout.guard(slot, started + seconds) { call_perform(instance, job) }
         else
           call_perform(instance, job)
         end
@@ -202,6 +203,7 @@ module FiberJob
           job.give_back
           raise
         end
+        e = overran(e, seconds) if timed && e.is_a?(FiberJob::TimeoutError)
         failed(job, instance, klass, e, started, slot)
       ensure
         slot.job = nil
@@ -230,11 +232,9 @@ module FiberJob
         end
       end
 
-      # Runs the block under the watchdog: FiberJob::TimeoutError in the job at `deadline`.
-      def timed(slot, deadline, seconds, &block)
-        @timeout.guard(slot, deadline, &block)
-      rescue FiberJob::TimeoutError => e
-        raise FiberJob::TimeoutError, "job ran longer than its timeout of #{seconds}s", e.backtrace
+      # The watchdog's FiberJob::TimeoutError, saying which timeout the job ran past.
+      def overran(error, seconds)
+        FiberJob::TimeoutError.new("job ran longer than its timeout of #{seconds}s").tap { |e| e.set_backtrace(error.backtrace) }
       end
 
       # `log`: whether this job's lines are logged (`logging?`, read once per job).
