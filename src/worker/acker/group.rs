@@ -3,6 +3,7 @@
 //! updated from Redis's replies.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
@@ -17,15 +18,92 @@ use crate::store::scripts;
 use crate::worker::outcome::{AfterFailure, Outcome};
 use crate::worker::state::WorkerState;
 
-/// One queue's outcomes of a batch.
-pub(super) struct Group {
+/// One queue's key names and fixed arguments for its groups, made once per queue and
+/// stats window (`KeyCache`) rather than for every acker wake-up.
+pub(super) struct QueueKeys {
+    /// The stats window `counters` name.
+    bucket: i64,
     /// `OUTCOMES`'s keys, all in the queue's Cluster slot.
     keys: [String; 10],
+    /// `OUTCOMES`'s arguments after the time and before the outcomes.
+    fixed: [String; 5],
+    /// The counters a group adds to (see `Counter`), each in a slot of its own, and
+    /// each one's guard against adding twice (`scripts::COUNT_ONCE`).
+    counters: [String; 5],
+    guards: [String; 5],
+}
+
+/// `QueueKeys` by queue index, kept by the acker across wake-ups.
+#[derive(Default)]
+pub(super) struct KeyCache(Vec<Option<Arc<QueueKeys>>>);
+
+impl KeyCache {
+    fn get(&mut self, state: &WorkerState, q: usize, now: f64) -> Arc<QueueKeys> {
+        let bucket = (now as i64) / STAT_WINDOW_SECS;
+        if self.0.len() <= q {
+            self.0.resize(q + 1, None);
+        }
+        match &self.0[q] {
+            Some(k) if k.bucket == bucket => k.clone(),
+            _ => {
+                let k = Arc::new(QueueKeys::new(state, q, bucket));
+                self.0[q] = Some(k.clone());
+                k
+            }
+        }
+    }
+}
+
+impl QueueKeys {
+    fn new(state: &WorkerState, q: usize, bucket: i64) -> QueueKeys {
+        let k = &state.keys;
+        let queue = &state.queues[q];
+        let counters = [
+            k.stat("processed"),
+            k.stat_queue("processed", queue),
+            k.stat_window("processed", bucket),
+            k.stat("failed"),
+            k.stat_window("failed", bucket),
+        ];
+        let guards = counters
+            .each_ref()
+            .map(|counter| k.counted(counter, &state.identity, q));
+        QueueKeys {
+            bucket,
+            keys: [
+                state.processing_key(q).to_string(),
+                k.queue(queue),
+                k.retry(queue),
+                k.dead(queue),
+                k.failed(queue),
+                k.stat_queue("processed", queue),
+                k.stat_queue("failed", queue),
+                state.held_key(q).to_string(),
+                k.stat_queue("expired", queue),
+                k.flow_due(queue),
+            ],
+            fixed: [
+                FAILED_CAP.to_string(),
+                DEAD_CAP.to_string(),
+                DEAD_MAX_AGE_SECS.to_string(),
+                k.schedule_channel(),
+                queue.clone(),
+            ],
+            counters,
+            guards,
+        }
+    }
+}
+
+/// One queue's outcomes of a batch.
+pub(super) struct Group {
+    /// The queue's key names and fixed arguments.
+    k: Arc<QueueKeys>,
+    /// The batch's time (Redis's clock), `OUTCOMES`'s first fixed argument.
+    now: f64,
     /// Unique jobs' locks to free, and leases' sets and waiting lists (after `keys`;
     /// the `U` and `L` outcomes name them).
     lock_keys: Vec<String>,
-    /// `OUTCOMES`'s arguments before the outcomes.
-    fixed: [String; 6],
     /// Payloads of the acked jobs in the held set (an ack changes only its own job, so
     /// acks may go first whatever their order among other outcomes).
     acks: Vec<Vec<u8>>,
@@ -34,10 +112,6 @@ pub(super) struct Group {
     /// The other outcomes, as `OUTCOMES` takes them; with none, the group is sent as
     /// plain commands instead of the script.
     others: Vec<Vec<u8>>,
-    /// The counters the group adds to (see `Counter`), each in a slot of its own, and
-    /// each one's guard against adding twice (`scripts::COUNT_ONCE`).
-    counters: [String; 5],
-    guards: [String; 5],
     /// What is not yet added to each counter.
     uncounted: [usize; 5],
     /// This worker's number for the group's counts: the same each time they are sent.
@@ -99,6 +173,7 @@ pub(super) fn build(
     state: &WorkerState,
     msgs: impl Iterator<Item = Outcome>,
     metrics: &mut Metrics,
+    cache: &mut KeyCache,
 ) -> Built {
     // Redis's time: start logs, lease ends and the dead set's age are compared with
     // times other processes wrote (`runtime::clock`).
@@ -129,7 +204,9 @@ pub(super) fn build(
             }
             _ => {}
         }
-        let group = groups.entry(q).or_insert_with(|| Group::new(state, q, now));
+        let group = groups
+            .entry(q)
+            .or_insert_with(|| Group::new(cache.get(state, q, now), now));
         let args = &mut group.others;
         match msg {
             Outcome::Acked {
@@ -195,7 +272,7 @@ pub(super) fn build(
                 group
                     .lock_keys
                     .push(state.keys.unique(&state.queues[q], &digest));
-                let k = group.keys.len() + group.lock_keys.len();
+                let k = group.k.keys.len() + group.lock_keys.len();
                 group
                     .others
                     .extend([b"U".to_vec(), k.to_string().into_bytes(), jid.into_bytes()]);
@@ -203,7 +280,7 @@ pub(super) fn build(
             Outcome::Requeued { raw, .. } => args.extend([b"B".to_vec(), raw]),
             Outcome::EndLease { key, jid, .. } => {
                 let queue = &state.queues[q];
-                let k = group.keys.len() + group.lock_keys.len() + 1;
+                let k = group.k.keys.len() + group.lock_keys.len() + 1;
                 group.lock_keys.extend([
                     state.keys.concurrency(queue, &key),
                     state.keys.concurrency_wait(queue, &key),
@@ -217,7 +294,7 @@ pub(super) fn build(
             }
             Outcome::Started { key, log, per, .. } => {
                 let queue = &state.queues[q];
-                let k = group.keys.len() + group.lock_keys.len() + 1;
+                let k = group.k.keys.len() + group.lock_keys.len() + 1;
                 group.lock_keys.extend([
                     state.keys.throttle(queue, &key),
                     state.keys.throttle_wait(queue, &key),
@@ -241,47 +318,14 @@ pub(super) fn build(
 }
 
 impl Group {
-    pub(super) fn new(state: &WorkerState, q: usize, now: f64) -> Group {
-        let k = &state.keys;
-        let queue = &state.queues[q];
-        let bucket = (now as i64) / STAT_WINDOW_SECS;
-        let counters = [
-            k.stat("processed"),
-            k.stat_queue("processed", queue),
-            k.stat_window("processed", bucket),
-            k.stat("failed"),
-            k.stat_window("failed", bucket),
-        ];
-        let guards = counters
-            .each_ref()
-            .map(|counter| k.counted(counter, &state.identity, q));
+    pub(super) fn new(k: Arc<QueueKeys>, now: f64) -> Group {
         Group {
-            keys: [
-                state.processing_key(q).to_string(),
-                k.queue(queue),
-                k.retry(queue),
-                k.dead(queue),
-                k.failed(queue),
-                k.stat_queue("processed", queue),
-                k.stat_queue("failed", queue),
-                state.held_key(q).to_string(),
-                k.stat_queue("expired", queue),
-                k.flow_due(queue),
-            ],
-            fixed: [
-                now.to_string(),
-                FAILED_CAP.to_string(),
-                DEAD_CAP.to_string(),
-                DEAD_MAX_AGE_SECS.to_string(),
-                k.schedule_channel(),
-                queue.clone(),
-            ],
+            k,
+            now,
             lock_keys: Vec::new(),
             acks: Vec::new(),
             listed_acks: Vec::new(),
             others: Vec::new(),
-            counters,
-            guards,
             uncounted: [0; 5],
             number: next_number(),
         }
@@ -300,10 +344,11 @@ impl Group {
         if scripted {
             let mut cmd = redis::cmd("EVALSHA");
             cmd.arg(scripts::OUTCOMES.get_hash())
-                .arg(self.keys.len() + self.lock_keys.len())
-                .arg(&self.keys[..])
+                .arg(self.k.keys.len() + self.lock_keys.len())
+                .arg(&self.k.keys[..])
                 .arg(&self.lock_keys)
-                .arg(&self.fixed[..]);
+                .arg(self.now.to_string())
+                .arg(&self.k.fixed[..]);
             for raw in self.acks.iter().chain(&self.listed_acks) {
                 cmd.arg(&b"A"[..]).arg(raw);
             }
@@ -312,17 +357,17 @@ impl Group {
             replies.push(Reply::Script);
         } else {
             if !self.acks.is_empty() {
-                pipe.cmd("SREM").arg(&self.keys[7]).arg(&self.acks);
+                pipe.cmd("SREM").arg(&self.k.keys[7]).arg(&self.acks);
                 replies.push(Reply::Acks);
             }
             for (i, raw) in self.listed_acks.iter().enumerate() {
-                pipe.cmd("LREM").arg(&self.keys[0]).arg(-1).arg(raw);
+                pipe.cmd("LREM").arg(&self.k.keys[0]).arg(-1).arg(raw);
                 replies.push(Reply::ListedAck(i));
             }
         }
         for counter in COUNTERS {
             let (key, n) = (
-                &self.counters[counter as usize],
+                &self.k.counters[counter as usize],
                 self.uncounted[counter as usize],
             );
             if n == 0 || (scripted && matches!(counter, Counter::QueueProcessed)) {
@@ -337,7 +382,7 @@ impl Group {
             cmd.arg(scripts::COUNT_ONCE.get_hash())
                 .arg(2)
                 .arg(key)
-                .arg(&self.guards[counter as usize])
+                .arg(&self.k.guards[counter as usize])
                 .arg(self.number)
                 .arg(COUNTED_TTL_SECS)
                 .arg(ttl)

@@ -73,6 +73,8 @@ pub async fn run(state: Arc<WorkerState>, mut rx: mpsc::UnboundedReceiver<Outcom
     let mut link = Link::new(None);
     let mut outage = Outage::new("acker".to_string());
     let mut metrics = Metrics::new();
+    // Key names per queue, made once per stats window rather than every wake-up.
+    let mut keys = group::KeyCache::default();
     loop {
         // Idle with runs counted: wait no longer than until they are due.
         let received = match metrics.due_in() {
@@ -100,7 +102,7 @@ pub async fn run(state: Arc<WorkerState>, mut rx: mpsc::UnboundedReceiver<Outcom
             mut groups,
             flushes,
             mut batch_ends,
-        } = build(&state, msgs.drain(..), &mut metrics);
+        } = build(&state, msgs.drain(..), &mut metrics, &mut keys);
         let mut counting = metrics.due(!flushes.is_empty());
         let mut refusals = 0u32;
         while !batch_ends.is_empty() || !groups.is_empty() || counting {

@@ -10,14 +10,18 @@ fn bytes(v: &[&str]) -> Vec<Vec<u8>> {
 fn group_of(acks: &[&str], listed: &[&str], others: &[&str]) -> Group {
     let n = acks.len() + listed.len();
     Group {
-        keys: std::array::from_fn(|i| format!("k{i}")),
-        fixed: std::array::from_fn(|i| format!("a{i}")),
+        k: Arc::new(QueueKeys {
+            bucket: 0,
+            keys: std::array::from_fn(|i| format!("k{i}")),
+            fixed: std::array::from_fn(|i| format!("a{i}")),
+            counters: std::array::from_fn(|i| format!("c{i}")),
+            guards: std::array::from_fn(|i| format!("{{c{i}}}:counted")),
+        }),
+        now: 0.0,
         lock_keys: Vec::new(),
         acks: bytes(acks),
         listed_acks: bytes(listed),
         others: bytes(others),
-        counters: std::array::from_fn(|i| format!("c{i}")),
-        guards: std::array::from_fn(|i| format!("{{c{i}}}:counted")),
         uncounted: [n, n, n, 0, 0],
         number: 7,
     }
