@@ -19,45 +19,23 @@ use super::lua::{releasing, waking};
 /// process's held set, oldest first; a payload whose bytes the set already holds (the
 /// same job pushed twice) goes to the processing list instead, so each copy is held
 /// once. The first write is a SADD, which Redis refuses whole when full. KEYS: queue,
-/// held, processing. Returns {payloads, 1-based positions of the ones listed}, the
-/// payloads framed into one string, each as `<byte length>:<bytes>` (`split_framed`):
-/// one reply value for the batch rather than one per job, which the client would parse
-/// one by one.
+/// held, processing. Returns {payloads, 1-based positions of the ones listed}.
 pub static FETCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local got = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)
-local framed, listed, n = {}, {}, 0
+local out, listed = {}, {}
 for i = #got, 1, -1 do
-  local job = got[i]
-  n = n + 1
-  framed[3 * n - 2] = #job
-  framed[3 * n - 1] = ':'
-  framed[3 * n] = job
-  if redis.call('SADD', KEYS[2], job) == 0 then
-    redis.call('LPUSH', KEYS[3], job)
-    listed[#listed + 1] = n
+  out[#out + 1] = got[i]
+  if redis.call('SADD', KEYS[2], got[i]) == 0 then
+    redis.call('LPUSH', KEYS[3], got[i])
+    listed[#listed + 1] = #out
   end
 end
 if #got > 0 then redis.call('LTRIM', KEYS[1], 0, -#got - 1) end
-return {table.concat(framed), listed}",
+return {out, listed}",
     )
 });
-
-/// The payloads of `FETCH`'s framed reply, in order; None when the framing is broken
-/// (which only a different script could produce).
-pub fn split_framed(framed: &[u8]) -> Option<Vec<Vec<u8>>> {
-    let mut out = Vec::new();
-    let mut rest = framed;
-    while !rest.is_empty() {
-        let colon = rest.iter().position(|&b| b == b':')?;
-        let len: usize = std::str::from_utf8(&rest[..colon]).ok()?.parse().ok()?;
-        let body = rest.get(colon + 1..colon + 1 + len)?;
-        out.push(body.to_vec());
-        rest = &rest[colon + 1 + len..];
-    }
-    Some(out)
-}
 
 /// Move everything left in a processing list and held set back to the front of its
 /// queue (the list's oldest at the very front; a set has no order). KEYS: queue,
@@ -465,31 +443,3 @@ if ARGV[3] ~= '0' then redis.pcall('EXPIRE', KEYS[1], ARGV[3]) end
 return bad",
     )
 });
-
-#[cfg(test)]
-mod framing_tests {
-    use super::split_framed;
-
-    #[test]
-    fn splits_framed_payloads_byte_for_byte() {
-        let jobs: Vec<Vec<u8>> = vec![
-            br#"{"class":"A","args":[1]}"#.to_vec(),
-            Vec::new(),
-            b"12:not:json\xff".to_vec(),
-        ];
-        let mut framed = Vec::new();
-        for j in &jobs {
-            framed.extend_from_slice(format!("{}:", j.len()).as_bytes());
-            framed.extend_from_slice(j);
-        }
-        assert_eq!(split_framed(&framed), Some(jobs));
-        assert_eq!(split_framed(b""), Some(vec![]));
-    }
-
-    #[test]
-    fn refuses_broken_framing() {
-        assert_eq!(split_framed(b"5:abc"), None);
-        assert_eq!(split_framed(b"x:abc"), None);
-        assert_eq!(split_framed(b"abc"), None);
-    }
-}

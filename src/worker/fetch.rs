@@ -92,16 +92,8 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
             .key(&held_key)
             .key(&processing_key)
             .arg(cap.min(MAX_BATCH))
-            .invoke_async::<(Vec<u8>, Vec<usize>)>(&mut c)
-            .await
-            .and_then(|(framed, listed)| match scripts::split_framed(&framed) {
-                Some(raws) => Ok((raws, listed)),
-                // As a broken connection: what it took is given back (`reconcile`).
-                None => Err(redis::RedisError::from(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "FETCH's reply is not framed payloads",
-                ))),
-            });
+            .invoke_async(&mut c)
+            .await;
         let hot = last_found.is_some_and(|at| at.elapsed() < HOT_FOR);
         let (batch, on_shared) = match batch {
             Ok((b, _)) if b.is_empty() && hot => match blocking.get(&state.redis).await {
