@@ -59,8 +59,9 @@ module FiberJob
       # (fiber-local) holds the carrier's slot for its whole life; `Logging.context`
       # builds the Hash a log line prints from it while a job runs. `task` is the
       # carrier's Async::Task (fibers) or Thread (threads), which the watchdog stops or
-      # raises into; `timed_out` and `retired` are the watchdog's marks.
-      Slot = Struct.new(:carrier, :task, :job, :klass, :started, :elapsed, :deadline, :timed_out, :retired) do
+      # raises into; `stopped` is the fiber watchdog's mark on a carrier whose job it
+      # stopped for its timeout (that worker fiber then retires).
+      Slot = Struct.new(:carrier, :task, :job, :klass, :started, :elapsed, :deadline, :stopped) do
         # The log context of the running job: class, jid and queue, then elapsed; nil
         # between jobs.
         def context

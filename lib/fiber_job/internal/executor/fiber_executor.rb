@@ -159,7 +159,7 @@ module FiberJob
             @finished.signal if @draining
             # A worker the watchdog stopped (a timed-out job) retires: a fresh one
             # replaces it on demand, so no Task carries a stop across jobs.
-            break if slot.retired
+            break if slot.stopped
 
             # Straight on to the next job when the engine has one: waiting for the
             # dispatcher fiber to be woken and hand it over cost 10 ms jobs ~0.2 ms each.

@@ -46,7 +46,7 @@ module FiberJob
           # Only this run's own deadline makes a timeout. A stop the watchdog sent to an
           # earlier run that async delivered late, or the worker's shutdown, goes on as
           # an interruption: the job goes back to its queue.
-          raise unless slot.timed_out && Clock.now >= deadline
+          raise unless slot.stopped && Clock.now >= deadline
 
           raise FiberJob::TimeoutError, "execution expired"
         ensure
@@ -82,7 +82,7 @@ module FiberJob
           nil
         end
 
-        # Stops every job past its deadline. Its worker fiber retires (`slot.retired`):
+        # Stops every job past its deadline. Its worker fiber retires (`slot.stopped`):
         # a fresh one replaces it on demand, so no Task carries a stop across jobs.
         def expire
           t = Clock.now
@@ -95,8 +95,7 @@ module FiberJob
             next unless deadline && deadline <= t
 
             slot.deadline = nil
-            slot.timed_out = true
-            slot.retired = true
+            slot.stopped = true
             slot.task.stop
           end
         end
