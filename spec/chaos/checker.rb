@@ -106,8 +106,13 @@ module Chaos
       jobs.to_h { |job| [job["jid"], job["error_class"]] }
     end
 
+    # A process may run one attempt of a job twice at once (a worker resumed after a
+    # stop runs what it held while its jobs, reclaimed meanwhile, come back to it from
+    # the queue): its runs of one jid and attempt end in the order they started, so each
+    # F line ends the oldest of them still open. (Which of two identical runs ended
+    # first changes no check: how many runs are open at any time is the same.)
     def read_logs
-      open_runs = {}
+      open_runs = Hash.new { |h, k| h[k] = [] }
       Dir[File.join(@dir, "*.log")].each do |file|
         File.foreach(file) do |line|
           f = line.split
@@ -116,9 +121,9 @@ module Chaos
           when "S"
             run = Run.new(f[1], f[2].to_i, f[3].to_i, f[4].to_f, f[5], f[6])
             @runs[run.jid] << run
-            open_runs[[run.jid, run.attempt, run.pid]] = run
+            open_runs[[run.jid, run.attempt, run.pid]] << run
           when "F"
-            run = open_runs.delete([f[1], f[2].to_i, f[3].to_i])
+            run = open_runs[[f[1], f[2].to_i, f[3].to_i]].shift
             if run
               run.finish = f[4].to_f
               run.result = f[5]

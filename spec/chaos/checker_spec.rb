@@ -163,4 +163,18 @@ RSpec.describe "Chaos::Checker" do
     totals[:processed] = 3
     expect(found(check, :counter).first[1]).to include("processed is 3")
   end
+
+  it "pairs each end with its own run when one process runs an attempt twice at once" do
+    # Worker 10 resumed after a stop: it runs the copy of f it held while the copy the
+    # reaper put back, fetched again, starts beside it. Both failed, and both count.
+    log("E f ChaosFlaky - - 1.0", "S f 0 10 5.0 ChaosFlaky -", "S f 0 10 5.01 ChaosFlaky -", "F f 0 10 5.03 fail",
+        "F f 0 10 5.04 fail", "S f 1 10 6.1 ChaosFlaky -", "F f 1 10 6.2 ok")
+    faults << fault(:worker_stop, 10, 1.0, 4.9)
+    totals[:failed] = 2
+    result = check
+    expect(found(result, :counter)).to be_empty
+    expect(result.counts[:failed_logged]).to eq(2)
+    expect(result.counts[:duplicates]).to eq(1)
+    expect(result).to be_ok
+  end
 end
