@@ -3,7 +3,9 @@
 //! `error_message`, `failed_at`, `backtrace`).
 //!
 //! Payloads are parsed once, here, when a fetcher takes them from Redis. A payload that
-//! cannot be run is rejected with a reason that ends up in the dead set.
+//! cannot be run is rejected with a reason that ends up in the dead set. Submodule
+//! `common` reads the shape the `Builder` writes for a new job without serde's field
+//! machinery; every other payload goes through serde (`parse_general`).
 
 use std::fmt::Write;
 
@@ -219,8 +221,18 @@ fn limit(v: Option<Box<Value>>, n: &str, secs: &str) -> Option<(String, u64, f64
     }
 }
 
+mod common;
+
 /// Parses a payload taken from a queue. `Err` holds the reason it cannot run.
 pub fn parse(raw: &str) -> Result<Parsed, String> {
+    match common::read(raw) {
+        Some(parsed) => Ok(parsed),
+        None => parse_general(raw),
+    }
+}
+
+/// Any payload, through serde (`parse` reads the common shape without it).
+fn parse_general(raw: &str) -> Result<Parsed, String> {
     use serde::Deserialize;
     // serde would also read a struct from a JSON array; a payload must be an object.
     if !raw.trim_start().starts_with('{') {

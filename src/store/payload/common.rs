@@ -1,0 +1,236 @@
+//! The common shape, read without serde's field machinery: the payload `Builder` writes
+//! for a new job with no extra fields —
+//! `{"class":"C","args":[…],"jid":"J","queue":"Q","created_at":N,"enqueued_at":N,"retry_count":N}`
+//! with no whitespace and no escapes in its strings. Most jobs a worker takes are this
+//! shape, and serde's reading of it (a key compared with every field name, each value
+//! skipped through the generic visitor) cost ~3,500 instructions a job, most of the
+//! engine's parse.
+//!
+//! `read` answers only when the payload is exactly this shape, and then with what
+//! `parse` would make of it; anything else (a retry's error fields, limits, a batch, a
+//! Sidekiq client's order of keys, an escape, a space) is `None`, and `parse` reads it
+//! the general way. It checks the JSON it reads: strings free of control characters,
+//! numbers by JSON's grammar, the arguments by serde_json.
+
+use serde_json::Value;
+
+use super::Parsed;
+
+/// A cursor over the payload's bytes.
+struct Cursor<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// Steps over `expected`, which must come next.
+    fn literal(&mut self, expected: &str) -> Option<()> {
+        let end = self.at + expected.len();
+        (self.text.as_bytes().get(self.at..end)? == expected.as_bytes()).then(|| self.at = end)
+    }
+
+    /// The rest of a string whose opening quote is behind: its text, up to the closing
+    /// quote (stepped over). None at an escape or a control character.
+    fn plain_string(&mut self) -> Option<&'a str> {
+        let start = self.at;
+        let rest = &self.text.as_bytes()[start..];
+        let len = rest.iter().position(|&b| ENDS_PLAIN[usize::from(b)])?;
+        if rest[len] != b'"' {
+            return None;
+        }
+        self.at = start + len + 1;
+        // The payload is UTF-8 and a quote is one byte: the slice is at char boundaries.
+        Some(&self.text[start..start + len])
+    }
+
+    /// A JSON number, `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`, as text.
+    fn number(&mut self) -> Option<&'a str> {
+        let b = &self.text.as_bytes()[self.at..];
+        let mut i = usize::from(b.first() == Some(&b'-'));
+        let whole = digits(b, i);
+        if whole == 0 || (whole > 1 && b[i] == b'0') {
+            return None;
+        }
+        i += whole;
+        if b.get(i) == Some(&b'.') {
+            let fraction = digits(b, i + 1);
+            if fraction == 0 {
+                return None;
+            }
+            i += 1 + fraction;
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1 + usize::from(matches!(b.get(i + 1), Some(b'+' | b'-')));
+            let exponent = digits(b, i);
+            if exponent == 0 {
+                return None;
+            }
+            i += exponent;
+        }
+        let start = self.at;
+        self.at += i;
+        Some(&self.text[start..self.at])
+    }
+
+    /// The argument Array, read by serde_json from here.
+    fn args(&mut self) -> Option<Vec<Value>> {
+        let mut values =
+            serde_json::Deserializer::from_str(&self.text[self.at..]).into_iter::<Vec<Value>>();
+        let args = values.next()?.ok()?;
+        self.at += values.byte_offset();
+        Some(args)
+    }
+}
+
+/// The bytes that end a run of a string's plain text: the closing quote, the start of
+/// an escape, and the control characters JSON does not allow in a string.
+static ENDS_PLAIN: [bool; 256] = {
+    let mut ends = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        ends[b] = true;
+        b += 1;
+    }
+    ends[b'"' as usize] = true;
+    ends[b'\\' as usize] = true;
+    ends
+};
+
+/// How many ASCII digits `b` has from `i` on.
+fn digits(b: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while i < b.len() && b[i].wrapping_sub(b'0') < 10 {
+        i += 1;
+    }
+    i - from
+}
+
+/// The payload read, when it is exactly the common shape.
+pub(super) fn read(text: &str) -> Option<Parsed> {
+    let mut c = Cursor { text, at: 0 };
+    c.literal(r#"{"class":""#)?;
+    let class = c.plain_string()?;
+    if class.is_empty() {
+        return None; // an error, which `parse` words
+    }
+    c.literal(r#","args":"#)?;
+    let args = c.args()?;
+    c.literal(r#","jid":""#)?;
+    let jid = c.plain_string()?;
+    c.literal(r#","queue":""#)?;
+    c.plain_string()?;
+    c.literal(r#","created_at":"#)?;
+    c.number()?;
+    c.literal(r#","enqueued_at":"#)?;
+    c.number()?;
+    c.literal(r#","retry_count":"#)?;
+    let retry_count = c.number()?;
+    c.literal("}")?;
+    if c.at != text.len() {
+        return None;
+    }
+    Some(Parsed {
+        class: class.to_owned(),
+        args,
+        jid: jid.to_owned(),
+        // As `parse` reads it: a non-negative integer, else 0.
+        retry_count: retry_count.parse().unwrap_or(0),
+        expires_at: None,
+        unique: None,
+        limits: None,
+        bid: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse, parse_general, Builder};
+    use super::read;
+
+    /// `parse` of each payload, through `read` where it answers, equals the general
+    /// reading.
+    fn same(text: &str) -> bool {
+        let fast = format!("{:?}", parse(text));
+        let general = format!("{:?}", parse_general(text));
+        assert_eq!(fast, general, "{text}");
+        read(text).is_some()
+    }
+
+    /// `cargo test --release --lib common::tests::speed -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn speed() {
+        let (_, p) = Builder::new("FiberBench", "default", 1_765_065_600.123_456_7)
+            .payload("[123]", &serde_json::Map::new());
+        for (name, f) in [
+            ("common", parse as fn(&str) -> _),
+            ("general", parse_general),
+        ] {
+            let t = std::time::Instant::now();
+            for _ in 0..1_000_000 {
+                std::hint::black_box(f(std::hint::black_box(&p)).is_ok());
+            }
+            println!("{name}: {:?} per parse", t.elapsed() / 1_000_000);
+        }
+    }
+
+    #[test]
+    fn reads_what_the_builder_writes() {
+        let b = Builder::new("EmailJob", "default", 1_765_065_600.123_456_7);
+        for args in [
+            "[]",
+            "[1]",
+            r#"[123,"hi",{"a":[1.5,null,true]},-2e3]"#,
+            r#"["a\"b"]"#,
+        ] {
+            let (_, p) = b.payload(args, &serde_json::Map::new());
+            assert!(same(&p), "the common shape is read directly: {p}");
+        }
+    }
+
+    #[test]
+    fn leaves_every_other_shape_to_the_general_reading_with_the_same_result() {
+        let j = r#""jid":"abc","queue":"q","created_at":1.5,"enqueued_at":2,"retry_count""#;
+        for (text, direct) in [
+            (format!(r#"{{"class":"A","args":[1],{j}:3}}"#), true),
+            (format!(r#"{{"class":"A","args":[1],{j}:-3}}"#), true),
+            (format!(r#"{{"class":"A","args":[1],{j}:1.5}}"#), true),
+            (format!(r#"{{"class":"A","args":[1],{j}:1e2}}"#), true),
+            (
+                format!(r#"{{"class":"A","args":[1],{j}:99999999999999999999999}}"#),
+                true,
+            ),
+            (
+                format!(r#"{{"class":"A","args":[1],{j}:0,"bid":"b"}}"#),
+                false,
+            ),
+            (
+                format!(r#"{{"class":"A","args":[1],{j}:0,"class":"B"}}"#),
+                false,
+            ),
+            (format!(r#"{{"class":"A","args":[1],{j}:0}} "#), false),
+            (format!(r#"{{"class":"A","args":[1],{j}:0}}x"#), false),
+            (format!(r#"{{"class":"A","args":[1],{j}:01}}"#), false),
+            (format!(r#"{{"class":"A","args":[1],{j}:1.}}"#), false),
+            (format!(r#"{{"class":"A","args":[1],{j}:-}}"#), false),
+            (format!(r#"{{"class":"A","args":[1],{j}:1e}}"#), false),
+            (format!(r#"{{"class":"A","args":[1],{j}:"0"}}"#), false),
+            (format!(r#"{{"class":"","args":[1],{j}:0}}"#), false),
+            (format!(r#"{{"class":"A\u0042","args":[1],{j}:0}}"#), false),
+            (format!("{{\"class\":\"A\tB\",\"args\":[1],{j}:0}}"), false),
+            (format!(r#"{{"class":"A","args":{{}},{j}:0}}"#), false),
+            (format!(r#"{{"class":"A","args":[1,],{j}:0}}"#), false),
+            // serde_json reads the arguments, spaces included
+            (format!(r#"{{"class":"A","args": [ 1 ],{j}:0}}"#), true),
+            (format!(r#"{{"class":"A","args":[1] ,{j}:0}}"#), false),
+            (format!(r#"{{"class":"A","args":[1]{j}:0}}"#), false),
+            (format!(r#"{{"class":"Ä","args":["é"],{j}:0}}"#), true),
+            (format!(r#"{{"class":"A","args":[1],{j}:0"#), false),
+            (r#"{"class":"A","args":[1],"jid":"j"}"#.to_string(), false),
+            (r#"{"class":"A","args":[1"#.to_string(), false),
+            (r#"{"class":"A"#.to_string(), false),
+        ] {
+            assert_eq!(same(&text), direct, "{text}");
+        }
+    }
+}
