@@ -10,6 +10,7 @@
 //! - `cron_expr`: crontab expressions.
 //! - `ruby`: the only code that touches magnus; its `init` is the extension's entry.
 //! - `error`: the one error type, with Redis's replies sorted and explained.
+//! - `hashers`: cheap hashers for keys the process makes itself (ids, class names).
 //!
 //! Everything but `ruby` is plain Rust, tested with `cargo test`.
 
@@ -17,6 +18,7 @@ mod batch;
 mod client;
 mod cron_expr;
 mod error;
+mod hashers;
 mod ruby;
 mod runtime;
 mod store;

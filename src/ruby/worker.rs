@@ -8,12 +8,15 @@
 //! `ack`, `_fail` (through `TakenJob#fail` in `lib/fiber_job/taken_job.rb`), `give_back`,
 //! `requeue` or `bury`, plus `payload` (the raw JSON, for middleware).
 
+use std::collections::HashMap;
 use std::os::fd::AsRawFd;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use magnus::value::Lazy;
+use magnus::value::{Lazy, Opaque};
 use magnus::{
-    function, method, prelude::*, typed_data::Obj, RArray, RClass, RModule, RStruct, Ruby, Value,
+    function, method, prelude::*, typed_data::Obj, RArray, RClass, RModule, RString, RStruct, Ruby,
+    Value,
 };
 
 use super::connection::{target_settings, Fields};
@@ -22,6 +25,7 @@ use super::error::to_ruby;
 use super::nogvl::{blocking, handle_interrupts, without_gvl};
 use crate::cron_expr::CronSpec;
 use crate::error::Error;
+use crate::hashers::BuildFnv;
 use crate::runtime::cancel::Cancel;
 use crate::store::payload;
 use crate::store::records::Failure;
@@ -29,7 +33,61 @@ use crate::worker::cron_ticker::CronDef;
 use crate::worker::{Engine, Prefetch, QueueSettings, Settings, Taken};
 
 #[magnus::wrap(class = "FiberJob::Internal::Native::Worker", free_immediately, size)]
-pub struct RbWorker(Engine);
+pub struct RbWorker(Engine, Names);
+
+/// Most job class names a worker keeps a String for (beyond them, each job gets its own).
+const CLASS_NAMES: usize = 256;
+
+/// The frozen Strings a TakenJob carries as its `queue` and `class_name`, made once per
+/// queue and class rather than twice per job (an allocation each, and its collection:
+/// ~400 instructions of a no-op job). Each is kept alive by `register_mark_object`
+/// for the process's life; there are at most the queues plus `CLASS_NAMES`. Touched
+/// only with the GVL held, so the locks are never contended (`try_lock`: a String of
+/// its own rather than a wait, should one ever be).
+#[derive(Default)]
+struct Names {
+    queues: Mutex<Vec<Option<Opaque<RString>>>>,
+    classes: Mutex<HashMap<Box<str>, Opaque<RString>, BuildFnv>>,
+}
+
+impl Names {
+    fn queue(&self, ruby: &Ruby, q: usize, name: &str) -> RString {
+        let Ok(mut queues) = self.queues.try_lock() else {
+            return frozen(ruby, name);
+        };
+        if let Some(s) = queues.get(q).copied().flatten() {
+            return ruby.get_inner(s);
+        }
+        let s = frozen(ruby, name);
+        ruby.gc_register_mark_object(s);
+        if queues.len() <= q {
+            queues.resize(q + 1, None);
+        }
+        queues[q] = Some(s.into());
+        s
+    }
+
+    fn class(&self, ruby: &Ruby, name: &str) -> RString {
+        let Ok(mut classes) = self.classes.try_lock() else {
+            return frozen(ruby, name);
+        };
+        if let Some(s) = classes.get(name) {
+            return ruby.get_inner(*s);
+        }
+        let s = frozen(ruby, name);
+        if classes.len() < CLASS_NAMES {
+            ruby.gc_register_mark_object(s);
+            classes.insert(name.into(), s.into());
+        }
+        s
+    }
+}
+
+fn frozen(ruby: &Ruby, name: &str) -> RString {
+    let s = ruby.str_new(name);
+    s.freeze();
+    s
+}
 
 /// `FiberJob::Internal::Native::TakenJob`'s members, in order. `worker` (the Native::Worker that
 /// handed the job out) and `id` are the verbs' own; the rest are what a job is.
@@ -64,11 +122,13 @@ fn taken_job(ruby: &Ruby, worker: Obj<RbWorker>, job: &Taken) -> Result<Value, m
     for a in &job.args {
         args.push(convert::to_ruby(ruby, a)?)?;
     }
+    let (engine, names) = (&worker.0, &worker.1);
+    let queue = names.queue(ruby, job.queue, engine.queue_name(job.queue));
     let members: [Value; 8] = [
         worker.as_value(),
         job.id.into_value_with(ruby),
-        ruby.str_new(worker.0.queue_name(job.queue)).as_value(),
-        ruby.str_new(&job.class).as_value(),
+        queue.as_value(),
+        names.class(ruby, &job.class).as_value(),
         args.as_value(),
         ruby.str_new(&job.jid).as_value(),
         job.retry_count.into_value_with(ruby),
@@ -176,7 +236,7 @@ impl RbWorker {
         };
         f.finish(ruby)?;
         Engine::new(settings)
-            .map(RbWorker)
+            .map(|engine| RbWorker(engine, Names::default()))
             .map_err(|e| to_ruby(ruby, e))
     }
 

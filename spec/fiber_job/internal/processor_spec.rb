@@ -125,6 +125,25 @@ RSpec.describe FiberJob.const_get(:Internal)::Processor do
     expect(dead.map { |d| d["error_message"] }).to contain_exactly(/"Kernel" is not a FiberJob::Job subclass/, /not a Ruby constant name/)
   end
 
+  it "hands every job of a class and queue the same frozen names, and each its own jid and arguments" do
+    3.times { |i| queue_raw("ProcOkJob", [i]) }
+    # More classes than the worker keeps names for: those past the cap get Strings of their own.
+    300.times { |i| queue_raw("ProcNameJob#{i}") }
+    with_native_worker(limit: 400) do |native|
+      jobs = wait_for(message: "303 jobs to take") { (@taken ||= []).concat(native._take(400)).size == 303 && @taken }
+      mine = jobs.select { |j| j.class_name == "ProcOkJob" }
+      expect(mine.map(&:class_name).map(&:object_id).uniq.size).to eq(1)
+      expect(jobs.map(&:queue).map(&:object_id).uniq.size).to eq(1)
+      expect(jobs.map(&:class_name) + jobs.map(&:queue)).to all(be_frozen)
+      expect(mine.map(&:args)).to contain_exactly([0], [1], [2])
+      expect(mine.map(&:jid).uniq.size).to eq(3)
+      names = jobs.map(&:class_name)
+      expect(names.uniq.size).to eq(301)
+      expect(names.map(&:object_id).uniq.size).to eq(301) # one String per class, kept or not
+      jobs.each(&:give_back)
+    end
+  end
+
   describe ".job_class" do
     it "finds only FiberJob::Job subclasses, by constant name" do
       expect(described_class.job_class("ProcOkJob")).to eq([ProcOkJob])

@@ -10,10 +10,10 @@
 //! again after a lost reply, the counts are added once (the calls' number is the same).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::hashers::BuildFnv;
 use crate::store::keys::Keys;
 use crate::store::retention::{COUNTED_TTL_SECS, METRICS_BUCKETS, METRICS_MINUTE_TTL_SECS};
 use crate::store::scripts;
@@ -57,30 +57,7 @@ pub(super) struct Metrics {
     /// The minute (epoch seconds / 60), the instant counting began and the counts'
     /// number (`scripts::COUNT_ONCE`), while counts wait.
     pending: Option<(i64, Instant, u64)>,
-    classes: HashMap<String, ClassStats, BuildHasherDefault<Fnv>>,
-}
-
-/// FNV-1a: the map is looked up once per job with a short class name, where std's
-/// SipHash costs several times more; the keys come from this process's own jobs.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for b in bytes {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
+    classes: HashMap<String, ClassStats, BuildFnv>,
 }
 
 impl Metrics {

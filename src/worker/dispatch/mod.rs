@@ -108,30 +108,8 @@ impl QueueState {
     }
 }
 
-/// Hashes the dispatcher's own job ids (sequential, never chosen by anyone else) with
-/// one multiplication: std's SipHash, made for keys an attacker picks, cost ~280
-/// instructions a job in the insert, lookup and removal of each id.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(self.0 ^ u64::from(*b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        // Fibonacci hashing: spreads consecutive ids over the high bits hashbrown reads.
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type BusyJobs = HashMap<u64, HeldJob, std::hash::BuildHasherDefault<IdHasher>>;
+/// The busy jobs by id, hashed cheaply (`hashers::Ids`).
+type BusyJobs = HashMap<u64, HeldJob, crate::hashers::BuildIds>;
 
 struct State {
     queues: Vec<QueueState>,
