@@ -124,6 +124,7 @@ fn taken_job(ruby: &Ruby, worker: Obj<RbWorker>, job: &Taken) -> Result<Value, m
     }
     let (engine, names) = (&worker.0, &worker.1);
     let queue = names.queue(ruby, job.queue, engine.queue_name(job.queue));
+    // `throttled` stays nil unless true: one member fewer to write for most jobs.
     let members: [Value; 8] = [
         worker.as_value(),
         job.id.into_value_with(ruby),
@@ -132,8 +133,9 @@ fn taken_job(ruby: &Ruby, worker: Obj<RbWorker>, job: &Taken) -> Result<Value, m
         args.as_value(),
         ruby.str_new(&job.jid).as_value(),
         job.retry_count.into_value_with(ruby),
-        job.throttled.into_value_with(ruby),
+        ruby.qtrue().as_value(),
     ];
+    let filled = if job.throttled { 8 } else { 7 };
     // Filled in place rather than through `Struct#initialize` (a Ruby method call with
     // eight arguments: ~2,000 instructions of a no-op job's ~50,000). Cannot raise: a
     // fresh struct, not frozen, and every index within its members. The values stay
@@ -141,7 +143,7 @@ fn taken_job(ruby: &Ruby, worker: Obj<RbWorker>, job: &Taken) -> Result<Value, m
     // SAFETY: called with the GVL held (from a method of the worker).
     unsafe {
         let job = rb_sys::rb_struct_alloc_noinit(ruby.get_inner(&TAKEN_JOB).as_raw());
-        for (i, v) in members.iter().enumerate() {
+        for (i, v) in members[..filled].iter().enumerate() {
             rb_sys::rb_struct_aset(job, (i as i64).into_value_with(ruby).as_raw(), v.as_raw());
         }
         Ok(Value::from_raw(job))
