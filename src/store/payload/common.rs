@@ -124,7 +124,9 @@ pub(super) fn read(text: &str) -> Option<Parsed> {
     c.literal(r#","enqueued_at":"#)?;
     c.number()?;
     c.literal(r#","retry_count":"#)?;
-    let retry_count = c.number()?;
+    // Digits that fit a u64; any other number (negative, fractional, huge, 1e400,
+    // which serde refuses) is left to `parse`, which reads it its own way.
+    let retry_count: u64 = c.number()?.parse().ok()?;
     c.literal("}")?;
     if c.at != text.len() {
         return None;
@@ -133,8 +135,7 @@ pub(super) fn read(text: &str) -> Option<Parsed> {
         class: class.to_owned(),
         args,
         jid: jid.to_owned(),
-        // As `parse` reads it: a non-negative integer, else 0.
-        retry_count: retry_count.parse().unwrap_or(0),
+        retry_count,
         expires_at: None,
         unique: None,
         limits: None,
@@ -193,12 +194,14 @@ mod tests {
         let j = r#""jid":"abc","queue":"q","created_at":1.5,"enqueued_at":2,"retry_count""#;
         for (text, direct) in [
             (format!(r#"{{"class":"A","args":[1],{j}:3}}"#), true),
-            (format!(r#"{{"class":"A","args":[1],{j}:-3}}"#), true),
-            (format!(r#"{{"class":"A","args":[1],{j}:1.5}}"#), true),
-            (format!(r#"{{"class":"A","args":[1],{j}:1e2}}"#), true),
+            (format!(r#"{{"class":"A","args":[1],{j}:-3}}"#), false),
+            (format!(r#"{{"class":"A","args":[1],{j}:1.5}}"#), false),
+            (format!(r#"{{"class":"A","args":[1],{j}:1e2}}"#), false),
+            (format!(r#"{{"class":"A","args":[1],{j}:1e400}}"#), false),
+            (format!(r#"{{"class":"A","args":[1],{j}:18446744073709551615}}"#), true),
             (
                 format!(r#"{{"class":"A","args":[1],{j}:99999999999999999999999}}"#),
-                true,
+                false,
             ),
             (
                 format!(r#"{{"class":"A","args":[1],{j}:0,"bid":"b"}}"#),
@@ -226,6 +229,11 @@ mod tests {
             (format!(r#"{{"class":"A","args":[1]{j}:0}}"#), false),
             (format!(r#"{{"class":"Ä","args":["é"],{j}:0}}"#), true),
             (format!(r#"{{"class":"A","args":[1],{j}:0"#), false),
+            (
+                r#"{"class":"A","args":[1],"jid":"j","queue":"q","created_at":1e400,"enqueued_at":-0.5E-3,"retry_count":0}"#
+                    .to_string(),
+                true,
+            ),
             (r#"{"class":"A","args":[1],"jid":"j"}"#.to_string(), false),
             (r#"{"class":"A","args":[1"#.to_string(), false),
             (r#"{"class":"A"#.to_string(), false),
