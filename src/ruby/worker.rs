@@ -38,33 +38,35 @@ pub struct RbWorker(Engine, Names);
 /// Most job class names a worker keeps a String for (beyond them, each job gets its own).
 const CLASS_NAMES: usize = 256;
 
-/// The frozen Strings a TakenJob carries as its `queue` and `class_name`, made once per
-/// queue and class rather than twice per job (an allocation each, and its collection:
-/// ~400 instructions of a no-op job). Each is kept alive by `register_mark_object`
-/// for the process's life; there are at most the queues plus `CLASS_NAMES`. Touched
-/// only with the GVL held, so the locks are never contended (`try_lock`: a String of
-/// its own rather than a wait, should one ever be).
-#[derive(Default)]
+/// The frozen Strings a TakenJob carries as its `queue` and `class_name`: one per queue,
+/// made with the worker, and one per class, made at its first job, rather than two
+/// per job (an allocation each, and its collection: ~400 instructions of a no-op job).
+/// Each is kept alive by `gc_register_mark_object` for the process's life; there are at
+/// most the queues plus `CLASS_NAMES`. The classes are touched only with the GVL held,
+/// so their lock is never contended (`try_lock`: a String of its own rather than a
+/// wait, should it ever be).
 struct Names {
-    queues: Mutex<Vec<Option<Opaque<RString>>>>,
+    queues: Vec<Opaque<RString>>,
     classes: Mutex<HashMap<Box<str>, Opaque<RString>, BuildFnv>>,
 }
 
 impl Names {
-    fn queue(&self, ruby: &Ruby, q: usize, name: &str) -> RString {
-        let Ok(mut queues) = self.queues.try_lock() else {
-            return frozen(ruby, name);
-        };
-        if let Some(s) = queues.get(q).copied().flatten() {
-            return ruby.get_inner(s);
+    fn new(ruby: &Ruby, engine: &Engine, queues: usize) -> Names {
+        let queues = (0..queues)
+            .map(|q| {
+                let s = frozen(ruby, engine.queue_name(q));
+                ruby.gc_register_mark_object(s);
+                s.into()
+            })
+            .collect();
+        Names {
+            queues,
+            classes: Mutex::default(),
         }
-        let s = frozen(ruby, name);
-        ruby.gc_register_mark_object(s);
-        if queues.len() <= q {
-            queues.resize(q + 1, None);
-        }
-        queues[q] = Some(s.into());
-        s
+    }
+
+    fn queue(&self, ruby: &Ruby, q: usize) -> RString {
+        ruby.get_inner(self.queues[q])
     }
 
     fn class(&self, ruby: &Ruby, name: &str) -> RString {
@@ -122,13 +124,12 @@ fn taken_job(ruby: &Ruby, worker: Obj<RbWorker>, job: &Taken) -> Result<Value, m
     for a in &job.args {
         args.push(convert::to_ruby(ruby, a)?)?;
     }
-    let (engine, names) = (&worker.0, &worker.1);
-    let queue = names.queue(ruby, job.queue, engine.queue_name(job.queue));
+    let names = &worker.1;
     // `throttled` stays nil unless true: one member fewer to write for most jobs.
     let members: [Value; 8] = [
         worker.as_value(),
         job.id.into_value_with(ruby),
-        queue.as_value(),
+        names.queue(ruby, job.queue).as_value(),
         names.class(ruby, &job.class).as_value(),
         args.as_value(),
         ruby.str_new(&job.jid).as_value(),
@@ -237,9 +238,10 @@ impl RbWorker {
             health: f.nullable(ruby, "health")?,
         };
         f.finish(ruby)?;
-        Engine::new(settings)
-            .map(|engine| RbWorker(engine, Names::default()))
-            .map_err(|e| to_ruby(ruby, e))
+        let queues = settings.queues.len();
+        let engine = Engine::new(settings).map_err(|e| to_ruby(ruby, e))?;
+        let names = Names::new(ruby, &engine, queues);
+        Ok(RbWorker(engine, names))
     }
 
     /// `cron`: [[class, queue, expression, extra fields as a JSON object], …] of the

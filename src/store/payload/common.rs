@@ -10,7 +10,8 @@
 //! `parse` would make of it; anything else (a retry's error fields, limits, a batch, a
 //! Sidekiq client's order of keys, an escape, a space) is `None`, and `parse` reads it
 //! the general way. It checks the JSON it reads: strings free of control characters,
-//! numbers by JSON's grammar, the arguments by serde_json.
+//! numbers by JSON's grammar, arguments that are all plain scalars itself and any
+//! others by serde_json.
 
 use serde_json::Value;
 
