@@ -288,8 +288,8 @@ impl RbWorker {
     /// One job that may start now, or nil (a worker fiber going straight on to its
     /// next job: no Array for one job).
     fn take_one(ruby: &Ruby, rb_self: Obj<Self>) -> Result<Option<Value>, magnus::Error> {
-        match rb_self.0.take(1).first() {
-            Some(job) => Ok(Some(taken_job(ruby, rb_self, job)?)),
+        match rb_self.0.take_one() {
+            Some(job) => Ok(Some(taken_job(ruby, rb_self, &job)?)),
             None => Ok(None),
         }
     }

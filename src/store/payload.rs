@@ -5,7 +5,9 @@
 //! Payloads are parsed once, here, when a fetcher takes them from Redis. A payload that
 //! cannot be run is rejected with a reason that ends up in the dead set. Submodule
 //! `common` reads the shape the `Builder` writes for a new job without serde's field
-//! machinery; every other payload goes through serde (`parse_general`).
+//! machinery; every other payload goes through serde (`parse_general`). Submodule
+//! `names` holds the class name and jid a parsed job carries, without an allocation
+//! per job.
 
 use std::fmt::Write;
 
@@ -15,9 +17,9 @@ use serde_json::{Map, Value};
 /// the other fields are read again (`fields`) only on the rare paths that change it.
 #[derive(Clone, Debug)]
 pub struct Parsed {
-    pub class: String,
+    pub class: ClassName,
     pub args: Vec<Value>,
-    pub jid: String,
+    pub jid: Jid,
     pub retry_count: u64,
     /// `expires_in`: epoch seconds after which the job is not started.
     pub expires_at: Option<f64>,
@@ -134,13 +136,6 @@ impl Field<'_> {
             _ => None,
         }
     }
-
-    fn into_string(self) -> Option<String> {
-        match self {
-            Field::Str(s) => Some(s.into_owned()),
-            _ => None,
-        }
-    }
 }
 
 impl<'de: 'a, 'a> serde::Deserialize<'de> for Field<'a> {
@@ -222,6 +217,9 @@ fn limit(v: Option<Box<Value>>, n: &str, secs: &str) -> Option<(String, u64, f64
 }
 
 mod common;
+mod names;
+
+pub use names::{class_name, ClassName, Jid};
 
 /// Parses a payload taken from a queue. `Err` holds the reason it cannot run.
 pub fn parse(raw: &str) -> Result<Parsed, String> {
@@ -246,7 +244,7 @@ fn parse_general(raw: &str) -> Result<Parsed, String> {
         .and_then(|h| de.end().map(|()| h))
         .map_err(|e| format!("payload is not valid JSON: {e}"))?;
     let class = match head.class {
-        Some(Field::Str(c)) if !c.is_empty() => c.into_owned(),
+        Some(Field::Str(c)) if !c.is_empty() => names::class_name(&c),
         Some(_) => return Err("payload field 'class' is not a non-empty string".to_string()),
         None => return Err("payload has no 'class' field".to_string()),
     };
@@ -255,7 +253,11 @@ fn parse_general(raw: &str) -> Result<Parsed, String> {
         Some(Args::NotArray) => return Err("payload field 'args' is not an array".to_string()),
         None => return Err("payload has no 'args' field".to_string()),
     };
-    let jid = head.jid.and_then(Field::into_string).unwrap_or_default();
+    let jid = head
+        .jid
+        .as_ref()
+        .and_then(Field::as_str)
+        .map_or_else(Jid::default, Jid::new);
     let retry_count = head
         .retry_count
         .as_ref()
@@ -452,7 +454,7 @@ mod tests {
     fn parses_a_good_payload() {
         let p =
             parse(r#"{"class":"EmailJob","args":[123,"hi"],"jid":"abc","retry_count":2}"#).unwrap();
-        assert_eq!(p.class, "EmailJob");
+        assert_eq!(&*p.class, "EmailJob");
         assert_eq!(p.args, vec![Value::from(123), Value::from("hi")]);
         assert_eq!(p.jid, "abc");
         assert_eq!(p.retry_count, 2);

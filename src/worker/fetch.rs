@@ -313,7 +313,7 @@ mod tests {
     fn reads_jobs_and_keeps_the_bytes_of_what_cannot_run() {
         let good = br#"{"class":"A","args":[1],"jid":"j"}"#.to_vec();
         let (text, job) = read(good.clone()).unwrap();
-        assert_eq!((text.as_bytes(), job.class.as_str()), (&good[..], "A"));
+        assert_eq!((text.as_bytes(), &*job.class), (&good[..], "A"));
 
         let binary = b"{\"class\":\"A\",\"args\":[\"\xff\"]}".to_vec();
         let (reason, raw) = read(binary.clone()).unwrap_err();

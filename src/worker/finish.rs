@@ -13,10 +13,10 @@ impl Engine {
     /// A job performed successfully.
     pub fn ack(&self, id: u64) {
         if let Some(job) = self.state.dispatcher.finish(id) {
-            let (q, mut parsed) = (job.queue, job.parsed);
+            let (q, parsed) = (job.queue, job.parsed);
             self.state.batch_end(&parsed, End::Succeeded);
             let ran = Ran {
-                class: std::mem::take(&mut parsed.class),
+                class: parsed.class.clone(),
                 secs: job.ran_for.map_or(0.0, |d| d.as_secs_f64()),
             };
             self.state.report(Outcome::Acked {

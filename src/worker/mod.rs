@@ -196,13 +196,20 @@ impl Engine {
         taken
     }
 
+    /// `take(1)`, without a Vec.
+    pub fn take_one(&self) -> Option<Taken> {
+        let taken = self.state.dispatcher.take_one();
+        taken.iter().for_each(|t| self.started(t));
+        taken
+    }
+
     /// A job is handed out: a unique job with `until: :start` frees its lock now.
     fn started(&self, job: &Taken) {
         if let Some(digest) = &job.unlock_at_start {
             self.state.report(Outcome::Unlock {
                 q: job.queue,
                 digest: digest.clone(),
-                jid: job.jid.clone(),
+                jid: job.jid.to_string(),
             });
         }
     }

@@ -5,7 +5,7 @@
 use tokio::sync::oneshot;
 
 use crate::batch::End;
-use crate::store::payload::Parsed;
+use crate::store::payload::{ClassName, Parsed};
 
 /// Where a failed job goes.
 pub enum AfterFailure {
@@ -17,7 +17,7 @@ pub enum AfterFailure {
 
 /// A run for the per-class metrics: the job's class and how long it ran.
 pub struct Ran {
-    pub class: String,
+    pub class: ClassName,
     pub secs: f64,
 }
 
@@ -87,7 +87,7 @@ impl Outcome {
         job.unique.as_ref().map(|(digest, _)| Outcome::Unlock {
             q,
             digest: digest.clone(),
-            jid: job.jid.clone(),
+            jid: job.jid.to_string(),
         })
     }
 
@@ -97,7 +97,7 @@ impl Outcome {
         job.concurrency().map(|c| Outcome::EndLease {
             q,
             key: c.key.clone(),
-            jid: job.jid.clone(),
+            jid: job.jid.to_string(),
         })
     }
 }

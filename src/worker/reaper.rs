@@ -175,7 +175,7 @@ async fn recover_one(
             if outcome == 2 {
                 tracing::error!(jid = %p.jid, class = %p.class, "{reason}");
                 if let Some(bid) = &p.bid {
-                    batch::settle(c, k, bid, "", &[(p.jid.clone(), batch::End::Died)]).await?;
+                    batch::settle(c, k, bid, "", &[(p.jid.to_string(), batch::End::Died)]).await?;
                 }
             }
             outcome

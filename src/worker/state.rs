@@ -99,7 +99,7 @@ impl WorkerState {
         if let Some(bid) = &job.bid {
             self.report(Outcome::BatchEnd {
                 bid: bid.clone(),
-                jid: job.jid.clone(),
+                jid: job.jid.to_string(),
                 end,
             });
         }

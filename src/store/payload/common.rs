@@ -226,9 +226,9 @@ pub(super) fn read(text: &str) -> Option<Parsed> {
         return None;
     }
     Some(Parsed {
-        class: class.to_owned(),
+        class: super::class_name(class),
         args,
-        jid: jid.to_owned(),
+        jid: super::Jid::new(jid),
         retry_count,
         expires_at: None,
         unique: None,

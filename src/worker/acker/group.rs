@@ -342,7 +342,19 @@ impl Group {
         let mut replies = Vec::with_capacity(self.listed_acks.len() + 7);
         let scripted = !self.others.is_empty();
         if scripted {
-            let mut cmd = redis::cmd("EVALSHA");
+            let outcomes = self.acks.iter().chain(&self.listed_acks);
+            let mut cmd = command(
+                "EVALSHA",
+                8 + self.k.keys.len()
+                    + self.lock_keys.len()
+                    + 2 * outcomes.clone().count()
+                    + self.others.len(),
+                64 + bytes(&self.k.keys)
+                    + bytes(&self.lock_keys)
+                    + bytes(&self.k.fixed)
+                    + outcomes.map(|raw| 1 + raw.len()).sum::<usize>()
+                    + bytes(&self.others),
+            );
             cmd.arg(scripts::OUTCOMES.get_hash())
                 .arg(self.k.keys.len() + self.lock_keys.len())
                 .arg(&self.k.keys[..])
@@ -357,7 +369,13 @@ impl Group {
             replies.push(Reply::Script);
         } else {
             if !self.acks.is_empty() {
-                pipe.cmd("SREM").arg(&self.k.keys[7]).arg(&self.acks);
+                let mut cmd = command(
+                    "SREM",
+                    2 + self.acks.len(),
+                    4 + self.k.keys[7].len() + bytes(&self.acks),
+                );
+                cmd.arg(&self.k.keys[7]).arg(&self.acks);
+                pipe.add_command(cmd);
                 replies.push(Reply::Acks);
             }
             for (i, raw) in self.listed_acks.iter().enumerate() {
@@ -378,7 +396,11 @@ impl Group {
             } else {
                 0
             };
-            let mut cmd = redis::cmd("EVALSHA");
+            let mut cmd = command(
+                "EVALSHA",
+                10,
+                128 + key.len() + self.k.guards[counter as usize].len(),
+            );
             cmd.arg(scripts::COUNT_ONCE.get_hash())
                 .arg(2)
                 .arg(key)
@@ -451,6 +473,19 @@ impl Group {
             && self.others.is_empty()
             && self.uncounted == [0; 5]
     }
+}
+
+/// A command sized for its arguments up front: an ack batch's payloads are copied into
+/// it once, rather than into a buffer that grows (and is copied again) as it fills.
+fn command(name: &str, args: usize, bytes: usize) -> redis::Cmd {
+    let mut cmd = redis::Cmd::with_capacity(args, name.len() + bytes);
+    cmd.arg(name);
+    cmd
+}
+
+/// The bytes of some arguments.
+fn bytes<T: AsRef<[u8]>>(args: &[T]) -> usize {
+    args.iter().map(|a| a.as_ref().len()).sum()
 }
 
 #[cfg(test)]

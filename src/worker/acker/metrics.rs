@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::hashers::BuildFnv;
 use crate::store::keys::Keys;
+use crate::store::payload::ClassName;
 use crate::store::retention::{COUNTED_TTL_SECS, METRICS_BUCKETS, METRICS_MINUTE_TTL_SECS};
 use crate::store::scripts;
 use crate::worker::outcome::Ran;
@@ -57,7 +58,7 @@ pub(super) struct Metrics {
     /// The minute (epoch seconds / 60), the instant counting began and the counts'
     /// number (`scripts::COUNT_ONCE`), while counts wait.
     pending: Option<(i64, Instant, u64)>,
-    classes: HashMap<String, ClassStats, BuildFnv>,
+    classes: HashMap<ClassName, ClassStats, BuildFnv>,
 }
 
 impl Metrics {
@@ -71,7 +72,7 @@ impl Metrics {
     pub(super) fn add(&mut self, ran: Ran, failed: bool, now: f64) {
         self.pending
             .get_or_insert_with(|| ((now as i64) / 60, Instant::now(), next_number()));
-        let stats = match self.classes.get_mut(&ran.class) {
+        let stats = match self.classes.get_mut(&*ran.class) {
             Some(s) => s,
             None => {
                 let s = ClassStats::new(&ran.class);

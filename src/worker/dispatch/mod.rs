@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::prefetch::{Depth, Prefetch};
 use crate::store::flow_scripts::THROTTLE_HOLD_SECS;
-use crate::store::payload::Parsed;
+use crate::store::payload::{ClassName, Jid, Parsed};
 
 /// A held job (ARCHITECTURE.md, "Words"): taken from Redis by this process (so in its
 /// held set or processing list), buffered or busy, until it is acked or given back.
@@ -70,9 +70,9 @@ pub struct HeldJob {
 pub struct Taken {
     pub id: u64,
     pub queue: usize,
-    pub class: String,
+    pub class: ClassName,
     pub args: Vec<serde_json::Value>,
-    pub jid: String,
+    pub jid: Jid,
     pub retry_count: u64,
     /// A unique job whose lock is freed when it starts: its digest.
     pub unlock_at_start: Option<String>,
@@ -248,6 +248,37 @@ impl Dispatcher {
         out
     }
 
+    /// The next job of queue `q` that may start now, handed out: counted busy, its
+    /// arguments moved to the `Taken` (the in-flight job keeps its raw payload).
+    fn take_from(st: &mut State, q: usize) -> Option<Taken> {
+        let qs = &mut st.queues[q];
+        if qs.busy >= qs.limit || qs.paused {
+            return None;
+        }
+        let mut job = qs.buffer.pop_front()?;
+        qs.busy += 1;
+        job.started = Some(Instant::now());
+        let taken = Taken {
+            id: job.id,
+            queue: q,
+            class: job.parsed.class.clone(),
+            args: std::mem::take(&mut job.parsed.args),
+            jid: job.parsed.jid.clone(),
+            retry_count: job.parsed.retry_count,
+            unlock_at_start: job
+                .parsed
+                .unique
+                .as_ref()
+                .filter(|(_, at_start)| *at_start)
+                .map(|(digest, _)| digest.clone()),
+            throttled: job.holding,
+        };
+        st.busy_jobs.insert(job.id, job);
+        Some(taken)
+    }
+
+    /// Up to `max` jobs that may start now, the queues taken in turn from `next_queue`
+    /// (which moves on by one each call, so no queue is always first).
     fn take_locked(st: &mut State, max: usize) -> Vec<Taken> {
         let mut out = Vec::new();
         if st.stopping || st.quiet {
@@ -258,36 +289,25 @@ impl Dispatcher {
         for i in 0..n {
             let q = (start + i) % n;
             while out.len() < max {
-                let qs = &mut st.queues[q];
-                if qs.busy >= qs.limit || qs.paused {
-                    break;
-                }
-                let Some(mut job) = qs.buffer.pop_front() else {
+                let Some(job) = Self::take_from(st, q) else {
                     break;
                 };
-                qs.busy += 1;
-                job.started = Some(Instant::now());
-                // The arguments move to Ruby; the in-flight job keeps its raw payload.
-                out.push(Taken {
-                    id: job.id,
-                    queue: q,
-                    class: job.parsed.class.clone(),
-                    args: std::mem::take(&mut job.parsed.args),
-                    jid: job.parsed.jid.clone(),
-                    retry_count: job.parsed.retry_count,
-                    unlock_at_start: job
-                        .parsed
-                        .unique
-                        .as_ref()
-                        .filter(|(_, at_start)| *at_start)
-                        .map(|(digest, _)| digest.clone()),
-                    throttled: job.holding,
-                });
-                st.busy_jobs.insert(job.id, job);
+                out.push(job);
             }
         }
         st.next_queue = (start + 1) % n.max(1);
         out
+    }
+
+    /// `take_locked` of one job, without a Vec.
+    fn take_one_locked(st: &mut State) -> Option<Taken> {
+        if st.stopping || st.quiet {
+            return None;
+        }
+        let n = st.queues.len();
+        let start = st.next_queue;
+        st.next_queue = (start + 1) % n.max(1);
+        (0..n).find_map(|i| Self::take_from(st, (start + i) % n))
     }
 
     /// Takes up to `max` jobs that may start now, without waiting. When there are none,
@@ -301,13 +321,23 @@ impl Dispatcher {
         out
     }
 
+    /// `take(1)`, without a Vec: a worker fiber going straight on to its next job.
+    pub fn take_one(&self) -> Option<Taken> {
+        let mut st = self.lock();
+        let out = Self::take_one_locked(&mut st);
+        if out.is_none() && !st.stopping {
+            st.waiting = true;
+        }
+        out
+    }
+
     /// Waits up to `timeout` for one job that may start (thread executor, without the
     /// GVL). Returns early with `None` when stopping or when `cancel` is set.
     pub fn take_blocking(&self, timeout: Duration, cancel: &AtomicBool) -> Option<Taken> {
         let deadline = Instant::now() + timeout;
         let mut st = self.lock();
         loop {
-            if let Some(h) = Self::take_locked(&mut st, 1).pop() {
+            if let Some(h) = Self::take_one_locked(&mut st) {
                 return Some(h);
             }
             let now = Instant::now();
@@ -484,7 +514,7 @@ impl Dispatcher {
                     queue: job.queue,
                     kind: LeaseKind::Concurrency,
                     key: c.key.clone(),
-                    member: job.parsed.jid.clone(),
+                    member: job.parsed.jid.to_string(),
                     seconds: c.lease,
                 })
             });

@@ -65,6 +65,19 @@ fn queues_are_served_round_robin() {
 }
 
 #[test]
+fn one_at_a_time_the_queues_take_turns_too() {
+    let d = Dispatcher::new(&[(5, Prefetch::Fixed(0)), (5, Prefetch::Fixed(0))]).unwrap();
+    d.buffer(0, jobs(3));
+    d.buffer(1, jobs(1));
+    let order: Vec<usize> = std::iter::from_fn(|| d.take_one().map(|t| t.queue)).collect();
+    assert_eq!(order, vec![0, 1, 0, 0]);
+    assert!(d.take_one().is_none());
+    d.stop();
+    d.buffer(0, jobs(1));
+    assert!(d.take_one().is_none(), "nothing is handed out once stopping");
+}
+
+#[test]
 fn stop_returns_pushes_and_drains_buffers() {
     let d = Dispatcher::new(&[(1, Prefetch::Fixed(1))]).unwrap();
     d.buffer(0, jobs(2));

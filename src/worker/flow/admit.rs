@@ -37,7 +37,7 @@ pub async fn admit(
     let mut n_keys = 4;
     for (raw, job, _) in jobs.iter().filter(|(_, p, _)| p.is_limited()) {
         let mut args: Vec<String> = Vec::with_capacity(ACQUIRE_WIDTH);
-        args.extend([raw.clone(), job.jid.clone()]);
+        args.extend([raw.clone(), job.jid.to_string()]);
         match job.concurrency() {
             Some(c) => {
                 inv.key(k.concurrency(queue, &c.key))
