@@ -117,17 +117,22 @@ static TAKEN_JOB: Lazy<RClass> = Lazy::new(|ruby| {
         .expect("FiberJob::Internal::Native::TakenJob is defined by init")
 });
 
-fn taken_job(ruby: &Ruby, worker: Obj<RbWorker>, job: &Taken) -> Result<Value, magnus::Error> {
+fn taken_job(ruby: &Ruby, rb_worker: Value, job: &Taken) -> Result<Value, magnus::Error> {
     use magnus::rb_sys::{AsRawValue, FromRawValue};
     use magnus::IntoValue;
+    let names = &worker_in(rb_worker)?.1;
+    // SAFETY (the raw calls below): with the GVL held (from a method of the worker);
+    // none can raise but for memory, as a fresh Array or Struct is not frozen and every
+    // index is within it. The values stay on this stack, which Ruby's GC scans, until
+    // the struct holds them.
     let args = ruby.ary_new_capa(job.args.len());
-    for a in &job.args {
-        args.push(convert::to_ruby(ruby, a)?)?;
+    for a in job.args.iter() {
+        let v = convert::to_ruby(ruby, a)?;
+        unsafe { rb_sys::rb_ary_push(args.as_raw(), v.as_raw()) };
     }
-    let names = &worker.1;
     // `throttled` stays nil unless true: one member fewer to write for most jobs.
     let members: [Value; 8] = [
-        worker.as_value(),
+        rb_worker,
         job.id.into_value_with(ruby),
         names.queue(ruby, job.queue).as_value(),
         names.class(ruby, &job.class).as_value(),
@@ -138,22 +143,49 @@ fn taken_job(ruby: &Ruby, worker: Obj<RbWorker>, job: &Taken) -> Result<Value, m
     ];
     let filled = if job.throttled { 8 } else { 7 };
     // Filled in place rather than through `Struct#initialize` (a Ruby method call with
-    // eight arguments: ~2,000 instructions of a no-op job's ~50,000). Cannot raise: a
-    // fresh struct, not frozen, and every index within its members. The values stay
-    // on this stack, which Ruby's GC scans, until the struct holds them.
-    // SAFETY: called with the GVL held (from a method of the worker).
+    // eight arguments: ~2,000 instructions of a no-op job's ~50,000).
     unsafe {
         let job = rb_sys::rb_struct_alloc_noinit(ruby.get_inner(&TAKEN_JOB).as_raw());
         for (i, v) in members[..filled].iter().enumerate() {
-            rb_sys::rb_struct_aset(job, (i as i64).into_value_with(ruby).as_raw(), v.as_raw());
+            rb_sys::rb_struct_aset(job, rb_sys::LONG2FIX(i as _), v.as_raw());
         }
         Ok(Value::from_raw(job))
     }
 }
 
-/// A TakenJob's engine and id, for its verbs.
-fn owner(job: RStruct) -> Result<(Obj<RbWorker>, u64), magnus::Error> {
-    Ok((job.aref(WORKER)?, job.aref(ID)?))
+/// The worker wrapped in `value` (a `Native::Worker`), checked without `rb_protect`:
+/// magnus's checked conversion protects a call that cannot raise once the type is known,
+/// ~150 instructions on every verb of every job.
+fn worker_in<'a>(value: Value) -> Result<&'a RbWorker, magnus::Error> {
+    use magnus::rb_sys::AsRawValue;
+    // `DataType` is `repr(transparent)` over the C struct.
+    let data_type = <RbWorker as magnus::TypedData>::data_type() as *const magnus::DataType
+        as *const rb_sys::rb_data_type_t;
+    // SAFETY: with the GVL held; `rb_typeddata_is_kind_of` only reads the object, and
+    // the data of an object of this type is the boxed RbWorker, which lives while the
+    // object does: the caller holds `value` (a receiver, or a member of one) for 'a.
+    unsafe {
+        if rb_sys::rb_typeddata_is_kind_of(value.as_raw(), data_type) == 0 {
+            return Err(magnus::Error::new(
+                Ruby::get_with(value).exception_type_error(),
+                "not a FiberJob::Internal::Native::Worker",
+            ));
+        }
+        Ok(&*(rb_sys::RTYPEDDATA_GET_DATA(value.as_raw()) as *const RbWorker))
+    }
+}
+
+/// A TakenJob's engine and id, for its verbs (read without `rb_protect`, as above).
+fn owner<'a>(job: RStruct) -> Result<(&'a RbWorker, u64), magnus::Error> {
+    use magnus::rb_sys::{AsRawValue, FromRawValue};
+    // SAFETY: `job` is a TakenJob (the verbs are its methods), whose members are these.
+    let (worker, id) = unsafe {
+        let at = |i: usize| {
+            Value::from_raw(rb_sys::rb_struct_aref(job.as_raw(), rb_sys::LONG2FIX(i as _)))
+        };
+        (at(WORKER), at(ID))
+    };
+    Ok((worker_in(worker)?, u64::try_convert(id)?))
 }
 
 impl RbWorker {
@@ -276,8 +308,8 @@ impl RbWorker {
         rb_self.0.start(defs, utc).map_err(|e| to_ruby(ruby, e))
     }
 
-    fn take(ruby: &Ruby, rb_self: Obj<Self>, max: usize) -> Result<RArray, magnus::Error> {
-        let taken = rb_self.0.take(max);
+    fn take(ruby: &Ruby, rb_self: Value, max: usize) -> Result<RArray, magnus::Error> {
+        let taken = worker_in(rb_self)?.0.take(max);
         let out = ruby.ary_new_capa(taken.len());
         for job in &taken {
             out.push(taken_job(ruby, rb_self, job)?)?;
@@ -287,8 +319,8 @@ impl RbWorker {
 
     /// One job that may start now, or nil (a worker fiber going straight on to its
     /// next job: no Array for one job).
-    fn take_one(ruby: &Ruby, rb_self: Obj<Self>) -> Result<Option<Value>, magnus::Error> {
-        match rb_self.0.take_one() {
+    fn take_one(ruby: &Ruby, rb_self: Value) -> Result<Option<Value>, magnus::Error> {
+        match worker_in(rb_self)?.0.take_one() {
             Some(job) => Ok(Some(taken_job(ruby, rb_self, &job)?)),
             None => Ok(None),
         }
@@ -308,7 +340,9 @@ impl RbWorker {
                 engine.interrupt();
             },
         )?;
-        taken.map(|job| taken_job(ruby, rb_self, &job)).transpose()
+        taken
+            .map(|job| taken_job(ruby, rb_self.as_value(), &job))
+            .transpose()
     }
 
     fn wait_stop(&self, timeout: f64) -> Result<bool, magnus::Error> {

@@ -6,8 +6,8 @@
 //! cannot be run is rejected with a reason that ends up in the dead set. Submodule
 //! `common` reads the shape the `Builder` writes for a new job without serde's field
 //! machinery; every other payload goes through serde (`parse_general`). Submodule
-//! `names` holds the class name and jid a parsed job carries, without an allocation
-//! per job.
+//! `names` holds the class name and jid a parsed job carries, and `args` its
+//! arguments, without an allocation per job.
 
 use std::fmt::Write;
 
@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 #[derive(Clone, Debug)]
 pub struct Parsed {
     pub class: ClassName,
-    pub args: Vec<Value>,
+    pub args: Args,
     pub jid: Jid,
     pub retry_count: u64,
     /// `expires_in`: epoch seconds after which the job is not started.
@@ -85,7 +85,7 @@ impl Parsed {
 struct Head<'a> {
     #[serde(borrow)]
     class: Option<Field<'a>>,
-    args: Option<Args>,
+    args: Option<ArgsField>,
     #[serde(borrow)]
     jid: Option<Field<'a>>,
     #[serde(borrow)]
@@ -187,16 +187,16 @@ impl<'de: 'a, 'a> serde::Deserialize<'de> for Field<'a> {
 
 /// `args`: the array's values, or `NotArray` for anything else (an error the parse
 /// names).
-enum Args {
+enum ArgsField {
     List(Vec<Value>),
     NotArray,
 }
 
-impl<'de> serde::Deserialize<'de> for Args {
+impl<'de> serde::Deserialize<'de> for ArgsField {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match Value::deserialize(d)? {
-            Value::Array(a) => Ok(Args::List(a)),
-            _ => Ok(Args::NotArray),
+            Value::Array(a) => Ok(ArgsField::List(a)),
+            _ => Ok(ArgsField::NotArray),
         }
     }
 }
@@ -216,9 +216,11 @@ fn limit(v: Option<Box<Value>>, n: &str, secs: &str) -> Option<(String, u64, f64
     }
 }
 
+mod args;
 mod common;
 mod names;
 
+pub use args::Args;
 pub use names::{class_name, ClassName, Jid};
 
 /// Parses a payload taken from a queue. `Err` holds the reason it cannot run.
@@ -249,8 +251,8 @@ fn parse_general(raw: &str) -> Result<Parsed, String> {
         None => return Err("payload has no 'class' field".to_string()),
     };
     let args = match head.args {
-        Some(Args::List(a)) => a,
-        Some(Args::NotArray) => return Err("payload field 'args' is not an array".to_string()),
+        Some(ArgsField::List(a)) => Args::from(a),
+        Some(ArgsField::NotArray) => return Err("payload field 'args' is not an array".to_string()),
         None => return Err("payload has no 'args' field".to_string()),
     };
     let jid = head

@@ -15,7 +15,7 @@
 
 use serde_json::Value;
 
-use super::Parsed;
+use super::{Args, Parsed};
 
 /// A cursor over the payload's bytes.
 struct Cursor<'a> {
@@ -76,7 +76,7 @@ impl<'a> Cursor<'a> {
     /// The argument Array: read here when each argument is a plain scalar (an integer
     /// that fits an i64, a string without escapes, true, false, null) with no spaces —
     /// most jobs' — else by serde_json.
-    fn args(&mut self) -> Option<Vec<Value>> {
+    fn args(&mut self) -> Option<Args> {
         let from = self.at;
         if let Some(args) = self.scalar_args() {
             return Some(args);
@@ -86,7 +86,7 @@ impl<'a> Cursor<'a> {
             serde_json::Deserializer::from_str(&self.text[self.at..]).into_iter::<Vec<Value>>();
         let args = values.next()?.ok()?;
         self.at += values.byte_offset();
-        Some(args)
+        Some(Args::from(args))
     }
 
     fn peek(&self) -> Option<u8> {
@@ -99,9 +99,9 @@ impl<'a> Cursor<'a> {
         here
     }
 
-    fn scalar_args(&mut self) -> Option<Vec<Value>> {
+    fn scalar_args(&mut self) -> Option<Args> {
         self.literal("[")?;
-        let mut args = Vec::new();
+        let mut args = Args::new();
         if self.skip_if(b']') {
             return Some(args);
         }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::prefetch::{Depth, Prefetch};
 use crate::store::flow_scripts::THROTTLE_HOLD_SECS;
-use crate::store::payload::{ClassName, Jid, Parsed};
+use crate::store::payload::{Args, ClassName, Jid, Parsed};
 
 /// A held job (ARCHITECTURE.md, "Words"): taken from Redis by this process (so in its
 /// held set or processing list), buffered or busy, until it is acked or given back.
@@ -71,7 +71,7 @@ pub struct Taken {
     pub id: u64,
     pub queue: usize,
     pub class: ClassName,
-    pub args: Vec<serde_json::Value>,
+    pub args: Args,
     pub jid: Jid,
     pub retry_count: u64,
     /// A unique job whose lock is freed when it starts: its digest.

@@ -74,7 +74,10 @@ fn one_at_a_time_the_queues_take_turns_too() {
     assert!(d.take_one().is_none());
     d.stop();
     d.buffer(0, jobs(1));
-    assert!(d.take_one().is_none(), "nothing is handed out once stopping");
+    assert!(
+        d.take_one().is_none(),
+        "nothing is handed out once stopping"
+    );
 }
 
 #[test]
