@@ -25,6 +25,11 @@ module FiberJob
       # one comes about 2.5 hours after the first try, longer than a deploy takes; a
       # worker that knows the class runs it at its next try.
       UNKNOWN_CLASS_RETRIES = 8
+      # Job classes kept by the identity of their name String: the engine hands every
+      # job of a class the same frozen String (for its first 256 classes), so the
+      # class is found without hashing its name. Names it did not share fill the table
+      # up to this size at most; past it, classes are found by name alone.
+      SHARED_NAMES = 512
 
       # The job class a payload names, looked up safely — only a FiberJob::Job subclass,
       # by a constant-name pattern and `const_get`, never anything else Redis data names.
@@ -103,6 +108,7 @@ module FiberJob
         @logger = logger
         @timeout = timeout
         @classes = {}
+        @by_name_object = {}.compare_by_identity
         config = FiberJob.config
         @middleware = config.server_middleware
         @job_level = config.job_log_level && Logger.const_get(config.job_log_level.to_s.upcase)
@@ -115,7 +121,8 @@ module FiberJob
       # @param slot [Slot] the calling carrier's (`Processor.enter`)
       def run(job, slot = Processor.enter)
         reported = false
-        klass = @classes[job.class_name]
+        name = job.class_name
+        klass = @by_name_object[name] || known(name)
         if klass
           perform(job, klass, slot)
         else
@@ -129,6 +136,13 @@ module FiberJob
       end
 
       private
+
+      # A class found by its name, kept by its name String too (`SHARED_NAMES`).
+      def known(name)
+        klass = @classes[name] or return
+        @by_name_object[name] = klass if @by_name_object.size < SHARED_NAMES
+        klass
+      end
 
       # The first job of a class name: resolve it (caching a job class), then run, retry
       # or bury the job.

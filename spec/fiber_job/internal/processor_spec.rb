@@ -144,6 +144,23 @@ RSpec.describe FiberJob.const_get(:Internal)::Processor do
     end
   end
 
+  it "runs the jobs of more classes than the engine shares names for, its table by name object bounded" do
+    classes = Array.new(600) { |i| Object.const_set("ProcManyJob#{i}", Class.new(ProcOkJob)) }
+    classes.each_with_index { |c, i| 2.times { queue_raw(c.name, [i]) } }
+    with_native_worker(limit: 1200) do |native|
+      runner = processor.call(native)
+      taken = []
+      wait_for(message: "1200 jobs to take") { taken.concat(native._take(1200)).size == 1200 }
+      taken.each { |job| runner.run(job) }
+      wait_for(message: "1200 acks") { redis.get("fiber_job:stat:processed") == "1200" }
+      table = runner.instance_variable_get(:@by_name_object)
+      expect(table.size).to eq(described_class::SHARED_NAMES)
+    end
+    expect(Ran.all.sort).to eq((0...600).flat_map { |i| [[i], [i]] })
+  ensure
+    600.times { |i| Object.send(:remove_const, "ProcManyJob#{i}") if Object.const_defined?("ProcManyJob#{i}") }
+  end
+
   describe ".job_class" do
     it "finds only FiberJob::Job subclasses, by constant name" do
       expect(described_class.job_class("ProcOkJob")).to eq([ProcOkJob])
