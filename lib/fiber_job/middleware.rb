@@ -23,6 +23,11 @@ module FiberJob
         @entries = []
       end
 
+      # The entries: one Array for the chain's life, only ever changed in place, so the
+      # processor keeps it and asks it `empty?` on every job without a call to the chain.
+      # Internal.
+      def list = @entries
+
       # Appends `klass` (moving it to the end if present). @return [self]
       def add(klass, *args)
         check!(klass)

@@ -111,6 +111,7 @@ module FiberJob
         @by_name_object = {}.compare_by_identity
         config = FiberJob.config
         @middleware = config.server_middleware
+        @middleware_list = @middleware.list
         @job_level = config.job_log_level && Logger.const_get(config.job_log_level.to_s.upcase)
         # A logger without our formatter does not print the job context: name the job
         # in the message itself.
@@ -234,7 +235,7 @@ module FiberJob
       # the engine handed it over: a job taken behind one that holds the CPU counts
       # from when it really starts.
       def call_perform(instance, job)
-        if @middleware.empty?
+        if @middleware_list.empty?
           job.begin if job.throttled
           return instance.perform(*job.args)
         end
