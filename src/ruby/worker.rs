@@ -181,7 +181,10 @@ fn owner<'a>(job: RStruct) -> Result<(&'a RbWorker, u64), magnus::Error> {
     // SAFETY: `job` is a TakenJob (the verbs are its methods), whose members are these.
     let (worker, id) = unsafe {
         let at = |i: usize| {
-            Value::from_raw(rb_sys::rb_struct_aref(job.as_raw(), rb_sys::LONG2FIX(i as _)))
+            Value::from_raw(rb_sys::rb_struct_aref(
+                job.as_raw(),
+                rb_sys::LONG2FIX(i as _),
+            ))
         };
         (at(WORKER), at(ID))
     };
