@@ -117,10 +117,16 @@ static TAKEN_JOB: Lazy<RClass> = Lazy::new(|ruby| {
         .expect("FiberJob::Internal::Native::TakenJob is defined by init")
 });
 
-fn taken_job(ruby: &Ruby, rb_worker: Value, job: &Taken) -> Result<Value, magnus::Error> {
+/// `rb_worker` is the Ruby object of `worker` (the job's verbs find it there).
+fn taken_job(
+    ruby: &Ruby,
+    rb_worker: Value,
+    worker: &RbWorker,
+    job: &Taken,
+) -> Result<Value, magnus::Error> {
     use magnus::rb_sys::{AsRawValue, FromRawValue};
     use magnus::IntoValue;
-    let names = &worker_in(rb_worker)?.1;
+    let names = &worker.1;
     // SAFETY (the raw calls below): with the GVL held (from a method of the worker);
     // none can raise but for memory, as a fresh Array or Struct is not frozen and every
     // index is within it. The values stay on this stack, which Ruby's GC scans, until
@@ -312,10 +318,11 @@ impl RbWorker {
     }
 
     fn take(ruby: &Ruby, rb_self: Value, max: usize) -> Result<RArray, magnus::Error> {
-        let taken = worker_in(rb_self)?.0.take(max);
+        let worker = worker_in(rb_self)?;
+        let taken = worker.0.take(max);
         let out = ruby.ary_new_capa(taken.len());
         for job in &taken {
-            out.push(taken_job(ruby, rb_self, job)?)?;
+            out.push(taken_job(ruby, rb_self, worker, job)?)?;
         }
         Ok(out)
     }
@@ -323,8 +330,9 @@ impl RbWorker {
     /// One job that may start now, or nil (a worker fiber going straight on to its
     /// next job: no Array for one job).
     fn take_one(ruby: &Ruby, rb_self: Value) -> Result<Option<Value>, magnus::Error> {
-        match worker_in(rb_self)?.0.take_one() {
-            Some(job) => Ok(Some(taken_job(ruby, rb_self, &job)?)),
+        let worker = worker_in(rb_self)?;
+        match worker.0.take_one() {
+            Some(job) => Ok(Some(taken_job(ruby, rb_self, worker, &job)?)),
             None => Ok(None),
         }
     }
@@ -344,7 +352,7 @@ impl RbWorker {
             },
         )?;
         taken
-            .map(|job| taken_job(ruby, rb_self.as_value(), &job))
+            .map(|job| taken_job(ruby, rb_self.as_value(), &rb_self, &job))
             .transpose()
     }
 
