@@ -114,6 +114,29 @@ RSpec.describe "logging, instrumentation and metrics" do
     ActiveSupport::Notifications.unsubscribe(sub) if sub
   end
 
+  it "gives a running worker's events to a FiberJob.on subscriber at once, an ActiveSupport one within a second" do
+    require "active_support/notifications"
+    ours = []
+    theirs = []
+    sub = block = nil
+    with_worker do
+      first = ObservedJob.perform_async("ok") # the worker asks ActiveSupport: nobody listens
+      wait_for(message: "the first job") { FiberJob::Queue.metrics.dig("default", :processed).to_i >= 1 }
+      block = FiberJob.on(:perform) { |e| ours << e.jid }
+      sub = ActiveSupport::Notifications.subscribe("perform.fiber_job") { |*, payload| theirs << payload[:jid] }
+      second = ObservedJob.perform_async("ok")
+      wait_for(message: "the FiberJob.on event") { ours.include?(second) }
+      sleep 1.1 # the jobs that start a second after it subscribed reach ActiveSupport's subscriber
+      third = ObservedJob.perform_async("ok")
+      wait_for(message: "the ActiveSupport event") { theirs.include?(third) }
+      expect(theirs).not_to include(first)
+      expect(ours).to eq([second, third])
+    end
+  ensure
+    FiberJob.off(:perform, block) if block
+    ActiveSupport::Notifications.unsubscribe(sub) if sub
+  end
+
   it "keeps processed and failed counters per queue in Redis, read by Queue.metrics" do
     3.times { ObservedJob.perform_async("ok") }
     ObservedOnceJob.perform_async("fail")

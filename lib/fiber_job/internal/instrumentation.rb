@@ -16,10 +16,37 @@ module FiberJob
     # "<name>.fiber_job" with the event's fields as the payload.
     module Instrumentation
       EVENTS = %i[enqueue perform retry dead].freeze
-      # Each event's ActiveSupport::Notifications name, built once.
-      NOTIFICATION_NAMES = EVENTS.to_h { |name| [name, "#{name}.fiber_job".freeze] }.freeze
 
-      @subscribers = EVENTS.to_h { |name| [name, [].freeze] }
+      # One event's listeners: its `FiberJob.on` subscribers (a frozen Array, replaced
+      # under the module's lock, so readers take no lock) and, where
+      # ActiveSupport::Notifications is loaded, the notifier's subscribers to its
+      # "<name>.fiber_job". The worker holds the :perform channel itself: asking it costs
+      # no Hash lookup.
+      class Channel
+        attr_reader :subscribers, :notification
+
+        def initialize(name)
+          @subscribers = [].freeze
+          @notification = "#{name}.fiber_job".freeze
+        end
+
+        def subscribers=(list)
+          @subscribers = list.freeze
+        end
+
+        def listening?
+          !@subscribers.empty? || notified?
+        end
+
+        # Whether an ActiveSupport::Notifications subscriber wants this event (more
+        # costly than a no-op job's whole run where ActiveSupport is loaded: the worker
+        # asks it at most once a second, see Processor#performs_listened?).
+        def notified?
+          defined?(::ActiveSupport::Notifications) ? ::ActiveSupport::Notifications.notifier.listening?(@notification) : false
+        end
+      end
+
+      CHANNELS = EVENTS.to_h { |name| [name, Channel.new(name)] }.freeze
       @lock = Mutex.new
 
       class << self
@@ -27,37 +54,42 @@ module FiberJob
           name = event_name(name)
           raise ArgumentError, "FiberJob.on(#{name.inspect}) needs a block" unless block
 
-          @lock.synchronize { @subscribers[name] = (@subscribers[name] + [block]).freeze }
+          channel = CHANNELS[name]
+          @lock.synchronize { channel.subscribers = channel.subscribers + [block] }
           block
         end
 
         def unsubscribe(name, block)
-          name = event_name(name)
-          @lock.synchronize { @subscribers[name] = (@subscribers[name] - [block]).freeze }
+          channel = CHANNELS[event_name(name)]
+          @lock.synchronize { channel.subscribers = channel.subscribers - [block] }
           nil
         end
 
         def clear
-          @lock.synchronize { @subscribers = EVENTS.to_h { |name| [name, [].freeze] } }
+          @lock.synchronize { CHANNELS.each_value { |channel| channel.subscribers = [] } }
         end
 
-        # Cheap check, so hot paths build no event nobody listens to: one call, and
-        # ActiveSupport's notifier asked only where ActiveSupport is loaded.
-        def listening?(name)
-          return true unless @subscribers[name].empty?
+        # The listeners of one event (hot paths keep it).
+        def channel(name)
+          CHANNELS.fetch(name)
+        end
 
-          defined?(::ActiveSupport::Notifications) ? notifications?(name) : false
+        # Cheap check, so hot paths build no event nobody listens to: ActiveSupport's
+        # notifier is asked only where ActiveSupport is loaded.
+        def listening?(name)
+          CHANNELS[name].listening?
         end
 
         # Calls every subscriber; one that raises is logged and does not affect the job.
         def emit(name, **fields)
           event = Event.new(name: name, **fields)
-          @subscribers[name].each do |subscriber|
+          channel = CHANNELS[name]
+          channel.subscribers.each do |subscriber|
             subscriber.call(event)
           rescue StandardError => e
             FiberJob.logger.error("FiberJob.on(#{name.inspect}) subscriber raised #{e.class}: #{e.message}")
           end
-          publish(name, event) if notifications?(name)
+          publish(channel.notification, event) if channel.notified?
           event
         end
 
@@ -70,16 +102,11 @@ module FiberJob
           raise ArgumentError, "no event #{name.inspect}; FiberJob.on takes one of #{EVENTS.map(&:inspect).join(", ")}"
         end
 
-        def notifications?(name)
-          defined?(::ActiveSupport::Notifications) &&
-            ::ActiveSupport::Notifications.notifier.listening?(NOTIFICATION_NAMES.fetch(name))
-        end
-
         # Start and finish times for subscribers that take them: the event's duration
         # before now (none for events without one).
-        def publish(name, event)
+        def publish(notification, event)
           finished = Time.now
-          ::ActiveSupport::Notifications.publish("#{name}.fiber_job", finished - (event.duration || 0), finished,
+          ::ActiveSupport::Notifications.publish(notification, finished - (event.duration || 0), finished,
                                                  event.jid.to_s, event.to_h)
         end
       end

@@ -30,6 +30,9 @@ module FiberJob
       # class is found without hashing its name. Names it did not share fill the table
       # up to this size at most; past it, classes are found by name alone.
       SHARED_NAMES = 512
+      # Seconds the worker trusts its last answer from ActiveSupport's notifier on
+      # whether anyone listens for :perform (`performs_listened?`).
+      NOTIFIER_RECHECK = 1.0
 
       # The job class a payload names, looked up safely — only a FiberJob::Job subclass,
       # by a constant-name pattern and `const_get`, never anything else Redis data names.
@@ -112,6 +115,9 @@ module FiberJob
         config = FiberJob.config
         @middleware = config.server_middleware
         @middleware_list = @middleware.list
+        @performs = Instrumentation.channel(:perform)
+        @notified = false
+        @notified_until = -Float::INFINITY
         @job_level = config.job_log_level && Logger.const_get(config.job_log_level.to_s.upcase)
         # A logger without our formatter does not print the job context: name the job
         # in the message itself.
@@ -191,7 +197,7 @@ module FiberJob
       end
 
       def perform(job, klass, slot)
-        started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        started = Native.monotonic
         slot.klass = klass
         slot.started = started
         slot.elapsed = nil
@@ -209,7 +215,8 @@ module FiberJob
           call_perform(instance, job)
         end
         job.ack
-        finished(slot, klass, job, started, nil, log) if log || Instrumentation.listening?(:perform)
+        listening = performs_listened?(started)
+        finished(slot, klass, job, started, nil, log, listening) if log || listening
       rescue Exception => e # rubocop:disable Lint/RescueException
         return requeue(job, slot, e) if e.is_a?(Requeue)
 
@@ -253,13 +260,26 @@ module FiberJob
         FiberJob::TimeoutError.new("job ran longer than its timeout of #{seconds}s").tap { |e| e.set_backtrace(error.backtrace) }
       end
 
-      # `log`: whether this job's lines are logged (`logging?`, read once per job).
-      def finished(slot, klass, job, started, error, log = logging?)
+      # Whether a :perform event is wanted: `FiberJob.on` subscribers exactly (an Array
+      # check); ActiveSupport's notifier, whose answer costs more than a no-op job, at
+      # most once a `NOTIFIER_RECHECK`, by the jobs' start times — an ActiveSupport
+      # subscriber added while the worker runs gets the events of the jobs that start a
+      # second or more after it subscribed.
+      def performs_listened?(now)
+        return true unless @performs.subscribers.empty?
+        return @notified if now < @notified_until
+
+        @notified_until = now + NOTIFIER_RECHECK
+        @notified = @performs.notified?
+      end
+
+      # `log`: whether this job's lines are logged (`logging?`, read once per job);
+      # `listening`: whether a :perform event is wanted (`performs_listened?`).
+      def finished(slot, klass, job, started, error, log = logging?, listening = performs_listened?(started))
         log &&= error.nil?
-        listening = Instrumentation.listening?(:perform)
         return unless log || listening || error
 
-        duration = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
+        duration = Native.monotonic - started
         if log
           slot.elapsed = duration
           log_job(slot, "done: #{format("%.4f", duration)} sec")
