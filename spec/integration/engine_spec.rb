@@ -39,17 +39,18 @@ RSpec.describe "the engine, end to end" do
       it "runs each job once with exactly the enqueued arguments" do
         args = [[123, "Welcome!"], [{ "deep" => [1, { "x" => nil }] }, [1.5, true]], ["ünïcødé", ""],
                 [{ "zebra" => 1, "apple" => 2, "mango" => { "b" => 1, "a" => 2 } }, 2**62],
-                [2**64 - 1, -2**63]] # the 64-bit edges arrive as exact Integers
+                [2**64 - 1, -2**63], # the 64-bit edges arrive as exact Integers
+                [nil, false], [true, -7]] # plain scalars, which the engine keeps inline
         jids = args.map { |a| EmailJob.perform_async(*a) }
-        expect(jids.uniq.size).to eq(5)
-        with_worker { wait_for { Ran.calls.size == 5 } }
+        expect(jids.uniq.size).to eq(7)
+        with_worker { wait_for { Ran.calls.size == 7 } }
         expect(Ran.calls).to match_array(args)
         hash_arg = Ran.calls.find { |c| c.first.is_a?(Hash) && c.first.key?("zebra") }.first
         expect(hash_arg.keys).to eq(%w[zebra apple mango]) # key order survives too
         expect(hash_arg["mango"].keys).to eq(%w[b a])
         expect(redis.llen("fiber_job:queue:{default}")).to eq(0)
         expect(held_keys).to be_empty
-        expect(redis.get("fiber_job:stat:processed").to_i).to eq(5)
+        expect(redis.get("fiber_job:stat:processed").to_i).to eq(7)
         expect(Ran.calls.find { |c| c == [2**64 - 1, -2**63] }).to all(be_an(Integer))
       end
 

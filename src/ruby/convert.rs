@@ -3,6 +3,8 @@
 use magnus::{IntoValue, Ruby, Value};
 use serde_json::Value as Json;
 
+use crate::store::payload::{Arg, Scalar};
+
 pub fn to_ruby(ruby: &Ruby, v: &Json) -> Result<Value, magnus::Error> {
     Ok(match v {
         Json::Null => ruby.qnil().into_value_with(ruby),
@@ -32,6 +34,17 @@ pub fn to_ruby(ruby: &Ruby, v: &Json) -> Result<Value, magnus::Error> {
             }
             hash.into_value_with(ruby)
         }
+    })
+}
+
+/// A job's argument as a Ruby object (`to_ruby` for those kept as JSON values).
+pub fn arg_to_ruby(ruby: &Ruby, arg: Arg<'_>) -> Result<Value, magnus::Error> {
+    Ok(match arg {
+        Arg::Scalar(Scalar::Null) => ruby.qnil().into_value_with(ruby),
+        Arg::Scalar(Scalar::Bool(b)) => b.into_value_with(ruby),
+        Arg::Scalar(Scalar::Int(i)) => ruby.integer_from_i64(*i).into_value_with(ruby),
+        Arg::Scalar(Scalar::Str(s)) => ruby.str_new(s).into_value_with(ruby),
+        Arg::Json(v) => to_ruby(ruby, v)?,
     })
 }
 

@@ -133,7 +133,7 @@ fn taken_job(
     // the struct holds them.
     let args = ruby.ary_new_capa(job.args.len());
     for a in job.args.iter() {
-        let v = convert::to_ruby(ruby, a)?;
+        let v = convert::arg_to_ruby(ruby, a)?;
         unsafe { rb_sys::rb_ary_push(args.as_raw(), v.as_raw()) };
     }
     // `throttled` stays nil unless true: one member fewer to write for most jobs.

@@ -220,7 +220,7 @@ mod args;
 mod common;
 mod names;
 
-pub use args::Args;
+pub use args::{Arg, Args, Scalar};
 pub use names::{class_name, ClassName, Jid};
 
 /// Parses a payload taken from a queue. `Err` holds the reason it cannot run.

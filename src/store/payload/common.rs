@@ -15,7 +15,7 @@
 
 use serde_json::Value;
 
-use super::{Args, Parsed};
+use super::{Args, Parsed, Scalar};
 
 /// A cursor over the payload's bytes.
 struct Cursor<'a> {
@@ -109,14 +109,14 @@ impl<'a> Cursor<'a> {
             args.push(match self.peek()? {
                 b'"' => {
                     self.at += 1;
-                    Value::String(self.plain_string()?.to_owned())
+                    Scalar::Str(self.plain_string()?.into())
                 }
                 // serde_json reads -0 as a Float, and any fraction or exponent: its way
                 b'-' if self.text.as_bytes().get(self.at + 1) == Some(&b'0') => return None,
-                b'-' | b'0'..=b'9' => Value::from(self.number()?.parse::<i64>().ok()?),
-                b't' => self.literal("true").map(|()| Value::Bool(true))?,
-                b'f' => self.literal("false").map(|()| Value::Bool(false))?,
-                b'n' => self.literal("null").map(|()| Value::Null)?,
+                b'-' | b'0'..=b'9' => Scalar::Int(self.number()?.parse::<i64>().ok()?),
+                b't' => self.literal("true").map(|()| Scalar::Bool(true))?,
+                b'f' => self.literal("false").map(|()| Scalar::Bool(false))?,
+                b'n' => self.literal("null").map(|()| Scalar::Null)?,
                 _ => return None,
             });
             if !self.skip_if(b',') {
