@@ -112,6 +112,7 @@ module FiberJob
         @timeout = timeout
         @classes = {}
         @by_name_object = {}.compare_by_identity
+        @last = [].freeze
         config = FiberJob.config
         @middleware = config.server_middleware
         @middleware_list = @middleware.list
@@ -129,7 +130,10 @@ module FiberJob
       def run(job, slot = Processor.enter)
         reported = false
         name = job.class_name
-        klass = @by_name_object[name] || known(name)
+        # [name, class] of the last job, one object (threads share it). String#== is
+        # an identity check first, then a compare: no method call either way.
+        last = @last
+        klass = name == last[0] ? last[1] : known(name)
         if klass
           perform(job, klass, slot)
         else
@@ -144,10 +148,16 @@ module FiberJob
 
       private
 
-      # A class found by its name, kept by its name String too (`SHARED_NAMES`).
+      # A class found by its name, kept by its name String too (`SHARED_NAMES`), and
+      # remembered as the last one run (`run` finds a run of jobs of one class by
+      # identity alone).
       def known(name)
-        klass = @classes[name] or return
-        @by_name_object[name] = klass if @by_name_object.size < SHARED_NAMES
+        klass = @by_name_object[name]
+        unless klass
+          klass = @classes[name] or return
+          @by_name_object[name] = klass if @by_name_object.size < SHARED_NAMES
+        end
+        @last = [name, klass].freeze
         klass
       end
 
@@ -208,14 +218,19 @@ module FiberJob
         instance.jid = job.jid
         instance.retry_count = job.retry_count
         seconds = instance.timeout
-        if seconds.is_a?(Numeric) && seconds.positive?
+        if seconds.is_a?(Numeric) && seconds > 0
           timed = true
-          @timeout.guard(slot, started + seconds) { call_perform(instance, job) }
+          # call_perform's common case inlined: a method call is a tenth of a no-op job.
+          @timeout.guard(slot, started + seconds) do
+            @middleware_list.empty? && !job.throttled ? instance.perform(*job.args) : call_perform(instance, job)
+          end
         else
           call_perform(instance, job)
         end
         job.ack
-        listening = performs_listened?(started)
+        # performs_listened?, inlined
+        listening = !@performs.subscribers.empty? ||
+                    (started < @notified_until ? @notified : notifier_listening(started))
         finished(slot, klass, job, started, nil, log, listening) if log || listening
       rescue Exception => e # rubocop:disable Lint/RescueException
         return requeue(job, slot, e) if e.is_a?(Requeue)
@@ -266,9 +281,10 @@ module FiberJob
       # subscriber added while the worker runs gets the events of the jobs that start a
       # second or more after it subscribed.
       def performs_listened?(now)
-        return true unless @performs.subscribers.empty?
-        return @notified if now < @notified_until
+        !@performs.subscribers.empty? || (now < @notified_until ? @notified : notifier_listening(now))
+      end
 
+      def notifier_listening(now)
         @notified_until = now + NOTIFIER_RECHECK
         @notified = @performs.notified?
       end
