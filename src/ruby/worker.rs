@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use magnus::value::{Lazy, Opaque};
@@ -27,7 +27,7 @@ use crate::cron_expr::CronSpec;
 use crate::error::Error;
 use crate::hashers::BuildFnv;
 use crate::runtime::cancel::Cancel;
-use crate::store::payload;
+use crate::store::payload::{self, ClassName};
 use crate::store::records::Failure;
 use crate::worker::cron_ticker::CronDef;
 use crate::worker::{Engine, Prefetch, QueueSettings, Settings, Taken};
@@ -47,7 +47,15 @@ const CLASS_NAMES: usize = 256;
 /// wait, should it ever be).
 struct Names {
     queues: Vec<Opaque<RString>>,
-    classes: Mutex<HashMap<Box<str>, Opaque<RString>, BuildFnv>>,
+    classes: Mutex<ClassStrings>,
+}
+
+/// The class name Strings by name, and the last one handed out by the identity of its
+/// shared name (`payload::class_name`): a run of jobs of one class hashes no name.
+#[derive(Default)]
+struct ClassStrings {
+    by_name: HashMap<Box<str>, Opaque<RString>, BuildFnv>,
+    last: Option<(ClassName, Opaque<RString>)>,
 }
 
 impl Names {
@@ -69,19 +77,29 @@ impl Names {
         ruby.get_inner(self.queues[q])
     }
 
-    fn class(&self, ruby: &Ruby, name: &str) -> RString {
+    fn class(&self, ruby: &Ruby, name: &ClassName) -> RString {
         let Ok(mut classes) = self.classes.try_lock() else {
             return frozen(ruby, name);
         };
-        if let Some(s) = classes.get(name) {
-            return ruby.get_inner(*s);
+        if let Some((last, s)) = &classes.last {
+            if Arc::ptr_eq(last, name) {
+                return ruby.get_inner(*s);
+            }
         }
-        let s = frozen(ruby, name);
-        if classes.len() < CLASS_NAMES {
-            ruby.gc_register_mark_object(s);
-            classes.insert(name.into(), s.into());
-        }
-        s
+        let s = match classes.by_name.get(&**name) {
+            Some(s) => *s,
+            None => {
+                let s = frozen(ruby, name);
+                if classes.by_name.len() >= CLASS_NAMES {
+                    return s;
+                }
+                ruby.gc_register_mark_object(s);
+                classes.by_name.insert((**name).into(), s.into());
+                s.into()
+            }
+        };
+        classes.last = Some((name.clone(), s));
+        ruby.get_inner(s)
     }
 }
 
