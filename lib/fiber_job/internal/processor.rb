@@ -284,9 +284,13 @@ module FiberJob
         !@performs.subscribers.empty? || (now < @notified_until ? @notified : notifier_listening(now))
       end
 
+      # The answer is stored before its expiry, so a thread that reads the new expiry
+      # (thread executor: threads share the processor) reads the new answer too.
       def notifier_listening(now)
+        notified = @performs.notified?
+        @notified = notified
         @notified_until = now + NOTIFIER_RECHECK
-        @notified = @performs.notified?
+        notified
       end
 
       # `log`: whether this job's lines are logged (`logging?`, read once per job);
