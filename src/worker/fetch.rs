@@ -85,6 +85,7 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
                 }
             }
         }
+        let issued = tokio::time::Instant::now();
         // Bytes, not Strings: a payload that is not UTF-8 must reach `buffer` (and the
         // dead set), not fail the read and block the queue.
         let batch: redis::RedisResult<Taken> = scripts::FETCH
@@ -132,6 +133,10 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
                 let jobs = read_batch(&state, q, raws, &listed);
                 let (jobs, admitted) = admit::admit(&state, q, &mut c, jobs).await;
                 buffer(&state, q, jobs);
+                if on_shared {
+                    // A FETCH's round trip (a blocking read's time is mostly waiting).
+                    state.dispatcher.fetched(q, issued.elapsed());
+                }
                 if let Err(e) = admitted {
                     // Limited jobs left in the held set: given back before the next fetch.
                     if is_connection_problem(&e) {

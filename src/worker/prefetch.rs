@@ -8,6 +8,13 @@
 //! Short jobs get a deep buffer, jobs of a second or more get none (a held job would
 //! wait longer than a fetch costs), and a queue's first jobs get none until some have
 //! finished. A held job so waits about `HORIZON` longer than it would in Redis, at most.
+//!
+//! A fetcher has one fetch in flight and fetches again when half the depth is free, so
+//! the half still held must last the fetch's round trip: `Auto` adds what the process
+//! finishes in two measured round trips (issue → jobs buffered). On loopback that is a
+//! fraction of a millisecond; with Redis across a network (1 ms), it is what keeps short
+//! jobs from waiting on every fetch. The held job then waits for about as long as a
+//! fetch would have taken it anyway.
 
 use std::time::Duration;
 
@@ -35,6 +42,9 @@ pub struct Depth {
     /// Moving average of a job's run time (taken → finished), seconds; 0 until one
     /// finished.
     average: f64,
+    /// Moving average of a fetch's round trip (issue → jobs buffered), seconds; 0
+    /// until a fetch brought jobs.
+    round_trip: f64,
 }
 
 impl Depth {
@@ -42,20 +52,22 @@ impl Depth {
         Depth {
             setting,
             average: 0.0,
+            round_trip: 0.0,
         }
     }
 
     /// A job of the queue ran `took`.
     pub fn finished(&mut self, took: Duration) {
-        if self.setting != Prefetch::Auto {
-            return;
+        if self.setting == Prefetch::Auto {
+            follow(&mut self.average, took);
         }
-        let t = took.as_secs_f64();
-        self.average = if self.average == 0.0 {
-            t
-        } else {
-            self.average + WEIGHT * (t - self.average)
-        };
+    }
+
+    /// A fetch of the queue took `took` from its issue to its jobs in the buffer.
+    pub fn fetched(&mut self, took: Duration) {
+        if self.setting == Prefetch::Auto {
+            follow(&mut self.round_trip, took);
+        }
     }
 
     /// Jobs the process may hold beyond `limit` running ones.
@@ -64,11 +76,25 @@ impl Depth {
             Prefetch::Fixed(n) => n,
             Prefetch::Auto if self.average <= 0.0 => 0,
             Prefetch::Auto => {
-                let fits = limit as f64 * HORIZON.as_secs_f64() / self.average;
-                (fits as usize).min(limit * MAX_PER_SLOT).min(MAX_HELD)
+                let per_second = limit as f64 / self.average;
+                let fits = (per_second * HORIZON.as_secs_f64()) as usize;
+                let in_flight = (per_second * 2.0 * self.round_trip) as usize;
+                fits.min(limit * MAX_PER_SLOT)
+                    .saturating_add(in_flight)
+                    .min(MAX_HELD)
             }
         }
     }
+}
+
+/// Moves a moving average towards `sample` (the first sample sets it).
+fn follow(average: &mut f64, sample: Duration) {
+    let t = sample.as_secs_f64();
+    *average = if *average == 0.0 {
+        t
+    } else {
+        *average + WEIGHT * (t - *average)
+    };
 }
 
 #[cfg(test)]
@@ -95,6 +121,28 @@ mod tests {
         assert_eq!(after(&[0.1]).extra(1000), 50);
         assert_eq!(after(&[0.000_001]).extra(500), MAX_HELD);
         assert_eq!(after(&[2.0]).extra(10), 0, "long jobs: none");
+    }
+
+    #[test]
+    fn auto_holds_what_runs_during_two_fetch_round_trips_more() {
+        let mut d = after(&[0.01]);
+        d.fetched(Duration::from_millis(1));
+        assert_eq!(
+            d.extra(50),
+            25 + 10,
+            "10 ms jobs at 50, Redis 1 ms away: 10 more"
+        );
+        let mut short = after(&[0.000_05]);
+        short.fetched(Duration::from_micros(200));
+        assert_eq!(short.extra(10), 100 + 80, "beyond the cap per slot");
+        short.fetched(Duration::from_millis(200));
+        assert_eq!(short.extra(10), MAX_HELD, "never more than MAX_HELD");
+        let mut long = after(&[2.0]);
+        long.fetched(Duration::from_millis(1));
+        assert_eq!(long.extra(10), 0, "long jobs: still none");
+        let mut fixed = Depth::new(Prefetch::Fixed(7));
+        fixed.fetched(Duration::from_millis(50));
+        assert_eq!(fixed.extra(3), 7);
     }
 
     #[test]

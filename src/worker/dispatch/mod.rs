@@ -196,6 +196,12 @@ impl Dispatcher {
         Some(st.queues[q].to_fetch())
     }
 
+    /// A fetch of queue `q` took `took` from its issue to its jobs in the buffer (what
+    /// `:auto` prefetch must cover; see `prefetch.rs`).
+    pub fn fetched(&self, q: usize, took: std::time::Duration) {
+        self.lock().queues[q].prefetch.fetched(took);
+    }
+
     /// Waits until queue `q` has room worth a fetch; `None` once stopping.
     pub async fn wait_capacity(&self, q: usize) -> Option<usize> {
         loop {
