@@ -19,6 +19,7 @@ end
 
 if ENV["AJ"] == "1" # W9: the same body as an ActiveJob job, through Sidekiq's adapter
   require "active_job"
+  BenchStack.sidekiq_active_job_adapter
   ActiveJob::Base.queue_adapter = :sidekiq
   ActiveJob::Base.logger = Logger.new(nil)
   class AJBench < ActiveJob::Base

@@ -32,6 +32,15 @@ module BenchStack
     [RbConfig.ruby, "-e", "gem 'sidekiq', #{VERSION.dump}; load Gem.bin_path('sidekiq', 'sidekiq')", "--", *args]
   end
 
+  # Sidekiq 7.3.3+ ships its own ActiveJob adapter, which a Rails app loads through
+  # `sidekiq/rails` (Rails 8.1 deprecates its built-in one): W9 measures that one where
+  # the Sidekiq under test has it. It needs ActiveJob installed as a gem.
+  def sidekiq_active_job_adapter
+    spec = Gem.loaded_specs["sidekiq"] or return
+    own = File.join(spec.full_gem_path, "lib/active_job/queue_adapters/sidekiq_adapter.rb")
+    require own if File.exist?(own)
+  end
+
   def description
     yjit = YJIT ? "YJIT on" : "YJIT off"
     "Ruby #{RUBY_VERSION} (#{yjit}), Sidekiq #{Sidekiq::VERSION}"
