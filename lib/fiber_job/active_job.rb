@@ -29,8 +29,11 @@ module FiberJob
         @timeout = self.class.timeout
       end
 
+      # `job_data` is this run's own Hash (made from the payload for it), so the id is
+      # stored in it rather than in a copy.
       def perform(job_data)
-        ::ActiveJob::Base.execute(job_data.merge("provider_job_id" => jid))
+        job_data["provider_job_id"] = jid
+        ::ActiveJob::Base.execute(job_data)
       end
     end
 

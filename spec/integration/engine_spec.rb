@@ -38,7 +38,7 @@ RSpec.describe "the engine, end to end" do
 
       it "runs each job once with exactly the enqueued arguments" do
         args = [[123, "Welcome!"], [{ "deep" => [1, { "x" => nil }] }, [1.5, true]], ["ünïcødé", ""],
-                [{ "zebra" => 1, "apple" => 2, "mango" => { "b" => 1, "a" => 2 } }, 2**62],
+                [{ "zebra" => 1, "apple" => 2, "mango" => { "b" => 1, "a" => 2 }, "clé" => "vålue" }, 2**62],
                 [2**64 - 1, -2**63], # the 64-bit edges arrive as exact Integers
                 [nil, false], [true, -7]] # plain scalars, which the engine keeps inline
         jids = args.map { |a| EmailJob.perform_async(*a) }
@@ -46,8 +46,10 @@ RSpec.describe "the engine, end to end" do
         with_worker { wait_for { Ran.calls.size == 7 } }
         expect(Ran.calls).to match_array(args)
         hash_arg = Ran.calls.find { |c| c.first.is_a?(Hash) && c.first.key?("zebra") }.first
-        expect(hash_arg.keys).to eq(%w[zebra apple mango]) # key order survives too
+        expect(hash_arg.keys).to eq(%w[zebra apple mango clé]) # key order survives too
         expect(hash_arg["mango"].keys).to eq(%w[b a])
+        expect(hash_arg.keys.last.encoding).to eq(Encoding::UTF_8)
+        expect(hash_arg["clé"]).not_to be_frozen # the job's own values, as JSON.parse gives them
         expect(redis.llen("fiber_job:queue:{default}")).to eq(0)
         expect(held_keys).to be_empty
         expect(redis.get("fiber_job:stat:processed").to_i).to eq(7)

@@ -1,5 +1,6 @@
 //! JSON values (parsed in Rust) to Ruby objects, with the GVL held.
 
+use magnus::rb_sys::AsRawValue;
 use magnus::{IntoValue, Ruby, Value};
 use serde_json::Value as Json;
 
@@ -30,11 +31,29 @@ pub fn to_ruby(ruby: &Ruby, v: &Json) -> Result<Value, magnus::Error> {
         Json::Object(map) => {
             let hash = ruby.hash_new();
             for (k, item) in map {
-                hash.aset(ruby.str_new(k), to_ruby(ruby, item)?)?;
+                let item = to_ruby(ruby, item)?;
+                // SAFETY: the GVL is held; `hash` is a new unfrozen Hash and the key a
+                // frozen String, so storing cannot raise (no `rb_protect` needed).
+                unsafe { rb_sys::rb_hash_aset(hash.as_raw(), key(k), item.as_raw()) };
             }
             hash.into_value_with(ruby)
         }
     })
+}
+
+/// A Hash key as Ruby's interned String (frozen, one per distinct text): a Hash copies
+/// and freezes a new String key, so a fresh one costs two objects per key, and the keys
+/// of an ActiveJob job's data (a dozen) repeat in every job. The Hash is the same to
+/// Ruby code: its String keys are frozen either way.
+fn key(k: &str) -> rb_sys::VALUE {
+    // SAFETY: the GVL is held (all of this module runs with it); the bytes are UTF-8.
+    unsafe {
+        rb_sys::rb_enc_interned_str(
+            k.as_ptr() as *const std::os::raw::c_char,
+            k.len() as _,
+            rb_sys::rb_utf8_encoding(),
+        )
+    }
 }
 
 /// A job's argument as a Ruby object (`to_ruby` for those kept as JSON values).
