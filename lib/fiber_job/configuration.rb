@@ -56,7 +56,8 @@ module FiberJob
       # Seconds a Redis call may take before it fails with ConnectionError.
       self.network_timeout = 5
       # Extra jobs a worker may hold per queue beyond its concurrency: :auto (about
-      # what it finishes in 5 ms, by the jobs' measured run time), or a fixed Integer.
+      # what it finishes in 5 ms and two fetch round trips, by the jobs' measured run
+      # time), or a fixed Integer.
       self.prefetch = :auto
       self.prefix = "fiber_job"
       # Cron expressions are read in the process's local time, like crontab (or :utc).
