@@ -4,7 +4,8 @@ require "net/http"
 
 # The job body shared by the FiberJob and Sidekiq benchmark workers, so both run the
 # same code. Counts performs; at the N-th writes the result (JSON) through `writer`.
-# Times are measured inside the worker: the first perform's start to the N-th's end.
+# Times are measured inside the worker: the first perform's start to the N-th's end;
+# the worker's CPU (every thread of the process, user + system) over the same span.
 module Tally
   MODE = ENV.fetch("MODE", "noop")   # noop | sleep | latency | http
   HTTP_URL = ENV["HTTP_URL"]
@@ -15,6 +16,7 @@ module Tally
   @lock = Mutex.new
   @count = 0
   @first = nil
+  @first_cpu = nil
   @samples = []
   @rss_mark = nil
 
@@ -30,6 +32,7 @@ module Tally
       when "latency" then sample = (Process.clock_gettime(Process::CLOCK_REALTIME) - arg.to_f) * 1000.0
       end
       count = @lock.synchronize do
+        @first_cpu ||= Process.clock_gettime(Process::CLOCK_PROCESS_CPUTIME_ID) unless @first
         @first ||= start
         @samples << sample if sample
         @count += 1
@@ -46,10 +49,11 @@ module Tally
 
     def finish
       elapsed = Process.clock_gettime(Process::CLOCK_MONOTONIC) - @first
+      cpu = Process.clock_gettime(Process::CLOCK_PROCESS_CPUTIME_ID) - @first_cpu
       sorted = @samples.sort
       pct = ->(p) { sorted.empty? ? nil : sorted[((sorted.size - 1) * p).round].round(3) }
       writer.call(JSON.generate(
-        "n" => N, "seconds" => elapsed, "jobs_per_s" => N / elapsed,
+        "n" => N, "seconds" => elapsed, "jobs_per_s" => N / elapsed, "worker_cpu_us" => cpu * 1e6 / N,
         "p50_ms" => pct.call(0.5), "p99_ms" => pct.call(0.99), "max_ms" => sorted.last&.round(3),
         "rss_mark_kb" => @rss_mark, "rss_end_kb" => rss_kb
       ))

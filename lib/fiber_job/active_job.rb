@@ -29,11 +29,10 @@ module FiberJob
         @timeout = self.class.timeout
       end
 
-      # `job_data` is this run's own Hash (made from the payload for it), so the id is
-      # stored in it rather than in a copy.
+      # A copy with the id: `job_data` is also the job's args for instrumentation and
+      # middleware, which see them as enqueued.
       def perform(job_data)
-        job_data["provider_job_id"] = jid
-        ::ActiveJob::Base.execute(job_data)
+        ::ActiveJob::Base.execute(job_data.merge("provider_job_id" => jid))
       end
     end
 

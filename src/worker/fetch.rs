@@ -133,8 +133,9 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
                 let jobs = read_batch(&state, q, raws, &listed);
                 let (jobs, admitted) = admit::admit(&state, q, &mut c, jobs).await;
                 buffer(&state, q, jobs);
-                if on_shared {
-                    // A FETCH's round trip (a blocking read's time is mostly waiting).
+                if on_shared && admitted.is_ok() {
+                    // A FETCH's round trip (a blocking read's time is mostly waiting; a
+                    // failed admission's, the network timeout).
                     state.dispatcher.fetched(q, issued.elapsed());
                 }
                 if let Err(e) = admitted {

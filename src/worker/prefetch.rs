@@ -6,15 +6,17 @@
 //! process may be idle. So the default (`Auto`) holds about what this process finishes
 //! in `HORIZON`, measured: `limit × HORIZON / average run time` (Little's law), capped.
 //! Short jobs get a deep buffer, jobs of a second or more get none (a held job would
-//! wait longer than a fetch costs), and a queue's first jobs get none until some have
-//! finished. A held job so waits about `HORIZON` longer than it would in Redis, at most.
+//! wait longer than a fetch costs; at concurrency under 200), and a queue's first jobs
+//! get none until some have finished.
 //!
 //! A fetcher has one fetch in flight and fetches again when half the depth is free, so
 //! the half still held must last the fetch's round trip: `Auto` adds what the process
-//! finishes in two measured round trips (issue → jobs buffered). On loopback that is a
-//! fraction of a millisecond; with Redis across a network (1 ms), it is what keeps short
-//! jobs from waiting on every fetch. The held job then waits for about as long as a
-//! fetch would have taken it anyway.
+//! finishes in two measured round trips (issue → jobs buffered, each sample taken as at
+//! most `MAX_ROUND_TRIP`, so one stalled fetch cannot deepen the buffer for long). On
+//! loopback that is a fraction of a millisecond; with Redis across a network (1 ms), it
+//! is what keeps short jobs from waiting on every fetch. A held job so waits about
+//! `HORIZON` plus two round trips longer than it would in Redis, at most: about what
+//! fetching it when its slot freed would have cost.
 
 use std::time::Duration;
 
@@ -24,7 +26,10 @@ pub const HORIZON: Duration = Duration::from_millis(5);
 pub const MAX_PER_SLOT: usize = 10;
 /// ...and never more than this many jobs.
 pub const MAX_HELD: usize = 1000;
-/// Weight of the newest run time in the moving average.
+/// A fetch round trip counts as at most this long: a stall (a failover, a slow Redis)
+/// is not the network's distance.
+pub const MAX_ROUND_TRIP: Duration = Duration::from_millis(20);
+/// Weight of the newest sample in the moving averages.
 const WEIGHT: f64 = 0.1;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -66,7 +71,7 @@ impl Depth {
     /// A fetch of the queue took `took` from its issue to its jobs in the buffer.
     pub fn fetched(&mut self, took: Duration) {
         if self.setting == Prefetch::Auto {
-            follow(&mut self.round_trip, took);
+            follow(&mut self.round_trip, took.min(MAX_ROUND_TRIP));
         }
     }
 
@@ -135,8 +140,12 @@ mod tests {
         let mut short = after(&[0.000_05]);
         short.fetched(Duration::from_micros(200));
         assert_eq!(short.extra(10), 100 + 80, "beyond the cap per slot");
-        short.fetched(Duration::from_millis(200));
-        assert_eq!(short.extra(10), MAX_HELD, "never more than MAX_HELD");
+        let mut tiny = after(&[0.000_01]);
+        tiny.fetched(Duration::from_millis(20));
+        assert_eq!(tiny.extra(10), MAX_HELD, "never more than MAX_HELD");
+        let mut slow = after(&[0.1]);
+        slow.fetched(Duration::from_secs(5)); // a stalled fetch counts as 20 ms
+        assert_eq!(slow.extra(10), 4, "100 ms jobs at 10: 0 + 100/s × 40 ms");
         let mut long = after(&[2.0]);
         long.fetched(Duration::from_millis(1));
         assert_eq!(long.extra(10), 0, "long jobs: still none");
