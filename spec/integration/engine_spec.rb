@@ -175,4 +175,24 @@ RSpec.describe "the engine, end to end" do
     end
     expect(held.max).to eq(2)
   end
+
+  it "holds at most 16 MiB of payloads beyond the running jobs by default (:auto), however short the jobs" do
+    stub_const("BlobJob", Class.new(FiberJob::Job) { def perform(blob) = Ran.record(blob.bytesize) })
+    FiberJob.config.queue_concurrency = { default: 10 }
+    size = 256 << 10
+    blob = "x" * size
+    300.times.each_slice(50) { |s| BlobJob.perform_bulk(s.map { [blob] }) }
+    waiting = [] # taken from Redis, not started yet: held in memory (Redis' held set also
+    # counts finished jobs whose acks, each carrying its payload, are still on their way)
+    with_worker do
+      until Ran.calls.size == 300
+        waiting << 300 - redis.llen("fiber_job:queue:{default}") - Ran.calls.size
+        sleep 0.005
+      end
+    end
+    puts "\n    300 jobs of 256 KiB, concurrency 10: at most #{waiting.max} taken and not started"
+    # 16 MiB / 256 KiB: 64 held beyond the 10 running (4 KiB payloads: 148 seen)
+    expect(waiting.max).to be_between(11, 74)
+    expect(Ran.calls.uniq).to eq([[size]])
+  end
 end

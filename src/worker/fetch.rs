@@ -130,13 +130,14 @@ pub async fn run(state: Arc<WorkerState>, q: usize) {
                 backstop = FIRST_BACKSTOP;
                 last_found = Some(tokio::time::Instant::now());
                 outage.recovered();
+                let bytes = raws.iter().map(Vec::len).sum::<usize>() / raws.len();
                 let jobs = read_batch(&state, q, raws, &listed);
                 let (jobs, admitted) = admit::admit(&state, q, &mut c, jobs).await;
                 buffer(&state, q, jobs);
                 if on_shared && admitted.is_ok() {
                     // A FETCH's round trip (a blocking read's time is mostly waiting; a
                     // failed admission's, the network timeout).
-                    state.dispatcher.fetched(q, issued.elapsed());
+                    state.dispatcher.fetched(q, issued.elapsed(), bytes);
                 }
                 if let Err(e) = admitted {
                     // Limited jobs left in the held set: given back before the next fetch.

@@ -17,6 +17,9 @@
 //! is what keeps short jobs from waiting on every fetch. A held job so waits about
 //! `HORIZON` plus two round trips longer than it would in Redis, at most: about what
 //! fetching it when its slot freed would have cost.
+//!
+//! Held jobs are memory: `Auto` holds at most `MAX_HELD_BYTES` of payloads beyond the
+//! running jobs, by the queue's measured payload size (100 KiB payloads: 163 jobs).
 
 use std::time::Duration;
 
@@ -26,6 +29,8 @@ pub const HORIZON: Duration = Duration::from_millis(5);
 pub const MAX_PER_SLOT: usize = 10;
 /// ...and never more than this many jobs.
 pub const MAX_HELD: usize = 1000;
+/// `Auto` holds at most about this many bytes of payloads.
+pub const MAX_HELD_BYTES: usize = 16 << 20;
 /// A fetch round trip counts as at most this long: a stall (a failover, a slow Redis)
 /// is not the network's distance.
 pub const MAX_ROUND_TRIP: Duration = Duration::from_millis(20);
@@ -50,6 +55,8 @@ pub struct Depth {
     /// Moving average of a fetch's round trip (issue → jobs buffered), seconds; 0
     /// until a fetch brought jobs.
     round_trip: f64,
+    /// Moving average of a fetched payload's size, bytes; 0 until a fetch brought jobs.
+    job_bytes: f64,
 }
 
 impl Depth {
@@ -58,20 +65,23 @@ impl Depth {
             setting,
             average: 0.0,
             round_trip: 0.0,
+            job_bytes: 0.0,
         }
     }
 
     /// A job of the queue ran `took`.
     pub fn finished(&mut self, took: Duration) {
         if self.setting == Prefetch::Auto {
-            follow(&mut self.average, took);
+            follow(&mut self.average, took.as_secs_f64());
         }
     }
 
-    /// A fetch of the queue took `took` from its issue to its jobs in the buffer.
-    pub fn fetched(&mut self, took: Duration) {
+    /// A fetch of the queue took `took` from its issue to its jobs in the buffer, and
+    /// its payloads were `bytes` long on average.
+    pub fn fetched(&mut self, took: Duration, bytes: usize) {
         if self.setting == Prefetch::Auto {
-            follow(&mut self.round_trip, took.min(MAX_ROUND_TRIP));
+            follow(&mut self.round_trip, took.min(MAX_ROUND_TRIP).as_secs_f64());
+            follow(&mut self.job_bytes, bytes as f64);
         }
     }
 
@@ -84,17 +94,22 @@ impl Depth {
                 let per_second = limit as f64 / self.average;
                 let fits = (per_second * HORIZON.as_secs_f64()) as usize;
                 let in_flight = (per_second * 2.0 * self.round_trip) as usize;
+                let by_bytes = if self.job_bytes > 0.0 {
+                    (MAX_HELD_BYTES as f64 / self.job_bytes) as usize
+                } else {
+                    MAX_HELD
+                };
                 fits.min(limit * MAX_PER_SLOT)
                     .saturating_add(in_flight)
                     .min(MAX_HELD)
+                    .min(by_bytes)
             }
         }
     }
 }
 
 /// Moves a moving average towards `sample` (the first sample sets it).
-fn follow(average: &mut f64, sample: Duration) {
-    let t = sample.as_secs_f64();
+fn follow(average: &mut f64, t: f64) {
     *average = if *average == 0.0 {
         t
     } else {
@@ -131,27 +146,37 @@ mod tests {
     #[test]
     fn auto_holds_what_runs_during_two_fetch_round_trips_more() {
         let mut d = after(&[0.01]);
-        d.fetched(Duration::from_millis(1));
+        d.fetched(Duration::from_millis(1), 100);
         assert_eq!(
             d.extra(50),
             25 + 10,
             "10 ms jobs at 50, Redis 1 ms away: 10 more"
         );
         let mut short = after(&[0.000_05]);
-        short.fetched(Duration::from_micros(200));
+        short.fetched(Duration::from_micros(200), 100);
         assert_eq!(short.extra(10), 100 + 80, "beyond the cap per slot");
         let mut tiny = after(&[0.000_01]);
-        tiny.fetched(Duration::from_millis(20));
+        tiny.fetched(Duration::from_millis(20), 100);
         assert_eq!(tiny.extra(10), MAX_HELD, "never more than MAX_HELD");
         let mut slow = after(&[0.1]);
-        slow.fetched(Duration::from_secs(5)); // a stalled fetch counts as 20 ms
+        slow.fetched(Duration::from_secs(5), 100); // a stalled fetch counts as 20 ms
         assert_eq!(slow.extra(10), 4, "100 ms jobs at 10: 0 + 100/s × 40 ms");
         let mut long = after(&[2.0]);
-        long.fetched(Duration::from_millis(1));
+        long.fetched(Duration::from_millis(1), 100);
         assert_eq!(long.extra(10), 0, "long jobs: still none");
         let mut fixed = Depth::new(Prefetch::Fixed(7));
-        fixed.fetched(Duration::from_millis(50));
+        fixed.fetched(Duration::from_millis(50), 100);
         assert_eq!(fixed.extra(3), 7);
+    }
+
+    #[test]
+    fn auto_holds_at_most_max_held_bytes_of_payloads() {
+        let mut big = after(&[0.000_05]);
+        big.fetched(Duration::from_micros(200), 100 << 10);
+        assert_eq!(big.extra(10), 163, "100 KiB payloads: 16 MiB");
+        let mut fixed = Depth::new(Prefetch::Fixed(500));
+        fixed.fetched(Duration::from_micros(200), 100 << 10);
+        assert_eq!(fixed.extra(10), 500, "a fixed depth is the user's");
     }
 
     #[test]

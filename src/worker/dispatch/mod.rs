@@ -197,9 +197,9 @@ impl Dispatcher {
     }
 
     /// A fetch of queue `q` took `took` from its issue to its jobs in the buffer (what
-    /// `:auto` prefetch must cover; see `prefetch.rs`).
-    pub fn fetched(&self, q: usize, took: std::time::Duration) {
-        self.lock().queues[q].prefetch.fetched(took);
+    /// `:auto` prefetch must cover; see `prefetch.rs`), its payloads `bytes` on average.
+    pub fn fetched(&self, q: usize, took: std::time::Duration, bytes: usize) {
+        self.lock().queues[q].prefetch.fetched(took, bytes);
     }
 
     /// Waits until queue `q` has room worth a fetch; `None` once stopping.
