@@ -32,8 +32,10 @@ module Tally
       when "latency" then sample = (Process.clock_gettime(Process::CLOCK_REALTIME) - arg.to_f) * 1000.0
       end
       count = @lock.synchronize do
-        @first_cpu ||= Process.clock_gettime(Process::CLOCK_PROCESS_CPUTIME_ID) unless @first
-        @first ||= start
+        unless @first # one check per job, as `@first ||= start` was
+          @first = start
+          @first_cpu = Process.clock_gettime(Process::CLOCK_PROCESS_CPUTIME_ID)
+        end
         @samples << sample if sample
         @count += 1
       end
